@@ -1,0 +1,67 @@
+//! vmm-benches: benchmarks of vmm beside naive baselines measured in the same run.
+//! The benchmarks are in `benches/`; the baselines are here so that they are tested too.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use vmm_core::placement::{check, Demand};
+use vmm_core::{IpPool, Node, NodeId};
+
+/// Baseline: the first free address found by walking the pool from its start and asking a
+/// set of leased addresses about each one, as a check-then-insert IPAM would.
+pub fn naive_next_free(pool: &IpPool, leased: &HashSet<IpAddr>) -> Option<IpAddr> {
+    pool.usable_intervals()
+        .into_iter()
+        .find_map(|(start, end)| {
+            (start..=end)
+                .map(|n| to_addr(n, pool.is_v6()))
+                .find(|a| !leased.contains(a))
+        })
+}
+
+fn to_addr(n: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(n.into())
+    } else {
+        IpAddr::V4((n as u32).into())
+    }
+}
+
+/// Baseline: placement that scores every fitting node into a vector, sorts it, and formats
+/// a reason string for every rejected node.
+pub fn naive_place(demand: &Demand, nodes: &[Node]) -> Option<(NodeId, Vec<String>)> {
+    let mut fitting = Vec::new();
+    let mut reasons = Vec::new();
+    for n in nodes {
+        match check(n, demand) {
+            Some(r) => reasons.push(format!("{}: {r}", n.name)),
+            None => {
+                let free = n.free_memory_mib() as f64 / n.memory_limit_mib().max(1) as f64
+                    + n.free_vcpus() as f64 / n.vcpu_limit().max(1) as f64;
+                fitting.push((free, n.id));
+            }
+        }
+    }
+    fitting.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    fitting.first().map(|&(_, id)| (id, reasons))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_core::{IpAllocator, IpPoolSpec};
+
+    #[test]
+    fn baselines_agree_with_the_real_thing() {
+        let pool =
+            IpPool::from_spec(&IpPoolSpec::new("p", "198.18.0.0/24"), chrono::Utc::now()).unwrap();
+        let mut alloc = IpAllocator::new(&pool);
+        let mut leased = HashSet::new();
+        for _ in 0..100 {
+            let expected = naive_next_free(&pool, &leased);
+            let got = alloc.allocate_next();
+            assert_eq!(got, expected);
+            leased.insert(got.unwrap());
+        }
+    }
+}

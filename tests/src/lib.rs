@@ -1,0 +1,1 @@
+//! vmm-tests: end-to-end tests across the vmm crates. The tests live in `tests/`.

@@ -1,0 +1,326 @@
+//! Backups: the model, schedules (cron expressions) and the retention rule. Taking and
+//! restoring backups comes with the backup targets; the rules live here, pure.
+//!
+//! Retention follows Proxmox's prune semantics: `keep_last` keeps the newest N; each of
+//! `keep_daily`, `keep_weekly` and `keep_monthly` keeps the newest backup of each of the N
+//! newest periods that hold one and that an earlier rule has not already covered. The newest
+//! completed backup is never pruned, failed backups always are, and unfinished ones are never
+//! touched. A policy that keeps nothing keeps everything.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, Utc};
+use croner::Cron;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{BackupId, ScheduleId, VmId};
+
+/// Where a backup is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    /// Not started.
+    Pending,
+    /// Being written.
+    Running,
+    /// Complete and usable.
+    Completed,
+    /// Failed; not usable.
+    Failed,
+}
+
+/// A backup of one VM's disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The id.
+    pub id: BackupId,
+    /// The VM.
+    pub vm_id: VmId,
+    /// The schedule that made it, if any.
+    pub schedule_id: Option<ScheduleId>,
+    /// Its state.
+    pub state: BackupState,
+    /// Its size in bytes once written.
+    pub size_bytes: u64,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How many backups to keep. All zero keeps everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// The newest N backups.
+    #[serde(default)]
+    pub keep_last: u32,
+    /// The newest backup of each of the last N days that have one.
+    #[serde(default)]
+    pub keep_daily: u32,
+    /// The newest backup of each of the last N ISO weeks that have one.
+    #[serde(default)]
+    pub keep_weekly: u32,
+    /// The newest backup of each of the last N months that have one.
+    #[serde(default)]
+    pub keep_monthly: u32,
+}
+
+impl RetentionPolicy {
+    /// Whether the policy keeps everything (no rule set).
+    pub fn keeps_all(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A recurring backup of one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSchedule {
+    /// The id.
+    pub id: ScheduleId,
+    /// The VM.
+    pub vm_id: VmId,
+    /// When to run, as a five-field cron expression in UTC (`0 3 * * *`).
+    pub cron: String,
+    /// What to keep.
+    pub retention: RetentionPolicy,
+    /// Whether it runs.
+    pub enabled: bool,
+}
+
+impl BackupSchedule {
+    /// A schedule, with the cron expression checked.
+    ///
+    /// ```
+    /// use vmm_core::{backup::{BackupSchedule, RetentionPolicy}, VmId};
+    /// let s = BackupSchedule::new(VmId::new(), "0 3 * * *", RetentionPolicy { keep_daily: 7, ..Default::default() }).unwrap();
+    /// let after = "2026-01-01T12:00:00Z".parse().unwrap();
+    /// assert_eq!(s.next_run(after).unwrap().to_rfc3339(), "2026-01-02T03:00:00+00:00");
+    /// assert!(BackupSchedule::new(VmId::new(), "61 * * * *", RetentionPolicy::default()).is_err());
+    /// ```
+    pub fn new(vm_id: VmId, cron: &str, retention: RetentionPolicy) -> Result<Self> {
+        parse_cron(cron)?;
+        Ok(Self {
+            id: ScheduleId::new(),
+            vm_id,
+            cron: cron.trim().to_owned(),
+            retention,
+            enabled: true,
+        })
+    }
+
+    /// The first time the schedule fires strictly after `after`.
+    pub fn next_run(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        parse_cron(&self.cron)?
+            .find_next_occurrence(&after, false)
+            .map_err(|e| Error::invalid("cron", e.to_string()))
+    }
+}
+
+fn parse_cron(expr: &str) -> Result<Cron> {
+    let expr = expr.trim();
+    if expr.split_whitespace().count() != 5 {
+        return Err(Error::invalid(
+            "cron",
+            "must have five fields: minute hour day month weekday",
+        ));
+    }
+    Cron::from_str(expr).map_err(|e| Error::invalid("cron", e.to_string()))
+}
+
+/// The backups `policy` prunes from `backups` (any order). Never the newest completed backup,
+/// never a pending or running one; always the failed ones.
+///
+/// ```
+/// use vmm_core::backup::{prune, Backup, BackupState, RetentionPolicy};
+/// use vmm_core::{BackupId, VmId};
+/// let vm = VmId::new();
+/// let at = |d: u32| format!("2026-03-{d:02}T03:00:00Z").parse().unwrap();
+/// let backups: Vec<Backup> = (1..=5)
+///     .map(|d| Backup { id: BackupId::new(), vm_id: vm, schedule_id: None, state: BackupState::Completed, size_bytes: 1, created_at: at(d) })
+///     .collect();
+/// let pruned = prune(&backups, &RetentionPolicy { keep_last: 2, ..Default::default() });
+/// assert_eq!(pruned, vec![backups[2].id, backups[1].id, backups[0].id]);
+/// ```
+pub fn prune(backups: &[Backup], policy: &RetentionPolicy) -> Vec<BackupId> {
+    let mut good: Vec<&Backup> = backups
+        .iter()
+        .filter(|b| b.state == BackupState::Completed)
+        .collect();
+    good.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let mut keep: HashSet<BackupId> = HashSet::new();
+    if policy.keeps_all() {
+        keep.extend(good.iter().map(|b| b.id));
+    }
+    keep.extend(good.iter().take(policy.keep_last as usize).map(|b| b.id));
+    let day = |t: &DateTime<Utc>| (t.year(), t.ordinal(), 0);
+    let week = |t: &DateTime<Utc>| {
+        let w = t.iso_week();
+        (w.year(), w.week(), 1)
+    };
+    let month = |t: &DateTime<Utc>| (t.year(), t.month(), 2);
+    let rules: [(u32, &dyn Fn(&DateTime<Utc>) -> (i32, u32, u8)); 3] = [
+        (policy.keep_daily, &day),
+        (policy.keep_weekly, &week),
+        (policy.keep_monthly, &month),
+    ];
+    for (count, period) in rules {
+        // Periods that an earlier rule already covers do not count against this one.
+        let covered: HashSet<_> = good
+            .iter()
+            .filter(|b| keep.contains(&b.id))
+            .map(|b| period(&b.created_at))
+            .collect();
+        let mut chosen = HashSet::new();
+        for b in &good {
+            if chosen.len() >= count as usize {
+                break;
+            }
+            let p = period(&b.created_at);
+            if !keep.contains(&b.id) && !covered.contains(&p) && chosen.insert(p) {
+                keep.insert(b.id);
+            }
+        }
+    }
+    if let Some(newest) = good.first() {
+        keep.insert(newest.id);
+    }
+    let mut pruned: Vec<&Backup> = backups
+        .iter()
+        .filter(|b| match b.state {
+            BackupState::Completed => !keep.contains(&b.id),
+            BackupState::Failed => true,
+            BackupState::Pending | BackupState::Running => false,
+        })
+        .collect();
+    pruned.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    pruned.into_iter().map(|b| b.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    fn backup(vm: VmId, at: DateTime<Utc>, state: BackupState) -> Backup {
+        Backup {
+            id: BackupId::new(),
+            vm_id: vm,
+            schedule_id: None,
+            state,
+            size_bytes: 1,
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn daily_weekly_monthly_keep_one_per_period() {
+        let vm = VmId::new();
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        // Two backups a day for 90 days.
+        let backups: Vec<Backup> = (0..180)
+            .map(|i| backup(vm, start + Duration::hours(12 * i), BackupState::Completed))
+            .collect();
+        let policy = RetentionPolicy {
+            keep_last: 1,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 3,
+            ..Default::default()
+        };
+        let pruned: HashSet<_> = prune(&backups, &policy).into_iter().collect();
+        let kept: Vec<_> = backups.iter().filter(|b| !pruned.contains(&b.id)).collect();
+        // 1 last + 6 more days (the newest day is covered by keep_last) + weeks + months.
+        assert!(
+            kept.len() >= 7 && kept.len() <= 1 + 7 + 4 + 3,
+            "{}",
+            kept.len()
+        );
+        assert!(kept.iter().any(|b| b.created_at == backups[179].created_at));
+        let days: HashSet<_> = kept.iter().map(|b| b.created_at.date_naive()).collect();
+        assert_eq!(days.len(), kept.len(), "at most one backup per day is kept");
+    }
+
+    #[test]
+    fn failed_backups_go_and_unfinished_ones_stay() {
+        let vm = VmId::new();
+        let t = Utc::now();
+        let ok = backup(vm, t - Duration::days(1), BackupState::Completed);
+        let failed = backup(vm, t, BackupState::Failed);
+        let running = backup(vm, t, BackupState::Running);
+        let pruned = prune(
+            &[ok.clone(), failed.clone(), running],
+            &RetentionPolicy {
+                keep_last: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(pruned, vec![failed.id]);
+    }
+
+    #[test]
+    fn an_empty_policy_keeps_everything_good() {
+        let vm = VmId::new();
+        let b: Vec<_> = (0..5)
+            .map(|i| backup(vm, Utc::now() - Duration::days(i), BackupState::Completed))
+            .collect();
+        assert!(prune(&b, &RetentionPolicy::default()).is_empty());
+    }
+
+    #[test]
+    fn cron_expressions_are_checked() {
+        assert!(
+            BackupSchedule::new(VmId::new(), "*/15 2 * * 1-5", RetentionPolicy::default()).is_ok()
+        );
+        for bad in ["", "* * * *", "0 25 * * *", "banana", "0 0 * * * *"] {
+            assert!(
+                BackupSchedule::new(VmId::new(), bad, RetentionPolicy::default()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    fn arb_state() -> impl Strategy<Value = BackupState> {
+        prop_oneof![
+            6 => Just(BackupState::Completed),
+            1 => Just(BackupState::Failed),
+            1 => Just(BackupState::Running),
+            1 => Just(BackupState::Pending),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the policy and history, the newest completed backup survives, unfinished
+        /// ones are never pruned, and keep_last N keeps at least the N newest good ones.
+        #[test]
+        fn retention_never_prunes_the_newest_good_backup(
+            history in proptest::collection::vec((0i64..400 * 24, arb_state()), 0..60),
+            keep_last in 0u32..4, keep_daily in 0u32..8, keep_weekly in 0u32..5, keep_monthly in 0u32..4,
+        ) {
+            let vm = VmId::new();
+            let start = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+            let backups: Vec<Backup> = history.iter().map(|&(h, s)| backup(vm, start + Duration::hours(h), s)).collect();
+            let policy = RetentionPolicy { keep_last, keep_daily, keep_weekly, keep_monthly };
+            let pruned: HashSet<_> = prune(&backups, &policy).into_iter().collect();
+            let mut good: Vec<&Backup> = backups.iter().filter(|b| b.state == BackupState::Completed).collect();
+            good.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            if let Some(newest) = good.first() {
+                prop_assert!(!pruned.contains(&newest.id));
+            }
+            for b in good.iter().take(keep_last as usize) {
+                prop_assert!(!pruned.contains(&b.id));
+            }
+            for b in &backups {
+                match b.state {
+                    BackupState::Running | BackupState::Pending => prop_assert!(!pruned.contains(&b.id)),
+                    BackupState::Failed => prop_assert!(pruned.contains(&b.id)),
+                    BackupState::Completed => {}
+                }
+            }
+            if policy.keeps_all() {
+                prop_assert!(good.iter().all(|b| !pruned.contains(&b.id)));
+            }
+        }
+    }
+}

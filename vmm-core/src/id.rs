@@ -1,0 +1,150 @@
+//! Typed identifiers. Every id is a UUID made by vmm (version 7, so ids sort by creation
+//! time), wrapped in a newtype so that a `VmId` can never be passed where a `NodeId` is meant.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A fresh id, time-ordered (UUID v7).
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Wraps an existing UUID.
+            pub const fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID inside.
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = crate::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s)
+                    .map(Self)
+                    .map_err(|_| crate::Error::invalid("id", format!("{s:?} is not a UUID")))
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a virtual machine. Its libvirt domain has this UUID.
+    VmId
+);
+id_type!(
+    /// Identifies a hypervisor node.
+    NodeId
+);
+id_type!(
+    /// Identifies an IP pool.
+    PoolId
+);
+id_type!(
+    /// Identifies a task.
+    TaskId
+);
+id_type!(
+    /// Identifies a backup.
+    BackupId
+);
+id_type!(
+    /// Identifies a backup schedule.
+    ScheduleId
+);
+
+impl VmId {
+    /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.
+    pub fn domain_name(&self) -> String {
+        format!("vmm-{}", self.0)
+    }
+
+    /// The name of this VM's disk volume: `vmm-<id>.qcow2`. Never derived from user input.
+    pub fn volume_name(&self) -> String {
+        format!("vmm-{}.qcow2", self.0)
+    }
+
+    /// A stable, locally administered MAC address derived from the id (QEMU's 52:54:00 prefix).
+    pub fn mac_address(&self) -> String {
+        let b = self.0.as_bytes();
+        format!("52:54:00:{:02x}:{:02x}:{:02x}", b[13], b[14], b[15])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_strings_and_json() {
+        let id = VmId::new();
+        assert_eq!(id.to_string().parse::<VmId>().unwrap(), id);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<VmId>(&json).unwrap(), id);
+        assert!("not-a-uuid".parse::<VmId>().is_err());
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let a = TaskId::new();
+        let b = TaskId::new();
+        assert!(a < b);
+    }
+
+    #[test]
+    fn names_derive_from_the_id_only() {
+        let id: VmId = "0190a5b2-0000-7000-8000-00000000abcd".parse().unwrap();
+        assert_eq!(id.domain_name(), "vmm-0190a5b2-0000-7000-8000-00000000abcd");
+        assert_eq!(
+            id.volume_name(),
+            "vmm-0190a5b2-0000-7000-8000-00000000abcd.qcow2"
+        );
+        assert_eq!(id.mac_address(), "52:54:00:00:ab:cd");
+    }
+}

@@ -1,0 +1,53 @@
+//! vmm-core: the sans-IO domain of vmm, a KVM virtual-machine manager.
+//!
+//! It models VMs ([`vm`]), nodes ([`node`]) and their [`placement`], IP management
+//! ([`ipam`]), durable tasks ([`task`]) and backups ([`backup`]), and puts every business rule
+//! in one service, [`Vmm`]. The outside world sits behind two object-safe traits:
+//!
+//! - [`Hypervisor`]: one node. Implementations: [`memory::MemoryHypervisor`] here;
+//!   libvirt (`test:///default`, `qemu:///system`, `qemu+ssh://…`) in `vmm-backends`.
+//! - [`Store`]: persistence with the atomic operations correctness needs. Implementations:
+//!   [`memory::MemoryStore`] here; SQLite and PostgreSQL in `vmm-backends`.
+//!
+//! [`conformance`] holds the one test suite per trait that every implementation passes.
+//! This crate does no IO of its own and depends on no async runtime: the host runs
+//! [`Vmm::run_workers`] on the executor it has.
+#![warn(missing_docs)]
+
+pub mod backup;
+pub mod clock;
+pub mod conformance;
+mod error;
+pub mod hypervisor;
+mod id;
+pub mod ipam;
+pub mod memory;
+pub mod node;
+pub mod page;
+pub mod placement;
+mod service;
+pub mod store;
+pub mod task;
+pub mod vm;
+
+pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{BoxError, Error, Result};
+pub use hypervisor::{
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState,
+    VolumeInfo,
+};
+pub use id::{BackupId, NodeId, PoolId, ScheduleId, TaskId, VmId};
+pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
+pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, Usage, VirtType};
+pub use page::{Page, PageRequest};
+pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
+pub use service::{error_chain, Vmm, VmmBuilder, VmmConfig};
+pub use store::{PlacementRequest, Store};
+pub use task::{Task, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
+pub use vm::{Vm, VmAction, VmPatch, VmSpec, VmState};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

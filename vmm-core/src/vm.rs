@@ -1,0 +1,480 @@
+//! Virtual machines: what a user asks for ([`VmSpec`]), what vmm keeps ([`Vm`]), and the
+//! state machine that says which action is legal in which state ([`VmState::apply`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{NodeId, PoolId, VmId};
+
+/// Longest VM name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Most vCPUs one VM may have.
+pub const MAX_VCPUS: u32 = 512;
+/// Most memory one VM may have, in MiB (16 TiB).
+pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024;
+/// Largest disk one VM may have, in GiB (64 TiB).
+pub const MAX_DISK_GIB: u64 = 64 * 1024;
+
+/// What a user asks for when creating a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    /// Display name; free text, kept out of libvirt names.
+    pub name: String,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Disk size in GiB.
+    pub disk_gib: u64,
+    /// Put the VM on this node; placement picks one when absent.
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    /// Lease an address from this pool.
+    #[serde(default)]
+    pub ip_pool_id: Option<PoolId>,
+    /// Start the VM once it is defined (default true).
+    #[serde(default = "default_true")]
+    pub start: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl VmSpec {
+    /// A spec with the given name and size, no pinned node, no pool, started on create.
+    pub fn new(name: impl Into<String>, vcpus: u32, memory_mib: u64, disk_gib: u64) -> Self {
+        Self {
+            name: name.into(),
+            vcpus,
+            memory_mib,
+            disk_gib,
+            node_id: None,
+            ip_pool_id: None,
+            start: true,
+        }
+    }
+
+    /// Checks every field; the first bad one is reported.
+    ///
+    /// ```
+    /// use vmm_core::VmSpec;
+    /// assert!(VmSpec::new("web-1", 2, 2048, 20).validate().is_ok());
+    /// assert!(VmSpec::new("", 2, 2048, 20).validate().is_err());
+    /// assert!(VmSpec::new("web-1", 0, 2048, 20).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        validate_name(&self.name)?;
+        validate_size(self.vcpus, self.memory_mib, self.disk_gib)
+    }
+}
+
+/// Checks a VM name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, not blank.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
+    if !(1..=MAX_VCPUS).contains(&vcpus) {
+        return Err(Error::invalid(
+            "vcpus",
+            format!("must be between 1 and {MAX_VCPUS}"),
+        ));
+    }
+    if !(64..=MAX_MEMORY_MIB).contains(&memory_mib) {
+        return Err(Error::invalid(
+            "memory_mib",
+            format!("must be between 64 and {MAX_MEMORY_MIB}"),
+        ));
+    }
+    if !(1..=MAX_DISK_GIB).contains(&disk_gib) {
+        return Err(Error::invalid(
+            "disk_gib",
+            format!("must be between 1 and {MAX_DISK_GIB}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A change to a VM: rename and/or resize. Absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPatch {
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New vCPU count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// New memory size in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// New disk size in GiB; disks only grow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gib: Option<u64>,
+}
+
+impl VmPatch {
+    /// Whether the patch changes the VM's size (and so is a resize, not only a rename).
+    pub fn resizes(&self, vm: &Vm) -> bool {
+        self.vcpus.is_some_and(|v| v != vm.vcpus)
+            || self.memory_mib.is_some_and(|m| m != vm.memory_mib)
+            || self.disk_gib.is_some_and(|d| d != vm.disk_gib)
+    }
+
+    /// Whether the patch changes the name.
+    pub fn renames(&self, vm: &Vm) -> bool {
+        self.name.as_ref().is_some_and(|n| *n != vm.name)
+    }
+
+    /// Checks the patch against the VM it applies to.
+    pub fn validate(&self, vm: &Vm) -> Result<()> {
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+        }
+        validate_size(
+            self.vcpus.unwrap_or(vm.vcpus),
+            self.memory_mib.unwrap_or(vm.memory_mib),
+            self.disk_gib.unwrap_or(vm.disk_gib),
+        )?;
+        if self.disk_gib.is_some_and(|d| d < vm.disk_gib) {
+            return Err(Error::invalid(
+                "disk_gib",
+                format!("disks only grow (now {} GiB)", vm.disk_gib),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The VM as it is once the patch is applied.
+    pub fn applied_to(&self, vm: &Vm) -> Vm {
+        let mut out = vm.clone();
+        if let Some(name) = &self.name {
+            out.name.clone_from(name);
+        }
+        out.vcpus = self.vcpus.unwrap_or(vm.vcpus);
+        out.memory_mib = self.memory_mib.unwrap_or(vm.memory_mib);
+        out.disk_gib = self.disk_gib.unwrap_or(vm.disk_gib);
+        out
+    }
+}
+
+/// A virtual machine as vmm records it (the desired state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    /// The id; also the libvirt domain UUID.
+    pub id: VmId,
+    /// Display name.
+    pub name: String,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Disk size in GiB.
+    pub disk_gib: u64,
+    /// The node it lives on.
+    pub node_id: NodeId,
+    /// The pool its addresses come from, if any.
+    pub ip_pool_id: Option<PoolId>,
+    /// Its lifecycle state.
+    pub state: VmState,
+    /// Leased addresses.
+    pub addresses: Vec<IpAddr>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The lifecycle state of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// The create task has not finished.
+    Creating,
+    /// Defined and shut off.
+    Stopped,
+    /// Running.
+    Running,
+    /// Suspended in memory.
+    Paused,
+    /// A task failed and left the VM in an unknown state; it may be stopped or deleted.
+    Error,
+    /// The delete task is running.
+    Deleting,
+}
+
+impl VmState {
+    /// Every state.
+    pub const ALL: [VmState; 6] = [
+        Self::Creating,
+        Self::Stopped,
+        Self::Running,
+        Self::Paused,
+        Self::Error,
+        Self::Deleting,
+    ];
+
+    /// The state's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Stopped => "stopped",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Error => "error",
+            Self::Deleting => "deleting",
+        }
+    }
+
+    /// The state a VM reaches once `action` succeeds, or [`Error::InvalidState`] when the
+    /// action is not allowed now.
+    ///
+    /// ```
+    /// use vmm_core::{VmAction, VmState, VmId};
+    /// let id = VmId::new();
+    /// assert_eq!(VmState::Stopped.apply(id, VmAction::Start).unwrap(), VmState::Running);
+    /// assert!(VmState::Stopped.apply(id, VmAction::Suspend).is_err());
+    /// ```
+    pub fn apply(self, id: VmId, action: VmAction) -> Result<VmState> {
+        use VmAction as A;
+        use VmState as S;
+        let next = match (self, action) {
+            (S::Stopped, A::Start) => S::Running,
+            (S::Running | S::Paused | S::Error, A::Stop) => S::Stopped,
+            (S::Running, A::Shutdown) => S::Stopped,
+            (S::Running, A::Reboot) => S::Running,
+            (S::Running, A::Suspend) => S::Paused,
+            (S::Paused, A::Resume) => S::Running,
+            (same @ (S::Stopped | S::Running), A::Resize) => same,
+            (same @ (S::Stopped | S::Running | S::Paused | S::Error), A::Rename) => same,
+            (S::Stopped | S::Running | S::Paused | S::Error, A::Delete) => S::Deleting,
+            (state, action) => return Err(Error::InvalidState { id, state, action }),
+        };
+        Ok(next)
+    }
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a user can do to an existing VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmAction {
+    /// Power on.
+    Start,
+    /// Power off at once (pull the plug).
+    Stop,
+    /// Ask the guest to shut down; forced off after a timeout.
+    Shutdown,
+    /// Restart the guest.
+    Reboot,
+    /// Pause in memory.
+    Suspend,
+    /// Continue after a suspend.
+    Resume,
+    /// Change vCPUs, memory or disk size.
+    Resize,
+    /// Change the display name.
+    Rename,
+    /// Remove the VM, its disk and its leases.
+    Delete,
+}
+
+impl VmAction {
+    /// Every action.
+    pub const ALL: [VmAction; 9] = [
+        Self::Start,
+        Self::Stop,
+        Self::Shutdown,
+        Self::Reboot,
+        Self::Suspend,
+        Self::Resume,
+        Self::Resize,
+        Self::Rename,
+        Self::Delete,
+    ];
+
+    /// The action's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Shutdown => "shutdown",
+            Self::Reboot => "reboot",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+            Self::Resize => "resize",
+            Self::Rename => "rename",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for VmAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference state machine, written as a table: (from, action, to).
+    const TABLE: &[(VmState, VmAction, VmState)] = {
+        use VmAction as A;
+        use VmState as S;
+        &[
+            (S::Stopped, A::Start, S::Running),
+            (S::Running, A::Stop, S::Stopped),
+            (S::Paused, A::Stop, S::Stopped),
+            (S::Error, A::Stop, S::Stopped),
+            (S::Running, A::Shutdown, S::Stopped),
+            (S::Running, A::Reboot, S::Running),
+            (S::Running, A::Suspend, S::Paused),
+            (S::Paused, A::Resume, S::Running),
+            (S::Stopped, A::Resize, S::Stopped),
+            (S::Running, A::Resize, S::Running),
+            (S::Stopped, A::Rename, S::Stopped),
+            (S::Running, A::Rename, S::Running),
+            (S::Paused, A::Rename, S::Paused),
+            (S::Error, A::Rename, S::Error),
+            (S::Stopped, A::Delete, S::Deleting),
+            (S::Running, A::Delete, S::Deleting),
+            (S::Paused, A::Delete, S::Deleting),
+            (S::Error, A::Delete, S::Deleting),
+        ]
+    };
+
+    fn reference(state: VmState, action: VmAction) -> Option<VmState> {
+        TABLE
+            .iter()
+            .find(|(s, a, _)| *s == state && *a == action)
+            .map(|(_, _, to)| *to)
+    }
+
+    fn state() -> impl Strategy<Value = VmState> {
+        proptest::sample::select(VmState::ALL.to_vec())
+    }
+
+    fn action() -> impl Strategy<Value = VmAction> {
+        proptest::sample::select(VmAction::ALL.to_vec())
+    }
+
+    proptest! {
+        /// Any sequence of actions gives the same states and the same refusals as the table.
+        #[test]
+        fn transitions_match_the_reference(start in state(), actions in proptest::collection::vec(action(), 0..40)) {
+            let id = VmId::new();
+            let mut now = start;
+            for action in actions {
+                match (now.apply(id, action), reference(now, action)) {
+                    (Ok(next), Some(expected)) => { prop_assert_eq!(next, expected); now = next; }
+                    (Err(Error::InvalidState { id: e_id, state, action: a }), None) => {
+                        prop_assert_eq!(e_id, id);
+                        prop_assert_eq!(state, now);
+                        prop_assert_eq!(a, action);
+                    }
+                    (got, expected) => prop_assert!(false, "{now} {action}: got {got:?}, expected {expected:?}"),
+                }
+            }
+        }
+
+        /// Specs survive a JSON round trip.
+        #[test]
+        fn spec_round_trips_through_json(name in ".{1,40}", vcpus in 1u32..64, mem in 64u64..65536, disk in 1u64..2048, start: bool) {
+            let spec = VmSpec { start, ..VmSpec::new(name, vcpus, mem, disk) };
+            let json = serde_json::to_string(&spec).unwrap();
+            prop_assert_eq!(serde_json::from_str::<VmSpec>(&json).unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn transitional_states_allow_nothing() {
+        for action in VmAction::ALL {
+            assert!(VmState::Creating.apply(VmId::new(), action).is_err());
+            assert!(VmState::Deleting.apply(VmId::new(), action).is_err());
+        }
+    }
+
+    #[test]
+    fn spec_validation_names_the_field() {
+        let field = |spec: VmSpec| match spec.validate() {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(field(VmSpec::new("   ", 1, 512, 1)), "name");
+        assert_eq!(field(VmSpec::new("a\u{0}b", 1, 512, 1)), "name");
+        assert_eq!(field(VmSpec::new("x".repeat(129), 1, 512, 1)), "name");
+        assert_eq!(field(VmSpec::new("ok", 0, 512, 1)), "vcpus");
+        assert_eq!(field(VmSpec::new("ok", 1, 1, 1)), "memory_mib");
+        assert_eq!(field(VmSpec::new("ok", 1, 512, 0)), "disk_gib");
+        // Markup characters are fine: names never reach XML except through the serializer.
+        assert!(VmSpec::new("<b>&'\"]]>", 1, 512, 1).validate().is_ok());
+    }
+
+    #[test]
+    fn spec_json_refuses_unknown_fields_and_defaults_start() {
+        let spec: VmSpec =
+            serde_json::from_str(r#"{"name":"a","vcpus":1,"memory_mib":512,"disk_gib":1}"#)
+                .unwrap();
+        assert!(spec.start);
+        assert!(serde_json::from_str::<VmSpec>(
+            r#"{"name":"a","vcpus":1,"memory_mib":512,"disk_gib":1,"cpus":2}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn disks_only_grow() {
+        let vm = Vm {
+            id: VmId::new(),
+            name: "a".into(),
+            vcpus: 1,
+            memory_mib: 512,
+            disk_gib: 10,
+            node_id: NodeId::new(),
+            ip_pool_id: None,
+            state: VmState::Stopped,
+            addresses: vec![],
+            created_at: Utc::now(),
+        };
+        let shrink = VmPatch {
+            disk_gib: Some(5),
+            ..Default::default()
+        };
+        assert!(shrink.validate(&vm).is_err());
+        let grow = VmPatch {
+            disk_gib: Some(20),
+            vcpus: Some(2),
+            ..Default::default()
+        };
+        assert!(grow.validate(&vm).is_ok());
+        assert!(grow.resizes(&vm));
+        assert_eq!(grow.applied_to(&vm).disk_gib, 20);
+    }
+}
