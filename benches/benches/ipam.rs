@@ -14,9 +14,7 @@ const LEASES: usize = 60_000;
 fn setup(cidr: &str) -> (IpPool, IpAllocator, HashSet<IpAddr>) {
     let pool = IpPool::from_spec(&IpPoolSpec::new("bench", cidr), chrono::Utc::now()).unwrap();
     let mut alloc = IpAllocator::new(&pool);
-    let leased: HashSet<IpAddr> = (0..LEASES)
-        .map(|_| alloc.allocate_next().unwrap())
-        .collect();
+    let leased: HashSet<IpAddr> = (0..LEASES).map(|_| alloc.allocate_next().unwrap()).collect();
     (pool, alloc, leased)
 }
 

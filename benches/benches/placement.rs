@@ -11,11 +11,7 @@ use vmm_core::{Capacity, Node, NodeSpec, NodeState, Usage};
 fn nodes(n: usize) -> Vec<Node> {
     (0..n)
         .map(|i| {
-            let cap = Capacity {
-                cpus: 32,
-                memory_mib: 256 * 1024,
-                storage_gib: 4000,
-            };
+            let cap = Capacity { cpus: 32, memory_mib: 256 * 1024, storage_gib: 4000 };
             let mut node = Node::from_spec(
                 &NodeSpec::new(format!("n{i}"), format!("memory://n{i}")),
                 cap,
@@ -23,12 +19,8 @@ fn nodes(n: usize) -> Vec<Node> {
             );
             // A mix: some full, some in maintenance, the rest partly used.
             let used = (i * 7919 % 100) as u64;
-            node.allocated = Usage {
-                vms: used,
-                vcpus: used * 2,
-                memory_mib: used * 2600,
-                storage_gib: used * 40,
-            };
+            node.allocated =
+                Usage { vms: used, vcpus: used * 2, memory_mib: used * 2600, storage_gib: used * 40 };
             if i % 17 == 0 {
                 node.state = NodeState::Maintenance;
             }
@@ -39,22 +31,10 @@ fn nodes(n: usize) -> Vec<Node> {
 
 fn placement(c: &mut Criterion) {
     let nodes = nodes(10_000);
-    let demand = Demand {
-        vcpus: 4,
-        memory_mib: 8192,
-        disk_gib: 80,
-    };
+    let demand = Demand { vcpus: 4, memory_mib: 8192, disk_gib: 80 };
     let mut group = c.benchmark_group("placement/10000_nodes");
     group.bench_function("vmm_spread", |b| {
-        b.iter(|| {
-            place(
-                black_box(&demand),
-                black_box(&nodes),
-                Strategy::Spread,
-                None,
-            )
-            .unwrap()
-        })
+        b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Spread, None).unwrap())
     });
     group.bench_function("vmm_pack", |b| {
         b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Pack, None).unwrap())

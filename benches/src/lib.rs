@@ -10,13 +10,9 @@ use vmm_core::{IpPool, Node, NodeId};
 /// Baseline: the first free address found by walking the pool from its start and asking a
 /// set of leased addresses about each one, as a check-then-insert IPAM would.
 pub fn naive_next_free(pool: &IpPool, leased: &HashSet<IpAddr>) -> Option<IpAddr> {
-    pool.usable_intervals()
-        .into_iter()
-        .find_map(|(start, end)| {
-            (start..=end)
-                .map(|n| to_addr(n, pool.is_v6()))
-                .find(|a| !leased.contains(a))
-        })
+    pool.usable_intervals().into_iter().find_map(|(start, end)| {
+        (start..=end).map(|n| to_addr(n, pool.is_v6())).find(|a| !leased.contains(a))
+    })
 }
 
 fn to_addr(n: u128, v6: bool) -> IpAddr {
@@ -53,8 +49,7 @@ mod tests {
 
     #[test]
     fn baselines_agree_with_the_real_thing() {
-        let pool =
-            IpPool::from_spec(&IpPoolSpec::new("p", "198.18.0.0/24"), chrono::Utc::now()).unwrap();
+        let pool = IpPool::from_spec(&IpPoolSpec::new("p", "198.18.0.0/24"), chrono::Utc::now()).unwrap();
         let mut alloc = IpAllocator::new(&pool);
         let mut leased = HashSet::new();
         for _ in 0..100 {

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::{BackupId, ScheduleId, VmId};
 
+/// The key of the day, ISO week or month a time falls in (the last field tells which).
+type PeriodOf<'a> = &'a dyn Fn(&DateTime<Utc>) -> (i32, u32, u8);
+
 /// Where a backup is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,13 +103,7 @@ impl BackupSchedule {
     /// ```
     pub fn new(vm_id: VmId, cron: &str, retention: RetentionPolicy) -> Result<Self> {
         parse_cron(cron)?;
-        Ok(Self {
-            id: ScheduleId::new(),
-            vm_id,
-            cron: cron.trim().to_owned(),
-            retention,
-            enabled: true,
-        })
+        Ok(Self { id: ScheduleId::new(), vm_id, cron: cron.trim().to_owned(), retention, enabled: true })
     }
 
     /// The first time the schedule fires strictly after `after`.
@@ -120,10 +117,7 @@ impl BackupSchedule {
 fn parse_cron(expr: &str) -> Result<Cron> {
     let expr = expr.trim();
     if expr.split_whitespace().count() != 5 {
-        return Err(Error::invalid(
-            "cron",
-            "must have five fields: minute hour day month weekday",
-        ));
+        return Err(Error::invalid("cron", "must have five fields: minute hour day month weekday"));
     }
     Cron::from_str(expr).map_err(|e| Error::invalid("cron", e.to_string()))
 }
@@ -143,10 +137,7 @@ fn parse_cron(expr: &str) -> Result<Cron> {
 /// assert_eq!(pruned, vec![backups[2].id, backups[1].id, backups[0].id]);
 /// ```
 pub fn prune(backups: &[Backup], policy: &RetentionPolicy) -> Vec<BackupId> {
-    let mut good: Vec<&Backup> = backups
-        .iter()
-        .filter(|b| b.state == BackupState::Completed)
-        .collect();
+    let mut good: Vec<&Backup> = backups.iter().filter(|b| b.state == BackupState::Completed).collect();
     good.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let mut keep: HashSet<BackupId> = HashSet::new();
     if policy.keeps_all() {
@@ -159,18 +150,12 @@ pub fn prune(backups: &[Backup], policy: &RetentionPolicy) -> Vec<BackupId> {
         (w.year(), w.week(), 1)
     };
     let month = |t: &DateTime<Utc>| (t.year(), t.month(), 2);
-    let rules: [(u32, &dyn Fn(&DateTime<Utc>) -> (i32, u32, u8)); 3] = [
-        (policy.keep_daily, &day),
-        (policy.keep_weekly, &week),
-        (policy.keep_monthly, &month),
-    ];
+    let rules: [(u32, PeriodOf<'_>); 3] =
+        [(policy.keep_daily, &day), (policy.keep_weekly, &week), (policy.keep_monthly, &month)];
     for (count, period) in rules {
         // Periods that an earlier rule already covers do not count against this one.
-        let covered: HashSet<_> = good
-            .iter()
-            .filter(|b| keep.contains(&b.id))
-            .map(|b| period(&b.created_at))
-            .collect();
+        let covered: HashSet<_> =
+            good.iter().filter(|b| keep.contains(&b.id)).map(|b| period(&b.created_at)).collect();
         let mut chosen = HashSet::new();
         for b in &good {
             if chosen.len() >= count as usize {
@@ -204,14 +189,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn backup(vm: VmId, at: DateTime<Utc>, state: BackupState) -> Backup {
-        Backup {
-            id: BackupId::new(),
-            vm_id: vm,
-            schedule_id: None,
-            state,
-            size_bytes: 1,
-            created_at: at,
-        }
+        Backup { id: BackupId::new(), vm_id: vm, schedule_id: None, state, size_bytes: 1, created_at: at }
     }
 
     #[test]
@@ -219,27 +197,23 @@ mod tests {
         let vm = VmId::new();
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         // Two backups a day for 90 days.
-        let backups: Vec<Backup> = (0..180)
-            .map(|i| backup(vm, start + Duration::hours(12 * i), BackupState::Completed))
-            .collect();
-        let policy = RetentionPolicy {
-            keep_last: 1,
-            keep_daily: 7,
-            keep_weekly: 4,
-            keep_monthly: 3,
-            ..Default::default()
-        };
+        let backups: Vec<Backup> =
+            (0..180).map(|i| backup(vm, start + Duration::hours(12 * i), BackupState::Completed)).collect();
+        let policy = RetentionPolicy { keep_last: 1, keep_daily: 7, keep_weekly: 4, keep_monthly: 3 };
         let pruned: HashSet<_> = prune(&backups, &policy).into_iter().collect();
-        let kept: Vec<_> = backups.iter().filter(|b| !pruned.contains(&b.id)).collect();
-        // 1 last + 6 more days (the newest day is covered by keep_last) + weeks + months.
-        assert!(
-            kept.len() >= 7 && kept.len() <= 1 + 7 + 4 + 3,
-            "{}",
-            kept.len()
-        );
-        assert!(kept.iter().any(|b| b.created_at == backups[179].created_at));
-        let days: HashSet<_> = kept.iter().map(|b| b.created_at.date_naive()).collect();
-        assert_eq!(days.len(), kept.len(), "at most one backup per day is kept");
+        let mut kept: Vec<String> = backups
+            .iter()
+            .filter(|b| !pruned.contains(&b.id))
+            .map(|b| b.created_at.format("%m-%d %H").to_string())
+            .collect();
+        kept.reverse();
+        // keep_last: Mar 31. Daily: the 7 days before. Weekly: ISO weeks 12, 11, 10, 9 (weeks 13
+        // and 14 are covered). Monthly: February and January (March is covered; there is no more).
+        let expected = [
+            "03-31 12", "03-30 12", "03-29 12", "03-28 12", "03-27 12", "03-26 12", "03-25 12", "03-24 12",
+            "03-22 12", "03-15 12", "03-08 12", "03-01 12", "02-28 12", "01-31 12",
+        ];
+        assert_eq!(kept, expected);
     }
 
     #[test]
@@ -251,10 +225,7 @@ mod tests {
         let running = backup(vm, t, BackupState::Running);
         let pruned = prune(
             &[ok.clone(), failed.clone(), running],
-            &RetentionPolicy {
-                keep_last: 1,
-                ..Default::default()
-            },
+            &RetentionPolicy { keep_last: 1, ..Default::default() },
         );
         assert_eq!(pruned, vec![failed.id]);
     }
@@ -262,22 +233,16 @@ mod tests {
     #[test]
     fn an_empty_policy_keeps_everything_good() {
         let vm = VmId::new();
-        let b: Vec<_> = (0..5)
-            .map(|i| backup(vm, Utc::now() - Duration::days(i), BackupState::Completed))
-            .collect();
+        let b: Vec<_> =
+            (0..5).map(|i| backup(vm, Utc::now() - Duration::days(i), BackupState::Completed)).collect();
         assert!(prune(&b, &RetentionPolicy::default()).is_empty());
     }
 
     #[test]
     fn cron_expressions_are_checked() {
-        assert!(
-            BackupSchedule::new(VmId::new(), "*/15 2 * * 1-5", RetentionPolicy::default()).is_ok()
-        );
+        assert!(BackupSchedule::new(VmId::new(), "*/15 2 * * 1-5", RetentionPolicy::default()).is_ok());
         for bad in ["", "* * * *", "0 25 * * *", "banana", "0 0 * * * *"] {
-            assert!(
-                BackupSchedule::new(VmId::new(), bad, RetentionPolicy::default()).is_err(),
-                "{bad}"
-            );
+            assert!(BackupSchedule::new(VmId::new(), bad, RetentionPolicy::default()).is_err(), "{bad}");
         }
     }
 

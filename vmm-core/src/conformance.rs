@@ -10,9 +10,8 @@ pub mod store {
     use chrono::{Duration, Utc};
 
     use crate::{
-        Capacity, Error, IpPool, IpPoolSpec, Node, NodeSpec, NodeState, PageRequest,
-        PlacementRequest, Store, Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Vm,
-        VmAction, VmId, VmState,
+        Capacity, Error, IpPool, IpPoolSpec, Node, NodeSpec, NodeState, PageRequest, PlacementRequest, Store,
+        Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Vm, VmAction, VmId, VmState,
     };
 
     /// Runs every check, each on a fresh store from `new_store`.
@@ -39,19 +38,8 @@ pub mod store {
 
     /// A node with `cpus` CPUs (ratio 1), 8 GiB and 100 GiB.
     pub fn node(name: &str, cpus: u32) -> Node {
-        let spec = NodeSpec {
-            cpu_overcommit: Some(1.0),
-            ..NodeSpec::new(name, format!("memory://{name}"))
-        };
-        Node::from_spec(
-            &spec,
-            Capacity {
-                cpus,
-                memory_mib: 8192,
-                storage_gib: 100,
-            },
-            Utc::now(),
-        )
+        let spec = NodeSpec { cpu_overcommit: Some(1.0), ..NodeSpec::new(name, format!("memory://{name}")) };
+        Node::from_spec(&spec, Capacity { cpus, memory_mib: 8192, storage_gib: 100 }, Utc::now())
     }
 
     fn pool(name: &str, cidr: &str) -> IpPool {
@@ -73,19 +61,11 @@ pub mod store {
             addresses: vec![],
             created_at: now,
         };
-        let task = Task::new(
-            TaskKind::CreateVm,
-            Some(vm.id),
-            TaskParams::Create { start: true },
-            now,
-        );
+        let task = Task::new(TaskKind::CreateVm, Some(vm.id), TaskParams::Create { start: true }, now);
         (vm, task)
     }
 
-    const ANY: PlacementRequest = PlacementRequest {
-        pinned: None,
-        strategy: Strategy::Spread,
-    };
+    const ANY: PlacementRequest = PlacementRequest { pinned: None, strategy: Strategy::Spread };
 
     /// Creates a VM and ends its create task, as a worker would.
     async fn created_vm(s: &dyn Store, pool: Option<&IpPool>) -> Vm {
@@ -114,9 +94,7 @@ pub mod store {
         };
         task.state = TaskState::Succeeded;
         task.finished_at = Some(now);
-        s.save_task(&task, "conformance", now)
-            .await
-            .expect("save_task");
+        s.save_task(&task, "conformance", now).await.expect("save_task");
     }
 
     /// Nodes: insert, unique names, update, usage, delete refused while VMs live there.
@@ -125,174 +103,86 @@ pub mod store {
         s.insert_node(&a).await.expect("insert node");
         assert_eq!(s.get_node(a.id).await.unwrap().name, "a");
         let dup = node("a", 2);
-        assert!(
-            matches!(s.insert_node(&dup).await, Err(Error::Conflict { .. })),
-            "duplicate node name"
-        );
+        assert!(matches!(s.insert_node(&dup).await, Err(Error::Conflict { .. })), "duplicate node name");
         let b = node("b", 2);
         s.insert_node(&b).await.unwrap();
-        let names: Vec<_> = s
-            .list_nodes()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
+        let names: Vec<_> = s.list_nodes().await.unwrap().into_iter().map(|n| n.name).collect();
         assert_eq!(names, ["a", "b"]);
         let mut renamed = b.clone();
         renamed.name = "a".into();
-        assert!(matches!(
-            s.update_node(&renamed).await,
-            Err(Error::Conflict { .. })
-        ));
+        assert!(matches!(s.update_node(&renamed).await, Err(Error::Conflict { .. })));
         renamed.name = "b2".into();
         renamed.state = NodeState::Maintenance;
         renamed.cpu_overcommit = 3.0;
         s.update_node(&renamed).await.unwrap();
         let got = s.get_node(b.id).await.unwrap();
-        assert_eq!(
-            (got.name.as_str(), got.state, got.cpu_overcommit),
-            ("b2", NodeState::Maintenance, 3.0)
-        );
-        assert!(matches!(
-            s.get_node(crate::NodeId::new()).await,
-            Err(Error::NodeNotFound { .. })
-        ));
+        assert_eq!((got.name.as_str(), got.state, got.cpu_overcommit), ("b2", NodeState::Maintenance, 3.0));
+        assert!(matches!(s.get_node(crate::NodeId::new()).await, Err(Error::NodeNotFound { .. })));
 
         let vm = created_vm(s, None).await;
         assert_eq!(vm.node_id, a.id, "maintenance node b is skipped");
         let usage = s.get_node(a.id).await.unwrap().allocated;
-        assert_eq!(
-            (usage.vms, usage.vcpus, usage.memory_mib, usage.storage_gib),
-            (1, 1, 1024, 10)
-        );
-        assert!(
-            matches!(s.delete_node(a.id).await, Err(Error::Conflict { .. })),
-            "node with VMs"
-        );
+        assert_eq!((usage.vms, usage.vcpus, usage.memory_mib, usage.storage_gib), (1, 1, 1024, 10));
+        assert!(matches!(s.delete_node(a.id).await, Err(Error::Conflict { .. })), "node with VMs");
         s.delete_node(b.id).await.unwrap();
-        assert!(matches!(
-            s.delete_node(b.id).await,
-            Err(Error::NodeNotFound { .. })
-        ));
+        assert!(matches!(s.delete_node(b.id).await, Err(Error::NodeNotFound { .. })));
     }
 
     /// Pools and leases: next free, given address, exhaustion, release, reuse, delete.
     pub async fn pools_and_leases(s: &dyn Store) {
         let p = pool("p", "192.0.2.0/29"); // .1 to .6 usable
         s.insert_pool(&p).await.unwrap();
-        assert!(matches!(
-            s.insert_pool(&pool("p", "198.51.100.0/24")).await,
-            Err(Error::Conflict { .. })
-        ));
+        assert!(matches!(s.insert_pool(&pool("p", "198.51.100.0/24")).await, Err(Error::Conflict { .. })));
         let got = s.get_pool(p.id).await.unwrap();
         assert_eq!(got.cidr, p.cidr);
         assert_eq!(s.list_pools().await.unwrap().len(), 1);
         let now = Utc::now();
         let first = s.allocate_lease(p.id, None, None, now).await.unwrap();
         assert_eq!(first.address, ip("192.0.2.1"));
-        let given = s
-            .allocate_lease(p.id, Some(ip("192.0.2.5")), None, now)
-            .await
-            .unwrap();
+        let given = s.allocate_lease(p.id, Some(ip("192.0.2.5")), None, now).await.unwrap();
         assert_eq!(given.address, ip("192.0.2.5"));
         assert!(matches!(
-            s.allocate_lease(p.id, Some(ip("192.0.2.5")), None, now)
-                .await,
+            s.allocate_lease(p.id, Some(ip("192.0.2.5")), None, now).await,
             Err(Error::AddressInUse { .. })
         ));
         for bad in ["192.0.2.0", "192.0.2.7", "198.51.100.1"] {
             assert!(
-                matches!(
-                    s.allocate_lease(p.id, Some(ip(bad)), None, now).await,
-                    Err(Error::Invalid { .. })
-                ),
+                matches!(s.allocate_lease(p.id, Some(ip(bad)), None, now).await, Err(Error::Invalid { .. })),
                 "{bad} must be refused"
             );
         }
         let rest: Vec<IpAddr> = futures_collect(s, p.id, 4).await;
-        assert_eq!(
-            rest,
-            [
-                ip("192.0.2.2"),
-                ip("192.0.2.3"),
-                ip("192.0.2.4"),
-                ip("192.0.2.6")
-            ]
-        );
+        assert_eq!(rest, [ip("192.0.2.2"), ip("192.0.2.3"), ip("192.0.2.4"), ip("192.0.2.6")]);
         assert!(
             matches!(s.allocate_lease(p.id, None, None, now).await, Err(Error::PoolExhausted { pool }) if pool == p.id)
         );
-        assert!(
-            matches!(s.delete_pool(p.id).await, Err(Error::Conflict { .. })),
-            "pool with leases"
-        );
+        assert!(matches!(s.delete_pool(p.id).await, Err(Error::Conflict { .. })), "pool with leases");
         s.release_lease(p.id, ip("192.0.2.3")).await.unwrap();
-        assert!(matches!(
-            s.release_lease(p.id, ip("192.0.2.3")).await,
-            Err(Error::LeaseNotFound { .. })
-        ));
-        assert_eq!(
-            s.allocate_lease(p.id, None, None, now)
-                .await
-                .unwrap()
-                .address,
-            ip("192.0.2.3"),
-            "reuse"
-        );
+        assert!(matches!(s.release_lease(p.id, ip("192.0.2.3")).await, Err(Error::LeaseNotFound { .. })));
+        assert_eq!(s.allocate_lease(p.id, None, None, now).await.unwrap().address, ip("192.0.2.3"), "reuse");
         let page = s.list_leases(p.id, &PageRequest::first(4)).await.unwrap();
         assert_eq!(page.items.len(), 4);
-        let next = PageRequest {
-            limit: Some(4),
-            cursor: page.next_cursor.clone(),
-        };
+        let next = PageRequest { limit: Some(4), cursor: page.next_cursor.clone() };
         let page2 = s.list_leases(p.id, &next).await.unwrap();
         assert_eq!(page2.items.len(), 2);
         assert!(page2.next_cursor.is_none());
-        for a in [
-            "192.0.2.1",
-            "192.0.2.2",
-            "192.0.2.3",
-            "192.0.2.4",
-            "192.0.2.5",
-            "192.0.2.6",
-        ] {
+        for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"] {
             s.release_lease(p.id, ip(a)).await.unwrap();
         }
         s.delete_pool(p.id).await.unwrap();
-        assert!(matches!(
-            s.get_pool(p.id).await,
-            Err(Error::PoolNotFound { .. })
-        ));
+        assert!(matches!(s.get_pool(p.id).await, Err(Error::PoolNotFound { .. })));
 
         let v6 = pool("v6", "2001:db8::/64");
         s.insert_pool(&v6).await.unwrap();
-        assert_eq!(
-            s.allocate_lease(v6.id, None, None, now)
-                .await
-                .unwrap()
-                .address,
-            ip("2001:db8::1")
-        );
+        assert_eq!(s.allocate_lease(v6.id, None, None, now).await.unwrap().address, ip("2001:db8::1"));
         let top = ip("2001:db8::ffff:ffff:ffff:ffff");
-        assert_eq!(
-            s.allocate_lease(v6.id, Some(top), None, now)
-                .await
-                .unwrap()
-                .address,
-            top
-        );
+        assert_eq!(s.allocate_lease(v6.id, Some(top), None, now).await.unwrap().address, top);
     }
 
     async fn futures_collect(s: &dyn Store, pool: crate::PoolId, n: usize) -> Vec<IpAddr> {
         let mut out = Vec::new();
         for _ in 0..n {
-            out.push(
-                s.allocate_lease(pool, None, None, Utc::now())
-                    .await
-                    .unwrap()
-                    .address,
-            );
+            out.push(s.allocate_lease(pool, None, None, Utc::now()).await.unwrap().address);
         }
         out
     }
@@ -312,34 +202,18 @@ pub mod store {
         assert_eq!(stored.name, "vm <&>");
         assert_eq!(stored.state, VmState::Creating);
         let queued = s.get_task(task.id).await.unwrap();
-        assert_eq!(
-            (queued.state, queued.vm_id),
-            (TaskState::Queued, Some(vm.id))
-        );
-        let leases = s
-            .list_leases(p.id, &PageRequest::default())
-            .await
-            .unwrap()
-            .items;
+        assert_eq!((queued.state, queued.vm_id), (TaskState::Queued, Some(vm.id)));
+        let leases = s.list_leases(p.id, &PageRequest::default()).await.unwrap().items;
         assert_eq!(leases.len(), 1);
         assert_eq!(leases[0].vm_id, Some(vm.id));
         assert!(
-            matches!(
-                s.release_lease(p.id, leases[0].address).await,
-                Err(Error::Conflict { .. })
-            ),
+            matches!(s.release_lease(p.id, leases[0].address).await, Err(Error::Conflict { .. })),
             "a VM's lease"
         );
         // Pinning to a node that does not exist.
         let (vm2, task2) = new_vm(None);
-        let pinned = PlacementRequest {
-            pinned: Some(crate::NodeId::new()),
-            strategy: Strategy::Spread,
-        };
-        assert!(matches!(
-            s.create_vm(&vm2, &task2, pinned).await,
-            Err(Error::NodeNotFound { .. })
-        ));
+        let pinned = PlacementRequest { pinned: Some(crate::NodeId::new()), strategy: Strategy::Spread };
+        assert!(matches!(s.create_vm(&vm2, &task2, pinned).await, Err(Error::NodeNotFound { .. })));
     }
 
     /// A create that cannot place or lease changes nothing.
@@ -348,17 +222,10 @@ pub mod store {
         s.insert_node(&n).await.unwrap();
         let p = pool("tiny", "192.0.2.0/30"); // two addresses
         s.insert_pool(&p).await.unwrap();
-        s.allocate_lease(p.id, None, None, Utc::now())
-            .await
-            .unwrap();
-        s.allocate_lease(p.id, None, None, Utc::now())
-            .await
-            .unwrap();
+        s.allocate_lease(p.id, None, None, Utc::now()).await.unwrap();
+        s.allocate_lease(p.id, None, None, Utc::now()).await.unwrap();
         let (vm, task) = new_vm(Some(&p));
-        assert!(matches!(
-            s.create_vm(&vm, &task, ANY).await,
-            Err(Error::PoolExhausted { .. })
-        ));
+        assert!(matches!(s.create_vm(&vm, &task, ANY).await, Err(Error::PoolExhausted { .. })));
         assert!(
             matches!(s.get_vm(vm.id).await, Err(Error::VmNotFound { .. })),
             "no VM after a failed create"
@@ -378,12 +245,7 @@ pub mod store {
             }
             other => panic!("expected NoCapacity, got {other:?}"),
         }
-        assert!(s
-            .list_vms(&PageRequest::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty());
+        assert!(s.list_vms(&PageRequest::default()).await.unwrap().items.is_empty());
         assert!(s
             .list_tasks(&TaskFilter::default(), &PageRequest::default())
             .await
@@ -406,12 +268,7 @@ pub mod store {
         let mut vm = s.get_vm(vm.id).await.unwrap();
         vm.state = VmState::Stopped;
         s.update_vm(&vm).await.unwrap();
-        let suspend = Task::new(
-            TaskKind::SuspendVm,
-            Some(vm.id),
-            TaskParams::None,
-            Utc::now(),
-        );
+        let suspend = Task::new(TaskKind::SuspendVm, Some(vm.id), TaskParams::None, Utc::now());
         assert!(matches!(
             s.enqueue_task(&suspend, Some(VmAction::Suspend)).await,
             Err(Error::InvalidState { .. })
@@ -421,20 +278,10 @@ pub mod store {
         assert!(
             matches!(s.enqueue_task(&stop, None).await, Err(Error::ActiveTask { task, .. }) if task == start.id)
         );
-        let ghost = Task::new(
-            TaskKind::StartVm,
-            Some(VmId::new()),
-            TaskParams::None,
-            Utc::now(),
-        );
-        assert!(matches!(
-            s.enqueue_task(&ghost, None).await,
-            Err(Error::VmNotFound { .. })
-        ));
+        let ghost = Task::new(TaskKind::StartVm, Some(VmId::new()), TaskParams::None, Utc::now());
+        assert!(matches!(s.enqueue_task(&ghost, None).await, Err(Error::VmNotFound { .. })));
         finish(s, start.id).await;
-        s.enqueue_task(&stop, None)
-            .await
-            .expect("a new task once the last one ended");
+        s.enqueue_task(&stop, None).await.expect("a new task once the last one ended");
     }
 
     /// Claims are exclusive; leases renew and expire; an expired task is recovered by
@@ -445,52 +292,23 @@ pub mod store {
         s.create_vm(&vm, &task, ANY).await.unwrap();
         let t0 = Utc::now();
         let lease = Duration::seconds(30);
-        let mut claimed = s
-            .claim_task("w1", t0, t0 + lease)
-            .await
-            .unwrap()
-            .expect("claim");
-        assert_eq!(
-            (claimed.id, claimed.state, claimed.attempts),
-            (task.id, TaskState::Running, 1)
-        );
+        let mut claimed = s.claim_task("w1", t0, t0 + lease).await.unwrap().expect("claim");
+        assert_eq!((claimed.id, claimed.state, claimed.attempts), (task.id, TaskState::Running, 1));
         assert_eq!(claimed.lease.as_ref().map(|l| l.owner.as_str()), Some("w1"));
-        assert!(
-            s.claim_task("w2", t0, t0 + lease).await.unwrap().is_none(),
-            "claimed twice"
-        );
+        assert!(s.claim_task("w2", t0, t0 + lease).await.unwrap().is_none(), "claimed twice");
         let t1 = t0 + Duration::seconds(20);
         s.renew_lease(task.id, "w1", t1, t1 + lease).await.unwrap();
-        assert!(
-            s.claim_task("w2", t0 + lease, t0 + lease * 2)
-                .await
-                .unwrap()
-                .is_none(),
-            "renewed lease"
-        );
+        assert!(s.claim_task("w2", t0 + lease, t0 + lease * 2).await.unwrap().is_none(), "renewed lease");
         claimed.progress = 40;
         claimed.log(t1, "step");
         s.save_task(&claimed, "w1", t1).await.unwrap();
         assert_eq!(s.get_task(task.id).await.unwrap().progress, 40);
         // w1 dies; its lease runs out.
         let t2 = t1 + lease + Duration::seconds(1);
-        let recovered = s
-            .claim_task("w2", t2, t2 + lease)
-            .await
-            .unwrap()
-            .expect("recovery");
-        assert_eq!(
-            (recovered.id, recovered.attempts, recovered.progress),
-            (task.id, 2, 40)
-        );
-        assert!(matches!(
-            s.save_task(&claimed, "w1", t2).await,
-            Err(Error::LeaseLost { .. })
-        ));
-        assert!(matches!(
-            s.renew_lease(task.id, "w1", t2, t2 + lease).await,
-            Err(Error::LeaseLost { .. })
-        ));
+        let recovered = s.claim_task("w2", t2, t2 + lease).await.unwrap().expect("recovery");
+        assert_eq!((recovered.id, recovered.attempts, recovered.progress), (task.id, 2, 40));
+        assert!(matches!(s.save_task(&claimed, "w1", t2).await, Err(Error::LeaseLost { .. })));
+        assert!(matches!(s.renew_lease(task.id, "w1", t2, t2 + lease).await, Err(Error::LeaseLost { .. })));
         let mut done = recovered;
         done.state = TaskState::Succeeded;
         done.finished_at = Some(t2);
@@ -499,10 +317,7 @@ pub mod store {
         assert_eq!(stored.state, TaskState::Succeeded);
         assert!(stored.lease.is_none());
         assert!(
-            s.claim_task("w3", t2 + lease * 10, t2 + lease * 11)
-                .await
-                .unwrap()
-                .is_none(),
+            s.claim_task("w3", t2 + lease * 10, t2 + lease * 11).await.unwrap().is_none(),
             "ended tasks stay ended"
         );
     }
@@ -515,47 +330,23 @@ pub mod store {
         let cancelled = s.cancel_task(task.id, Utc::now()).await.unwrap();
         assert_eq!(cancelled.state, TaskState::Cancelled);
         assert!(cancelled.finished_at.is_some());
-        assert!(matches!(
-            s.cancel_task(task.id, Utc::now()).await,
-            Err(Error::Conflict { .. })
-        ));
-        let t = Task::new(
-            TaskKind::DeleteVm,
-            Some(vm.id),
-            TaskParams::None,
-            Utc::now(),
-        );
-        s.enqueue_task(&t, None)
-            .await
-            .expect("the cancelled task is no longer active");
+        assert!(matches!(s.cancel_task(task.id, Utc::now()).await, Err(Error::Conflict { .. })));
+        let t = Task::new(TaskKind::DeleteVm, Some(vm.id), TaskParams::None, Utc::now());
+        s.enqueue_task(&t, None).await.expect("the cancelled task is no longer active");
         let now = Utc::now();
-        let running = s
-            .claim_task("w", now, now + Duration::seconds(30))
-            .await
-            .unwrap()
-            .unwrap();
+        let running = s.claim_task("w", now, now + Duration::seconds(30)).await.unwrap().unwrap();
         let asked = s.cancel_task(running.id, now).await.unwrap();
-        assert_eq!(
-            (asked.state, asked.cancel_requested),
-            (TaskState::Running, true)
-        );
+        assert_eq!((asked.state, asked.cancel_requested), (TaskState::Running, true));
         // A save by the worker does not clear the request.
         s.save_task(&running, "w", now).await.unwrap();
         assert!(s.get_task(running.id).await.unwrap().cancel_requested);
-        assert!(matches!(
-            s.cancel_task(crate::TaskId::new(), now).await,
-            Err(Error::TaskNotFound { .. })
-        ));
+        assert!(matches!(s.cancel_task(crate::TaskId::new(), now).await, Err(Error::TaskNotFound { .. })));
     }
 
     /// Lists are newest first, paged by cursor, with filters.
     pub async fn paging(s: &dyn Store) {
         s.insert_node(&Node {
-            capacity: Capacity {
-                cpus: 64,
-                memory_mib: 1 << 20,
-                storage_gib: 10_000,
-            },
+            capacity: Capacity { cpus: 64, memory_mib: 1 << 20, storage_gib: 10_000 },
             ..node("n", 64)
         })
         .await
@@ -578,43 +369,17 @@ pub mod store {
         }
         assert_eq!(seen, ids, "newest first, each once");
         let tasks = s
-            .list_tasks(
-                &TaskFilter {
-                    vm_id: Some(ids[0]),
-                    state: None,
-                },
-                &PageRequest::default(),
-            )
+            .list_tasks(&TaskFilter { vm_id: Some(ids[0]), state: None }, &PageRequest::default())
             .await
             .unwrap();
         assert_eq!(tasks.items.len(), 1);
-        let queued = TaskFilter {
-            vm_id: None,
-            state: Some(TaskState::Queued),
-        };
-        assert!(s
-            .list_tasks(&queued, &PageRequest::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty());
-        let all = s
-            .list_tasks(&TaskFilter::default(), &PageRequest::first(5))
-            .await
-            .unwrap();
+        let queued = TaskFilter { vm_id: None, state: Some(TaskState::Queued) };
+        assert!(s.list_tasks(&queued, &PageRequest::default()).await.unwrap().items.is_empty());
+        let all = s.list_tasks(&TaskFilter::default(), &PageRequest::first(5)).await.unwrap();
         assert_eq!(all.items.len(), 5);
-        assert!(
-            all.items.windows(2).all(|w| w[0].id > w[1].id),
-            "newest first"
-        );
-        assert!(matches!(
-            s.list_vms(&PageRequest::first(0)).await,
-            Err(Error::Invalid { .. })
-        ));
-        let bad = PageRequest {
-            limit: None,
-            cursor: Some("garbage".into()),
-        };
+        assert!(all.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+        assert!(matches!(s.list_vms(&PageRequest::first(0)).await, Err(Error::Invalid { .. })));
+        let bad = PageRequest { limit: None, cursor: Some("garbage".into()) };
         assert!(matches!(s.list_vms(&bad).await, Err(Error::Invalid { .. })));
     }
 
@@ -624,33 +389,17 @@ pub mod store {
         s.insert_node(&n).await.unwrap();
         let vm = created_vm(s, None).await;
         let grown = s.resize_vm(vm.id, 4, 2048, 20).await.unwrap();
-        assert_eq!(
-            (grown.vcpus, grown.memory_mib, grown.disk_gib),
-            (4, 2048, 20)
-        );
-        assert!(matches!(
-            s.resize_vm(vm.id, 5, 2048, 20).await,
-            Err(Error::NoCapacity { .. })
-        ));
-        assert_eq!(
-            s.get_vm(vm.id).await.unwrap().vcpus,
-            4,
-            "a refused resize changes nothing"
-        );
+        assert_eq!((grown.vcpus, grown.memory_mib, grown.disk_gib), (4, 2048, 20));
+        assert!(matches!(s.resize_vm(vm.id, 5, 2048, 20).await, Err(Error::NoCapacity { .. })));
+        assert_eq!(s.get_vm(vm.id).await.unwrap().vcpus, 4, "a refused resize changes nothing");
         let usage = s.get_node(n.id).await.unwrap().allocated;
-        assert_eq!(
-            (usage.vcpus, usage.memory_mib, usage.storage_gib),
-            (4, 2048, 20)
-        );
+        assert_eq!((usage.vcpus, usage.memory_mib, usage.storage_gib), (4, 2048, 20));
         let mut renamed = s.get_vm(vm.id).await.unwrap();
         renamed.name = "new name".into();
         renamed.state = VmState::Running;
         s.update_vm(&renamed).await.unwrap();
         let got = s.get_vm(vm.id).await.unwrap();
-        assert_eq!(
-            (got.name.as_str(), got.state),
-            ("new name", VmState::Running)
-        );
+        assert_eq!((got.name.as_str(), got.state), ("new name", VmState::Running));
     }
 
     /// Deleting a VM releases its leases and capacity.
@@ -661,28 +410,11 @@ pub mod store {
         s.insert_pool(&p).await.unwrap();
         let vm = created_vm(s, Some(&p)).await;
         s.delete_vm(vm.id).await.unwrap();
-        assert!(matches!(
-            s.get_vm(vm.id).await,
-            Err(Error::VmNotFound { .. })
-        ));
-        assert!(s
-            .list_leases(p.id, &PageRequest::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty());
+        assert!(matches!(s.get_vm(vm.id).await, Err(Error::VmNotFound { .. })));
+        assert!(s.list_leases(p.id, &PageRequest::default()).await.unwrap().items.is_empty());
         assert_eq!(s.get_node(n.id).await.unwrap().allocated.vms, 0);
-        assert_eq!(
-            s.allocate_lease(p.id, None, None, Utc::now())
-                .await
-                .unwrap()
-                .address,
-            ip("192.0.2.1")
-        );
-        assert!(matches!(
-            s.delete_vm(vm.id).await,
-            Err(Error::VmNotFound { .. })
-        ));
+        assert_eq!(s.allocate_lease(p.id, None, None, Utc::now()).await.unwrap().address, ip("192.0.2.1"));
+        assert!(matches!(s.delete_vm(vm.id).await, Err(Error::VmNotFound { .. })));
     }
 }
 
@@ -715,10 +447,7 @@ pub mod hypervisor {
     /// The node reports some capacity.
     pub async fn node_info(hv: &dyn Hypervisor) {
         let info = hv.node_info().await.expect("node_info");
-        assert!(
-            info.capacity.cpus > 0 && info.capacity.memory_mib > 0,
-            "{info:?}"
-        );
+        assert!(info.capacity.cpus > 0 && info.capacity.memory_mib > 0, "{info:?}");
     }
 
     /// Volume, define, every power action the node supports, redefine, undefine, delete.
@@ -726,86 +455,43 @@ pub mod hypervisor {
         let caps = hv.capabilities();
         let vm = VmId::new();
         let vol = hv.create_volume(vm, 1).await.expect("create_volume");
-        assert_eq!(
-            (vol.name.as_str(), vol.capacity_gib),
-            (vm.volume_name().as_str(), 1)
-        );
-        assert!(
-            matches!(hv.create_volume(vm, 1).await, Err(Error::Conflict { .. })),
-            "volume twice"
-        );
-        assert_eq!(
-            hv.volume(vm).await.unwrap().map(|v| v.capacity_gib),
-            Some(1)
-        );
-        hv.define_domain(&spec(vm, "lifecycle", virt_type))
-            .await
-            .expect("define");
+        assert_eq!((vol.name.as_str(), vol.capacity_gib), (vm.volume_name().as_str(), 1));
+        assert!(matches!(hv.create_volume(vm, 1).await, Err(Error::Conflict { .. })), "volume twice");
+        assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(1));
+        hv.define_domain(&spec(vm, "lifecycle", virt_type)).await.expect("define");
         let d = hv.domain(vm).await.unwrap().expect("defined domain");
         assert_eq!(
             (d.state, d.title.as_str(), d.vcpus, d.memory_mib),
             (PowerState::Shutoff, "lifecycle", 1, 128)
         );
-        assert!(hv
-            .list_domains()
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.vm_id == vm));
+        assert!(hv.list_domains().await.unwrap().iter().any(|d| d.vm_id == vm));
         hv.start(vm).await.expect("start");
-        assert_eq!(
-            hv.domain(vm).await.unwrap().unwrap().state,
-            PowerState::Running
-        );
+        assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Running);
         if caps.suspend {
             hv.suspend(vm).await.expect("suspend");
-            assert_eq!(
-                hv.domain(vm).await.unwrap().unwrap().state,
-                PowerState::Paused
-            );
+            assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Paused);
             hv.resume(vm).await.expect("resume");
-            assert_eq!(
-                hv.domain(vm).await.unwrap().unwrap().state,
-                PowerState::Running
-            );
+            assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Running);
         } else {
-            assert!(matches!(
-                hv.suspend(vm).await,
-                Err(Error::Unsupported { .. })
-            ));
+            assert!(matches!(hv.suspend(vm).await, Err(Error::Unsupported { .. })));
         }
         if caps.reboot {
             hv.reboot(vm).await.expect("reboot");
         } else {
-            assert!(matches!(
-                hv.reboot(vm).await,
-                Err(Error::Unsupported { .. })
-            ));
+            assert!(matches!(hv.reboot(vm).await, Err(Error::Unsupported { .. })));
         }
-        assert!(
-            hv.undefine_domain(vm).await.is_err(),
-            "undefining a running domain"
-        );
+        assert!(hv.undefine_domain(vm).await.is_err(), "undefining a running domain");
         hv.stop(vm).await.expect("stop");
-        assert_eq!(
-            hv.domain(vm).await.unwrap().unwrap().state,
-            PowerState::Shutoff
-        );
+        assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Shutoff);
         let mut bigger = spec(vm, "renamed", virt_type);
         bigger.vcpus = 2;
         bigger.memory_mib = 256;
         hv.define_domain(&bigger).await.expect("redefine");
         let d = hv.domain(vm).await.unwrap().unwrap();
-        assert_eq!(
-            (d.title.as_str(), d.vcpus, d.memory_mib),
-            ("renamed", 2, 256)
-        );
+        assert_eq!((d.title.as_str(), d.vcpus, d.memory_mib), ("renamed", 2, 256));
         if caps.resize_volume {
             hv.resize_volume(vm, 2).await.expect("resize_volume");
-            assert_eq!(
-                hv.volume(vm).await.unwrap().map(|v| v.capacity_gib),
-                Some(2)
-            );
+            assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(2));
         }
         hv.undefine_domain(vm).await.expect("undefine");
         assert!(hv.domain(vm).await.unwrap().is_none());
@@ -819,24 +505,13 @@ pub mod hypervisor {
         assert!(hv.domain(vm).await.unwrap().is_none());
         assert!(hv.volume(vm).await.unwrap().is_none());
         assert!(matches!(hv.start(vm).await, Err(Error::VmNotFound { id }) if id == vm));
-        assert!(matches!(
-            hv.undefine_domain(vm).await,
-            Err(Error::VmNotFound { .. })
-        ));
-        assert!(matches!(
-            hv.delete_volume(vm).await,
-            Err(Error::VmNotFound { .. })
-        ));
+        assert!(matches!(hv.undefine_domain(vm).await, Err(Error::VmNotFound { .. })));
+        assert!(matches!(hv.delete_volume(vm).await, Err(Error::VmNotFound { .. })));
     }
 
     /// Titles with markup, quotes and unicode come back byte for byte.
     pub async fn titles_round_trip(hv: &dyn Hypervisor, virt_type: VirtType) {
-        for title in [
-            "<b>&amp;</b>",
-            "it's \"quoted\"",
-            "]]> <!-- -->",
-            "Ünïcødé 仮想マシン 🚀",
-        ] {
+        for title in ["<b>&amp;</b>", "it's \"quoted\"", "]]> <!-- -->", "Ünïcødé 仮想マシン 🚀"] {
             let vm = VmId::new();
             hv.create_volume(vm, 1).await.expect("create_volume");
             let defined = hv.define_domain(&spec(vm, title, virt_type)).await;

@@ -155,33 +155,22 @@ pub enum Error {
 impl Error {
     /// An [`Error::Invalid`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::Invalid { field: field.into(), reason: reason.into() }
     }
 
     /// An [`Error::Conflict`].
     pub fn conflict(reason: impl Into<String>) -> Self {
-        Self::Conflict {
-            reason: reason.into(),
-        }
+        Self::Conflict { reason: reason.into() }
     }
 
     /// An [`Error::Unsupported`].
     pub fn unsupported(backend: impl Into<String>, operation: impl Into<String>) -> Self {
-        Self::Unsupported {
-            backend: backend.into(),
-            operation: operation.into(),
-        }
+        Self::Unsupported { backend: backend.into(), operation: operation.into() }
     }
 
     /// An [`Error::Backend`] wrapping `source`.
     pub fn backend(backend: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            backend: backend.into(),
-            source: source.into(),
-        }
+        Self::Backend { backend: backend.into(), source: source.into() }
     }
 
     /// Whether the same call may succeed if tried again later (the task engine retries these).
@@ -213,28 +202,14 @@ mod tests {
         let vm = VmId::new();
         let task = TaskId::new();
         let e = Error::ActiveTask { vm, task };
-        assert_eq!(
-            e.to_string(),
-            format!("VM {vm} already has an active task {task}")
-        );
-        let e = Error::InvalidState {
-            id: vm,
-            state: VmState::Stopped,
-            action: VmAction::Suspend,
-        };
-        assert_eq!(
-            e.to_string(),
-            format!("Cannot suspend VM {vm} while it is stopped")
-        );
+        assert_eq!(e.to_string(), format!("VM {vm} already has an active task {task}"));
+        let e = Error::InvalidState { id: vm, state: VmState::Stopped, action: VmAction::Suspend };
+        assert_eq!(e.to_string(), format!("Cannot suspend VM {vm} while it is stopped"));
     }
 
     #[test]
     fn only_transient_errors_are_retryable() {
-        assert!(Error::Unavailable {
-            backend: "qemu:///system".into(),
-            reason: "down".into()
-        }
-        .is_retryable());
+        assert!(Error::Unavailable { backend: "qemu:///system".into(), reason: "down".into() }.is_retryable());
         assert!(!Error::invalid("name", "empty").is_retryable());
         assert!(Error::VmNotFound { id: VmId::new() }.is_not_found());
     }

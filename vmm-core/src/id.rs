@@ -141,10 +141,7 @@ mod tests {
     fn names_derive_from_the_id_only() {
         let id: VmId = "0190a5b2-0000-7000-8000-00000000abcd".parse().unwrap();
         assert_eq!(id.domain_name(), "vmm-0190a5b2-0000-7000-8000-00000000abcd");
-        assert_eq!(
-            id.volume_name(),
-            "vmm-0190a5b2-0000-7000-8000-00000000abcd.qcow2"
-        );
+        assert_eq!(id.volume_name(), "vmm-0190a5b2-0000-7000-8000-00000000abcd.qcow2");
         assert_eq!(id.mac_address(), "52:54:00:00:ab:cd");
     }
 }

@@ -50,13 +50,7 @@ pub struct IpPoolSpec {
 impl IpPoolSpec {
     /// A spec for the whole of `cidr`.
     pub fn new(name: impl Into<String>, cidr: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            cidr: cidr.into(),
-            gateway: None,
-            ranges: Vec::new(),
-            reserved: Vec::new(),
-        }
+        Self { name: name.into(), cidr: cidr.into(), gateway: None, ranges: Vec::new(), reserved: Vec::new() }
     }
 
     /// The same spec with a gateway.
@@ -126,32 +120,20 @@ impl IpPool {
     pub fn from_spec(spec: &IpPoolSpec, now: DateTime<Utc>) -> Result<Self> {
         let name = spec.name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "name",
-                "must be 1 to 64 characters, no control characters",
-            ));
+            return Err(Error::invalid("name", "must be 1 to 64 characters, no control characters"));
         }
-        let cidr: IpNet = spec.cidr.trim().parse().map_err(|_| {
-            Error::invalid(
-                "cidr",
-                format!("{:?} is not a network in CIDR form", spec.cidr),
-            )
-        })?;
+        let cidr: IpNet =
+            spec.cidr.trim().parse().map_err(|_| {
+                Error::invalid("cidr", format!("{:?} is not a network in CIDR form", spec.cidr))
+            })?;
         if cidr.network() != cidr.addr() {
             return Err(Error::invalid(
                 "cidr",
-                format!(
-                    "{} has host bits set; the network is {}",
-                    spec.cidr,
-                    cidr.trunc()
-                ),
+                format!("{} has host bits set; the network is {}", spec.cidr, cidr.trunc()),
             ));
         }
         if spec.ranges.len() > MAX_POOL_ENTRIES || spec.reserved.len() > MAX_POOL_ENTRIES {
-            return Err(Error::invalid(
-                "ranges",
-                format!("at most {MAX_POOL_ENTRIES} entries"),
-            ));
+            return Err(Error::invalid("ranges", format!("at most {MAX_POOL_ENTRIES} entries")));
         }
         let pool = Self {
             id: PoolId::new(),
@@ -167,24 +149,15 @@ impl IpPool {
                 return Err(Error::invalid("gateway", format!("{gw} is outside {cidr}")));
             }
             if pool.is_network_or_broadcast(gw) {
-                return Err(Error::invalid(
-                    "gateway",
-                    format!("{gw} is not a host address of {cidr}"),
-                ));
+                return Err(Error::invalid("gateway", format!("{gw} is not a host address of {cidr}")));
             }
         }
         for r in &pool.ranges {
             if !cidr.contains(&r.start) || !cidr.contains(&r.end) {
-                return Err(Error::invalid(
-                    "ranges",
-                    format!("{}-{} is outside {cidr}", r.start, r.end),
-                ));
+                return Err(Error::invalid("ranges", format!("{}-{} is outside {cidr}", r.start, r.end)));
             }
             if to_u128(r.start) > to_u128(r.end) {
-                return Err(Error::invalid(
-                    "ranges",
-                    format!("{} is after {}", r.start, r.end),
-                ));
+                return Err(Error::invalid("ranges", format!("{} is after {}", r.start, r.end)));
             }
         }
         if let Some(r) = pool.reserved.iter().find(|r| !cidr.contains(*r)) {
@@ -222,10 +195,7 @@ impl IpPool {
         let mut spans: Vec<(u128, u128)> = if self.ranges.is_empty() {
             vec![(net, last)]
         } else {
-            self.ranges
-                .iter()
-                .map(|r| (to_u128(r.start), to_u128(r.end)))
-                .collect()
+            self.ranges.iter().map(|r| (to_u128(r.start), to_u128(r.end))).collect()
         };
         spans.sort_unstable();
         // Merge overlapping or touching ranges.
@@ -269,19 +239,13 @@ impl IpPool {
 
     /// How many addresses may be leased.
     pub fn usable_count(&self) -> u128 {
-        self.usable_intervals()
-            .iter()
-            .map(|&(s, e)| e - s + 1)
-            .fold(0u128, u128::saturating_add)
+        self.usable_intervals().iter().map(|&(s, e)| e - s + 1).fold(0u128, u128::saturating_add)
     }
 
     /// Checks that `addr` may be leased from this pool (ignoring current leases).
     pub fn check_usable(&self, addr: IpAddr) -> Result<()> {
         if !self.cidr.contains(&addr) {
-            return Err(Error::invalid(
-                "address",
-                format!("{addr} is outside {}", self.cidr),
-            ));
+            return Err(Error::invalid("address", format!("{addr} is outside {}", self.cidr)));
         }
         if self.gateway == Some(addr) {
             return Err(Error::invalid("address", format!("{addr} is the gateway")));
@@ -290,22 +254,13 @@ impl IpPool {
             return Err(Error::invalid("address", format!("{addr} is reserved")));
         }
         if self.is_network_or_broadcast(addr) {
-            return Err(Error::invalid(
-                "address",
-                format!("{addr} is not a host address"),
-            ));
+            return Err(Error::invalid("address", format!("{addr} is not a host address")));
         }
         let n = to_u128(addr);
         if !self.ranges.is_empty()
-            && !self
-                .ranges
-                .iter()
-                .any(|r| (to_u128(r.start)..=to_u128(r.end)).contains(&n))
+            && !self.ranges.iter().any(|r| (to_u128(r.start)..=to_u128(r.end)).contains(&n))
         {
-            return Err(Error::invalid(
-                "address",
-                format!("{addr} is outside the pool's ranges"),
-            ));
+            return Err(Error::invalid("address", format!("{addr} is outside the pool's ranges")));
         }
         Ok(())
     }
@@ -338,11 +293,7 @@ impl IpAllocator {
     /// An allocator with every usable address of `pool` free.
     pub fn new(pool: &IpPool) -> Self {
         let usable = pool.usable_intervals();
-        Self {
-            v6: pool.is_v6(),
-            free: usable.iter().copied().collect(),
-            usable,
-        }
+        Self { v6: pool.is_v6(), free: usable.iter().copied().collect(), usable }
     }
 
     /// An allocator for `pool` with `leased` taken (addresses outside the pool are ignored).
@@ -376,12 +327,7 @@ impl IpAllocator {
     /// Whether `addr` is free (usable and not leased). O(log n).
     pub fn is_free(&self, addr: IpAddr) -> bool {
         let n = to_u128(addr);
-        self.same_family(addr)
-            && self
-                .free
-                .range(..=n)
-                .next_back()
-                .is_some_and(|(_, &end)| n <= end)
+        self.same_family(addr) && self.free.range(..=n).next_back().is_some_and(|(_, &end)| n <= end)
     }
 
     /// Takes `addr`; false if it was not free. O(log n).
@@ -425,10 +371,7 @@ impl IpAllocator {
 
     /// How many addresses are free.
     pub fn free_count(&self) -> u128 {
-        self.free
-            .iter()
-            .map(|(&s, &e)| e - s + 1)
-            .fold(0u128, u128::saturating_add)
+        self.free.iter().map(|(&s, &e)| e - s + 1).fold(0u128, u128::saturating_add)
     }
 }
 
@@ -453,9 +396,7 @@ mod tests {
             ..IpPoolSpec::new("p", "192.0.2.0/29").with_gateway(ip("192.0.2.1"))
         };
         let mut a = IpAllocator::new(&pool(spec));
-        let got: Vec<_> = std::iter::from_fn(|| a.allocate_next())
-            .map(|a| a.to_string())
-            .collect();
+        let got: Vec<_> = std::iter::from_fn(|| a.allocate_next()).map(|a| a.to_string()).collect();
         assert_eq!(got, ["192.0.2.3", "192.0.2.4", "192.0.2.6"]);
     }
 
@@ -463,22 +404,14 @@ mod tests {
     fn ranges_limit_allocation() {
         let spec = IpPoolSpec {
             ranges: vec![
-                IpRange {
-                    start: ip("192.0.2.250"),
-                    end: ip("192.0.2.255"),
-                },
-                IpRange {
-                    start: ip("192.0.2.10"),
-                    end: ip("192.0.2.11"),
-                },
+                IpRange { start: ip("192.0.2.250"), end: ip("192.0.2.255") },
+                IpRange { start: ip("192.0.2.10"), end: ip("192.0.2.11") },
             ],
             ..IpPoolSpec::new("p", "192.0.2.0/24")
         };
         let p = pool(spec);
         let mut a = IpAllocator::new(&p);
-        let got: Vec<_> = std::iter::from_fn(|| a.allocate_next())
-            .map(|a| a.to_string())
-            .collect();
+        let got: Vec<_> = std::iter::from_fn(|| a.allocate_next()).map(|a| a.to_string()).collect();
         assert_eq!(
             got,
             [
@@ -528,26 +461,14 @@ mod tests {
         assert_eq!(field(IpPoolSpec::new("", "192.0.2.0/24")), "name");
         assert_eq!(field(IpPoolSpec::new("p", "192.0.2.0/33")), "cidr");
         assert_eq!(field(IpPoolSpec::new("p", "banana")), "cidr");
-        assert_eq!(
-            field(IpPoolSpec::new("p", "192.0.2.0/24").with_gateway(ip("198.51.100.1"))),
-            "gateway"
-        );
-        assert_eq!(
-            field(IpPoolSpec::new("p", "192.0.2.0/24").with_gateway(ip("192.0.2.255"))),
-            "gateway"
-        );
+        assert_eq!(field(IpPoolSpec::new("p", "192.0.2.0/24").with_gateway(ip("198.51.100.1"))), "gateway");
+        assert_eq!(field(IpPoolSpec::new("p", "192.0.2.0/24").with_gateway(ip("192.0.2.255"))), "gateway");
         let spec = IpPoolSpec {
-            ranges: vec![IpRange {
-                start: ip("192.0.2.9"),
-                end: ip("192.0.2.3"),
-            }],
+            ranges: vec![IpRange { start: ip("192.0.2.9"), end: ip("192.0.2.3") }],
             ..IpPoolSpec::new("p", "192.0.2.0/24")
         };
         assert_eq!(field(spec), "ranges");
-        let spec = IpPoolSpec {
-            reserved: vec![ip("10.0.0.1")],
-            ..IpPoolSpec::new("p", "192.0.2.0/24")
-        };
+        let spec = IpPoolSpec { reserved: vec![ip("10.0.0.1")], ..IpPoolSpec::new("p", "192.0.2.0/24") };
         assert_eq!(field(spec), "reserved");
         let spec = IpPoolSpec {
             reserved: vec![ip("192.0.2.1"), ip("192.0.2.2")],

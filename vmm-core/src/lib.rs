@@ -34,8 +34,7 @@ pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
 pub use hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState,
-    VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState, VolumeInfo,
 };
 pub use id::{BackupId, NodeId, PoolId, ScheduleId, TaskId, VmId};
 pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};

@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState,
-    VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState, VolumeInfo,
 };
 use crate::id::{NodeId, PoolId, TaskId, VmId};
 use crate::ipam::{IpAllocator, IpLease, IpPool};
@@ -65,17 +64,12 @@ impl StoreState {
         let usage = self.usage();
         self.nodes
             .values()
-            .map(|n| Node {
-                allocated: usage.get(&n.id).copied().unwrap_or_default(),
-                ..n.clone()
-            })
+            .map(|n| Node { allocated: usage.get(&n.id).copied().unwrap_or_default(), ..n.clone() })
             .collect()
     }
 
     fn name_taken_by_other_node(&self, node: &Node) -> bool {
-        self.nodes
-            .values()
-            .any(|n| n.name == node.name && n.id != node.id)
+        self.nodes.values().any(|n| n.name == node.name && n.id != node.id)
     }
 
     fn pool_mut(&mut self, id: PoolId) -> Result<&mut PoolState> {
@@ -98,17 +92,9 @@ impl StoreState {
                 }
                 a
             }
-            None => ps
-                .alloc
-                .allocate_next()
-                .ok_or(Error::PoolExhausted { pool })?,
+            None => ps.alloc.allocate_next().ok_or(Error::PoolExhausted { pool })?,
         };
-        let lease = IpLease {
-            pool_id: pool,
-            address,
-            vm_id: vm,
-            created_at: now,
-        };
+        let lease = IpLease { pool_id: pool, address, vm_id: vm, created_at: now };
         ps.leases.insert(address, lease.clone());
         Ok(lease)
     }
@@ -154,27 +140,15 @@ impl Store for MemoryStore {
     async fn insert_node(&self, node: &Node) -> Result<()> {
         let mut s = lock(&self.state);
         if s.name_taken_by_other_node(node) || s.nodes.contains_key(&node.id) {
-            return Err(Error::conflict(format!(
-                "a node named {:?} exists",
-                node.name
-            )));
+            return Err(Error::conflict(format!("a node named {:?} exists", node.name)));
         }
-        s.nodes.insert(
-            node.id,
-            Node {
-                allocated: Usage::default(),
-                ..node.clone()
-            },
-        );
+        s.nodes.insert(node.id, Node { allocated: Usage::default(), ..node.clone() });
         Ok(())
     }
 
     async fn get_node(&self, id: NodeId) -> Result<Node> {
         let s = lock(&self.state);
-        s.nodes_with_usage()
-            .into_iter()
-            .find(|n| n.id == id)
-            .ok_or(Error::NodeNotFound { id })
+        s.nodes_with_usage().into_iter().find(|n| n.id == id).ok_or(Error::NodeNotFound { id })
     }
 
     async fn list_nodes(&self) -> Result<Vec<Node>> {
@@ -187,10 +161,7 @@ impl Store for MemoryStore {
             return Err(Error::NodeNotFound { id: node.id });
         }
         if s.name_taken_by_other_node(node) {
-            return Err(Error::conflict(format!(
-                "a node named {:?} exists",
-                node.name
-            )));
+            return Err(Error::conflict(format!("a node named {:?} exists", node.name)));
         }
         let stored = s.nodes.get_mut(&node.id).expect("checked above");
         stored.name.clone_from(&node.name);
@@ -217,44 +188,27 @@ impl Store for MemoryStore {
     async fn insert_pool(&self, pool: &IpPool) -> Result<()> {
         let mut s = lock(&self.state);
         if s.pools.values().any(|p| p.pool.name == pool.name) || s.pools.contains_key(&pool.id) {
-            return Err(Error::conflict(format!(
-                "a pool named {:?} exists",
-                pool.name
-            )));
+            return Err(Error::conflict(format!("a pool named {:?} exists", pool.name)));
         }
-        let state = PoolState {
-            pool: pool.clone(),
-            alloc: IpAllocator::new(pool),
-            leases: BTreeMap::new(),
-        };
+        let state = PoolState { pool: pool.clone(), alloc: IpAllocator::new(pool), leases: BTreeMap::new() };
         s.pools.insert(pool.id, state);
         Ok(())
     }
 
     async fn get_pool(&self, id: PoolId) -> Result<IpPool> {
         let s = lock(&self.state);
-        s.pools
-            .get(&id)
-            .map(|p| p.pool.clone())
-            .ok_or(Error::PoolNotFound { id })
+        s.pools.get(&id).map(|p| p.pool.clone()).ok_or(Error::PoolNotFound { id })
     }
 
     async fn list_pools(&self) -> Result<Vec<IpPool>> {
-        Ok(lock(&self.state)
-            .pools
-            .values()
-            .map(|p| p.pool.clone())
-            .collect())
+        Ok(lock(&self.state).pools.values().map(|p| p.pool.clone()).collect())
     }
 
     async fn delete_pool(&self, id: PoolId) -> Result<()> {
         let mut s = lock(&self.state);
         let ps = s.pool_mut(id)?;
         if !ps.leases.is_empty() {
-            return Err(Error::conflict(format!(
-                "pool {id} still has {} leases",
-                ps.leases.len()
-            )));
+            return Err(Error::conflict(format!("pool {id} still has {} leases", ps.leases.len())));
         }
         s.pools.remove(&id);
         Ok(())
@@ -275,9 +229,9 @@ impl Store for MemoryStore {
         let ps = s.pool_mut(pool)?;
         match ps.leases.get(&address) {
             None => Err(Error::LeaseNotFound { pool, address }),
-            Some(IpLease {
-                vm_id: Some(vm), ..
-            }) => Err(Error::conflict(format!("{address} is held by VM {vm}"))),
+            Some(IpLease { vm_id: Some(vm), .. }) => {
+                Err(Error::conflict(format!("{address} is held by VM {vm}")))
+            }
             Some(_) => {
                 ps.leases.remove(&address);
                 ps.alloc.release(address);
@@ -292,15 +246,11 @@ impl Store for MemoryStore {
         let s = lock(&self.state);
         let ps = s.pools.get(&pool).ok_or(Error::PoolNotFound { id: pool })?;
         let range = match after {
-            Some(a) => ps
-                .leases
-                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            Some(a) => ps.leases.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
             None => ps.leases.range(..),
         };
         let items = range.take(limit + 1).map(|(_, l)| l.clone()).collect();
-        Ok(Page::from_overfetch(items, limit, |l| {
-            l.address.to_string()
-        }))
+        Ok(Page::from_overfetch(items, limit, |l| l.address.to_string()))
     }
 
     async fn create_vm(&self, vm: &Vm, task: &Task, placement: PlacementRequest) -> Result<Vm> {
@@ -308,18 +258,10 @@ impl Store for MemoryStore {
         if s.vms.contains_key(&vm.id) || s.tasks.contains_key(&task.id) {
             return Err(Error::conflict(format!("VM {} exists", vm.id)));
         }
-        let demand = Demand {
-            vcpus: vm.vcpus,
-            memory_mib: vm.memory_mib,
-            disk_gib: vm.disk_gib,
-        };
+        let demand = Demand { vcpus: vm.vcpus, memory_mib: vm.memory_mib, disk_gib: vm.disk_gib };
         let nodes = s.nodes_with_usage();
         let chosen = placement::place(&demand, &nodes, placement.strategy, placement.pinned)?;
-        let mut vm = Vm {
-            node_id: chosen.node_id,
-            addresses: Vec::new(),
-            ..vm.clone()
-        };
+        let mut vm = Vm { node_id: chosen.node_id, addresses: Vec::new(), ..vm.clone() };
         if let Some(pool) = vm.ip_pool_id {
             // Last fallible step: nothing to undo if it fails.
             let lease = s.lease(pool, None, Some(vm.id), vm.created_at)?;
@@ -333,11 +275,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_vm(&self, id: VmId) -> Result<Vm> {
-        lock(&self.state)
-            .vms
-            .get(&id)
-            .cloned()
-            .ok_or(Error::VmNotFound { id })
+        lock(&self.state).vms.get(&id).cloned().ok_or(Error::VmNotFound { id })
     }
 
     async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>> {
@@ -345,26 +283,15 @@ impl Store for MemoryStore {
         let before: Option<VmId> = page.cursor()?;
         let s = lock(&self.state);
         let items = match before {
-            Some(b) => s
-                .vms
-                .range(..b)
-                .rev()
-                .take(limit + 1)
-                .map(|(_, v)| v.clone())
-                .collect(),
+            Some(b) => s.vms.range(..b).rev().take(limit + 1).map(|(_, v)| v.clone()).collect(),
             None => s.vms.values().rev().take(limit + 1).cloned().collect(),
         };
-        Ok(Page::from_overfetch(items, limit, |v: &Vm| {
-            v.id.to_string()
-        }))
+        Ok(Page::from_overfetch(items, limit, |v: &Vm| v.id.to_string()))
     }
 
     async fn update_vm(&self, vm: &Vm) -> Result<()> {
         let mut s = lock(&self.state);
-        let stored = s
-            .vms
-            .get_mut(&vm.id)
-            .ok_or(Error::VmNotFound { id: vm.id })?;
+        let stored = s.vms.get_mut(&vm.id).ok_or(Error::VmNotFound { id: vm.id })?;
         stored.name.clone_from(&vm.name);
         stored.state = vm.state;
         Ok(())
@@ -383,22 +310,9 @@ impl Store for MemoryStore {
         node.allocated.storage_gib -= vm.disk_gib;
         // A node in maintenance still lets its VMs resize; only capacity counts here.
         node.state = crate::node::NodeState::Online;
-        if let Some(reason) = placement::check(
-            &node,
-            &Demand {
-                vcpus,
-                memory_mib,
-                disk_gib,
-            },
-        ) {
-            let rejection = placement::Rejection {
-                node_id: node.id,
-                node_name: node.name,
-                reason,
-            };
-            return Err(Error::NoCapacity {
-                rejections: vec![rejection],
-            });
+        if let Some(reason) = placement::check(&node, &Demand { vcpus, memory_mib, disk_gib }) {
+            let rejection = placement::Rejection { node_id: node.id, node_name: node.name, reason };
+            return Err(Error::NoCapacity { rejections: vec![rejection] });
         }
         let stored = s.vms.get_mut(&id).expect("read above");
         stored.vcpus = vcpus;
@@ -411,12 +325,8 @@ impl Store for MemoryStore {
         let mut s = lock(&self.state);
         let vm = s.vms.remove(&id).ok_or(Error::VmNotFound { id })?;
         for ps in s.pools.values_mut() {
-            let held: Vec<IpAddr> = ps
-                .leases
-                .values()
-                .filter(|l| l.vm_id == Some(id))
-                .map(|l| l.address)
-                .collect();
+            let held: Vec<IpAddr> =
+                ps.leases.values().filter(|l| l.vm_id == Some(id)).map(|l| l.address).collect();
             for a in held {
                 ps.leases.remove(&a);
                 ps.alloc.release(a);
@@ -434,10 +344,7 @@ impl Store for MemoryStore {
         if let Some(vm_id) = task.vm_id {
             let vm = s.vms.get(&vm_id).ok_or(Error::VmNotFound { id: vm_id })?;
             if let Some(&active) = s.vm_active.get(&vm_id) {
-                return Err(Error::ActiveTask {
-                    vm: vm_id,
-                    task: active,
-                });
+                return Err(Error::ActiveTask { vm: vm_id, task: active });
             }
             if let Some(action) = action {
                 vm.state.apply(vm_id, action)?;
@@ -450,11 +357,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Task> {
-        lock(&self.state)
-            .tasks
-            .get(&id)
-            .cloned()
-            .ok_or(Error::TaskNotFound { id })
+        lock(&self.state).tasks.get(&id).cloned().ok_or(Error::TaskNotFound { id })
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
@@ -465,16 +368,9 @@ impl Store for MemoryStore {
             Some(b) => s.tasks.range(..b),
             None => s.tasks.range(..),
         };
-        let items = all
-            .rev()
-            .map(|(_, t)| t)
-            .filter(|t| filter.matches(t))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |t: &Task| {
-            t.id.to_string()
-        }))
+        let items =
+            all.rev().map(|(_, t)| t).filter(|t| filter.matches(t)).take(limit + 1).cloned().collect();
+        Ok(Page::from_overfetch(items, limit, |t: &Task| t.id.to_string()))
     }
 
     async fn claim_task(
@@ -484,11 +380,7 @@ impl Store for MemoryStore {
         until: DateTime<Utc>,
     ) -> Result<Option<Task>> {
         let mut s = lock(&self.state);
-        let claimable = s
-            .active
-            .iter()
-            .copied()
-            .find(|id| s.tasks[id].is_claimable(now));
+        let claimable = s.active.iter().copied().find(|id| s.tasks[id].is_claimable(now));
         let Some(task) = claimable.and_then(|id| s.tasks.get_mut(&id)) else {
             return Ok(None);
         };
@@ -507,9 +399,7 @@ impl Store for MemoryStore {
         let task = s.tasks.get_mut(&id).ok_or(Error::TaskNotFound { id })?;
         match &mut task.lease {
             Some(lease)
-                if task.state == TaskState::Running
-                    && lease.owner == owner
-                    && lease.expires_at > now =>
+                if task.state == TaskState::Running && lease.owner == owner && lease.expires_at > now =>
             {
                 lease.expires_at = until;
                 Ok(())
@@ -520,10 +410,7 @@ impl Store for MemoryStore {
 
     async fn save_task(&self, task: &Task, owner: &str, now: DateTime<Utc>) -> Result<()> {
         let mut s = lock(&self.state);
-        let stored = s
-            .tasks
-            .get_mut(&task.id)
-            .ok_or(Error::TaskNotFound { id: task.id })?;
+        let stored = s.tasks.get_mut(&task.id).ok_or(Error::TaskNotFound { id: task.id })?;
         if !stored.is_leased_by(owner, now) {
             return Err(Error::LeaseLost { task: task.id });
         }
@@ -625,11 +512,7 @@ pub struct MemoryHypervisor {
 }
 
 /// The capacity a [`MemoryHypervisor`] reports unless told otherwise.
-pub const DEFAULT_MEMORY_CAPACITY: Capacity = Capacity {
-    cpus: 16,
-    memory_mib: 64 * 1024,
-    storage_gib: 1000,
-};
+pub const DEFAULT_MEMORY_CAPACITY: Capacity = Capacity { cpus: 16, memory_mib: 64 * 1024, storage_gib: 1000 };
 
 impl MemoryHypervisor {
     /// A node at `uri` with [`DEFAULT_MEMORY_CAPACITY`].
@@ -639,11 +522,7 @@ impl MemoryHypervisor {
 
     /// A node at `uri` with `capacity`.
     pub fn with_capacity(uri: impl Into<String>, capacity: Capacity) -> Self {
-        Self {
-            uri: uri.into(),
-            capacity,
-            state: Mutex::new(HvState::default()),
-        }
+        Self { uri: uri.into(), capacity, state: Mutex::new(HvState::default()) }
     }
 
     /// Makes the next call of `call` fail.
@@ -690,28 +569,16 @@ impl MemoryHypervisor {
                     Some(n) => *n -= 1,
                     None => {}
                 }
-                Err(Error::backend(
-                    self.uri.clone(),
-                    format!("injected failure in {call:?}"),
-                ))
+                Err(Error::backend(self.uri.clone(), format!("injected failure in {call:?}")))
             }
         }
     }
 
-    fn power(
-        &self,
-        call: HypervisorCall,
-        vm: VmId,
-        from: &[PowerState],
-        to: PowerState,
-    ) -> Result<()> {
+    fn power(&self, call: HypervisorCall, vm: VmId, from: &[PowerState], to: PowerState) -> Result<()> {
         let mut s = self.enter(call)?;
         let (_, state) = s.domains.get_mut(&vm).ok_or(Error::VmNotFound { id: vm })?;
         if !from.contains(state) {
-            return Err(Error::conflict(format!(
-                "domain {} is {state:?}",
-                vm.domain_name()
-            )));
+            return Err(Error::conflict(format!("domain {} is {state:?}", vm.domain_name())));
         }
         *state = to;
         Ok(())
@@ -719,13 +586,7 @@ impl MemoryHypervisor {
 }
 
 fn info(vm: VmId, spec: &DomainSpec, state: PowerState) -> DomainInfo {
-    DomainInfo {
-        vm_id: vm,
-        title: spec.title.clone(),
-        state,
-        vcpus: spec.vcpus,
-        memory_mib: spec.memory_mib,
-    }
+    DomainInfo { vm_id: vm, title: spec.title.clone(), state, vcpus: spec.vcpus, memory_mib: spec.memory_mib }
 }
 
 #[async_trait]
@@ -735,29 +596,18 @@ impl Hypervisor for MemoryHypervisor {
     }
 
     fn capabilities(&self) -> HypervisorCapabilities {
-        HypervisorCapabilities {
-            shutdown: true,
-            reboot: true,
-            suspend: true,
-            resize_volume: true,
-        }
+        HypervisorCapabilities { shutdown: true, reboot: true, suspend: true, resize_volume: true }
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {
         drop(self.enter(HypervisorCall::NodeInfo)?);
         let hostname = self.uri.trim_start_matches("memory://").to_owned();
-        Ok(NodeInfo {
-            capacity: self.capacity,
-            hostname,
-        })
+        Ok(NodeInfo { capacity: self.capacity, hostname })
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainInfo>> {
         let s = self.enter(HypervisorCall::ListDomains)?;
-        Ok(s.domains
-            .iter()
-            .map(|(id, (spec, st))| info(*id, spec, *st))
-            .collect())
+        Ok(s.domains.iter().map(|(id, (spec, st))| info(*id, spec, *st)).collect())
     }
 
     async fn domain(&self, vm: VmId) -> Result<Option<DomainInfo>> {
@@ -773,10 +623,7 @@ impl Hypervisor for MemoryHypervisor {
                 format!("volume {} does not exist", spec.vm_id.volume_name()),
             ));
         }
-        let state = s
-            .domains
-            .get(&spec.vm_id)
-            .map_or(PowerState::Shutoff, |(_, st)| *st);
+        let state = s.domains.get(&spec.vm_id).map_or(PowerState::Shutoff, |(_, st)| *st);
         s.domains.insert(spec.vm_id, (spec.clone(), state));
         Ok(())
     }
@@ -789,10 +636,7 @@ impl Hypervisor for MemoryHypervisor {
                 s.domains.remove(&vm);
                 Ok(())
             }
-            Some((_, st)) => Err(Error::conflict(format!(
-                "domain {} is {st:?}",
-                vm.domain_name()
-            ))),
+            Some((_, st)) => Err(Error::conflict(format!("domain {} is {st:?}", vm.domain_name()))),
         }
     }
 
@@ -815,62 +659,33 @@ impl Hypervisor for MemoryHypervisor {
     }
 
     async fn shutdown(&self, vm: VmId, _timeout: Duration) -> Result<()> {
-        self.power(
-            HypervisorCall::Shutdown,
-            vm,
-            &[PowerState::Running],
-            PowerState::Shutoff,
-        )
+        self.power(HypervisorCall::Shutdown, vm, &[PowerState::Running], PowerState::Shutoff)
     }
 
     async fn reboot(&self, vm: VmId) -> Result<()> {
-        self.power(
-            HypervisorCall::Reboot,
-            vm,
-            &[PowerState::Running],
-            PowerState::Running,
-        )
+        self.power(HypervisorCall::Reboot, vm, &[PowerState::Running], PowerState::Running)
     }
 
     async fn suspend(&self, vm: VmId) -> Result<()> {
-        self.power(
-            HypervisorCall::Suspend,
-            vm,
-            &[PowerState::Running],
-            PowerState::Paused,
-        )
+        self.power(HypervisorCall::Suspend, vm, &[PowerState::Running], PowerState::Paused)
     }
 
     async fn resume(&self, vm: VmId) -> Result<()> {
-        self.power(
-            HypervisorCall::Resume,
-            vm,
-            &[PowerState::Paused],
-            PowerState::Running,
-        )
+        self.power(HypervisorCall::Resume, vm, &[PowerState::Paused], PowerState::Running)
     }
 
     async fn create_volume(&self, vm: VmId, size_gib: u64) -> Result<VolumeInfo> {
         let mut s = self.enter(HypervisorCall::CreateVolume)?;
         if s.volumes.contains_key(&vm) {
-            return Err(Error::conflict(format!(
-                "volume {} exists",
-                vm.volume_name()
-            )));
+            return Err(Error::conflict(format!("volume {} exists", vm.volume_name())));
         }
         s.volumes.insert(vm, size_gib);
-        Ok(VolumeInfo {
-            name: vm.volume_name(),
-            capacity_gib: size_gib,
-        })
+        Ok(VolumeInfo { name: vm.volume_name(), capacity_gib: size_gib })
     }
 
     async fn volume(&self, vm: VmId) -> Result<Option<VolumeInfo>> {
         let s = self.enter(HypervisorCall::Volume)?;
-        Ok(s.volumes.get(&vm).map(|&gib| VolumeInfo {
-            name: vm.volume_name(),
-            capacity_gib: gib,
-        }))
+        Ok(s.volumes.get(&vm).map(|&gib| VolumeInfo { name: vm.volume_name(), capacity_gib: gib }))
     }
 
     async fn resize_volume(&self, vm: VmId, size_gib: u64) -> Result<()> {
@@ -886,15 +701,9 @@ impl Hypervisor for MemoryHypervisor {
     async fn delete_volume(&self, vm: VmId) -> Result<()> {
         let mut s = self.enter(HypervisorCall::DeleteVolume)?;
         if s.domains.contains_key(&vm) {
-            return Err(Error::conflict(format!(
-                "volume {} is in use",
-                vm.volume_name()
-            )));
+            return Err(Error::conflict(format!("volume {} is in use", vm.volume_name())));
         }
-        s.volumes
-            .remove(&vm)
-            .map(drop)
-            .ok_or(Error::VmNotFound { id: vm })
+        s.volumes.remove(&vm).map(drop).ok_or(Error::VmNotFound { id: vm })
     }
 }
 
@@ -929,24 +738,14 @@ impl MemoryConnector {
 
     fn parse(uri: &str) -> Result<Capacity> {
         let bad = |why: &str| Error::invalid("uri", format!("{uri:?}: {why}"));
-        let rest = uri
-            .strip_prefix("memory://")
-            .ok_or_else(|| bad("not a memory:// URI"))?;
+        let rest = uri.strip_prefix("memory://").ok_or_else(|| bad("not a memory:// URI"))?;
         let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(bad(
-                "the name may hold only letters, digits, '-', '_' and '.'",
-            ));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(bad("the name may hold only letters, digits, '-', '_' and '.'"));
         }
         let mut cap = DEFAULT_MEMORY_CAPACITY;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| bad("query is not key=value"))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| bad("query is not key=value"))?;
             let n: u64 = v.parse().map_err(|_| bad("query values must be numbers"))?;
             match k {
                 "cpus" => cap.cpus = u32::try_from(n).map_err(|_| bad("too many cpus"))?,
@@ -964,10 +763,7 @@ impl Connector for MemoryConnector {
     async fn connect(&self, uri: &str, _virt_type: VirtType) -> Result<Arc<dyn Hypervisor>> {
         let capacity = Self::parse(uri)?;
         if lock(&self.unreachable).contains(uri) {
-            return Err(Error::Unavailable {
-                backend: uri.to_owned(),
-                reason: "connection refused".into(),
-            });
+            return Err(Error::Unavailable { backend: uri.to_owned(), reason: "connection refused".into() });
         }
         let mut nodes = lock(&self.nodes);
         let hv = nodes
@@ -984,27 +780,10 @@ mod tests {
 
     #[test]
     fn memory_uris_are_parsed() {
-        assert_eq!(
-            MemoryConnector::parse("memory://n1").unwrap(),
-            DEFAULT_MEMORY_CAPACITY
-        );
-        let cap =
-            MemoryConnector::parse("memory://n1?cpus=2&memory_mib=4096&storage_gib=50").unwrap();
-        assert_eq!(
-            cap,
-            Capacity {
-                cpus: 2,
-                memory_mib: 4096,
-                storage_gib: 50
-            }
-        );
-        for bad in [
-            "qemu:///system",
-            "memory://",
-            "memory://a b",
-            "memory://n?cpus=x",
-            "memory://n?gpus=1",
-        ] {
+        assert_eq!(MemoryConnector::parse("memory://n1").unwrap(), DEFAULT_MEMORY_CAPACITY);
+        let cap = MemoryConnector::parse("memory://n1?cpus=2&memory_mib=4096&storage_gib=50").unwrap();
+        assert_eq!(cap, Capacity { cpus: 2, memory_mib: 4096, storage_gib: 50 });
+        for bad in ["qemu:///system", "memory://", "memory://a b", "memory://n?cpus=x", "memory://n?gpus=1"] {
             assert!(MemoryConnector::parse(bad).is_err(), "{bad}");
         }
     }

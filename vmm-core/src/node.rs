@@ -139,10 +139,7 @@ impl NodeSpec {
         validate_node_name(&self.name)?;
         let uri = self.uri.trim();
         if uri.is_empty() || !uri.contains(':') || uri.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "uri",
-                "must be a libvirt URI such as qemu:///system",
-            ));
+            return Err(Error::invalid("uri", "must be a libvirt URI such as qemu:///system"));
         }
         validate_ratio("cpu_overcommit", self.cpu_overcommit)?;
         validate_ratio("memory_overcommit", self.memory_overcommit)
@@ -153,24 +150,17 @@ fn validate_node_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 64 {
         return Err(Error::invalid("name", "must be 1 to 64 characters"));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(Error::invalid(
-            "name",
-            "may hold only letters, digits, '-', '_' and '.'",
-        ));
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(Error::invalid("name", "may hold only letters, digits, '-', '_' and '.'"));
     }
     Ok(())
 }
 
 fn validate_ratio(field: &str, ratio: Option<f64>) -> Result<()> {
     match ratio {
-        Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_OVERCOMMIT) => Err(Error::invalid(
-            field,
-            format!("must be above 0 and at most {MAX_OVERCOMMIT}"),
-        )),
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_OVERCOMMIT) => {
+            Err(Error::invalid(field, format!("must be above 0 and at most {MAX_OVERCOMMIT}")))
+        }
         _ => Ok(()),
     }
 }
@@ -276,15 +266,12 @@ impl Node {
 
     /// Memory still free under the ratio, in MiB.
     pub fn free_memory_mib(&self) -> u64 {
-        self.memory_limit_mib()
-            .saturating_sub(self.allocated.memory_mib)
+        self.memory_limit_mib().saturating_sub(self.allocated.memory_mib)
     }
 
     /// Storage still free, in GiB (storage is never overcommitted).
     pub fn free_storage_gib(&self) -> u64 {
-        self.capacity
-            .storage_gib
-            .saturating_sub(self.allocated.storage_gib)
+        self.capacity.storage_gib.saturating_sub(self.allocated.storage_gib)
     }
 }
 
@@ -299,20 +286,11 @@ mod tests {
             memory_overcommit: Some(1.5),
             ..NodeSpec::new("n1", "memory://n1")
         };
-        let cap = Capacity {
-            cpus: 4,
-            memory_mib: 1000,
-            storage_gib: 100,
-        };
+        let cap = Capacity { cpus: 4, memory_mib: 1000, storage_gib: 100 };
         let mut node = Node::from_spec(&spec, cap, Utc::now());
         assert_eq!(node.vcpu_limit(), 10);
         assert_eq!(node.memory_limit_mib(), 1500);
-        node.allocated = Usage {
-            vms: 2,
-            vcpus: 12,
-            memory_mib: 500,
-            storage_gib: 30,
-        };
+        node.allocated = Usage { vms: 2, vcpus: 12, memory_mib: 500, storage_gib: 30 };
         assert_eq!(node.free_vcpus(), 0);
         assert_eq!(node.free_memory_mib(), 1000);
         assert_eq!(node.free_storage_gib(), 70);
@@ -321,19 +299,11 @@ mod tests {
     #[test]
     fn specs_are_checked() {
         assert!(NodeSpec::new("local", "qemu:///system").validate().is_ok());
-        assert!(NodeSpec::new("bad name", "qemu:///system")
-            .validate()
-            .is_err());
+        assert!(NodeSpec::new("bad name", "qemu:///system").validate().is_err());
         assert!(NodeSpec::new("n", "nonsense").validate().is_err());
-        let spec = NodeSpec {
-            cpu_overcommit: Some(f64::NAN),
-            ..NodeSpec::new("n", "test:///default")
-        };
+        let spec = NodeSpec { cpu_overcommit: Some(f64::NAN), ..NodeSpec::new("n", "test:///default") };
         assert!(spec.validate().is_err());
-        let spec = NodeSpec {
-            memory_overcommit: Some(0.0),
-            ..NodeSpec::new("n", "test:///default")
-        };
+        let spec = NodeSpec { memory_overcommit: Some(0.0), ..NodeSpec::new("n", "test:///default") };
         assert!(spec.validate().is_err());
     }
 }

@@ -22,20 +22,14 @@ pub struct PageRequest {
 impl PageRequest {
     /// The first page of `limit` items.
     pub fn first(limit: u32) -> Self {
-        Self {
-            limit: Some(limit),
-            cursor: None,
-        }
+        Self { limit: Some(limit), cursor: None }
     }
 
     /// The page size, checked.
     pub fn limit(&self) -> Result<usize> {
         match self.limit.unwrap_or(DEFAULT_LIMIT) {
             n @ 1..=MAX_LIMIT => Ok(n as usize),
-            _ => Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            )),
+            _ => Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIMIT}"))),
         }
     }
 
@@ -43,10 +37,7 @@ impl PageRequest {
     pub fn cursor<I: std::str::FromStr>(&self) -> Result<Option<I>> {
         self.cursor
             .as_deref()
-            .map(|c| {
-                c.parse()
-                    .map_err(|_| Error::invalid("cursor", "is not a cursor from this list"))
-            })
+            .map(|c| c.parse().map_err(|_| Error::invalid("cursor", "is not a cursor from this list")))
             .transpose()
     }
 }

@@ -122,24 +122,21 @@ pub fn check(node: &Node, demand: &Demand) -> Option<RejectReason> {
     let fits_or = |requested: u64, free: u64, reason: fn(u64, u64) -> RejectReason| {
         (requested > free).then(|| reason(requested, free))
     };
-    fits_or(
-        u64::from(demand.vcpus),
-        node.free_vcpus(),
-        |requested, free| RejectReason::Cpu { requested, free },
-    )
-    .or_else(|| {
-        fits_or(
-            demand.memory_mib,
-            node.free_memory_mib(),
-            |requested, free| RejectReason::Memory { requested, free },
-        )
+    fits_or(u64::from(demand.vcpus), node.free_vcpus(), |requested, free| RejectReason::Cpu {
+        requested,
+        free,
     })
     .or_else(|| {
-        fits_or(
-            demand.disk_gib,
-            node.free_storage_gib(),
-            |requested, free| RejectReason::Storage { requested, free },
-        )
+        fits_or(demand.memory_mib, node.free_memory_mib(), |requested, free| RejectReason::Memory {
+            requested,
+            free,
+        })
+    })
+    .or_else(|| {
+        fits_or(demand.disk_gib, node.free_storage_gib(), |requested, free| RejectReason::Storage {
+            requested,
+            free,
+        })
     })
 }
 
@@ -153,15 +150,8 @@ fn weight(node: &Node, demand: &Demand, strategy: Strategy) -> f64 {
             free.saturating_sub(used) as f64 / limit as f64
         }
     };
-    let left = share(
-        node.free_vcpus(),
-        u64::from(demand.vcpus),
-        node.vcpu_limit(),
-    ) + share(
-        node.free_memory_mib(),
-        demand.memory_mib,
-        node.memory_limit_mib(),
-    );
+    let left = share(node.free_vcpus(), u64::from(demand.vcpus), node.vcpu_limit())
+        + share(node.free_memory_mib(), demand.memory_mib, node.memory_limit_mib());
     match strategy {
         Strategy::Spread => left,
         Strategy::Pack => -left,
@@ -185,11 +175,7 @@ pub fn place(
     for node in nodes.iter().filter(|n| pinned.is_none_or(|id| n.id == id)) {
         considered += 1;
         if let Some(reason) = check(node, demand) {
-            rejections.push(Rejection {
-                node_id: node.id,
-                node_name: node.name.clone(),
-                reason,
-            });
+            rejections.push(Rejection { node_id: node.id, node_name: node.name.clone(), reason });
             continue;
         }
         let w = weight(node, demand, strategy);
@@ -202,11 +188,7 @@ pub fn place(
         }
     }
     match (best, pinned) {
-        (Some((node, weight)), _) => Ok(Placement {
-            node_id: node.id,
-            weight,
-            rejections,
-        }),
+        (Some((node, weight)), _) => Ok(Placement { node_id: node.id, weight, rejections }),
         (None, Some(id)) if considered == 0 => Err(Error::NodeNotFound { id }),
         (None, _) => Err(Error::NoCapacity { rejections }),
     }
@@ -221,45 +203,20 @@ mod tests {
     use proptest::strategy::Strategy as PropStrategy;
 
     fn node(name: &str, cpus: u32, mem: u64, disk: u64) -> Node {
-        let cap = Capacity {
-            cpus,
-            memory_mib: mem,
-            storage_gib: disk,
-        };
-        Node::from_spec(
-            &NodeSpec::new(name, format!("memory://{name}")),
-            cap,
-            Utc::now(),
-        )
+        let cap = Capacity { cpus, memory_mib: mem, storage_gib: disk };
+        Node::from_spec(&NodeSpec::new(name, format!("memory://{name}")), cap, Utc::now())
     }
 
-    const SMALL: Demand = Demand {
-        vcpus: 1,
-        memory_mib: 512,
-        disk_gib: 10,
-    };
+    const SMALL: Demand = Demand { vcpus: 1, memory_mib: 512, disk_gib: 10 };
 
     #[test]
     fn spread_picks_the_emptiest_and_pack_the_fullest() {
         let mut a = node("a", 4, 8192, 100);
         let b = node("b", 4, 8192, 100);
-        a.allocated = Usage {
-            vms: 1,
-            vcpus: 8,
-            memory_mib: 4096,
-            storage_gib: 20,
-        };
+        a.allocated = Usage { vms: 1, vcpus: 8, memory_mib: 4096, storage_gib: 20 };
         let nodes = [a.clone(), b.clone()];
-        assert_eq!(
-            place(&SMALL, &nodes, Strategy::Spread, None)
-                .unwrap()
-                .node_id,
-            b.id
-        );
-        assert_eq!(
-            place(&SMALL, &nodes, Strategy::Pack, None).unwrap().node_id,
-            a.id
-        );
+        assert_eq!(place(&SMALL, &nodes, Strategy::Spread, None).unwrap().node_id, b.id);
+        assert_eq!(place(&SMALL, &nodes, Strategy::Pack, None).unwrap().node_id, a.id);
     }
 
     #[test]
@@ -270,18 +227,9 @@ mod tests {
         maint.state = NodeState::Maintenance;
         let tiny = node("tiny", 8, 256, 100);
         let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None).unwrap_err();
-        let Error::NoCapacity { rejections } = err else {
-            panic!("{err:?}")
-        };
+        let Error::NoCapacity { rejections } = err else { panic!("{err:?}") };
         let reasons: Vec<_> = rejections.iter().map(|r| r.reason.to_string()).collect();
-        assert_eq!(
-            reasons,
-            [
-                "node is offline",
-                "node is in maintenance",
-                "needs 512 MiB, 256 MiB free"
-            ]
-        );
+        assert_eq!(reasons, ["node is offline", "node is in maintenance", "needs 512 MiB, 256 MiB free"]);
     }
 
     #[test]
@@ -314,12 +262,7 @@ mod tests {
                 let mut n = node("n", cpus, mem, disk);
                 n.cpu_overcommit = cr;
                 n.memory_overcommit = mr;
-                n.allocated = Usage {
-                    vms: 1,
-                    vcpus: uv,
-                    memory_mib: um,
-                    storage_gib: ud,
-                };
+                n.allocated = Usage { vms: 1, vcpus: uv, memory_mib: um, storage_gib: ud };
                 n.state = match st {
                     0 => NodeState::Offline,
                     1 => NodeState::Maintenance,

@@ -107,9 +107,7 @@ impl VmmBuilder {
         Vmm {
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                connector: self
-                    .connector
-                    .unwrap_or_else(|| Arc::new(MemoryConnector::new())),
+                connector: self.connector.unwrap_or_else(|| Arc::new(MemoryConnector::new())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
@@ -192,11 +190,7 @@ impl Vmm {
     /// Connects to a node, reads its capacity, and registers it.
     pub async fn add_node(&self, spec: NodeSpec) -> Result<Node> {
         spec.validate()?;
-        let hv = self
-            .inner
-            .connector
-            .connect(spec.uri.trim(), spec.virt_type)
-            .await?;
+        let hv = self.inner.connector.connect(spec.uri.trim(), spec.virt_type).await?;
         let info = hv.node_info().await?;
         let node = Node::from_spec(&spec, info.capacity, self.now());
         self.inner.store.insert_node(&node).await?;
@@ -218,10 +212,7 @@ impl Vmm {
     pub async fn update_node(&self, id: NodeId, patch: NodePatch) -> Result<Node> {
         patch.validate()?;
         let node = self.inner.store.get_node(id).await?;
-        self.inner
-            .store
-            .update_node(&patch.applied_to(&node))
-            .await?;
+        self.inner.store.update_node(&patch.applied_to(&node)).await?;
         self.inner.store.get_node(id).await
     }
 
@@ -233,21 +224,14 @@ impl Vmm {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Arc<dyn Hypervisor>>> {
-        self.inner
-            .hypervisors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.hypervisors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn hypervisor(&self, node: &Node) -> Result<Arc<dyn Hypervisor>> {
         if let Some(hv) = self.cache().get(&node.id) {
             return Ok(hv.clone());
         }
-        let hv = self
-            .inner
-            .connector
-            .connect(&node.uri, node.virt_type)
-            .await?;
+        let hv = self.inner.connector.connect(&node.uri, node.virt_type).await?;
         self.cache().insert(node.id, hv.clone());
         Ok(hv)
     }
@@ -278,10 +262,7 @@ impl Vmm {
 
     /// Leases `address`, or the lowest free address, to nobody (held by hand).
     pub async fn allocate_ip(&self, pool: PoolId, address: Option<IpAddr>) -> Result<IpLease> {
-        self.inner
-            .store
-            .allocate_lease(pool, address, None, self.now())
-            .await
+        self.inner.store.allocate_lease(pool, address, None, self.now()).await
     }
 
     /// Ends a lease held by hand.
@@ -313,16 +294,8 @@ impl Vmm {
             addresses: Vec::new(),
             created_at: now,
         };
-        let task = Task::new(
-            TaskKind::CreateVm,
-            Some(vm.id),
-            TaskParams::Create { start: spec.start },
-            now,
-        );
-        let placement = PlacementRequest {
-            pinned: spec.node_id,
-            strategy: self.inner.config.strategy,
-        };
+        let task = Task::new(TaskKind::CreateVm, Some(vm.id), TaskParams::Create { start: spec.start }, now);
+        let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy };
         let vm = self.inner.store.create_vm(&vm, &task, placement).await?;
         self.notify();
         Ok((vm, task))
@@ -358,44 +331,29 @@ impl Vmm {
             node.allocated.storage_gib -= vm.disk_gib;
             node.state = crate::node::NodeState::Online;
             let after = patch.applied_to(&vm);
-            let demand = Demand {
-                vcpus: after.vcpus,
-                memory_mib: after.memory_mib,
-                disk_gib: after.disk_gib,
-            };
+            let demand =
+                Demand { vcpus: after.vcpus, memory_mib: after.memory_mib, disk_gib: after.disk_gib };
             if let Some(reason) = placement::check(&node, &demand) {
-                let rejection = placement::Rejection {
-                    node_id: node.id,
-                    node_name: node.name,
-                    reason,
-                };
-                return Err(Error::NoCapacity {
-                    rejections: vec![rejection],
-                });
+                let rejection = placement::Rejection { node_id: node.id, node_name: node.name, reason };
+                return Err(Error::NoCapacity { rejections: vec![rejection] });
             }
         }
-        self.enqueue(id, action, TaskKind::UpdateVm, TaskParams::Update { patch })
-            .await
+        self.enqueue(id, action, TaskKind::UpdateVm, TaskParams::Update { patch }).await
     }
 
     /// Queues the VM's deletion with its disk and leases.
     pub async fn delete_vm(&self, id: VmId) -> Result<Task> {
-        self.enqueue(id, VmAction::Delete, TaskKind::DeleteVm, TaskParams::None)
-            .await
+        self.enqueue(id, VmAction::Delete, TaskKind::DeleteVm, TaskParams::None).await
     }
 
     /// Queues a power action: start, stop, shutdown, reboot, suspend or resume.
     pub async fn act(&self, id: VmId, action: VmAction) -> Result<Task> {
         match action {
-            VmAction::Resize | VmAction::Rename => Err(Error::invalid(
-                "action",
-                "resize and rename go through update_vm",
-            )),
-            VmAction::Delete => self.delete_vm(id).await,
-            _ => {
-                self.enqueue(id, action, TaskKind::for_action(action), TaskParams::None)
-                    .await
+            VmAction::Resize | VmAction::Rename => {
+                Err(Error::invalid("action", "resize and rename go through update_vm"))
             }
+            VmAction::Delete => self.delete_vm(id).await,
+            _ => self.enqueue(id, action, TaskKind::for_action(action), TaskParams::None).await,
         }
     }
 
@@ -429,13 +387,7 @@ impl Vmm {
         self.act(id, VmAction::Resume).await
     }
 
-    async fn enqueue(
-        &self,
-        id: VmId,
-        action: VmAction,
-        kind: TaskKind,
-        params: TaskParams,
-    ) -> Result<Task> {
+    async fn enqueue(&self, id: VmId, action: VmAction, kind: TaskKind, params: TaskParams) -> Result<Task> {
         let task = Task::new(kind, Some(id), params, self.now());
         self.inner.store.enqueue_task(&task, Some(action)).await?;
         self.notify();
@@ -454,10 +406,16 @@ impl Vmm {
         self.inner.store.list_tasks(filter, page).await
     }
 
-    /// Cancels a queued task, or asks a running one to stop and undo what it did.
+    /// Cancels a queued task, or asks a running one to stop and undo what it did. A queued
+    /// create gives back its placement and address at once.
     pub async fn cancel_task(&self, id: TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(id, self.now()).await?;
         self.notify();
+        if let (TaskKind::CreateVm, TaskState::Cancelled, Some(vm)) = (task.kind, task.state, task.vm_id) {
+            // Nothing exists on the node yet. Should this fail or the process die here, the VM
+            // stays `creating` with no task, and deleting it cleans up.
+            self.undo_create(vm).await?;
+        }
         Ok(task)
     }
 
@@ -483,12 +441,7 @@ impl Vmm {
     pub async fn run_next_task(&self) -> Result<bool> {
         let now = self.now();
         let until = now + chrono_duration(self.inner.config.lease);
-        match self
-            .inner
-            .store
-            .claim_task(&self.inner.config.worker_id, now, until)
-            .await?
-        {
+        match self.inner.store.claim_task(&self.inner.config.worker_id, now, until).await? {
             Some(task) => {
                 self.execute(task).await;
                 Ok(true)
@@ -517,12 +470,7 @@ impl Vmm {
             while running.len() < config.concurrency.max(1) {
                 let now = self.now();
                 let until = now + chrono_duration(config.lease);
-                match self
-                    .inner
-                    .store
-                    .claim_task(&config.worker_id, now, until)
-                    .await
-                {
+                match self.inner.store.claim_task(&config.worker_id, now, until).await {
                     Ok(Some(task)) => running.push(self.execute(task)),
                     Ok(None) => break,
                     Err(e) => {
@@ -550,21 +498,11 @@ impl Vmm {
     async fn execute(&self, task: Task) {
         let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
         let id = task.id;
-        let work = self.perform(Run {
-            task,
-            owner: self.inner.config.worker_id.clone(),
-        });
-        match select(
-            pin!(work.instrument(span.clone())),
-            pin!(self.keep_lease(id)),
-        )
-        .await
-        {
+        let work = self.perform(Run { task, owner: self.inner.config.worker_id.clone() });
+        match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id))).await {
             Either::Left(_) => {}
             Either::Right((e, _)) => {
-                span.in_scope(
-                    || tracing::warn!(error = %e, "lease lost; leaving the task to its new owner"),
-                );
+                span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new owner"));
             }
         }
         self.notify();
@@ -579,12 +517,7 @@ impl Vmm {
             match self
                 .inner
                 .store
-                .renew_lease(
-                    id,
-                    &config.worker_id,
-                    now,
-                    now + chrono_duration(config.lease),
-                )
+                .renew_lease(id, &config.worker_id, now, now + chrono_duration(config.lease))
                 .await
             {
                 Ok(()) => {}
@@ -662,10 +595,7 @@ impl Vmm {
     }
 
     async fn vm_and_hypervisor(&self, run: &Run) -> Result<(Vm, Node, Arc<dyn Hypervisor>)> {
-        let id = run
-            .task
-            .vm_id
-            .ok_or_else(|| Error::invalid("task", "has no VM"))?;
+        let id = run.task.vm_id.ok_or_else(|| Error::invalid("task", "has no VM"))?;
         let vm = self.inner.store.get_vm(id).await?;
         let node = self.inner.store.get_node(vm.node_id).await?;
         let hv = self.hypervisor(&node).await?;
@@ -673,10 +603,7 @@ impl Vmm {
     }
 
     async fn create_saga(&self, run: &mut Run) -> Result<Outcome> {
-        let vm_id = run
-            .task
-            .vm_id
-            .ok_or_else(|| Error::invalid("task", "has no VM"))?;
+        let vm_id = run.task.vm_id.ok_or_else(|| Error::invalid("task", "has no VM"))?;
         let max = self.inner.config.max_attempts;
         let result = if run.task.attempts > max {
             Err(Error::conflict(format!("gave up after {max} attempts")))
@@ -712,12 +639,7 @@ impl Vmm {
         if self.cancel_requested(run).await? {
             return Ok(Outcome::Cancelled);
         }
-        self.step(
-            run,
-            10,
-            format!("creating a {} GiB disk on {}", vm.disk_gib, node.name),
-        )
-        .await?;
+        self.step(run, 10, format!("creating a {} GiB disk on {}", vm.disk_gib, node.name)).await?;
         if hv.volume(vm.id).await?.is_none() {
             hv.create_volume(vm.id, vm.disk_gib).await?;
         }
@@ -731,19 +653,12 @@ impl Vmm {
         }
         if start {
             self.step(run, 70, "starting").await?;
-            let running = hv
-                .domain(vm.id)
-                .await?
-                .is_some_and(|d| d.state == PowerState::Running);
+            let running = hv.domain(vm.id).await?.is_some_and(|d| d.state == PowerState::Running);
             if !running {
                 hv.start(vm.id).await?;
             }
         }
-        vm.state = if start {
-            VmState::Running
-        } else {
-            VmState::Stopped
-        };
+        vm.state = if start { VmState::Running } else { VmState::Stopped };
         self.inner.store.update_vm(&vm).await?;
         Ok(Outcome::Done)
     }
@@ -779,8 +694,7 @@ impl Vmm {
         };
         vm.state = VmState::Deleting;
         self.inner.store.update_vm(&vm).await?;
-        self.step(run, 20, "removing the domain and its disk")
-            .await?;
+        self.step(run, 20, "removing the domain and its disk").await?;
         if let Err(e) = remove_from_hypervisor(hv.as_ref(), vm.id).await {
             vm.state = VmState::Error;
             self.inner.store.update_vm(&vm).await?;
@@ -793,11 +707,7 @@ impl Vmm {
     async fn power_steps(&self, run: &mut Run, action: VmAction) -> Result<Outcome> {
         let (mut vm, _node, hv) = self.vm_and_hypervisor(run).await?;
         let next = vm.state.apply(vm.id, action)?;
-        let observed = hv
-            .domain(vm.id)
-            .await?
-            .ok_or(Error::VmNotFound { id: vm.id })?
-            .state;
+        let observed = hv.domain(vm.id).await?.ok_or(Error::VmNotFound { id: vm.id })?.state;
         // A task resumed after a crash may find its work already done.
         let done_already = match action {
             VmAction::Start | VmAction::Resume => observed == PowerState::Running,
@@ -814,10 +724,7 @@ impl Vmm {
                 VmAction::Reboot => hv.reboot(vm.id).await,
                 VmAction::Suspend => hv.suspend(vm.id).await,
                 VmAction::Resume => hv.resume(vm.id).await,
-                _ => Err(Error::invalid(
-                    "action",
-                    format!("{action} is not a power action"),
-                )),
+                _ => Err(Error::invalid("action", format!("{action} is not a power action"))),
             };
             if let Err(e) = result {
                 // Record what the hypervisor shows now, or error when it cannot tell.
@@ -844,21 +751,13 @@ impl Vmm {
         if patch.resizes(&vm) {
             vm.state.apply(vm.id, VmAction::Resize)?;
             self.step(run, 20, "reserving capacity").await?;
-            self.inner
-                .store
-                .resize_vm(vm.id, target.vcpus, target.memory_mib, target.disk_gib)
-                .await?;
+            self.inner.store.resize_vm(vm.id, target.vcpus, target.memory_mib, target.disk_gib).await?;
         }
         let applied = async {
             self.step(run, 50, "updating the domain").await?;
             hv.define_domain(&Self::domain_spec(&target, &node)).await?;
             if target.disk_gib > vm.disk_gib {
-                self.step(
-                    run,
-                    70,
-                    format!("growing the disk to {} GiB", target.disk_gib),
-                )
-                .await?;
+                self.step(run, 70, format!("growing the disk to {} GiB", target.disk_gib)).await?;
                 if let Err(e) = hv.resize_volume(vm.id, target.disk_gib).await {
                     hv.define_domain(&Self::domain_spec(&vm, &node)).await.ok();
                     return Err(e);
@@ -871,11 +770,7 @@ impl Vmm {
             Err(e @ Error::LeaseLost { .. }) => return Err(e),
             Err(e) => {
                 // Give the reserved capacity back.
-                self.inner
-                    .store
-                    .resize_vm(vm.id, vm.vcpus, vm.memory_mib, vm.disk_gib)
-                    .await
-                    .ok();
+                self.inner.store.resize_vm(vm.id, vm.vcpus, vm.memory_mib, vm.disk_gib).await.ok();
                 return Err(e);
             }
         }

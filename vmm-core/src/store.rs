@@ -90,12 +90,8 @@ pub trait Store: Send + Sync + Debug {
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>>;
     /// Claims the oldest claimable task (queued, or running under a lease expired at `now`)
     /// for `owner` until `until`. Two workers never claim the same task.
-    async fn claim_task(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<Task>>;
+    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>)
+        -> Result<Option<Task>>;
     /// Extends `owner`'s lease; [`LeaseLost`](crate::Error::LeaseLost) if it no longer holds it.
     async fn renew_lease(
         &self,

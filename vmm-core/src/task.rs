@@ -184,12 +184,7 @@ pub struct Task {
 
 impl Task {
     /// A queued task.
-    pub fn new(
-        kind: TaskKind,
-        vm_id: Option<VmId>,
-        params: TaskParams,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn new(kind: TaskKind, vm_id: Option<VmId>, params: TaskParams, now: DateTime<Utc>) -> Self {
         Self {
             id: TaskId::new(),
             kind,
@@ -210,10 +205,7 @@ impl Task {
 
     /// Adds a line to the step log.
     pub fn log(&mut self, at: DateTime<Utc>, message: impl Into<String>) {
-        self.steps.push(TaskStep {
-            at,
-            message: message.into(),
-        });
+        self.steps.push(TaskStep { at, message: message.into() });
     }
 
     /// Whether a worker may claim it at `now`: queued, or running under an expired lease.
@@ -231,15 +223,9 @@ impl Task {
         self.state = TaskState::Running;
         self.attempts += 1;
         self.started_at.get_or_insert(now);
-        self.lease = Some(TaskLease {
-            owner: owner.to_owned(),
-            expires_at: until,
-        });
+        self.lease = Some(TaskLease { owner: owner.to_owned(), expires_at: until });
         let message = if recovered {
-            format!(
-                "recovered by {owner} after its lease expired (attempt {})",
-                self.attempts
-            )
+            format!("recovered by {owner} after its lease expired (attempt {})", self.attempts)
         } else {
             format!("claimed by {owner}")
         };
@@ -249,10 +235,7 @@ impl Task {
     /// Whether `owner` holds a live lease on it at `now`.
     pub fn is_leased_by(&self, owner: &str, now: DateTime<Utc>) -> bool {
         self.state == TaskState::Running
-            && self
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.owner == owner && l.expires_at > now)
+            && self.lease.as_ref().is_some_and(|l| l.owner == owner && l.expires_at > now)
     }
 }
 
@@ -268,8 +251,7 @@ pub struct TaskFilter {
 impl TaskFilter {
     /// Whether `task` passes.
     pub fn matches(&self, task: &Task) -> bool {
-        self.vm_id.is_none_or(|v| task.vm_id == Some(v))
-            && self.state.is_none_or(|s| task.state == s)
+        self.vm_id.is_none_or(|v| task.vm_id == Some(v)) && self.state.is_none_or(|s| task.state == s)
     }
 }
 
@@ -295,12 +277,7 @@ mod tests {
 
     #[test]
     fn params_round_trip() {
-        let p = TaskParams::Update {
-            patch: VmPatch {
-                vcpus: Some(2),
-                ..Default::default()
-            },
-        };
+        let p = TaskParams::Update { patch: VmPatch { vcpus: Some(2), ..Default::default() } };
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(json, r#"{"type":"update","patch":{"vcpus":2}}"#);
         assert_eq!(serde_json::from_str::<TaskParams>(&json).unwrap(), p);

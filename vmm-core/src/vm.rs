@@ -49,15 +49,7 @@ fn default_true() -> bool {
 impl VmSpec {
     /// A spec with the given name and size, no pinned node, no pool, started on create.
     pub fn new(name: impl Into<String>, vcpus: u32, memory_mib: u64, disk_gib: u64) -> Self {
-        Self {
-            name: name.into(),
-            vcpus,
-            memory_mib,
-            disk_gib,
-            node_id: None,
-            ip_pool_id: None,
-            start: true,
-        }
+        Self { name: name.into(), vcpus, memory_mib, disk_gib, node_id: None, ip_pool_id: None, start: true }
     }
 
     /// Checks every field; the first bad one is reported.
@@ -80,38 +72,23 @@ pub fn validate_name(name: &str) -> Result<()> {
         return Err(Error::invalid("name", "must not be empty"));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(Error::invalid(
-            "name",
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
+        return Err(Error::invalid("name", format!("must be at most {MAX_NAME_CHARS} characters")));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "name",
-            "must not contain control characters",
-        ));
+        return Err(Error::invalid("name", "must not contain control characters"));
     }
     Ok(())
 }
 
 fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
     if !(1..=MAX_VCPUS).contains(&vcpus) {
-        return Err(Error::invalid(
-            "vcpus",
-            format!("must be between 1 and {MAX_VCPUS}"),
-        ));
+        return Err(Error::invalid("vcpus", format!("must be between 1 and {MAX_VCPUS}")));
     }
     if !(64..=MAX_MEMORY_MIB).contains(&memory_mib) {
-        return Err(Error::invalid(
-            "memory_mib",
-            format!("must be between 64 and {MAX_MEMORY_MIB}"),
-        ));
+        return Err(Error::invalid("memory_mib", format!("must be between 64 and {MAX_MEMORY_MIB}")));
     }
     if !(1..=MAX_DISK_GIB).contains(&disk_gib) {
-        return Err(Error::invalid(
-            "disk_gib",
-            format!("must be between 1 and {MAX_DISK_GIB}"),
-        ));
+        return Err(Error::invalid("disk_gib", format!("must be between 1 and {MAX_DISK_GIB}")));
     }
     Ok(())
 }
@@ -158,10 +135,7 @@ impl VmPatch {
             self.disk_gib.unwrap_or(vm.disk_gib),
         )?;
         if self.disk_gib.is_some_and(|d| d < vm.disk_gib) {
-            return Err(Error::invalid(
-                "disk_gib",
-                format!("disks only grow (now {} GiB)", vm.disk_gib),
-            ));
+            return Err(Error::invalid("disk_gib", format!("disks only grow (now {} GiB)", vm.disk_gib)));
         }
         Ok(())
     }
@@ -224,14 +198,8 @@ pub enum VmState {
 
 impl VmState {
     /// Every state.
-    pub const ALL: [VmState; 6] = [
-        Self::Creating,
-        Self::Stopped,
-        Self::Running,
-        Self::Paused,
-        Self::Error,
-        Self::Deleting,
-    ];
+    pub const ALL: [VmState; 6] =
+        [Self::Creating, Self::Stopped, Self::Running, Self::Paused, Self::Error, Self::Deleting];
 
     /// The state's name as the API spells it.
     pub fn as_str(self) -> &'static str {
@@ -266,7 +234,9 @@ impl VmState {
             (S::Paused, A::Resume) => S::Running,
             (same @ (S::Stopped | S::Running), A::Resize) => same,
             (same @ (S::Stopped | S::Running | S::Paused | S::Error), A::Rename) => same,
-            (S::Stopped | S::Running | S::Paused | S::Error, A::Delete) => S::Deleting,
+            // Creating: only reachable when the create task is gone (one active task per VM),
+            // so that a VM stranded by a crash can still be removed.
+            (S::Creating | S::Stopped | S::Running | S::Paused | S::Error, A::Delete) => S::Deleting,
             (state, action) => return Err(Error::InvalidState { id, state, action }),
         };
         Ok(next)
@@ -363,6 +333,7 @@ mod tests {
             (S::Running, A::Rename, S::Running),
             (S::Paused, A::Rename, S::Paused),
             (S::Error, A::Rename, S::Error),
+            (S::Creating, A::Delete, S::Deleting),
             (S::Stopped, A::Delete, S::Deleting),
             (S::Running, A::Delete, S::Deleting),
             (S::Paused, A::Delete, S::Deleting),
@@ -371,10 +342,7 @@ mod tests {
     };
 
     fn reference(state: VmState, action: VmAction) -> Option<VmState> {
-        TABLE
-            .iter()
-            .find(|(s, a, _)| *s == state && *a == action)
-            .map(|(_, _, to)| *to)
+        TABLE.iter().find(|(s, a, _)| *s == state && *a == action).map(|(_, _, to)| *to)
     }
 
     fn state() -> impl Strategy<Value = VmState> {
@@ -414,9 +382,9 @@ mod tests {
     }
 
     #[test]
-    fn transitional_states_allow_nothing() {
+    fn transitional_states_allow_nothing_but_delete_of_a_stranded_create() {
         for action in VmAction::ALL {
-            assert!(VmState::Creating.apply(VmId::new(), action).is_err());
+            assert_eq!(VmState::Creating.apply(VmId::new(), action).is_ok(), action == VmAction::Delete);
             assert!(VmState::Deleting.apply(VmId::new(), action).is_err());
         }
     }
@@ -440,8 +408,7 @@ mod tests {
     #[test]
     fn spec_json_refuses_unknown_fields_and_defaults_start() {
         let spec: VmSpec =
-            serde_json::from_str(r#"{"name":"a","vcpus":1,"memory_mib":512,"disk_gib":1}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"name":"a","vcpus":1,"memory_mib":512,"disk_gib":1}"#).unwrap();
         assert!(spec.start);
         assert!(serde_json::from_str::<VmSpec>(
             r#"{"name":"a","vcpus":1,"memory_mib":512,"disk_gib":1,"cpus":2}"#
@@ -463,16 +430,9 @@ mod tests {
             addresses: vec![],
             created_at: Utc::now(),
         };
-        let shrink = VmPatch {
-            disk_gib: Some(5),
-            ..Default::default()
-        };
+        let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());
-        let grow = VmPatch {
-            disk_gib: Some(20),
-            vcpus: Some(2),
-            ..Default::default()
-        };
+        let grow = VmPatch { disk_gib: Some(20), vcpus: Some(2), ..Default::default() };
         assert!(grow.validate(&vm).is_ok());
         assert!(grow.resizes(&vm));
         assert_eq!(grow.applied_to(&vm).disk_gib, 20);

@@ -1,0 +1,28 @@
+# The commands the README gives. `make test` is what CI runs.
+CARGO ?= cargo
+
+.PHONY: setup test lint unit fuzz-check bench
+
+## Installs and starts what the tests need (system packages, libvirtd, .venv).
+setup:
+	bash .ci/setup
+
+## Everything CI checks: formatting, clippy, every test, the examples, the core's dependencies.
+test: setup lint unit fuzz-check
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+	$(CARGO) run -q -p vmm-core --example quickstart
+	bash .ci/check-core-deps
+
+fuzz-check:
+	$(CARGO) check -q --manifest-path fuzz/Cargo.toml --bins
+
+## Benchmarks beside their baselines (takes a few minutes).
+bench:
+	$(CARGO) bench -p vmm-benches

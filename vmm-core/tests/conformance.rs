@@ -1,0 +1,18 @@
+//! The conformance suites on the in-memory fakes.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use vmm_core::conformance;
+use vmm_core::memory::{MemoryHypervisor, MemoryStore};
+use vmm_core::{Store, VirtType};
+
+#[test]
+fn memory_store_passes_the_store_suite() {
+    block_on(conformance::store::run(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }));
+}
+
+#[test]
+fn memory_hypervisor_passes_the_hypervisor_suite() {
+    block_on(conformance::hypervisor::run(&MemoryHypervisor::new("memory://suite"), VirtType::Kvm));
+}
