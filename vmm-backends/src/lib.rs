@@ -1,10 +1,11 @@
-//! vmm-backends: the real implementations of vmm-core's traits.
+//! vmm-backends: the real implementations of vmm-core's traits, opened by URI.
 //!
-//! Planned implementations (the backends issue): a libvirt [`Hypervisor`] (feature
-//! `libvirt`) and a sqlx [`Store`] for SQLite and PostgreSQL (features `sqlite`, `postgres`),
-//! opened by URI. Until then this crate re-exports the in-memory ones.
+//! - [`libvirt::LibvirtHypervisor`] (feature `libvirt`): one node through libvirt
+//!   (`test:///default`, `qemu:///system`, `qemu+ssh://…`, `qemu+tcp://…`), every call on
+//!   tokio's blocking pool. [`libvirt::LibvirtConnector`] opens them by URI.
+//! - [`SqlStore`] (features `sqlite`, `postgres`): the store on SQLite or PostgreSQL.
 //!
-//! [`Hypervisor`]: vmm_core::Hypervisor
-//! [`Store`]: vmm_core::Store
+//! Build without libvirt installed with `--no-default-features --features sqlite,postgres`.
 
-pub use vmm_core::memory::{MemoryConnector, MemoryStore};
+#[cfg(feature = "libvirt")]
+pub mod libvirt;

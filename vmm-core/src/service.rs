@@ -284,7 +284,7 @@ impl Vmm {
         let now = self.now();
         let vm = Vm {
             id: VmId::new(),
-            name: spec.name.trim().to_owned(),
+            name: spec.name,
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             disk_gib: spec.disk_gib,

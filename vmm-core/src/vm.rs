@@ -66,10 +66,19 @@ impl VmSpec {
     }
 }
 
-/// Checks a VM name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, not blank.
+/// Checks a VM name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, no
+/// leading or trailing white space, nothing XML cannot carry. Any other text is fine: names
+/// reach libvirt only through the XML serializer.
 pub fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::invalid("name", "must not be empty"));
+    }
+    if name.trim() != name {
+        return Err(Error::invalid("name", "must not start or end with white space"));
+    }
+    // XML 1.0 has no way to carry these two, escaped or not.
+    if name.contains(['\u{fffe}', '\u{ffff}']) {
+        return Err(Error::invalid("name", "must not contain U+FFFE or U+FFFF"));
     }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(Error::invalid("name", format!("must be at most {MAX_NAME_CHARS} characters")));
@@ -397,6 +406,8 @@ mod tests {
         };
         assert_eq!(field(VmSpec::new("   ", 1, 512, 1)), "name");
         assert_eq!(field(VmSpec::new("a\u{0}b", 1, 512, 1)), "name");
+        assert_eq!(field(VmSpec::new(" padded", 1, 512, 1)), "name");
+        assert_eq!(field(VmSpec::new("a\u{ffff}", 1, 512, 1)), "name");
         assert_eq!(field(VmSpec::new("x".repeat(129), 1, 512, 1)), "name");
         assert_eq!(field(VmSpec::new("ok", 0, 512, 1)), "vcpus");
         assert_eq!(field(VmSpec::new("ok", 1, 1, 1)), "memory_mib");
