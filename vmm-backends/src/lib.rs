@@ -9,3 +9,7 @@
 
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+
+mod open;
+
+pub use open::{is_libvirt_uri, open, NodeConfig, OpenConfig, StoreConfig};

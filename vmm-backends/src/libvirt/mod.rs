@@ -436,15 +436,6 @@ impl LibvirtConnector {
     pub fn memory(&self) -> &MemoryConnector {
         &self.memory
     }
-
-    /// Whether `uri` names a libvirt driver this connector serves.
-    pub fn is_libvirt_uri(uri: &str) -> bool {
-        let scheme = uri.split("://").next().unwrap_or_default();
-        let (driver, transport) = scheme.split_once('+').unwrap_or((scheme, ""));
-        matches!(driver, "qemu" | "test")
-            && matches!(transport, "" | "ssh" | "tcp" | "tls" | "unix" | "libssh" | "libssh2")
-            && uri.contains("://")
-    }
 }
 
 #[async_trait]
@@ -453,7 +444,7 @@ impl Connector for LibvirtConnector {
         if uri.starts_with("memory://") {
             return self.memory.connect(uri, virt_type).await;
         }
-        if !Self::is_libvirt_uri(uri) {
+        if !crate::is_libvirt_uri(uri) {
             return Err(Error::invalid(
                 "uri",
                 format!(
