@@ -13,3 +13,8 @@ pub mod libvirt;
 mod open;
 
 pub use open::{is_libvirt_uri, open, NodeConfig, OpenConfig, StoreConfig};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "libvirt", feature = "sqlite"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -45,8 +45,3 @@ pub use service::{error_chain, Vmm, VmmBuilder, VmmConfig};
 pub use store::{PlacementRequest, Store};
 pub use task::{Task, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use vm::{Vm, VmAction, VmPatch, VmSpec, VmState};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

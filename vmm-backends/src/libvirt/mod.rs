@@ -325,7 +325,30 @@ impl Hypervisor for LibvirtHypervisor {
         let at =
             Placement { storage_pool: &self.config.storage_pool, network: self.config.network.as_deref() };
         let xml = domain_xml(spec, self.domain_type(), &at).map_err(|e| self.to_error(e.into()))?;
-        self.call(move |c| c.define_domain_xml(&xml).map(drop).map_err(Into::into)).await
+        self.call(move |c| c.define_domain_xml(&xml).map(drop).map_err(Into::into)).await?;
+        // The persistent definition is what counts; a running guest also gets the new size
+        // now where libvirt allows it (memory up to its maximum, vCPUs up to theirs).
+        let (vm, vcpus, memory_kib) = (spec.vm_id, spec.vcpus, spec.memory_mib * 1024);
+        let live = self
+            .call(move |c| {
+                let Some(d) = lookup_domain(c, vm)? else { return Ok(()) };
+                if !d.is_active()? {
+                    return Ok(());
+                }
+                let now = d.info()?;
+                if now.memory != memory_kib {
+                    d.set_memory_flags(memory_kib, virt::sys::VIR_DOMAIN_MEM_LIVE)?;
+                }
+                if now.nr_virt_cpu != vcpus {
+                    d.set_vcpus_flags(vcpus, virt::sys::VIR_DOMAIN_VCPU_LIVE)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = live {
+            tracing::info!(vm = %vm, error = %e, "the new size applies at the next boot");
+        }
+        Ok(())
     }
 
     async fn undefine_domain(&self, vm: VmId) -> Result<()> {
