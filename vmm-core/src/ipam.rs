@@ -20,16 +20,20 @@ pub const MAX_POOL_ENTRIES: usize = 4096;
 
 /// An inclusive range of addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpRange {
     /// First address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "192.0.2.10"))]
     pub start: IpAddr,
     /// Last address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "192.0.2.200"))]
     pub end: IpAddr,
 }
 
 /// What a user gives to create a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpPoolSpec {
     /// Unique display name.
@@ -38,12 +42,14 @@ pub struct IpPoolSpec {
     pub cidr: String,
     /// The gateway; never leased.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "192.0.2.1"))]
     pub gateway: Option<IpAddr>,
     /// Lease only from these ranges (default: the whole network).
     #[serde(default)]
     pub ranges: Vec<IpRange>,
     /// Addresses never leased.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub reserved: Vec<IpAddr>,
 }
 
@@ -62,18 +68,22 @@ impl IpPoolSpec {
 
 /// A pool of addresses that VMs lease from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IpPool {
     /// The id.
     pub id: PoolId,
     /// Unique display name.
     pub name: String,
     /// The network.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "192.0.2.0/24"))]
     pub cidr: IpNet,
     /// The gateway.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "192.0.2.1"))]
     pub gateway: Option<IpAddr>,
     /// Ranges leased from; empty means the whole network.
     pub ranges: Vec<IpRange>,
     /// Addresses never leased.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub reserved: Vec<IpAddr>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -81,10 +91,12 @@ pub struct IpPool {
 
 /// An address leased from a pool, to a VM or held by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IpLease {
     /// The pool.
     pub pool_id: PoolId,
     /// The address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "192.0.2.10"))]
     pub address: IpAddr,
     /// The VM holding it, if any.
     pub vm_id: Option<VmId>,

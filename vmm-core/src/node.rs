@@ -18,6 +18,7 @@ pub const MAX_OVERCOMMIT: f64 = 64.0;
 
 /// How guests are run on a node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VirtType {
     /// Hardware virtualisation (libvirt domain type `kvm`).
@@ -45,6 +46,7 @@ impl fmt::Display for VirtType {
 
 /// Whether a node takes new VMs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Reachable and taking VMs.
@@ -75,6 +77,7 @@ impl fmt::Display for NodeState {
 
 /// What a node has, as its hypervisor reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     /// Physical CPUs (threads).
     pub cpus: u32,
@@ -86,6 +89,7 @@ pub struct Capacity {
 
 /// What the VMs on a node have taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// VMs on the node.
     pub vms: u64,
@@ -99,6 +103,7 @@ pub struct Usage {
 
 /// What a user gives to add a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Unique display name.
@@ -167,6 +172,7 @@ fn validate_ratio(field: &str, ratio: Option<f64>) -> Result<()> {
 
 /// A change to a node. Absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodePatch {
     /// New name.
@@ -208,6 +214,7 @@ impl NodePatch {
 
 /// A hypervisor node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     /// The id.
     pub id: NodeId,

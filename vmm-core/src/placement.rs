@@ -34,6 +34,7 @@ pub enum Strategy {
 
 /// Why a node was not chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum RejectReason {
     /// The node is offline.
@@ -79,6 +80,7 @@ impl fmt::Display for RejectReason {
 
 /// A node that was not chosen, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     /// The node.
     pub node_id: NodeId,

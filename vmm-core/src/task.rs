@@ -12,6 +12,7 @@ use crate::vm::{VmAction, VmPatch};
 
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// Create a VM: disk, define, start.
@@ -73,6 +74,7 @@ impl fmt::Display for TaskKind {
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for a worker.
@@ -113,6 +115,7 @@ impl fmt::Display for TaskState {
 
 /// One line of a task's step log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskStep {
     /// When.
     pub at: DateTime<Utc>,
@@ -123,6 +126,7 @@ pub struct TaskStep {
 /// The lease a worker holds on a running task. Once it expires, another worker may recover
 /// the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskLease {
     /// The worker.
     pub owner: String,
@@ -132,6 +136,7 @@ pub struct TaskLease {
 
 /// What a task needs to know beyond its kind and VM.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskParams {
     /// Nothing.
@@ -151,6 +156,7 @@ pub enum TaskParams {
 
 /// A persisted unit of work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     /// The id.
     pub id: TaskId,

@@ -21,6 +21,7 @@ pub const MAX_DISK_GIB: u64 = 64 * 1024;
 
 /// What a user asks for when creating a VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VmSpec {
     /// Display name; free text, kept out of libvirt names.
@@ -104,6 +105,7 @@ fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
 
 /// A change to a VM: rename and/or resize. Absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VmPatch {
     /// New display name.
@@ -164,6 +166,7 @@ impl VmPatch {
 
 /// A virtual machine as vmm records it (the desired state).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Vm {
     /// The id; also the libvirt domain UUID.
     pub id: VmId,
@@ -182,6 +185,7 @@ pub struct Vm {
     /// Its lifecycle state.
     pub state: VmState,
     /// Leased addresses.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, example = json!(["192.0.2.10"])))]
     pub addresses: Vec<IpAddr>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -189,6 +193,7 @@ pub struct Vm {
 
 /// The lifecycle state of a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VmState {
     /// The create task has not finished.
@@ -260,6 +265,7 @@ impl fmt::Display for VmState {
 
 /// Something a user can do to an existing VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VmAction {
     /// Power on.

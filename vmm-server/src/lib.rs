@@ -1,4 +1,90 @@
-//! vmm-server: the HTTP adapter over [`vmm_core::Vmm`] and the `vmmd` binary (the server
-//! issue fills it in).
+//! vmm-server: `vmmd`, the HTTP adapter over [`vmm_core::Vmm`].
+//!
+//! [`app`] builds the whole router: the v1 API under `/api/v1` (bearer token), the OpenAPI
+//! document at `/openapi.json` and Swagger UI at `/docs`. Routes and the document come from
+//! one source (utoipa-axum), so they cannot drift apart. Handlers extract, make one `Vmm`
+//! call and return JSON; [`ApiError`] maps every failure to problem+json in one place.
 
-pub use vmm_core::Vmm;
+mod auth;
+pub mod config;
+mod error;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+use vmm_core::Vmm;
+
+pub use auth::AdminToken;
+use auth::BearerScheme;
+pub use error::{ApiError, Problem};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The service.
+    pub vmm: Vmm,
+    /// The admin bearer token.
+    pub token: Arc<AdminToken>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "vmm", description = "Manage KVM virtual machines across hypervisor nodes."),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+    tags(
+        (name = "meta", description = "Version and health"),
+        (name = "nodes", description = "Hypervisor nodes"),
+        (name = "ip-pools", description = "IP pools and leases"),
+        (name = "vms", description = "Virtual machines; every change is a task"),
+        (name = "tasks", description = "Long operations"),
+    )
+)]
+struct ApiDoc;
+
+/// The token-guarded routes, the public ones, and the document describing both.
+fn parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (guarded, mut spec) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::routes())
+        .split_for_parts();
+    let (public, public_spec) = routes::public().split_for_parts();
+    spec.merge(public_spec);
+    (guarded, public, spec)
+}
+
+/// The OpenAPI document of the v1 API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts().2
+}
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    let (guarded, public, spec) = parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = guarded
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .merge(public)
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

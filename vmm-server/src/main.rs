@@ -1,0 +1,141 @@
+//! vmmd: loads its configuration, sets up logging, opens the service and serves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use vmm_backends::{libvirt::LibvirtConfig, OpenConfig, StoreConfig};
+use vmm_core::{NodeSpec, VirtType, Vmm, VmmConfig};
+use vmm_server::{app, config::Settings, AppState};
+
+#[derive(Parser)]
+#[command(name = "vmmd", version, about = "The vmm server: manage KVM VMs over an OpenAPI HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (configuration: --config FILE, then VMM_* variables).
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long, env = "VMM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve { config } => serve(config).await,
+        Command::Openapi => {
+            println!("{}", vmm_server::openapi().to_pretty_json().expect("the document serializes"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %vmm_core::error_chain(&e), "vmmd stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
+    let settings = Settings::load(config.as_deref(), |k| std::env::var(k).ok())?;
+    tracing::info!(settings = ?settings, "starting");
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| vmm_core::Error::backend("data_dir", e))?;
+    let (token, token_file) = settings.admin_token()?;
+    if let Some(path) = token_file {
+        tracing::info!(path = %path.display(), "admin token is in this file");
+    }
+    let open = OpenConfig {
+        store: StoreConfig::parse(&settings.database_url)?,
+        nodes: Vec::new(),
+        libvirt: LibvirtConfig { storage_path: settings.storage_path.clone(), ..LibvirtConfig::default() },
+        vmm: VmmConfig::default(),
+    };
+    let vmm = vmm_backends::open(&open).await?;
+    if settings.local_node {
+        register_local_node(&vmm).await;
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let workers = tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
+        async move { vmm.run_workers(stopped).await }
+    });
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| vmm_core::Error::backend(settings.listen.to_string(), e))?;
+    let addr = listener.local_addr().map_err(|e| vmm_core::Error::backend("listen", e))?;
+    tracing::info!(%addr, "listening on http://{addr} (API under /api/v1, docs at /docs)");
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: no new requests; running tasks finish");
+        let _ = stop_tx.send(true);
+    });
+    let state = AppState { vmm, token: std::sync::Arc::new(token) };
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(stopped())
+        .await
+        .map_err(|e| vmm_core::Error::backend("http", e))?;
+    // Tasks still running after this are recovered from their leases by the next start.
+    if tokio::time::timeout(Duration::from_secs(60), workers).await.is_err() {
+        tracing::warn!(
+            "tasks still running after 60 s; their leases will expire and the next start recovers them"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a first start (no nodes yet), registers the local libvirt as node `local` when it answers.
+async fn register_local_node(vmm: &Vmm) {
+    match vmm.list_nodes().await {
+        Ok(nodes) if nodes.is_empty() => {}
+        _ => return,
+    }
+    let virt_type = if std::path::Path::new("/dev/kvm").exists() { VirtType::Kvm } else { VirtType::Qemu };
+    let spec = NodeSpec::new("local", "qemu:///system").with_virt_type(virt_type);
+    match tokio::time::timeout(Duration::from_secs(15), vmm.add_node(spec)).await {
+        Ok(Ok(node)) => {
+            tracing::info!(node = %node.id, virt_type = %virt_type, "registered the local libvirt (qemu:///system) as node local")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %vmm_core::error_chain(&e), "local libvirt did not answer; no node registered")
+        }
+        Err(_) => tracing::warn!("local libvirt did not answer in 15 s; no node registered"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,330 @@
+//! Every route and every error status, through `app()` with `oneshot` on the in-memory fakes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use vmm_core::memory::{HypervisorCall, MemoryConnector};
+use vmm_core::{NodeSpec, Vmm};
+use vmm_server::{app, AdminToken, AppState};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Api {
+    app: Router,
+    connector: Arc<MemoryConnector>,
+}
+
+async fn api() -> Api {
+    let connector = Arc::new(MemoryConnector::new());
+    let vmm = Vmm::builder().with_connector(connector.clone()).build();
+    tokio::spawn({
+        let vmm = vmm.clone();
+        async move { vmm.run_workers(std::future::pending()).await }
+    });
+    let state = AppState { vmm, token: Arc::new(AdminToken::new(TOKEN).unwrap()) };
+    Api { app: app(state), connector }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Reply { status, headers, body }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    /// Waits for the task and returns it.
+    async fn wait(&self, task: &Value) -> Value {
+        let r = self.get(&format!("/api/v1/tasks/{}/wait?timeout_s=30", task["id"].as_str().unwrap())).await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.body
+    }
+}
+
+/// A problem+json answer with this status and code.
+#[track_caller]
+fn problem(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.body);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(r.body["code"], code, "{}", r.body);
+    assert_eq!(r.body["status"], status);
+    assert!(r.body["type"].as_str().unwrap().starts_with("https://vmm.dev/problems/"));
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_the_token() {
+    let api = api().await;
+    let r = api.send(Request::get("/api/v1/health").body(Body::empty()).unwrap()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let r = api.send(Request::get("/api/v1/vms").body(Body::empty()).unwrap()).await;
+    problem(&r, 401, "unauthorized");
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let wrong = Request::get("/api/v1")
+        .header(header::AUTHORIZATION, "Bearer not-the-token-at-all")
+        .body(Body::empty())
+        .unwrap();
+    problem(&api.send(wrong).await, 401, "unauthorized");
+    let r = api.get("/api/v1").await;
+    assert_eq!((r.status, r.body["api"].as_str()), (StatusCode::OK, Some("v1")));
+    assert!(r.headers.contains_key("x-request-id"), "every answer carries a request id");
+    let spec = api.send(Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert!(spec.body["paths"]["/api/v1/vms"].is_object());
+    let docs = api.send(Request::get("/docs/").body(Body::empty()).unwrap()).await;
+    assert_eq!(docs.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn nodes() {
+    let api = api().await;
+    let r = api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1", "virt_type": "qemu"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers[header::LOCATION], format!("/api/v1/nodes/{id}"));
+    assert_eq!(r.body["virt_type"], "qemu");
+    problem(
+        &api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://other"})).await,
+        409,
+        "conflict",
+    );
+    let r = api.post("/api/v1/nodes", json!({"name": "n2", "uri": "nonsense"})).await;
+    problem(&r, 422, "invalid");
+    assert_eq!(r.body["field"], "uri");
+    let r = api.post("/api/v1/nodes", json!({"name": "n2", "uri": "memory://n2", "cpus": 4})).await;
+    problem(&r, 422, "invalid");
+    assert_eq!(r.body["field"], "cpus", "unknown fields are named");
+    api.connector.set_unreachable("memory://down", true);
+    problem(
+        &api.post("/api/v1/nodes", json!({"name": "down", "uri": "memory://down"})).await,
+        503,
+        "unavailable",
+    );
+    assert_eq!(api.get("/api/v1/nodes").await.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get(&format!("/api/v1/nodes/{id}")).await.body["name"], "n1");
+    let r =
+        api.call(Method::PATCH, &format!("/api/v1/nodes/{id}"), Some(json!({"state": "maintenance"}))).await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("maintenance")));
+    problem(&api.get("/api/v1/nodes/0190a5b2-0000-7000-8000-00000000abcd").await, 404, "node_not_found");
+    problem(&api.get("/api/v1/nodes/not-a-uuid").await, 422, "invalid");
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/nodes/{id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    problem(&api.call(Method::DELETE, &format!("/api/v1/nodes/{id}"), None).await, 404, "node_not_found");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_misdirected_requests() {
+    let api = api().await;
+    let bad_json = Request::post("/api/v1/nodes")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    problem(&api.send(bad_json).await, 400, "malformed_json");
+    let no_type = Request::post("/api/v1/nodes")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from("{}"))
+        .unwrap();
+    problem(&api.send(no_type).await, 415, "unsupported_media_type");
+    let huge = json!({"name": "x".repeat(100_000), "uri": "memory://x"});
+    problem(&api.post("/api/v1/nodes", huge).await, 413, "body_too_large");
+    problem(&api.get("/api/v1/nowhere").await, 404, "no_route");
+    problem(&api.call(Method::PUT, "/api/v1/vms", None).await, 405, "method_not_allowed");
+    problem(&api.get("/api/v1/vms?limit=banana").await, 422, "invalid");
+    problem(&api.get("/api/v1/vms?limit=0").await, 422, "invalid");
+}
+
+#[tokio::test]
+async fn a_backend_failure_is_a_500_that_hides_its_cause() {
+    let api = api().await;
+    api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1"})).await;
+    let hv = api.connector.get("memory://n1").unwrap();
+    hv.fail_next(HypervisorCall::NodeInfo);
+    // A second node on the same fake: its capacity read fails inside the backend.
+    let r = api.post("/api/v1/nodes", json!({"name": "n2", "uri": "memory://n1"})).await;
+    problem(&r, 500, "internal");
+    assert!(!r.body.to_string().contains("injected"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ip_pools_and_leases() {
+    let api = api().await;
+    let r = api
+        .post("/api/v1/ip-pools", json!({"name": "public", "cidr": "192.0.2.0/29", "gateway": "192.0.2.1"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let pool = r.body["id"].as_str().unwrap().to_owned();
+    let r = api.post("/api/v1/ip-pools", json!({"name": "bad", "cidr": "192.0.2.7/24"})).await;
+    problem(&r, 422, "invalid");
+    assert_eq!(r.body["field"], "cidr");
+    problem(
+        &api.post("/api/v1/ip-pools", json!({"name": "public", "cidr": "198.51.100.0/24"})).await,
+        409,
+        "conflict",
+    );
+    assert_eq!(api.get("/api/v1/ip-pools").await.body["items"][0]["cidr"], "192.0.2.0/29");
+    assert_eq!(api.get(&format!("/api/v1/ip-pools/{pool}")).await.body["gateway"], "192.0.2.1");
+    let leases = format!("/api/v1/ip-pools/{pool}/leases");
+    let r = api.post(&leases, json!({"address": "192.0.2.5"})).await;
+    assert_eq!((r.status, r.body["address"].as_str()), (StatusCode::CREATED, Some("192.0.2.5")));
+    let r = api.post(&leases, json!({"address": "192.0.2.5"})).await;
+    problem(&r, 409, "address_in_use");
+    assert_eq!(r.body["ids"]["address"], "192.0.2.5");
+    problem(&api.post(&leases, json!({"address": "192.0.2.1"})).await, 422, "invalid");
+    for expected in ["192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.6"] {
+        assert_eq!(api.post(&leases, json!({})).await.body["address"], expected);
+    }
+    problem(&api.post(&leases, json!({})).await, 409, "pool_exhausted");
+    let page = api.get(&format!("{leases}?limit=3")).await.body;
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let next =
+        api.get(&format!("{leases}?limit=3&cursor={}", page["next_cursor"].as_str().unwrap())).await.body;
+    assert_eq!(next["items"].as_array().unwrap().len(), 2);
+    assert!(next["next_cursor"].is_null());
+    problem(&api.call(Method::DELETE, &format!("/api/v1/ip-pools/{pool}"), None).await, 409, "conflict");
+    for a in ["192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"] {
+        assert_eq!(
+            api.call(Method::DELETE, &format!("{leases}/{a}"), None).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    problem(&api.call(Method::DELETE, &format!("{leases}/192.0.2.2"), None).await, 404, "lease_not_found");
+    problem(&api.call(Method::DELETE, &format!("{leases}/not-an-ip"), None).await, 422, "invalid");
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/ip-pools/{pool}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    problem(&api.get(&format!("/api/v1/ip-pools/{pool}")).await, 404, "pool_not_found");
+}
+
+#[tokio::test]
+async fn a_vm_lives_and_dies_over_http() {
+    let api = api().await;
+    api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1?cpus=4&memory_mib=8192"})).await;
+    let pool = api.post("/api/v1/ip-pools", json!({"name": "p", "cidr": "198.51.100.0/24"})).await.body["id"]
+        .clone();
+    let r = api
+        .post(
+            "/api/v1/vms",
+            json!({"name": "web <1>", "vcpus": 1, "memory_mib": 512, "disk_gib": 1, "ip_pool_id": pool}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let (vm, task) = (r.body["vm"].clone(), r.body["task"].clone());
+    let id = vm["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers[header::LOCATION], format!("/api/v1/tasks/{}", task["id"].as_str().unwrap()));
+    assert_eq!((vm["state"].as_str(), vm["addresses"][0].as_str()), (Some("creating"), Some("198.51.100.1")));
+    assert_eq!(api.wait(&task).await["state"], "succeeded");
+    assert_eq!(api.get(&format!("/api/v1/vms/{id}")).await.body["state"], "running");
+
+    problem(
+        &api.post("/api/v1/vms", json!({"name": "big", "vcpus": 64, "memory_mib": 512, "disk_gib": 1})).await,
+        409,
+        "no_capacity",
+    );
+    let r = api.post("/api/v1/vms", json!({"name": "", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})).await;
+    problem(&r, 422, "invalid");
+    assert_eq!(r.body["field"], "name");
+    problem(&api.post(&format!("/api/v1/vms/{id}/resume"), json!(null)).await, 409, "invalid_state");
+    problem(&api.post(&format!("/api/v1/vms/{id}/explode"), json!(null)).await, 422, "invalid");
+
+    let stop = api.post(&format!("/api/v1/vms/{id}/stop"), json!(null)).await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED);
+    let busy = api.post(&format!("/api/v1/vms/{id}/start"), json!(null)).await;
+    if busy.status == StatusCode::CONFLICT {
+        problem(&busy, 409, "active_task");
+        assert_eq!(busy.body["ids"]["task_id"], stop.body["task"]["id"]);
+    }
+    assert_eq!(api.wait(&stop.body["task"]).await["state"], "succeeded");
+    assert_eq!(api.get(&format!("/api/v1/vms/{id}")).await.body["state"], "stopped");
+    for action in ["start", "suspend", "resume", "reboot", "shutdown"] {
+        let r = api.post(&format!("/api/v1/vms/{id}/{action}"), json!(null)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{action}: {}", r.body);
+        assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded", "{action}");
+    }
+    let r = api
+        .call(Method::PATCH, &format!("/api/v1/vms/{id}"), Some(json!({"name": "web-2", "memory_mib": 1024})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    api.wait(&r.body["task"]).await;
+    let got = api.get(&format!("/api/v1/vms/{id}")).await.body;
+    assert_eq!((got["name"].as_str(), got["memory_mib"].as_u64()), (Some("web-2"), Some(1024)));
+
+    let tasks = api.get(&format!("/api/v1/tasks?vm_id={id}&limit=2")).await.body;
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 2);
+    assert!(tasks["next_cursor"].is_string());
+    let done = api.get("/api/v1/tasks?state=succeeded&limit=1000").await.body;
+    assert!(done["items"].as_array().unwrap().len() >= 8);
+    problem(&api.get("/api/v1/tasks?state=bogus").await, 422, "invalid");
+    let first = task["id"].as_str().unwrap();
+    assert_eq!(api.get(&format!("/api/v1/tasks/{first}")).await.body["kind"], "create_vm");
+    problem(&api.post(&format!("/api/v1/tasks/{first}/cancel"), json!(null)).await, 409, "conflict");
+    problem(&api.get(&format!("/api/v1/tasks/{first}/wait?timeout_s=61")).await, 422, "invalid");
+    problem(&api.get("/api/v1/tasks/0190a5b2-0000-7000-8000-00000000abcd").await, 404, "task_not_found");
+
+    let vms = api.get("/api/v1/vms?limit=10").await.body;
+    assert_eq!(vms["items"].as_array().unwrap().len(), 1);
+    let del = api.call(Method::DELETE, &format!("/api/v1/vms/{id}"), None).await;
+    assert_eq!(del.status, StatusCode::ACCEPTED);
+    assert_eq!(api.wait(&del.body["task"]).await["state"], "succeeded");
+    problem(&api.get(&format!("/api/v1/vms/{id}")).await, 404, "vm_not_found");
+}
+
+#[tokio::test]
+async fn a_queued_create_can_be_cancelled() {
+    // No workers here: the task stays queued until cancelled.
+    let vmm = Vmm::builder().build();
+    vmm.add_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+    let api = Api {
+        app: app(AppState { vmm, token: Arc::new(AdminToken::new(TOKEN).unwrap()) }),
+        connector: Arc::new(MemoryConnector::new()),
+    };
+    let r = api.post("/api/v1/vms", json!({"name": "a", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})).await;
+    let task = r.body["task"]["id"].as_str().unwrap().to_owned();
+    let waited = api.get(&format!("/api/v1/tasks/{task}/wait?timeout_s=0.05")).await;
+    assert_eq!(waited.body["state"], "queued", "the wait times out and answers the task as it is");
+    let r = api.post(&format!("/api/v1/tasks/{task}/cancel"), json!(null)).await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("cancelled")));
+    assert!(api.get("/api/v1/vms").await.body["items"].as_array().unwrap().is_empty());
+}
