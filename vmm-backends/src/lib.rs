@@ -10,9 +10,14 @@
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+
 mod open;
 
 pub use open::{is_libvirt_uri, open, NodeConfig, OpenConfig, StoreConfig};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::SqlStore;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "libvirt", feature = "sqlite"))]
