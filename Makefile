@@ -1,7 +1,11 @@
 # The commands the README gives. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test lint unit fuzz-check bench
+.PHONY: setup serve test lint unit fuzz-check bench
+
+## Starts vmmd on 127.0.0.1:8080 with SQLite under ./data and the local libvirt as a node.
+serve: setup
+	$(CARGO) run --release -p vmm-server --bin vmmd -- serve
 
 ## Installs and starts what the tests need (system packages, libvirtd, .venv).
 setup:

@@ -199,7 +199,7 @@ async fn postgres_restart_keeps_state_and_recovers_tasks() {
 
 #[tokio::test]
 async fn bad_urls_are_clear_errors() {
-    for bad in ["mysql://x/y", "sqlite:", "banana"] {
+    for bad in ["mysql://x/y", "sqlite:", "postgres://", "banana"] {
         match SqlStore::connect(bad).await {
             Err(Error::Invalid { field, .. }) => assert_eq!(field, "database_url"),
             other => panic!("{bad}: {other:?}"),

@@ -42,6 +42,7 @@ pub struct AppState {
     info(title = "vmm", description = "Manage KVM virtual machines across hypervisor nodes."),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
+    components(schemas(Problem, routes::PowerAction)),
     tags(
         (name = "meta", description = "Version and health"),
         (name = "nodes", description = "Hypervisor nodes"),

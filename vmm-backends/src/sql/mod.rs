@@ -53,6 +53,8 @@ impl SqlStore {
     /// Opens `sqlite://PATH` (created if missing), `sqlite::memory:` or `postgres://…`, and
     /// brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
+        // One grammar for store URLs, whoever opens them.
+        crate::StoreConfig::parse(url)?;
         #[cfg(feature = "sqlite")]
         if url.starts_with("sqlite:") {
             use sqlx::sqlite::{
