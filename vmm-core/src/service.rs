@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use event_listener::Event;
-use futures::future::{select, Either};
+use futures::future::{select, BoxFuture, Either, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures_timer::Delay;
 use tracing::Instrument;
@@ -439,9 +439,7 @@ impl Vmm {
 
     /// Claims one task and runs it to its end. False when nothing was claimable.
     pub async fn run_next_task(&self) -> Result<bool> {
-        let now = self.now();
-        let until = now + chrono_duration(self.inner.config.lease);
-        match self.inner.store.claim_task(&self.inner.config.worker_id, now, until).await? {
+        match self.claim().await? {
             Some(task) => {
                 self.execute(task).await;
                 Ok(true)
@@ -461,38 +459,72 @@ impl Vmm {
 
     /// The worker loop: claims and runs up to `concurrency` tasks at once, recovers tasks
     /// whose lease expired, and returns once `shutdown` completes and the tasks in hand end.
+    ///
+    /// Claims run in the same set of futures as the tasks, so that a claim waiting for the
+    /// database never stops a running task (which may hold the lock it waits for) from being
+    /// polled; and no future that touches the store is ever dropped half-way.
     pub async fn run_workers(&self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = pin!(shutdown);
-        let mut running = FuturesUnordered::new();
+        enum Event {
+            Claimed(Result<Option<Task>>),
+            Ran,
+        }
         let config = &self.inner.config;
+        let mut shutdown = pin!(shutdown.fuse());
+        let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+        let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
         loop {
-            let listener = self.inner.changed.listen();
-            while running.len() < config.concurrency.max(1) {
-                let now = self.now();
-                let until = now + chrono_duration(config.lease);
-                match self.inner.store.claim_task(&config.worker_id, now, until).await {
-                    Ok(Some(task)) => running.push(self.execute(task)),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %error_chain(&e), "claiming a task failed");
-                        break;
+            if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
+                work.push(Box::pin(self.claim().map(Event::Claimed)));
+                claiming = true;
+            }
+            if stopping && running == 0 && !claiming {
+                return;
+            }
+            let wake = select(self.inner.changed.listen(), Delay::new(config.poll_interval));
+            let next = async {
+                match work.next().await {
+                    Some(event) => event,
+                    None => std::future::pending().await,
+                }
+            };
+            // The losers of the race borrow `work`: settle the outcome before touching it.
+            let outcome = match select(pin!(next), select(wake, shutdown.as_mut())).await {
+                Either::Left((event, _)) => Some(event),
+                Either::Right((Either::Left(_), _)) => None,
+                Either::Right((Either::Right(_), _)) => {
+                    stopping = true;
+                    None
+                }
+            };
+            match outcome {
+                Some(Event::Claimed(claimed)) => {
+                    claiming = false;
+                    match claimed {
+                        Ok(Some(task)) => {
+                            running += 1;
+                            work.push(Box::pin(self.execute(task).map(|()| Event::Ran)));
+                        }
+                        Ok(None) => idle = true,
+                        Err(e) => {
+                            tracing::warn!(error = %error_chain(&e), "claiming a task failed");
+                            idle = true;
+                        }
                     }
                 }
-            }
-            let wake = select(listener, Delay::new(config.poll_interval));
-            let progress = async {
-                if running.is_empty() {
-                    std::future::pending::<()>().await;
+                Some(Event::Ran) => {
+                    running -= 1;
+                    idle = false;
                 }
-                running.next().await;
-            };
-            match select(pin!(progress), select(wake, shutdown.as_mut())).await {
-                Either::Right((Either::Right(_), _)) => break,
-                _ => continue,
+                // Woken: something changed, or it is time to look again.
+                None => idle = false,
             }
         }
-        // Shutting down: claim nothing more, let the tasks in hand finish.
-        while running.next().await.is_some() {}
+    }
+
+    async fn claim(&self) -> Result<Option<Task>> {
+        let now = self.now();
+        let until = now + chrono_duration(self.inner.config.lease);
+        self.inner.store.claim_task(&self.inner.config.worker_id, now, until).await
     }
 
     async fn execute(&self, task: Task) {

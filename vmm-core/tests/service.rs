@@ -439,3 +439,99 @@ fn wait_returns_the_task_as_it_is_when_the_time_is_up() {
         assert!(matches!(missing, Err(Error::TaskNotFound { .. })));
     });
 }
+
+/// A store that admits one caller at a time and holds its lock across an await, as a
+/// database's write lock is held across the statements of a transaction.
+#[derive(Debug, Default)]
+struct OneWriter {
+    inner: MemoryStore,
+    lock: futures::lock::Mutex<()>,
+}
+
+/// Returns `Pending` once, as a database round trip would.
+async fn round_trip() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+macro_rules! one_at_a_time {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        #[async_trait::async_trait]
+        impl Store for OneWriter {
+            $(async fn $name(&self, $($arg: $ty),*) -> vmm_core::Result<$out> {
+                let _held = self.lock.lock().await;
+                round_trip().await;
+                self.inner.$name($($arg),*).await
+            })*
+        }
+    };
+}
+
+use chrono::{DateTime, Utc};
+use vmm_core::{IpLease, NodeId, Page, PlacementRequest, PoolId, Task, TaskId, Vm, VmId};
+
+one_at_a_time! {
+    insert_node(node: &Node) -> ();
+    get_node(id: NodeId) -> Node;
+    list_nodes() -> Vec<Node>;
+    update_node(node: &Node) -> ();
+    delete_node(id: NodeId) -> ();
+    insert_pool(pool: &IpPool) -> ();
+    get_pool(id: PoolId) -> IpPool;
+    list_pools() -> Vec<IpPool>;
+    delete_pool(id: PoolId) -> ();
+    allocate_lease(pool: PoolId, address: Option<std::net::IpAddr>, vm: Option<VmId>, now: DateTime<Utc>) -> IpLease;
+    release_lease(pool: PoolId, address: std::net::IpAddr) -> ();
+    list_leases(pool: PoolId, page: &PageRequest) -> Page<IpLease>;
+    create_vm(vm: &Vm, task: &Task, placement: PlacementRequest) -> Vm;
+    get_vm(id: VmId) -> Vm;
+    list_vms(page: &PageRequest) -> Page<Vm>;
+    update_vm(vm: &Vm) -> ();
+    resize_vm(id: VmId, vcpus: u32, memory_mib: u64, disk_gib: u64) -> Vm;
+    delete_vm(id: VmId) -> ();
+    enqueue_task(task: &Task, action: Option<VmAction>) -> ();
+    get_task(id: TaskId) -> Task;
+    list_tasks(filter: &TaskFilter, page: &PageRequest) -> Page<Task>;
+    claim_task(owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Option<Task>;
+    renew_lease(id: TaskId, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> ();
+    save_task(task: &Task, owner: &str, now: DateTime<Utc>) -> ();
+    cancel_task(id: TaskId, now: DateTime<Utc>) -> Task;
+}
+
+/// Regression: the worker loop once awaited a claim without polling its running tasks; with
+/// a store that holds a lock across awaits, the claim waited for a lock held by a task that
+/// was never polled again.
+#[test]
+fn workers_keep_running_tasks_moving_while_they_claim() {
+    let vmm = Vmm::builder().with_store(Arc::new(OneWriter::default())).build();
+    block_on(vmm.add_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
+        .collect();
+    let worker = spawn_worker(vmm.clone());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = vmm.clone();
+    thread::spawn(move || {
+        for t in tasks {
+            let task = block_on(waiter.wait_task(t, Duration::from_secs(20))).unwrap();
+            done_tx.send(task.state).unwrap();
+        }
+    });
+    let states: Vec<_> = (0..20).map_while(|_| done_rx.recv_timeout(Duration::from_secs(30)).ok()).collect();
+    if states.len() < 20 {
+        // The worker is stuck: leave its thread behind rather than join it.
+        std::mem::forget(worker);
+        panic!("the workers stopped making progress after {} tasks", states.len());
+    }
+    assert!(states.iter().all(|s| *s == TaskState::Succeeded), "{states:?}");
+    drop(worker);
+}

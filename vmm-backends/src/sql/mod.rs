@@ -40,7 +40,12 @@ enum Inner {
 
 #[derive(Debug)]
 struct Sql<DB: sqlx::Database> {
+    /// Reads.
     pool: sqlx::Pool<DB>,
+    /// Writes. On SQLite one connection: SQLite has one writer at a time anyway, and queueing
+    /// for it here, in async code, beats waiting inside SQLite's busy handler, which under
+    /// load let writers time out behind each other. On PostgreSQL the same pool as `pool`.
+    writer: sqlx::Pool<DB>,
     name: &'static str,
 }
 
@@ -72,23 +77,28 @@ impl SqlStore {
             } else {
                 options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
             };
-            // An in-memory database lives in its one connection: keep exactly one, forever.
-            let pool_options = if memory {
+            let single = || {
                 SqlitePoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
-            } else {
-                SqlitePoolOptions::new().max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
             };
-            let pool = pool_options
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
-                .await
-                .map_err(|e| classify("sqlite", e))?;
-            MIGRATOR.run(&pool).await.map_err(|e| Error::backend("sqlite", e))?;
-            return Ok(Self { inner: Inner::Sqlite(Sql { pool, name: "sqlite" }) });
+            let writer = single().connect_with(options.clone()).await.map_err(|e| classify("sqlite", e))?;
+            MIGRATOR.run(&writer).await.map_err(|e| Error::backend("sqlite", e))?;
+            // An in-memory database lives in its one connection: reads share it.
+            let pool = if memory {
+                writer.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options.read_only(true))
+                    .await
+                    .map_err(|e| classify("sqlite", e))?
+            };
+            return Ok(Self { inner: Inner::Sqlite(Sql { pool, writer, name: "sqlite" }) });
         }
         #[cfg(feature = "postgres")]
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -97,12 +107,12 @@ impl SqlStore {
             let options = PgConnectOptions::from_str(url).map_err(|e| bad_url(url, e))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
                 .map_err(|e| classify("postgres", e))?;
             MIGRATOR.run(&pool).await.map_err(|e| Error::backend("postgres", e))?;
-            return Ok(Self { inner: Inner::Postgres(Sql { pool, name: "postgres" }) });
+            return Ok(Self { inner: Inner::Postgres(Sql { writer: pool.clone(), pool, name: "postgres" }) });
         }
         Err(bad_url(
             url,
@@ -124,9 +134,12 @@ impl SqlStore {
     pub async fn close(&self) {
         match &self.inner {
             #[cfg(feature = "sqlite")]
-            Inner::Sqlite(s) => s.pool.close().await,
+            Inner::Sqlite(s) => {
+                s.pool.close().await;
+                s.writer.close().await;
+            }
             #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => s.pool.close().await,
+            Inner::Postgres(s) => s.writer.close().await,
         }
     }
 }
@@ -139,6 +152,18 @@ fn classify(backend: &str, e: sqlx::Error) -> Error {
         }
         e => Error::backend(backend.to_owned(), e),
     }
+}
+
+/// The first row. Every query is stepped to its end (`fetch_all`) so that SQLite resets the
+/// statement: a half-read statement keeps its connection's transaction open, and a write on
+/// that connection would then hold the database's write lock while it idles in the pool.
+fn first<R>(rows: Vec<R>) -> Option<R> {
+    rows.into_iter().next()
+}
+
+/// The one row an aggregate returns.
+fn only<R>(rows: Vec<R>) -> std::result::Result<R, sqlx::Error> {
+    rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -210,7 +235,7 @@ macro_rules! sql_impl {
             }
 
             async fn begin(&self) -> Result<sqlx::Transaction<'static, $db>> {
-                self.pool.begin_with($begin).await.map_err(|e| self.err(e))
+                self.writer.begin_with($begin).await.map_err(|e| self.err(e))
             }
 
             async fn commit(&self, tx: sqlx::Transaction<'static, $db>) -> Result<()> {
@@ -313,8 +338,8 @@ macro_rules! sql_impl {
             async fn pool_row(&self, c: &mut <$db as sqlx::Database>::Connection, pool: PoolId) -> Result<IpPool> {
                 let row = sqlx::query(concat!("SELECT pool FROM ip_pools WHERE id = $1", $lock))
                     .bind(pool.to_string())
-                    .fetch_optional(&mut *c)
-                    .await
+                    .fetch_all(&mut *c)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::PoolNotFound { id: pool })?;
                 from_json(&row.try_get::<String, _>("pool").map_err(|e| self.err(e))?)
@@ -336,12 +361,12 @@ macro_rules! sql_impl {
                     )
                     .bind(&pool)
                     .bind(key(n))
-                    .fetch_optional(&mut *c)
-                    .await,
+                    .fetch_all(&mut *c)
+                    .await.map(first),
                     None => sqlx::query("SELECT start_key, end_key FROM ip_free WHERE pool_id = $1 ORDER BY start_key LIMIT 1")
                         .bind(&pool)
-                        .fetch_optional(&mut *c)
-                        .await,
+                        .fetch_all(&mut *c)
+                        .await.map(first),
                 }
                 .map_err(|e| self.err(e))?;
                 let interval = match row {
@@ -387,8 +412,8 @@ macro_rules! sql_impl {
                     let row = sqlx::query("SELECT start_key FROM ip_free WHERE pool_id = $1 AND end_key = $2")
                         .bind(&pool)
                         .bind(key(prev))
-                        .fetch_optional(&mut *c)
-                        .await
+                        .fetch_all(&mut *c)
+                        .await.map(first)
                         .map_err(|e| self.err(e))?;
                     if let Some(r) = row {
                         start = unkey(&r.try_get::<String, _>("start_key").map_err(|e| self.err(e))?)?;
@@ -404,8 +429,8 @@ macro_rules! sql_impl {
                     let row = sqlx::query("SELECT end_key FROM ip_free WHERE pool_id = $1 AND start_key = $2")
                         .bind(&pool)
                         .bind(key(next))
-                        .fetch_optional(&mut *c)
-                        .await
+                        .fetch_all(&mut *c)
+                        .await.map(first)
                         .map_err(|e| self.err(e))?;
                     if let Some(r) = row {
                         end = unkey(&r.try_get::<String, _>("end_key").map_err(|e| self.err(e))?)?;
@@ -452,8 +477,8 @@ macro_rules! sql_impl {
             async fn active_task_of(&self, vm: VmId) -> Result<Option<TaskId>> {
                 let row = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
                     .bind(vm.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
+                    .fetch_all(&self.pool)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?;
                 row.map(|r| r.try_get::<String, _>("id").map_err(|e| self.err(e)).and_then(|s| id(&s))).transpose()
             }
@@ -492,8 +517,8 @@ macro_rules! sql_impl {
                 let q = if lock { concat!("SELECT * FROM tasks WHERE id = $1", $lock) } else { "SELECT * FROM tasks WHERE id = $1" };
                 let row = sqlx::query(q)
                     .bind(task.to_string())
-                    .fetch_optional(&mut *c)
-                    .await
+                    .fetch_all(&mut *c)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::TaskNotFound { id: task })?;
                 self.task(&row)
@@ -518,7 +543,7 @@ macro_rules! sql_impl {
                 .bind(node.memory_overcommit)
                 .bind(text(&node.state))
                 .bind(ts(node.created_at))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -553,7 +578,7 @@ macro_rules! sql_impl {
                 .bind(i64::from(node.capacity.cpus))
                 .bind(node.capacity.memory_mib as i64)
                 .bind(node.capacity.storage_gib as i64)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -572,8 +597,8 @@ macro_rules! sql_impl {
                 let mut tx = self.begin().await?;
                 let vms: i64 = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE node_id = $1")
                     .bind(node.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
+                    .fetch_all(&mut *tx)
+                    .await.and_then(only)
                     .and_then(|r| r.try_get("n"))
                     .map_err(|e| self.err(e))?;
                 if vms > 0 {
@@ -621,8 +646,8 @@ macro_rules! sql_impl {
                 let mut c = self.pool.acquire().await.map_err(|e| self.err(e))?;
                 let row = sqlx::query("SELECT pool FROM ip_pools WHERE id = $1")
                     .bind(pool.to_string())
-                    .fetch_optional(&mut *c)
-                    .await
+                    .fetch_all(&mut *c)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::PoolNotFound { id: pool })?;
                 from_json(&row.try_get::<String, _>("pool").map_err(|e| self.err(e))?)
@@ -638,8 +663,8 @@ macro_rules! sql_impl {
                 self.pool_row(&mut tx, pool).await?;
                 let leases: i64 = sqlx::query("SELECT COUNT(*) AS n FROM ip_leases WHERE pool_id = $1")
                     .bind(pool.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
+                    .fetch_all(&mut *tx)
+                    .await.and_then(only)
                     .and_then(|r| r.try_get("n"))
                     .map_err(|e| self.err(e))?;
                 if leases > 0 {
@@ -664,8 +689,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query("SELECT vm_id FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
                     .bind(pool.to_string())
                     .bind(key(addr_value(address)))
-                    .fetch_optional(&mut *tx)
-                    .await
+                    .fetch_all(&mut *tx)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::LeaseNotFound { pool, address })?;
                 if let Some(vm) = row.try_get::<Option<String>, _>("vm_id").map_err(|e| self.err(e))? {
@@ -746,8 +771,8 @@ macro_rules! sql_impl {
             async fn get_vm(&self, vm: VmId) -> Result<Vm> {
                 let row = sqlx::query("SELECT * FROM vms WHERE id = $1")
                     .bind(vm.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
+                    .fetch_all(&self.pool)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::VmNotFound { id: vm })?;
                 self.vm(&row)
@@ -774,7 +799,7 @@ macro_rules! sql_impl {
                     .bind(vm.id.to_string())
                     .bind(&vm.name)
                     .bind(text(&vm.state))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| self.err(e))?;
                 if done.rows_affected() == 0 {
@@ -787,8 +812,8 @@ macro_rules! sql_impl {
                 let mut tx = self.begin().await?;
                 let row = sqlx::query("SELECT * FROM vms WHERE id = $1")
                     .bind(vm.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
+                    .fetch_all(&mut *tx)
+                    .await.map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::VmNotFound { id: vm })?;
                 let mut current = self.vm(&row)?;
@@ -852,15 +877,15 @@ macro_rules! sql_impl {
                 if let Some(vm) = task.vm_id {
                     let row = sqlx::query(concat!("SELECT * FROM vms WHERE id = $1", $lock))
                         .bind(vm.to_string())
-                        .fetch_optional(&mut *tx)
-                        .await
+                        .fetch_all(&mut *tx)
+                        .await.map(first)
                         .map_err(|e| self.err(e))?
                         .ok_or(Error::VmNotFound { id: vm })?;
                     let current = self.vm(&row)?;
                     let active = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
                         .bind(vm.to_string())
-                        .fetch_optional(&mut *tx)
-                        .await
+                        .fetch_all(&mut *tx)
+                        .await.map(first)
                         .map_err(|e| self.err(e))?;
                     if let Some(r) = active {
                         return Err(Error::ActiveTask { vm, task: id(&r.try_get::<String, _>("id").map_err(|e| self.err(e))?)? });
@@ -927,8 +952,8 @@ macro_rules! sql_impl {
                     $skip
                 ))
                 .bind(ts(now))
-                .fetch_optional(&mut *tx)
-                .await
+                .fetch_all(&mut *tx)
+                .await.map(first)
                 .map_err(|e| self.err(e))?;
                 let Some(row) = row else { return Ok(None) };
                 let mut task = self.task(&row)?;
@@ -946,7 +971,7 @@ macro_rules! sql_impl {
                 .bind(owner)
                 .bind(ts(now))
                 .bind(ts(until))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| self.err(e))?;
                 if done.rows_affected() == 0 {
