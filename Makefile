@@ -1,7 +1,7 @@
 # The commands the README gives. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup serve test lint unit fuzz-check bench
+.PHONY: setup serve test lint unit api fuzz bench
 
 ## Starts vmmd on 127.0.0.1:8080 with SQLite under ./data and the local libvirt as a node.
 serve: setup
@@ -12,7 +12,7 @@ setup:
 	bash .ci/setup
 
 ## Everything CI checks: formatting, clippy, every test, the examples, the core's dependencies.
-test: setup lint unit fuzz-check
+test: setup lint unit api fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -27,8 +27,13 @@ unit:
 	$(CARGO) run -q -p vmm-core --example quickstart
 	bash .ci/check-core-deps
 
-fuzz-check:
-	$(CARGO) check -q --manifest-path fuzz/Cargo.toml --bins
+## The HTTP API against a running vmmd: OpenAPI checks, the README's curl commands, schemathesis.
+api:
+	bash .ci/api-checks
+
+## Every fuzz target: the kept inputs, then FUZZ_SECONDS (20) of fuzzing each.
+fuzz:
+	bash .ci/fuzz
 
 ## Benchmarks beside their baselines (takes a few minutes).
 bench:

@@ -40,6 +40,9 @@ impl StoreConfig {
     pub fn parse(url: &str) -> Result<Self> {
         let bad = |why: &str| Error::invalid("database_url", format!("{}: {why}", redact(url)));
         let url = url.trim();
+        if url.chars().any(char::is_control) {
+            return Err(bad("contains control characters"));
+        }
         if url == "memory://" {
             return Ok(Self::Memory);
         }
@@ -239,7 +242,9 @@ mod tests {
             StoreConfig::parse("sqlite://data/vmm.db").unwrap(),
             StoreConfig::Sqlite { path: "data/vmm.db".into() }
         );
-        for bad in ["", "sqlite://", "mysql://db/x", "postgres://", "postgres://:5432/x", "banana"] {
+        for bad in
+            ["", "sqlite://", "sqlite://a\0b", "mysql://db/x", "postgres://", "postgres://:5432/x", "banana"]
+        {
             match StoreConfig::parse(bad) {
                 Err(Error::Invalid { field, .. }) => assert_eq!(field, "database_url"),
                 other => panic!("{bad}: {other:?}"),

@@ -465,7 +465,7 @@ impl Vmm {
     /// polled; and no future that touches the store is ever dropped half-way.
     pub async fn run_workers(&self, shutdown: impl Future<Output = ()>) {
         enum Event {
-            Claimed(Result<Option<Task>>),
+            Claimed(Result<Option<Box<Task>>>),
             Ran,
         }
         let config = &self.inner.config;
@@ -474,7 +474,7 @@ impl Vmm {
         let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
         loop {
             if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
-                work.push(Box::pin(self.claim().map(Event::Claimed)));
+                work.push(Box::pin(self.claim().map(|c| Event::Claimed(c.map(|t| t.map(Box::new))))));
                 claiming = true;
             }
             if stopping && running == 0 && !claiming {
@@ -502,7 +502,7 @@ impl Vmm {
                     match claimed {
                         Ok(Some(task)) => {
                             running += 1;
-                            work.push(Box::pin(self.execute(task).map(|()| Event::Ran)));
+                            work.push(Box::pin(self.execute(*task).map(|()| Event::Ran)));
                         }
                         Ok(None) => idle = true,
                         Err(e) => {

@@ -192,5 +192,6 @@ fn a_generated_token_is_written_with_mode_0600_and_required() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     child.kill().ok();
+    child.wait().ok();
     std::fs::remove_dir_all(data).ok();
 }
