@@ -1,7 +1,7 @@
 # The commands the README gives. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup serve test lint unit api fuzz bench
+.PHONY: setup serve test lint unit api python fuzz bench
 
 ## Starts vmmd on 127.0.0.1:8080 with SQLite under ./data and the local libvirt as a node.
 serve: setup
@@ -12,7 +12,7 @@ setup:
 	bash .ci/setup
 
 ## Everything CI checks: formatting, clippy, every test, the examples, the core's dependencies.
-test: setup lint unit api fuzz
+test: setup lint unit api python fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -30,6 +30,10 @@ unit:
 ## The HTTP API against a running vmmd: OpenAPI checks, the README's curl commands, schemathesis.
 api:
 	bash .ci/api-checks
+
+## The Python package: wheel built by maturin, installed in a fresh venv, stubtest, pytest.
+python:
+	bash .ci/python
 
 ## Every fuzz target: the kept inputs, then FUZZ_SECONDS (20) of fuzzing each.
 fuzz:

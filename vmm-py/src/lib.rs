@@ -1,4 +1,432 @@
-//! vmm-py: the Python package `vmm` over [`vmm_core::Vmm`], built by maturin (the Python
-//! issue fills it in). Not a default member of the workspace.
+//! vmm-py: the native half (`vmm._vmm`) of the Python package `vmm`, over [`vmm_core::Vmm`].
+//!
+//! It parses, makes one `Vmm` call with the GIL released, and returns the result as the same
+//! JSON the HTTP API returns (the pure-Python half turns it into objects). One global tokio
+//! runtime runs every call and the background workers. [`to_py_err`] is the one place where
+//! vmm errors become Python exceptions.
 
-pub use vmm_core::Vmm;
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde::Serialize;
+use tokio::sync::watch;
+use vmm_backends::{NodeConfig, OpenConfig, StoreConfig};
+use vmm_core::{
+    Error, IpPoolSpec, IpRange, NodePatch, NodeSpec, NodeState, PageRequest, TaskFilter, TaskState, VirtType,
+    VmAction, VmPatch, VmSpec, Vmm,
+};
+
+create_exception!(vmm._vmm, VmmError, PyException, "Base class of every vmm error.");
+create_exception!(vmm._vmm, NotFoundError, VmmError, "What was asked for does not exist.");
+create_exception!(vmm._vmm, ConflictError, VmmError, "The request conflicts with the current state.");
+create_exception!(vmm._vmm, ActiveTaskError, ConflictError, "The VM already has a queued or running task.");
+create_exception!(vmm._vmm, InvalidStateError, ConflictError, "The action is not allowed in the VM's state.");
+create_exception!(vmm._vmm, PoolExhaustedError, ConflictError, "The IP pool has no free address.");
+create_exception!(vmm._vmm, NoCapacityError, ConflictError, "No node can take the VM.");
+create_exception!(vmm._vmm, InvalidInputError, VmmError, "A value in the request is invalid.");
+create_exception!(
+    vmm._vmm,
+    BackendUnavailableError,
+    VmmError,
+    "A node or the database cannot be reached now."
+);
+create_exception!(vmm._vmm, UnsupportedError, VmmError, "The backend does not support this.");
+create_exception!(vmm._vmm, TimeoutError, VmmError, "A wait ran out of time.");
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("vmm")
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// Maps a vmm error to its Python exception, with the ids involved as `err.ids`.
+pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
+    let message = vmm_core::error_chain(&e);
+    let ids: Vec<(&str, String)> = match &e {
+        Error::VmNotFound { id } => vec![("vm_id", id.to_string())],
+        Error::NodeNotFound { id } => vec![("node_id", id.to_string())],
+        Error::PoolNotFound { id } => vec![("pool_id", id.to_string())],
+        Error::TaskNotFound { id } => vec![("task_id", id.to_string())],
+        Error::LeaseNotFound { pool, address } | Error::AddressInUse { pool, address } => {
+            vec![("pool_id", pool.to_string()), ("address", address.to_string())]
+        }
+        Error::ActiveTask { vm, task } => vec![("vm_id", vm.to_string()), ("task_id", task.to_string())],
+        Error::InvalidState { id, .. } => vec![("vm_id", id.to_string())],
+        Error::PoolExhausted { pool } => vec![("pool_id", pool.to_string())],
+        Error::Invalid { field, .. } => vec![("field", field.clone())],
+        _ => vec![],
+    };
+    let err = match e {
+        Error::VmNotFound { .. }
+        | Error::NodeNotFound { .. }
+        | Error::PoolNotFound { .. }
+        | Error::LeaseNotFound { .. }
+        | Error::TaskNotFound { .. }
+        | Error::BackupNotFound { .. }
+        | Error::ScheduleNotFound { .. } => NotFoundError::new_err(message.clone()),
+        Error::ActiveTask { .. } => ActiveTaskError::new_err(message.clone()),
+        Error::InvalidState { .. } => InvalidStateError::new_err(message.clone()),
+        Error::PoolExhausted { .. } => PoolExhaustedError::new_err(message.clone()),
+        Error::NoCapacity { .. } => NoCapacityError::new_err(message.clone()),
+        Error::Conflict { .. } | Error::AddressInUse { .. } => ConflictError::new_err(message.clone()),
+        Error::Invalid { .. } => InvalidInputError::new_err(message.clone()),
+        Error::Unavailable { .. } => BackendUnavailableError::new_err(message.clone()),
+        Error::Unsupported { .. } => UnsupportedError::new_err(message.clone()),
+        Error::Timeout { .. } => TimeoutError::new_err(message.clone()),
+        _ => VmmError::new_err(message.clone()),
+    };
+    let value = err.value(py);
+    let dict = PyDict::new(py);
+    for (k, v) in ids {
+        let _ = dict.set_item(k, v);
+    }
+    let _ = value.setattr("ids", dict);
+    let _ = value.setattr("message", message);
+    err
+}
+
+fn json<T: Serialize>(value: &T) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| VmmError::new_err(e.to_string()))
+}
+
+fn parse<T: std::str::FromStr<Err = Error>>(py: Python<'_>, field: &str, s: &str) -> PyResult<T> {
+    s.parse().map_err(|_| to_py_err(py, Error::invalid(field, format!("{s:?} is not a valid id"))))
+}
+
+fn parse_ip(py: Python<'_>, field: &str, s: &str) -> PyResult<IpAddr> {
+    s.parse().map_err(|_| to_py_err(py, Error::invalid(field, format!("{s:?} is not an IP address"))))
+}
+
+fn virt_type(py: Python<'_>, s: &str) -> PyResult<VirtType> {
+    match s {
+        "kvm" => Ok(VirtType::Kvm),
+        "qemu" => Ok(VirtType::Qemu),
+        _ => Err(to_py_err(py, Error::invalid("virt_type", "must be \"kvm\" or \"qemu\""))),
+    }
+}
+
+/// The native client: every method takes plain values and returns JSON text.
+#[pyclass(module = "vmm._vmm", frozen)]
+#[derive(Debug)]
+pub struct Client {
+    vmm: Vmm,
+    stop: Mutex<Option<watch::Sender<bool>>>,
+}
+
+impl Client {
+    /// Runs `f` on the global runtime with the GIL released, mapping errors.
+    fn run<T, F>(&self, py: Python<'_>, f: impl FnOnce(Vmm) -> F + Send) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+    {
+        let vmm = self.vmm.clone();
+        py.detach(|| runtime().block_on(f(vmm))).map_err(|e| to_py_err(py, e))
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Opens the store at `database` and, unless `run_workers` is false, starts the workers.
+    #[staticmethod]
+    #[pyo3(signature = (database, run_workers = true))]
+    fn open(py: Python<'_>, database: &str, run_workers: bool) -> PyResult<Self> {
+        let config = OpenConfig::new(database).map_err(|e| to_py_err(py, e))?;
+        let vmm =
+            py.detach(|| runtime().block_on(vmm_backends::open(&config))).map_err(|e| to_py_err(py, e))?;
+        let stop = if run_workers {
+            let (tx, mut rx) = watch::channel(false);
+            let worker = vmm.clone();
+            runtime().spawn(async move {
+                worker
+                    .run_workers(async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            });
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(Self { vmm, stop: Mutex::new(stop) })
+    }
+
+    /// Checks a store URL without opening it.
+    #[staticmethod]
+    fn check_database_url(py: Python<'_>, database: &str) -> PyResult<()> {
+        StoreConfig::parse(database).map(drop).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Stops the background workers; running tasks finish first.
+    fn close(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(true);
+        }
+    }
+
+    #[pyo3(signature = (name, uri, virt_type = "kvm", cpu_overcommit = None, memory_overcommit = None))]
+    fn add_node(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        uri: &str,
+        virt_type: &str,
+        cpu_overcommit: Option<f64>,
+        memory_overcommit: Option<f64>,
+    ) -> PyResult<String> {
+        let vt = self::virt_type(py, virt_type)?;
+        NodeConfig::new(name, uri, vt).map_err(|e| to_py_err(py, e))?;
+        let spec =
+            NodeSpec { cpu_overcommit, memory_overcommit, ..NodeSpec::new(name, uri).with_virt_type(vt) };
+        json(&self.run(py, |v| async move { v.add_node(spec).await })?)
+    }
+
+    fn nodes(&self, py: Python<'_>) -> PyResult<String> {
+        json(&self.run(py, |v| async move { v.list_nodes().await })?)
+    }
+
+    fn node(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_node(id).await })?)
+    }
+
+    #[pyo3(signature = (id, name = None, cpu_overcommit = None, memory_overcommit = None, state = None))]
+    fn update_node(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        name: Option<String>,
+        cpu_overcommit: Option<f64>,
+        memory_overcommit: Option<f64>,
+        state: Option<&str>,
+    ) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let state = match state {
+            None => None,
+            Some("online") => Some(NodeState::Online),
+            Some("maintenance") => Some(NodeState::Maintenance),
+            Some("offline") => Some(NodeState::Offline),
+            Some(_) => {
+                return Err(to_py_err(py, Error::invalid("state", "must be online, maintenance or offline")))
+            }
+        };
+        let patch = NodePatch { name, cpu_overcommit, memory_overcommit, state };
+        json(&self.run(py, |v| async move { v.update_node(id, patch).await })?)
+    }
+
+    fn remove_node(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = parse(py, "id", id)?;
+        self.run(py, |v| async move { v.remove_node(id).await })
+    }
+
+    #[pyo3(signature = (name, cidr, gateway = None, ranges = None, reserved = None))]
+    fn create_ip_pool(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        cidr: &str,
+        gateway: Option<&str>,
+        ranges: Option<Vec<(String, String)>>,
+        reserved: Option<Vec<String>>,
+    ) -> PyResult<String> {
+        let gateway = gateway.map(|g| parse_ip(py, "gateway", g)).transpose()?;
+        let ranges = ranges
+            .unwrap_or_default()
+            .iter()
+            .map(|(s, e)| Ok(IpRange { start: parse_ip(py, "ranges", s)?, end: parse_ip(py, "ranges", e)? }))
+            .collect::<PyResult<Vec<_>>>()?;
+        let reserved = reserved
+            .unwrap_or_default()
+            .iter()
+            .map(|r| parse_ip(py, "reserved", r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let spec = IpPoolSpec { name: name.to_owned(), cidr: cidr.to_owned(), gateway, ranges, reserved };
+        json(&self.run(py, |v| async move { v.create_ip_pool(spec).await })?)
+    }
+
+    fn ip_pools(&self, py: Python<'_>) -> PyResult<String> {
+        json(&self.run(py, |v| async move { v.list_ip_pools().await })?)
+    }
+
+    fn ip_pool(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_ip_pool(id).await })?)
+    }
+
+    fn delete_ip_pool(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = parse(py, "id", id)?;
+        self.run(py, |v| async move { v.delete_ip_pool(id).await })
+    }
+
+    #[pyo3(signature = (pool_id, address = None))]
+    fn allocate_ip(&self, py: Python<'_>, pool_id: &str, address: Option<&str>) -> PyResult<String> {
+        let pool = parse(py, "pool_id", pool_id)?;
+        let address = address.map(|a| parse_ip(py, "address", a)).transpose()?;
+        json(&self.run(py, |v| async move { v.allocate_ip(pool, address).await })?)
+    }
+
+    fn release_ip(&self, py: Python<'_>, pool_id: &str, address: &str) -> PyResult<()> {
+        let pool = parse(py, "pool_id", pool_id)?;
+        let address = parse_ip(py, "address", address)?;
+        self.run(py, |v| async move { v.release_ip(pool, address).await })
+    }
+
+    #[pyo3(signature = (pool_id, limit = None, cursor = None))]
+    fn leases(
+        &self,
+        py: Python<'_>,
+        pool_id: &str,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> PyResult<String> {
+        let pool = parse(py, "pool_id", pool_id)?;
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_leases(pool, &page).await })?)
+    }
+
+    /// Creates a VM; returns `{"vm": …, "task": …}`.
+    #[pyo3(signature = (name, vcpus, memory_mib, disk_gib, node_id = None, ip_pool_id = None, start = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_vm(
+        &self,
+        py: Python<'_>,
+        name: String,
+        vcpus: u32,
+        memory_mib: u64,
+        disk_gib: u64,
+        node_id: Option<&str>,
+        ip_pool_id: Option<&str>,
+        start: bool,
+    ) -> PyResult<String> {
+        let node_id = node_id.map(|n| parse(py, "node_id", n)).transpose()?;
+        let ip_pool_id = ip_pool_id.map(|p| parse(py, "ip_pool_id", p)).transpose()?;
+        let spec = VmSpec { name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, start };
+        let (vm, task) = self.run(py, |v| async move { v.create_vm(spec).await })?;
+        json(&serde_json::json!({ "vm": vm, "task": task }))
+    }
+
+    fn vm(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_vm(id).await })?)
+    }
+
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn vms(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_vms(&page).await })?)
+    }
+
+    /// Queues a power action (`start`, `stop`, `shutdown`, `reboot`, `suspend`, `resume`) or
+    /// `delete`; returns the task.
+    fn act(&self, py: Python<'_>, id: &str, action: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let action = match action {
+            "start" => VmAction::Start,
+            "stop" => VmAction::Stop,
+            "shutdown" => VmAction::Shutdown,
+            "reboot" => VmAction::Reboot,
+            "suspend" => VmAction::Suspend,
+            "resume" => VmAction::Resume,
+            "delete" => VmAction::Delete,
+            other => {
+                return Err(to_py_err(py, Error::invalid("action", format!("{other:?} is not an action"))))
+            }
+        };
+        json(&self.run(py, |v| async move { v.act(id, action).await })?)
+    }
+
+    #[pyo3(signature = (id, name = None, vcpus = None, memory_mib = None, disk_gib = None))]
+    fn update_vm(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        name: Option<String>,
+        vcpus: Option<u32>,
+        memory_mib: Option<u64>,
+        disk_gib: Option<u64>,
+    ) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let patch = VmPatch { name, vcpus, memory_mib, disk_gib };
+        json(&self.run(py, |v| async move { v.update_vm(id, patch).await })?)
+    }
+
+    fn task(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_task(id).await })?)
+    }
+
+    #[pyo3(signature = (vm_id = None, state = None, limit = None, cursor = None))]
+    fn tasks(
+        &self,
+        py: Python<'_>,
+        vm_id: Option<&str>,
+        state: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> PyResult<String> {
+        let vm_id = vm_id.map(|v| parse(py, "vm_id", v)).transpose()?;
+        let state = state
+            .map(|s| {
+                serde_json::from_value::<TaskState>(serde_json::Value::String(s.to_owned()))
+                    .map_err(|_| to_py_err(py, Error::invalid("state", format!("{s:?} is not a task state"))))
+            })
+            .transpose()?;
+        let filter = TaskFilter { vm_id, state };
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_tasks(&filter, &page).await })?)
+    }
+
+    /// Waits up to `timeout` seconds; returns the task as it is then.
+    fn wait_task(&self, py: Python<'_>, id: &str, timeout: f64) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        if !(timeout.is_finite() && timeout >= 0.0) {
+            return Err(to_py_err(py, Error::invalid("timeout", "must be a number of seconds, 0 or more")));
+        }
+        let timeout = Duration::from_secs_f64(timeout);
+        json(&self.run(py, |v| async move { v.wait_task(id, timeout).await })?)
+    }
+
+    fn cancel_task(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.cancel_task(id).await })?)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The native module `vmm._vmm`.
+#[pymodule]
+fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Client>()?;
+    for (name, ty) in [
+        ("VmmError", py.get_type::<VmmError>()),
+        ("NotFoundError", py.get_type::<NotFoundError>()),
+        ("ConflictError", py.get_type::<ConflictError>()),
+        ("ActiveTaskError", py.get_type::<ActiveTaskError>()),
+        ("InvalidStateError", py.get_type::<InvalidStateError>()),
+        ("PoolExhaustedError", py.get_type::<PoolExhaustedError>()),
+        ("NoCapacityError", py.get_type::<NoCapacityError>()),
+        ("InvalidInputError", py.get_type::<InvalidInputError>()),
+        ("BackendUnavailableError", py.get_type::<BackendUnavailableError>()),
+        ("UnsupportedError", py.get_type::<UnsupportedError>()),
+        ("TimeoutError", py.get_type::<TimeoutError>()),
+    ] {
+        m.add(name, ty)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,420 @@
+"""vmm: manage KVM virtual machines from Python.
+
+>>> client = vmm.Client.open(database="sqlite:///var/lib/vmm/vmm.db")   # doctest: +SKIP
+>>> client.add_node("local", "qemu:///system", virt_type="qemu")        # doctest: +SKIP
+
+Objects mirror the HTTP API: ``to_dict()`` gives the same JSON shape. Every change to a VM is
+a task; mutating calls take ``wait=True`` (the default: return once the task has ended) or
+``wait=False`` (return the queued task at once).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from . import _vmm
+from ._vmm import (
+    ActiveTaskError,
+    BackendUnavailableError,
+    ConflictError,
+    InvalidInputError,
+    InvalidStateError,
+    NoCapacityError,
+    NotFoundError,
+    PoolExhaustedError,
+    TimeoutError,
+    UnsupportedError,
+    VmmError,
+)
+
+__all__ = [
+    "Client",
+    "Node",
+    "IpPool",
+    "IpLease",
+    "Vm",
+    "Task",
+    "VmmError",
+    "NotFoundError",
+    "ConflictError",
+    "ActiveTaskError",
+    "InvalidStateError",
+    "PoolExhaustedError",
+    "NoCapacityError",
+    "InvalidInputError",
+    "BackendUnavailableError",
+    "UnsupportedError",
+    "TimeoutError",
+]
+
+DEFAULT_TIMEOUT = 300.0
+_PAGE = 1000
+
+
+class _Record:
+    """A resource as the API shows it: attributes from its JSON, equal by identity."""
+
+    _key: Tuple[str, ...] = ("id",)
+
+    def __init__(self, client: "Client", data: Dict[str, Any]) -> None:
+        self._client = client
+        self._set(data)
+
+    def _set(self, data: Dict[str, Any]) -> None:
+        self._data = data
+        for name, value in data.items():
+            setattr(self, name, value)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The resource in the JSON shape of the HTTP API."""
+        copy: Dict[str, Any] = json.loads(json.dumps(self._data))
+        return copy
+
+    def _identity(self) -> Tuple[Any, ...]:
+        return tuple(self._data[k] for k in self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._identity() == self._identity()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__,) + self._identity())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={self._data.get(k)!r}" for k in self._shown)
+        return f"{type(self).__name__}({shown})"
+
+    _shown: Tuple[str, ...] = ("id",)
+
+
+class Node(_Record):
+    """A hypervisor node."""
+
+    _shown = ("id", "name", "uri", "state")
+    id: str
+    name: str
+    uri: str
+    virt_type: str
+    capacity: Dict[str, int]
+    allocated: Dict[str, int]
+    cpu_overcommit: float
+    memory_overcommit: float
+    state: str
+    created_at: str
+
+
+class IpPool(_Record):
+    """A pool of addresses VMs lease from."""
+
+    _shown = ("id", "name", "cidr")
+    id: str
+    name: str
+    cidr: str
+    gateway: Optional[str]
+    ranges: List[Dict[str, str]]
+    reserved: List[str]
+    created_at: str
+
+
+class IpLease(_Record):
+    """An address leased from a pool."""
+
+    _key = ("pool_id", "address")
+    _shown = ("pool_id", "address", "vm_id")
+    pool_id: str
+    address: str
+    vm_id: Optional[str]
+    created_at: str
+
+
+class Task(_Record):
+    """A persisted unit of work: queued, running, succeeded, failed or cancelled."""
+
+    _shown = ("id", "kind", "state", "progress")
+    id: str
+    kind: str
+    state: str
+    vm_id: Optional[str]
+    progress: int
+    error: Optional[str]
+    steps: List[Dict[str, str]]
+    attempts: int
+    created_at: str
+    started_at: Optional[str]
+    finished_at: Optional[str]
+
+    @property
+    def done(self) -> bool:
+        """Whether the task has ended."""
+        return self.state in ("succeeded", "failed", "cancelled")
+
+    def refresh(self) -> "Task":
+        """Reads the task again."""
+        self._set(json.loads(self._client._native.task(self.id)))
+        return self
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> "Task":
+        """Waits until the task ends; raises :class:`TimeoutError` if it has not after `timeout` seconds."""
+        self._set(json.loads(self._client._native.wait_task(self.id, float(timeout))))
+        if not self.done:
+            error = TimeoutError(f"Task {self.id} is still {self.state} after {timeout}s")
+            error.ids = {"task_id": self.id}
+            error.message = str(error)
+            raise error
+        return self
+
+    def cancel(self) -> "Task":
+        """Cancels the task if queued, or asks it to stop and undo what it did if running."""
+        self._set(json.loads(self._client._native.cancel_task(self.id)))
+        return self
+
+
+class Vm(_Record):
+    """A virtual machine."""
+
+    _shown = ("id", "name", "state", "addresses")
+    id: str
+    name: str
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    node_id: str
+    ip_pool_id: Optional[str]
+    state: str
+    addresses: List[str]
+    created_at: str
+    task: "Task"
+    """The create task, on a VM returned by :meth:`Client.create_vm`."""
+
+    def refresh(self) -> "Vm":
+        """Reads the VM again."""
+        self._set(json.loads(self._client._native.vm(self.id)))
+        return self
+
+    def _act(self, action: str, wait: bool, timeout: float) -> Task:
+        task = Task(self._client, json.loads(self._client._native.act(self.id, action)))
+        if wait:
+            task.wait(timeout)
+            if action != "delete":
+                self.refresh()
+        return task
+
+    def start(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Powers the VM on."""
+        return self._act("start", wait, timeout)
+
+    def stop(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Powers the VM off at once."""
+        return self._act("stop", wait, timeout)
+
+    def shutdown(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Asks the guest to shut down (forced off after the server's timeout)."""
+        return self._act("shutdown", wait, timeout)
+
+    def reboot(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Reboots the VM."""
+        return self._act("reboot", wait, timeout)
+
+    def suspend(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Pauses the VM."""
+        return self._act("suspend", wait, timeout)
+
+    def resume(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Continues a paused VM."""
+        return self._act("resume", wait, timeout)
+
+    def delete(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Deletes the VM with its disk and leases."""
+        return self._act("delete", wait, timeout)
+
+    def update(
+        self,
+        *,
+        name: Optional[str] = None,
+        vcpus: Optional[int] = None,
+        memory_mib: Optional[int] = None,
+        disk_gib: Optional[int] = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Task:
+        """Renames and/or resizes the VM (disks only grow)."""
+        raw = self._client._native.update_vm(self.id, name, vcpus, memory_mib, disk_gib)
+        task = Task(self._client, json.loads(raw))
+        if wait:
+            task.wait(timeout)
+            self.refresh()
+        return task
+
+
+def _id(value: Any) -> str:
+    """Accepts an object with an ``id`` or the id itself."""
+    return str(getattr(value, "id", value))
+
+
+def _opt_id(value: Any) -> Optional[str]:
+    return None if value is None else _id(value)
+
+
+class Client:
+    """The front door: opened on a store, it manages nodes, IP pools, VMs and tasks.
+
+    The client runs the task workers in the background (unless ``run_workers=False``, for a
+    script that only submits work to a store that a ``vmmd`` also serves). Every call
+    releases the GIL while it waits, so several Python threads can use one client at once.
+    """
+
+    def __init__(self, native: "_vmm.Client") -> None:
+        self._native = native
+
+    @classmethod
+    def open(cls, database: str = "sqlite://data/vmm.db", *, run_workers: bool = True) -> "Client":
+        """Opens ``sqlite://PATH``, ``sqlite::memory:`` or ``postgres://…``."""
+        return cls(_vmm.Client.open(database, run_workers))
+
+    def close(self) -> None:
+        """Stops the background workers (tasks in hand finish first)."""
+        self._native.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Nodes
+    def add_node(
+        self,
+        name: str,
+        uri: str,
+        *,
+        virt_type: str = "kvm",
+        cpu_overcommit: Optional[float] = None,
+        memory_overcommit: Optional[float] = None,
+    ) -> Node:
+        """Registers a node: vmm connects to it and reads its capacity."""
+        return Node(self, json.loads(self._native.add_node(name, uri, virt_type, cpu_overcommit, memory_overcommit)))
+
+    def nodes(self) -> List[Node]:
+        """Every node."""
+        return [Node(self, n) for n in json.loads(self._native.nodes())]
+
+    def node(self, node: Any) -> Node:
+        """One node, by object or id."""
+        return Node(self, json.loads(self._native.node(_id(node))))
+
+    def update_node(
+        self,
+        node: Any,
+        *,
+        name: Optional[str] = None,
+        cpu_overcommit: Optional[float] = None,
+        memory_overcommit: Optional[float] = None,
+        state: Optional[str] = None,
+    ) -> Node:
+        """Renames a node, changes its ratios, or sets its state (``maintenance``, ``online``)."""
+        raw = self._native.update_node(_id(node), name, cpu_overcommit, memory_overcommit, state)
+        return Node(self, json.loads(raw))
+
+    def remove_node(self, node: Any) -> None:
+        """Unregisters a node that has no VMs."""
+        self._native.remove_node(_id(node))
+
+    # IP pools
+    def create_ip_pool(
+        self,
+        name: str,
+        cidr: str,
+        *,
+        gateway: Optional[str] = None,
+        ranges: Optional[Sequence[Tuple[str, str]]] = None,
+        reserved: Optional[Sequence[str]] = None,
+    ) -> IpPool:
+        """Creates a pool of IPv4 or IPv6 addresses."""
+        raw = self._native.create_ip_pool(
+            name, cidr, gateway, [(r[0], r[1]) for r in ranges] if ranges else None, list(reserved) if reserved else None
+        )
+        return IpPool(self, json.loads(raw))
+
+    def ip_pools(self) -> List[IpPool]:
+        """Every pool."""
+        return [IpPool(self, p) for p in json.loads(self._native.ip_pools())]
+
+    def ip_pool(self, pool: Any) -> IpPool:
+        """One pool, by object or id."""
+        return IpPool(self, json.loads(self._native.ip_pool(_id(pool))))
+
+    def delete_ip_pool(self, pool: Any) -> None:
+        """Deletes a pool that has no leases."""
+        self._native.delete_ip_pool(_id(pool))
+
+    def allocate_ip(self, pool: Any, address: Optional[str] = None) -> IpLease:
+        """Leases `address`, or the lowest free one, by hand."""
+        return IpLease(self, json.loads(self._native.allocate_ip(_id(pool), address)))
+
+    def release_ip(self, pool: Any, address: str) -> None:
+        """Ends a lease held by hand."""
+        self._native.release_ip(_id(pool), address)
+
+    def leases(self, pool: Any) -> List[IpLease]:
+        """Every lease of a pool, in address order."""
+        return [IpLease(self, x) for x in self._pages(lambda c: self._native.leases(_id(pool), _PAGE, c))]
+
+    # VMs
+    def create_vm(
+        self,
+        name: str,
+        *,
+        vcpus: int,
+        memory_mib: int,
+        disk_gib: int,
+        node: Any = None,
+        ip_pool: Any = None,
+        start: bool = True,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Vm:
+        """Creates a VM; by default returns it once its create task has ended.
+
+        Raises the task's failure as :class:`VmmError` when the create fails.
+        """
+        raw = json.loads(
+            self._native.create_vm(name, vcpus, memory_mib, disk_gib, _opt_id(node), _opt_id(ip_pool), start)
+        )
+        vm = Vm(self, raw["vm"])
+        vm.task = Task(self, raw["task"])
+        if wait:
+            task = vm.task.wait(timeout)
+            if task.state != "succeeded":
+                error = VmmError(f"Creating VM {vm.id} {task.state}: {task.error}")
+                error.ids = {"vm_id": vm.id, "task_id": task.id}
+                error.message = str(error)
+                raise error
+            vm.refresh()
+        return vm
+
+    def vm(self, vm: Any) -> Vm:
+        """One VM, by object or id."""
+        return Vm(self, json.loads(self._native.vm(_id(vm))))
+
+    def vms(self) -> List[Vm]:
+        """Every VM, newest first."""
+        return [Vm(self, v) for v in self._pages(lambda c: self._native.vms(_PAGE, c))]
+
+    # Tasks
+    def task(self, task: Any) -> Task:
+        """One task, by object or id."""
+        return Task(self, json.loads(self._native.task(_id(task))))
+
+    def tasks(self, *, vm_id: Any = None, state: Optional[str] = None) -> List[Task]:
+        """Tasks, newest first, of one VM and/or in one state."""
+        return [Task(self, t) for t in self._pages(lambda c: self._native.tasks(_opt_id(vm_id), state, _PAGE, c))]
+
+    @staticmethod
+    def _pages(fetch: Any) -> Iterator[Dict[str, Any]]:
+        cursor: Optional[str] = None
+        while True:
+            page = json.loads(fetch(cursor))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
