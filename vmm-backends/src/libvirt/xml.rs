@@ -322,6 +322,8 @@ pub fn domain_facts(xml: &str) -> Result<DomainFacts, String> {
 struct VolumeOut {
     name: String,
     capacity: Sized<u64>,
+    /// qcow2 volumes are thin: nothing is allocated up front.
+    allocation: Sized<u64>,
     target: VolumeTarget,
 }
 
@@ -341,6 +343,7 @@ pub fn volume_xml(vm: VmId, size_gib: u64) -> Result<String, quick_xml::SeError>
     serialize(&VolumeOut {
         name: vm.volume_name(),
         capacity: Sized { unit: "GiB".into(), value: size_gib },
+        allocation: Sized { unit: "GiB".into(), value: 0 },
         target: VolumeTarget { format: Format { kind: "qcow2" } },
     })
 }
