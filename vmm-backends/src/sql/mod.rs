@@ -339,10 +339,32 @@ macro_rules! sql_impl {
                 let row = sqlx::query(concat!("SELECT pool FROM ip_pools WHERE id = $1", $lock))
                     .bind(pool.to_string())
                     .fetch_all(&mut *c)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::PoolNotFound { id: pool })?;
                 from_json(&row.try_get::<String, _>("pool").map_err(|e| self.err(e))?)
+            }
+
+            async fn add_interval(&self, c: &mut <$db as sqlx::Database>::Connection, pool: &str, start: u128, end: u128) -> Result<()> {
+                sqlx::query("INSERT INTO ip_free (pool_id, start_key, end_key) VALUES ($1, $2, $3)")
+                    .bind(pool)
+                    .bind(key(start))
+                    .bind(key(end))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            }
+
+            async fn remove_interval(&self, c: &mut <$db as sqlx::Database>::Connection, pool: &str, start: u128) -> Result<()> {
+                sqlx::query("DELETE FROM ip_free WHERE pool_id = $1 AND start_key = $2")
+                    .bind(pool)
+                    .bind(key(start))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
             }
 
             /// Takes `address` (or the lowest free one) out of the pool's free intervals.
@@ -383,22 +405,12 @@ macro_rules! sql_impl {
                     (Some((s, e)), None, _) => (s, e, s),
                     _ => return Err(Error::PoolExhausted { pool: p.id }),
                 };
-                sqlx::query("DELETE FROM ip_free WHERE pool_id = $1 AND start_key = $2")
-                    .bind(&pool)
-                    .bind(key(start))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                for (s, e) in [(start, n.wrapping_sub(1)), (n.wrapping_add(1), end)] {
-                    if (s == start && n > start) || (e == end && n < end) {
-                        sqlx::query("INSERT INTO ip_free (pool_id, start_key, end_key) VALUES ($1, $2, $3)")
-                            .bind(&pool)
-                            .bind(key(s))
-                            .bind(key(e))
-                            .execute(&mut *c)
-                            .await
-                            .map_err(|e| self.err(e))?;
-                    }
+                self.remove_interval(c, &pool, start).await?;
+                if start < n {
+                    self.add_interval(c, &pool, start, n - 1).await?;
+                }
+                if n < end {
+                    self.add_interval(c, &pool, n + 1, end).await?;
                 }
                 Ok(addr(n, p.is_v6()))
             }
@@ -408,47 +420,41 @@ macro_rules! sql_impl {
                 let pool = pool.to_string();
                 let n = addr_value(a);
                 let (mut start, mut end) = (n, n);
-                if let Some(prev) = n.checked_sub(1) {
-                    let row = sqlx::query("SELECT start_key FROM ip_free WHERE pool_id = $1 AND end_key = $2")
+                // A free interval ending just below `a`, and one starting just above it.
+                let below = match n.checked_sub(1) {
+                    Some(prev) => sqlx::query("SELECT start_key FROM ip_free WHERE pool_id = $1 AND end_key = $2")
                         .bind(&pool)
                         .bind(key(prev))
                         .fetch_all(&mut *c)
-                        .await.map(first)
-                        .map_err(|e| self.err(e))?;
-                    if let Some(r) = row {
-                        start = unkey(&r.try_get::<String, _>("start_key").map_err(|e| self.err(e))?)?;
-                        sqlx::query("DELETE FROM ip_free WHERE pool_id = $1 AND start_key = $2")
-                            .bind(&pool)
-                            .bind(key(start))
-                            .execute(&mut *c)
-                            .await
-                            .map_err(|e| self.err(e))?;
-                    }
+                        .await
+                        .map_err(|e| self.err(e))?
+                        .first()
+                        .map(|r| r.try_get::<String, _>("start_key"))
+                        .transpose()
+                        .map_err(|e| self.err(e))?,
+                    None => None,
+                };
+                if let Some(s) = below {
+                    start = unkey(&s)?;
+                    self.remove_interval(c, &pool, start).await?;
                 }
                 if let Some(next) = n.checked_add(1) {
-                    let row = sqlx::query("SELECT end_key FROM ip_free WHERE pool_id = $1 AND start_key = $2")
+                    let above = sqlx::query("SELECT end_key FROM ip_free WHERE pool_id = $1 AND start_key = $2")
                         .bind(&pool)
                         .bind(key(next))
                         .fetch_all(&mut *c)
-                        .await.map(first)
+                        .await
+                        .map_err(|e| self.err(e))?
+                        .first()
+                        .map(|r| r.try_get::<String, _>("end_key"))
+                        .transpose()
                         .map_err(|e| self.err(e))?;
-                    if let Some(r) = row {
-                        end = unkey(&r.try_get::<String, _>("end_key").map_err(|e| self.err(e))?)?;
-                        sqlx::query("DELETE FROM ip_free WHERE pool_id = $1 AND start_key = $2")
-                            .bind(&pool)
-                            .bind(key(next))
-                            .execute(&mut *c)
-                            .await
-                            .map_err(|e| self.err(e))?;
+                    if let Some(e) = above {
+                        end = unkey(&e)?;
+                        self.remove_interval(c, &pool, next).await?;
                     }
                 }
-                sqlx::query("INSERT INTO ip_free (pool_id, start_key, end_key) VALUES ($1, $2, $3)")
-                    .bind(&pool)
-                    .bind(key(start))
-                    .bind(key(end))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| self.err(e))?;
+                self.add_interval(c, &pool, start, end).await?;
                 Ok(())
             }
 
@@ -478,7 +484,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
                     .bind(vm.to_string())
                     .fetch_all(&self.pool)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?;
                 row.map(|r| r.try_get::<String, _>("id").map_err(|e| self.err(e)).and_then(|s| id(&s))).transpose()
             }
@@ -518,7 +525,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query(q)
                     .bind(task.to_string())
                     .fetch_all(&mut *c)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::TaskNotFound { id: task })?;
                 self.task(&row)
@@ -630,14 +638,8 @@ macro_rules! sql_impl {
                             self.err(e)
                         }
                     })?;
-                for (s, e) in pool.usable_intervals() {
-                    sqlx::query("INSERT INTO ip_free (pool_id, start_key, end_key) VALUES ($1, $2, $3)")
-                        .bind(pool.id.to_string())
-                        .bind(key(s))
-                        .bind(key(e))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(e))?;
+                for (start, end) in pool.usable_intervals() {
+                    self.add_interval(&mut tx, &pool.id.to_string(), start, end).await?;
                 }
                 self.commit(tx).await
             }
@@ -647,7 +649,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query("SELECT pool FROM ip_pools WHERE id = $1")
                     .bind(pool.to_string())
                     .fetch_all(&mut *c)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::PoolNotFound { id: pool })?;
                 from_json(&row.try_get::<String, _>("pool").map_err(|e| self.err(e))?)
@@ -690,7 +693,8 @@ macro_rules! sql_impl {
                     .bind(pool.to_string())
                     .bind(key(addr_value(address)))
                     .fetch_all(&mut *tx)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::LeaseNotFound { pool, address })?;
                 if let Some(vm) = row.try_get::<Option<String>, _>("vm_id").map_err(|e| self.err(e))? {
@@ -772,7 +776,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query("SELECT * FROM vms WHERE id = $1")
                     .bind(vm.to_string())
                     .fetch_all(&self.pool)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::VmNotFound { id: vm })?;
                 self.vm(&row)
@@ -813,7 +818,8 @@ macro_rules! sql_impl {
                 let row = sqlx::query("SELECT * FROM vms WHERE id = $1")
                     .bind(vm.to_string())
                     .fetch_all(&mut *tx)
-                    .await.map(first)
+                    .await
+                        .map(first)
                     .map_err(|e| self.err(e))?
                     .ok_or(Error::VmNotFound { id: vm })?;
                 let mut current = self.vm(&row)?;
@@ -878,14 +884,16 @@ macro_rules! sql_impl {
                     let row = sqlx::query(concat!("SELECT * FROM vms WHERE id = $1", $lock))
                         .bind(vm.to_string())
                         .fetch_all(&mut *tx)
-                        .await.map(first)
+                        .await
+                        .map(first)
                         .map_err(|e| self.err(e))?
                         .ok_or(Error::VmNotFound { id: vm })?;
                     let current = self.vm(&row)?;
                     let active = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
                         .bind(vm.to_string())
                         .fetch_all(&mut *tx)
-                        .await.map(first)
+                        .await
+                        .map(first)
                         .map_err(|e| self.err(e))?;
                     if let Some(r) = active {
                         return Err(Error::ActiveTask { vm, task: id(&r.try_get::<String, _>("id").map_err(|e| self.err(e))?)? });
@@ -953,7 +961,8 @@ macro_rules! sql_impl {
                 ))
                 .bind(ts(now))
                 .fetch_all(&mut *tx)
-                .await.map(first)
+                .await
+                        .map(first)
                 .map_err(|e| self.err(e))?;
                 let Some(row) = row else { return Ok(None) };
                 let mut task = self.task(&row)?;
