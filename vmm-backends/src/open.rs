@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use vmm_core::memory::MemoryStore;
-use vmm_core::{Connector, Error, NodeSpec, Result, Store, VirtType, Vmm, VmmConfig};
+use vmm_core::{Connector, Error, NodeSpec, PageRequest, Result, Store, VirtType, Vmm, VmmConfig};
 
 /// Where vmm keeps its state, parsed from a URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -215,9 +215,18 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
     let connector: Arc<dyn Connector> = Arc::new(vmm_core::memory::MemoryConnector::new());
     let vmm =
         Vmm::builder().with_store(store).with_connector(connector).with_config(config.vmm.clone()).build();
-    let existing = vmm.list_nodes().await?;
+    let mut existing = Vec::new();
+    let mut page = PageRequest::first(vmm_core::page::MAX_LIMIT);
+    loop {
+        let got = vmm.list_nodes(&page).await?;
+        existing.extend(got.items.into_iter().map(|n| n.name));
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
     for node in &config.nodes {
-        if existing.iter().any(|n| n.name == node.name) {
+        if existing.contains(&node.name) {
             continue;
         }
         let added = vmm.add_node(NodeSpec::new(&node.name, &node.uri).with_virt_type(node.virt_type)).await?;
@@ -285,7 +294,7 @@ mod tests {
             .unwrap()
             .with_node(NodeConfig::new("m1", "memory://m1", VirtType::Qemu).unwrap());
         let vmm = open(&config).await.unwrap();
-        let nodes = vmm.list_nodes().await.unwrap();
+        let nodes = vmm.list_nodes(&vmm_core::PageRequest::default()).await.unwrap().items;
         assert_eq!((nodes.len(), nodes[0].name.as_str(), nodes[0].virt_type), (1, "m1", VirtType::Qemu));
     }
 }

@@ -106,8 +106,13 @@ pub mod store {
         assert!(matches!(s.insert_node(&dup).await, Err(Error::Conflict { .. })), "duplicate node name");
         let b = node("b", 2);
         s.insert_node(&b).await.unwrap();
-        let names: Vec<_> = s.list_nodes().await.unwrap().into_iter().map(|n| n.name).collect();
-        assert_eq!(names, ["a", "b"]);
+        let names: Vec<_> =
+            s.list_nodes(&PageRequest::default()).await.unwrap().items.into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["b", "a"], "newest first");
+        let first = s.list_nodes(&PageRequest::first(1)).await.unwrap();
+        assert_eq!((first.items.len(), first.items[0].name.as_str()), (1, "b"));
+        let rest = s.list_nodes(&PageRequest { limit: Some(1), cursor: first.next_cursor }).await.unwrap();
+        assert_eq!((rest.items[0].name.as_str(), rest.next_cursor), ("a", None));
         let mut renamed = b.clone();
         renamed.name = "a".into();
         assert!(matches!(s.update_node(&renamed).await, Err(Error::Conflict { .. })));
@@ -135,7 +140,7 @@ pub mod store {
         assert!(matches!(s.insert_pool(&pool("p", "198.51.100.0/24")).await, Err(Error::Conflict { .. })));
         let got = s.get_pool(p.id).await.unwrap();
         assert_eq!(got.cidr, p.cidr);
-        assert_eq!(s.list_pools().await.unwrap().len(), 1);
+        assert_eq!(s.list_pools(&PageRequest::default()).await.unwrap().items.len(), 1);
         let now = Utc::now();
         let first = s.allocate_lease(p.id, None, None, now).await.unwrap();
         assert_eq!(first.address, ip("192.0.2.1"));

@@ -151,8 +151,13 @@ impl Store for MemoryStore {
         s.nodes_with_usage().into_iter().find(|n| n.id == id).ok_or(Error::NodeNotFound { id })
     }
 
-    async fn list_nodes(&self) -> Result<Vec<Node>> {
-        Ok(lock(&self.state).nodes_with_usage())
+    async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>> {
+        let limit = page.limit()?;
+        let before: Option<NodeId> = page.cursor()?;
+        let mut nodes = lock(&self.state).nodes_with_usage();
+        nodes.retain(|n| before.is_none_or(|b| n.id < b));
+        let items = nodes.into_iter().rev().take(limit + 1).collect();
+        Ok(Page::from_overfetch(items, limit, |n: &Node| n.id.to_string()))
     }
 
     async fn update_node(&self, node: &Node) -> Result<()> {
@@ -200,8 +205,16 @@ impl Store for MemoryStore {
         s.pools.get(&id).map(|p| p.pool.clone()).ok_or(Error::PoolNotFound { id })
     }
 
-    async fn list_pools(&self) -> Result<Vec<IpPool>> {
-        Ok(lock(&self.state).pools.values().map(|p| p.pool.clone()).collect())
+    async fn list_pools(&self, page: &PageRequest) -> Result<Page<IpPool>> {
+        let limit = page.limit()?;
+        let before: Option<PoolId> = page.cursor()?;
+        let s = lock(&self.state);
+        let pools = match before {
+            Some(b) => s.pools.range(..b),
+            None => s.pools.range(..),
+        };
+        let items = pools.rev().take(limit + 1).map(|(_, p)| p.pool.clone()).collect();
+        Ok(Page::from_overfetch(items, limit, |p: &IpPool| p.id.to_string()))
     }
 
     async fn delete_pool(&self, id: PoolId) -> Result<()> {
@@ -484,12 +497,23 @@ pub enum HypervisorCall {
     DeleteVolume,
 }
 
+/// What an injected failure looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// [`Error::Backend`]: the call failed.
+    Backend,
+    /// [`Error::Unavailable`]: the node did not answer (retryable).
+    Unavailable,
+    /// [`Error::Unsupported`]: the node does not implement the call.
+    Unsupported,
+}
+
 #[derive(Debug, Default)]
 struct HvState {
     domains: BTreeMap<VmId, (DomainSpec, PowerState)>,
     volumes: BTreeMap<VmId, u64>,
-    /// Calls that fail: how many more times (`None`: every time).
-    failures: HashMap<HypervisorCall, Option<u32>>,
+    /// Calls that fail: how many more times (`None`: every time), and how.
+    failures: HashMap<HypervisorCall, (Option<u32>, Failure)>,
     calls: Vec<HypervisorCall>,
 }
 
@@ -525,14 +549,19 @@ impl MemoryHypervisor {
         Self { uri: uri.into(), capacity, state: Mutex::new(HvState::default()) }
     }
 
-    /// Makes the next call of `call` fail.
+    /// Makes the next call of `call` fail with a backend error.
     pub fn fail_next(&self, call: HypervisorCall) {
-        lock(&self.state).failures.insert(call, Some(1));
+        self.fail_next_as(call, Failure::Backend);
+    }
+
+    /// Makes the next call of `call` fail as `failure` says.
+    pub fn fail_next_as(&self, call: HypervisorCall, failure: Failure) {
+        lock(&self.state).failures.insert(call, (Some(1), failure));
     }
 
     /// Makes every call of `call` fail until [`heal`](Self::heal).
     pub fn fail_always(&self, call: HypervisorCall) {
-        lock(&self.state).failures.insert(call, None);
+        lock(&self.state).failures.insert(call, (None, Failure::Backend));
     }
 
     /// Stops injecting failures.
@@ -559,19 +588,21 @@ impl MemoryHypervisor {
     fn enter(&self, call: HypervisorCall) -> Result<MutexGuard<'_, HvState>> {
         let mut s = lock(&self.state);
         s.calls.push(call);
-        match s.failures.get_mut(&call) {
-            None => Ok(s),
-            Some(left) => {
-                match left {
-                    Some(1) => {
-                        s.failures.remove(&call);
-                    }
-                    Some(n) => *n -= 1,
-                    None => {}
-                }
-                Err(Error::backend(self.uri.clone(), format!("injected failure in {call:?}")))
+        let Some((left, failure)) = s.failures.get_mut(&call) else { return Ok(s) };
+        let failure = *failure;
+        match left {
+            Some(1) => {
+                s.failures.remove(&call);
             }
+            Some(n) => *n -= 1,
+            None => {}
         }
+        let what = format!("injected failure in {call:?}");
+        Err(match failure {
+            Failure::Backend => Error::backend(self.uri.clone(), what),
+            Failure::Unavailable => Error::Unavailable { backend: self.uri.clone(), reason: what },
+            Failure::Unsupported => Error::unsupported(self.uri.clone(), what),
+        })
     }
 
     fn power(&self, call: HypervisorCall, vm: VmId, from: &[PowerState], to: PowerState) -> Result<()> {

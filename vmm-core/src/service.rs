@@ -203,9 +203,9 @@ impl Vmm {
         self.inner.store.get_node(id).await
     }
 
-    /// Every node.
-    pub async fn list_nodes(&self) -> Result<Vec<Node>> {
-        self.inner.store.list_nodes().await
+    /// Nodes, newest first.
+    pub async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>> {
+        self.inner.store.list_nodes(page).await
     }
 
     /// Renames a node, changes its ratios, or puts it in or out of maintenance.
@@ -250,9 +250,9 @@ impl Vmm {
         self.inner.store.get_pool(id).await
     }
 
-    /// Every pool.
-    pub async fn list_ip_pools(&self) -> Result<Vec<IpPool>> {
-        self.inner.store.list_pools().await
+    /// Pools, newest first.
+    pub async fn list_ip_pools(&self, page: &PageRequest) -> Result<Page<IpPool>> {
+        self.inner.store.list_pools(page).await
     }
 
     /// Deletes a pool with no leases.

@@ -33,8 +33,8 @@ pub trait Store: Send + Sync + Debug {
     async fn insert_node(&self, node: &Node) -> Result<()>;
     /// One node, with `allocated` computed from its VMs.
     async fn get_node(&self, id: NodeId) -> Result<Node>;
-    /// Every node, oldest first, with `allocated` computed.
-    async fn list_nodes(&self) -> Result<Vec<Node>>;
+    /// Nodes, newest first, with `allocated` computed.
+    async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>>;
     /// Replaces a node's name, ratios and state. A duplicate name is a conflict.
     async fn update_node(&self, node: &Node) -> Result<()>;
     /// Removes a node; a conflict while VMs live on it.
@@ -44,8 +44,8 @@ pub trait Store: Send + Sync + Debug {
     async fn insert_pool(&self, pool: &IpPool) -> Result<()>;
     /// One pool.
     async fn get_pool(&self, id: PoolId) -> Result<IpPool>;
-    /// Every pool, oldest first.
-    async fn list_pools(&self) -> Result<Vec<IpPool>>;
+    /// Pools, newest first.
+    async fn list_pools(&self, page: &PageRequest) -> Result<Page<IpPool>>;
     /// Removes a pool; a conflict while it has leases.
     async fn delete_pool(&self, id: PoolId) -> Result<()>;
     /// Leases `address`, or the lowest free address when `None`, to `vm` (or to nobody).

@@ -347,11 +347,11 @@ fn nodes_pools_and_leases_by_hand() {
         ));
         f.vmm.release_ip(f.pool.id, lease.address).await.unwrap();
         let other = f.vmm.add_node(NodeSpec::new("n2", "memory://n2")).await.unwrap();
-        assert_eq!(f.vmm.list_nodes().await.unwrap().len(), 2);
+        assert_eq!(f.vmm.list_nodes(&PageRequest::default()).await.unwrap().items.len(), 2);
         f.vmm.remove_node(other.id).await.unwrap();
         assert!(matches!(f.vmm.get_node(other.id).await, Err(Error::NodeNotFound { .. })));
         f.vmm.delete_ip_pool(f.pool.id).await.unwrap();
-        assert!(f.vmm.list_ip_pools().await.unwrap().is_empty());
+        assert!(f.vmm.list_ip_pools(&PageRequest::default()).await.unwrap().items.is_empty());
     });
 }
 
@@ -482,12 +482,12 @@ use vmm_core::{IpLease, NodeId, Page, PlacementRequest, PoolId, Task, TaskId, Vm
 one_at_a_time! {
     insert_node(node: &Node) -> ();
     get_node(id: NodeId) -> Node;
-    list_nodes() -> Vec<Node>;
+    list_nodes(page: &PageRequest) -> Page<Node>;
     update_node(node: &Node) -> ();
     delete_node(id: NodeId) -> ();
     insert_pool(pool: &IpPool) -> ();
     get_pool(id: PoolId) -> IpPool;
-    list_pools() -> Vec<IpPool>;
+    list_pools(page: &PageRequest) -> Page<IpPool>;
     delete_pool(id: PoolId) -> ();
     allocate_lease(pool: PoolId, address: Option<std::net::IpAddr>, vm: Option<VmId>, now: DateTime<Utc>) -> IpLease;
     release_lease(pool: PoolId, address: std::net::IpAddr) -> ();

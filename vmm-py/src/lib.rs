@@ -191,8 +191,10 @@ impl Client {
         json(&self.run(py, |v| async move { v.add_node(spec).await })?)
     }
 
-    fn nodes(&self, py: Python<'_>) -> PyResult<String> {
-        json(&self.run(py, |v| async move { v.list_nodes().await })?)
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn nodes(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_nodes(&page).await })?)
     }
 
     fn node(&self, py: Python<'_>, id: &str) -> PyResult<String> {
@@ -254,8 +256,10 @@ impl Client {
         json(&self.run(py, |v| async move { v.create_ip_pool(spec).await })?)
     }
 
-    fn ip_pools(&self, py: Python<'_>) -> PyResult<String> {
-        json(&self.run(py, |v| async move { v.list_ip_pools().await })?)
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn ip_pools(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_ip_pools(&page).await })?)
     }
 
     fn ip_pool(&self, py: Python<'_>, id: &str) -> PyResult<String> {

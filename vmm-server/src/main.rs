@@ -108,8 +108,8 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
 
 /// On a first start (no nodes yet), registers the local libvirt as node `local` when it answers.
 async fn register_local_node(vmm: &Vmm) {
-    match vmm.list_nodes().await {
-        Ok(nodes) if nodes.is_empty() => {}
+    match vmm.list_nodes(&vmm_core::PageRequest::first(1)).await {
+        Ok(nodes) if nodes.items.is_empty() => {}
         _ => return,
     }
     let virt_type = if std::path::Path::new("/dev/kvm").exists() { VirtType::Kvm } else { VirtType::Qemu };

@@ -72,13 +72,6 @@ pub enum Problems {
     Unavailable(Problem),
 }
 
-/// A list that is not paged.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Items<T> {
-    /// The items.
-    pub items: Vec<T>,
-}
-
 /// A VM whose creation was queued, and its task.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VmAccepted {
@@ -235,10 +228,10 @@ async fn add_node(State(s): State<AppState>, Json(spec): Json<NodeSpec>) -> ApiR
     Ok(created(format!("/api/v1/nodes/{}", node.id), node))
 }
 
-/// Every node.
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", responses((status = 200, body = Items<Node>), Problems))]
-async fn list_nodes(State(s): State<AppState>) -> ApiResult<Json<Items<Node>>> {
-    Ok(Json(Items { items: s.vmm.list_nodes().await? }))
+/// Nodes, newest first.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(PageQuery), responses((status = 200, body = Page<Node>), Problems))]
+async fn list_nodes(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Node>>> {
+    Ok(Json(s.vmm.list_nodes(&q.page()).await?))
 }
 
 /// One node, with what its VMs have taken.
@@ -277,10 +270,10 @@ async fn create_pool(State(s): State<AppState>, Json(spec): Json<IpPoolSpec>) ->
     Ok(created(format!("/api/v1/ip-pools/{}", pool.id), pool))
 }
 
-/// Every pool.
-#[utoipa::path(get, path = "/api/v1/ip-pools", tag = "ip-pools", responses((status = 200, body = Items<IpPool>), Problems))]
-async fn list_pools(State(s): State<AppState>) -> ApiResult<Json<Items<IpPool>>> {
-    Ok(Json(Items { items: s.vmm.list_ip_pools().await? }))
+/// Pools, newest first.
+#[utoipa::path(get, path = "/api/v1/ip-pools", tag = "ip-pools", params(PageQuery), responses((status = 200, body = Page<IpPool>), Problems))]
+async fn list_pools(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<IpPool>>> {
+    Ok(Json(s.vmm.list_ip_pools(&q.page()).await?))
 }
 
 /// One pool.

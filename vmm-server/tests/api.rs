@@ -8,7 +8,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vmm_core::memory::{HypervisorCall, MemoryConnector};
+use vmm_core::memory::{Failure, HypervisorCall, MemoryConnector};
 use vmm_core::{NodeSpec, Vmm};
 use vmm_server::{app, AdminToken, AppState};
 
@@ -140,6 +140,14 @@ async fn nodes() {
         "unavailable",
     );
     assert_eq!(api.get("/api/v1/nodes").await.body["items"].as_array().unwrap().len(), 1);
+    api.post("/api/v1/nodes", json!({"name": "n2", "uri": "memory://n2"})).await;
+    let page = api.get("/api/v1/nodes?limit=1").await.body;
+    assert_eq!(page["items"][0]["name"], "n2", "newest first");
+    let next = api
+        .get(&format!("/api/v1/nodes?limit=1&cursor={}", page["next_cursor"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!((next["items"][0]["name"].as_str(), next["next_cursor"].is_null()), (Some("n1"), true));
     assert_eq!(api.get(&format!("/api/v1/nodes/{id}")).await.body["name"], "n1");
     let r =
         api.call(Method::PATCH, &format!("/api/v1/nodes/{id}"), Some(json!({"state": "maintenance"}))).await;
@@ -185,6 +193,19 @@ async fn a_backend_failure_is_a_500_that_hides_its_cause() {
     let r = api.post("/api/v1/nodes", json!({"name": "n2", "uri": "memory://n1"})).await;
     problem(&r, 500, "internal");
     assert!(!r.body.to_string().contains("injected"), "{}", r.body);
+    // What the node does not implement is a 501; a node that does not answer, a 503.
+    hv.fail_next_as(HypervisorCall::NodeInfo, Failure::Unsupported);
+    problem(
+        &api.post("/api/v1/nodes", json!({"name": "n3", "uri": "memory://n1"})).await,
+        501,
+        "unsupported",
+    );
+    hv.fail_next_as(HypervisorCall::NodeInfo, Failure::Unavailable);
+    problem(
+        &api.post("/api/v1/nodes", json!({"name": "n4", "uri": "memory://n1"})).await,
+        503,
+        "unavailable",
+    );
 }
 
 #[tokio::test]

@@ -144,6 +144,14 @@ impl SqlStore {
     }
 }
 
+/// Which nodes to read.
+#[derive(Debug, Clone, Copy)]
+enum Nodes {
+    One(NodeId),
+    All,
+    Page { before: Option<NodeId>, limit: usize },
+}
+
 /// A sqlx error in its vmm category: lost connections are `Unavailable` (retryable).
 fn classify(backend: &str, e: sqlx::Error) -> Error {
     match e {
@@ -242,12 +250,16 @@ macro_rules! sql_impl {
                 tx.commit().await.map_err(|e| self.err(e))
             }
 
-            async fn usage(&self, c: &mut <$db as sqlx::Database>::Connection) -> Result<std::collections::HashMap<NodeId, Usage>> {
+            /// What the VMs of the nodes with ids from `lo` to `hi` have taken.
+            async fn usage(&self, c: &mut <$db as sqlx::Database>::Connection, lo: &str, hi: &str) -> Result<std::collections::HashMap<NodeId, Usage>> {
                 let rows = sqlx::query(
                     "SELECT node_id, COUNT(*) AS n, CAST(COALESCE(SUM(vcpus), 0) AS BIGINT) AS vcpus, \
                      CAST(COALESCE(SUM(memory_mib), 0) AS BIGINT) AS memory_mib, \
-                     CAST(COALESCE(SUM(disk_gib), 0) AS BIGINT) AS disk_gib FROM vms GROUP BY node_id",
+                     CAST(COALESCE(SUM(disk_gib), 0) AS BIGINT) AS disk_gib FROM vms \
+                     WHERE node_id >= $1 AND node_id <= $2 GROUP BY node_id",
                 )
+                .bind(lo)
+                .bind(hi)
                 .fetch_all(&mut *c)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -288,20 +300,33 @@ macro_rules! sql_impl {
                 })
             }
 
-            async fn nodes(&self, c: &mut <$db as sqlx::Database>::Connection, only: Option<NodeId>) -> Result<Vec<Node>> {
-                let rows = match only {
-                    Some(n) => sqlx::query("SELECT * FROM nodes WHERE id = $1").bind(n.to_string()).fetch_all(&mut *c).await,
-                    None => sqlx::query("SELECT * FROM nodes ORDER BY id").fetch_all(&mut *c).await,
+            /// Nodes with their usage: one, a page (newest first), or all (oldest first).
+            async fn nodes(&self, c: &mut <$db as sqlx::Database>::Connection, which: Nodes) -> Result<Vec<Node>> {
+                let rows = match which {
+                    Nodes::One(n) => sqlx::query("SELECT * FROM nodes WHERE id = $1").bind(n.to_string()).fetch_all(&mut *c).await,
+                    Nodes::All => sqlx::query("SELECT * FROM nodes ORDER BY id").fetch_all(&mut *c).await,
+                    Nodes::Page { before: Some(b), limit } => {
+                        sqlx::query("SELECT * FROM nodes WHERE id < $1 ORDER BY id DESC LIMIT $2")
+                            .bind(b.to_string())
+                            .bind(limit as i64)
+                            .fetch_all(&mut *c)
+                            .await
+                    }
+                    Nodes::Page { before: None, limit } => {
+                        sqlx::query("SELECT * FROM nodes ORDER BY id DESC LIMIT $1").bind(limit as i64).fetch_all(&mut *c).await
+                    }
                 }
                 .map_err(|e| self.err(e))?;
-                let usage = self.usage(c).await?;
-                rows.iter()
-                    .map(|r| {
-                        let mut n = self.node(r)?;
+                let mut nodes = rows.iter().map(|r| self.node(r)).collect::<Result<Vec<_>>>()?;
+                // The nodes read are consecutive in id order: their usage is one range query.
+                let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
+                if let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) {
+                    let usage = self.usage(c, lo, hi).await?;
+                    for n in &mut nodes {
                         n.allocated = usage.get(&n.id).copied().unwrap_or_default();
-                        Ok(n)
-                    })
-                    .collect()
+                    }
+                }
+                Ok(nodes)
             }
 
             fn vm(&self, r: &<$db as sqlx::Database>::Row) -> Result<Vm> {
@@ -565,12 +590,15 @@ macro_rules! sql_impl {
 
             async fn get_node(&self, node: NodeId) -> Result<Node> {
                 let mut c = self.pool.acquire().await.map_err(|e| self.err(e))?;
-                self.nodes(&mut c, Some(node)).await?.pop().ok_or(Error::NodeNotFound { id: node })
+                self.nodes(&mut c, Nodes::One(node)).await?.pop().ok_or(Error::NodeNotFound { id: node })
             }
 
-            async fn list_nodes(&self) -> Result<Vec<Node>> {
+            async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>> {
+                let limit = page.limit()?;
+                let before: Option<NodeId> = page.cursor()?;
                 let mut c = self.pool.acquire().await.map_err(|e| self.err(e))?;
-                self.nodes(&mut c, None).await
+                let items = self.nodes(&mut c, Nodes::Page { before, limit: limit + 1 }).await?;
+                Ok(Page::from_overfetch(items, limit, |n| n.id.to_string()))
             }
 
             async fn update_node(&self, node: &Node) -> Result<()> {
@@ -656,9 +684,26 @@ macro_rules! sql_impl {
                 from_json(&row.try_get::<String, _>("pool").map_err(|e| self.err(e))?)
             }
 
-            async fn list_pools(&self) -> Result<Vec<IpPool>> {
-                let rows = sqlx::query("SELECT pool FROM ip_pools ORDER BY id").fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
-                rows.iter().map(|r| from_json(&r.try_get::<String, _>("pool").map_err(|e| self.err(e))?)).collect()
+            async fn list_pools(&self, page: &PageRequest) -> Result<Page<IpPool>> {
+                let limit = page.limit()?;
+                let before: Option<PoolId> = page.cursor()?;
+                let rows = match before {
+                    Some(b) => sqlx::query("SELECT pool FROM ip_pools WHERE id < $1 ORDER BY id DESC LIMIT $2")
+                        .bind(b.to_string())
+                        .bind((limit + 1) as i64)
+                        .fetch_all(&self.pool)
+                        .await,
+                    None => sqlx::query("SELECT pool FROM ip_pools ORDER BY id DESC LIMIT $1")
+                        .bind((limit + 1) as i64)
+                        .fetch_all(&self.pool)
+                        .await,
+                }
+                .map_err(|e| self.err(e))?;
+                let items = rows
+                    .iter()
+                    .map(|r| from_json(&r.try_get::<String, _>("pool").map_err(|e| self.err(e))?))
+                    .collect::<Result<Vec<IpPool>>>()?;
+                Ok(Page::from_overfetch(items, limit, |p| p.id.to_string()))
             }
 
             async fn delete_pool(&self, pool: PoolId) -> Result<()> {
@@ -743,7 +788,7 @@ macro_rules! sql_impl {
                 let mut tx = self.begin().await?;
                 // Two creates must not both take the last room on a node.
                 sqlx::query(concat!("SELECT id FROM nodes", $lock)).fetch_all(&mut *tx).await.map_err(|e| self.err(e))?;
-                let nodes = self.nodes(&mut tx, None).await?;
+                let nodes = self.nodes(&mut tx, Nodes::All).await?;
                 let demand = Demand { vcpus: vm.vcpus, memory_mib: vm.memory_mib, disk_gib: vm.disk_gib };
                 let chosen = placement::place(&demand, &nodes, placement.strategy, placement.pinned)?;
                 let mut vm = Vm { node_id: chosen.node_id, addresses: Vec::new(), ..vm.clone() };
@@ -828,7 +873,7 @@ macro_rules! sql_impl {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(|e| self.err(e))?;
-                let mut node = self.nodes(&mut tx, Some(current.node_id)).await?.pop().ok_or(Error::NodeNotFound { id: current.node_id })?;
+                let mut node = self.nodes(&mut tx, Nodes::One(current.node_id)).await?.pop().ok_or(Error::NodeNotFound { id: current.node_id })?;
                 node.allocated.vcpus -= u64::from(current.vcpus);
                 node.allocated.memory_mib -= current.memory_mib;
                 node.allocated.storage_gib -= current.disk_gib;
@@ -1054,8 +1099,8 @@ impl Store for SqlStore {
     async fn get_node(&self, id: NodeId) -> Result<Node> {
         forward!(self, s => s.get_node(id).await)
     }
-    async fn list_nodes(&self) -> Result<Vec<Node>> {
-        forward!(self, s => s.list_nodes().await)
+    async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>> {
+        forward!(self, s => s.list_nodes(page).await)
     }
     async fn update_node(&self, node: &Node) -> Result<()> {
         forward!(self, s => s.update_node(node).await)
@@ -1069,8 +1114,8 @@ impl Store for SqlStore {
     async fn get_pool(&self, id: PoolId) -> Result<IpPool> {
         forward!(self, s => s.get_pool(id).await)
     }
-    async fn list_pools(&self) -> Result<Vec<IpPool>> {
-        forward!(self, s => s.list_pools().await)
+    async fn list_pools(&self, page: &PageRequest) -> Result<Page<IpPool>> {
+        forward!(self, s => s.list_pools(page).await)
     }
     async fn delete_pool(&self, id: PoolId) -> Result<()> {
         forward!(self, s => s.delete_pool(id).await)

@@ -295,8 +295,8 @@ class Client:
         return Node(self, json.loads(self._native.add_node(name, uri, virt_type, cpu_overcommit, memory_overcommit)))
 
     def nodes(self) -> List[Node]:
-        """Every node."""
-        return [Node(self, n) for n in json.loads(self._native.nodes())]
+        """Every node, newest first."""
+        return [Node(self, n) for n in self._pages(lambda c: self._native.nodes(_PAGE, c))]
 
     def node(self, node: Any) -> Node:
         """One node, by object or id."""
@@ -336,8 +336,8 @@ class Client:
         return IpPool(self, json.loads(raw))
 
     def ip_pools(self) -> List[IpPool]:
-        """Every pool."""
-        return [IpPool(self, p) for p in json.loads(self._native.ip_pools())]
+        """Every pool, newest first."""
+        return [IpPool(self, p) for p in self._pages(lambda c: self._native.ip_pools(_PAGE, c))]
 
     def ip_pool(self, pool: Any) -> IpPool:
         """One pool, by object or id."""
