@@ -178,6 +178,31 @@ impl Error {
         matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
     }
 
+    /// The error's category as a stable code, the same over HTTP (`code` of a problem),
+    /// in Python (the exception class) and in a failed task's `error_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::VmNotFound { .. } => "vm_not_found",
+            Self::NodeNotFound { .. } => "node_not_found",
+            Self::PoolNotFound { .. } => "pool_not_found",
+            Self::LeaseNotFound { .. } => "lease_not_found",
+            Self::TaskNotFound { .. } => "task_not_found",
+            Self::BackupNotFound { .. } => "backup_not_found",
+            Self::ScheduleNotFound { .. } => "schedule_not_found",
+            Self::ActiveTask { .. } => "active_task",
+            Self::InvalidState { .. } => "invalid_state",
+            Self::Conflict { .. } => "conflict",
+            Self::AddressInUse { .. } => "address_in_use",
+            Self::PoolExhausted { .. } => "pool_exhausted",
+            Self::NoCapacity { .. } => "no_capacity",
+            Self::Invalid { .. } => "invalid",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Timeout { .. } => "timeout",
+            Self::LeaseLost { .. } | Self::Backend { .. } => "internal",
+        }
+    }
+
     /// Whether this error says that something asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -579,14 +579,15 @@ impl Vmm {
             Ok(Outcome::Done) => (TaskState::Succeeded, None),
             Ok(Outcome::Cancelled) => (TaskState::Cancelled, None),
             Err(Error::LeaseLost { .. }) => return,
-            Err(e) => (TaskState::Failed, Some(error_chain(&e))),
+            Err(e) => (TaskState::Failed, Some(e)),
         };
         run.task.state = state;
         if state == TaskState::Succeeded {
             run.task.progress = 100;
         }
         run.task.log(now, format!("{state}"));
-        run.task.error = error;
+        run.task.error_code = error.as_ref().map(|e| e.code().to_owned());
+        run.task.error = error.as_ref().map(|e| error_chain(e));
         run.task.finished_at = Some(now);
         match self.inner.store.save_task(&run.task, &run.owner, now).await {
             Ok(()) => {

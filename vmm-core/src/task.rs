@@ -172,6 +172,10 @@ pub struct Task {
     pub steps: Vec<TaskStep>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The failure's category ([`Error::code`](crate::Error::code)): `unsupported`,
+    /// `unavailable`, `no_capacity`…
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// How many times a worker has claimed it.
     pub attempts: u32,
     /// The worker's lease while it runs.
@@ -199,6 +203,7 @@ impl Task {
             progress: 0,
             steps: Vec::new(),
             error: None,
+            error_code: None,
             attempts: 0,
             lease: None,
             cancel_requested: false,

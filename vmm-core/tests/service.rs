@@ -310,11 +310,11 @@ fn a_failed_power_action_records_what_the_node_shows() {
         let f = fixture().await;
         let (vm, _) = f.vmm.create_vm(f.spec()).await.unwrap();
         f.vmm.run_until_idle().await.unwrap();
-        f.hv.fail_next(HypervisorCall::Suspend);
+        f.hv.fail_next_as(HypervisorCall::Suspend, vmm_core::memory::Failure::Unsupported);
         let t = f.vmm.suspend_vm(vm.id).await.unwrap();
         f.vmm.run_until_idle().await.unwrap();
         let t = f.vmm.get_task(t.id).await.unwrap();
-        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!((t.state, t.error_code.as_deref()), (TaskState::Failed, Some("unsupported")));
         assert!(t.error.unwrap().contains("Suspend"));
         assert_eq!(f.vmm.get_vm(vm.id).await.unwrap().state, VmState::Running);
     });

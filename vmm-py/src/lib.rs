@@ -49,9 +49,34 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Maps a vmm error to its Python exception, with the ids involved as `err.ids`.
+/// The exception for an error `code` ([`Error::code`]), with its message and the ids
+/// involved as `err.message` and `err.ids`: the one mapping from vmm errors to exceptions.
+fn exception(py: Python<'_>, code: &str, message: String, ids: Vec<(&str, String)>) -> PyErr {
+    let err = match code {
+        c if c.ends_with("_not_found") => NotFoundError::new_err(message.clone()),
+        "active_task" => ActiveTaskError::new_err(message.clone()),
+        "invalid_state" => InvalidStateError::new_err(message.clone()),
+        "pool_exhausted" => PoolExhaustedError::new_err(message.clone()),
+        "no_capacity" => NoCapacityError::new_err(message.clone()),
+        "conflict" | "address_in_use" => ConflictError::new_err(message.clone()),
+        "invalid" => InvalidInputError::new_err(message.clone()),
+        "unavailable" => BackendUnavailableError::new_err(message.clone()),
+        "unsupported" => UnsupportedError::new_err(message.clone()),
+        "timeout" => TimeoutError::new_err(message.clone()),
+        _ => VmmError::new_err(message.clone()),
+    };
+    let value = err.value(py);
+    let dict = PyDict::new(py);
+    for (k, v) in ids {
+        let _ = dict.set_item(k, v);
+    }
+    let _ = value.setattr("ids", dict);
+    let _ = value.setattr("message", message);
+    err
+}
+
+/// Maps a vmm error to its Python exception.
 pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
-    let message = vmm_core::error_chain(&e);
     let ids: Vec<(&str, String)> = match &e {
         Error::VmNotFound { id } => vec![("vm_id", id.to_string())],
         Error::NodeNotFound { id } => vec![("node_id", id.to_string())],
@@ -66,33 +91,23 @@ pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
         Error::Invalid { field, .. } => vec![("field", field.clone())],
         _ => vec![],
     };
-    let err = match e {
-        Error::VmNotFound { .. }
-        | Error::NodeNotFound { .. }
-        | Error::PoolNotFound { .. }
-        | Error::LeaseNotFound { .. }
-        | Error::TaskNotFound { .. }
-        | Error::BackupNotFound { .. }
-        | Error::ScheduleNotFound { .. } => NotFoundError::new_err(message.clone()),
-        Error::ActiveTask { .. } => ActiveTaskError::new_err(message.clone()),
-        Error::InvalidState { .. } => InvalidStateError::new_err(message.clone()),
-        Error::PoolExhausted { .. } => PoolExhaustedError::new_err(message.clone()),
-        Error::NoCapacity { .. } => NoCapacityError::new_err(message.clone()),
-        Error::Conflict { .. } | Error::AddressInUse { .. } => ConflictError::new_err(message.clone()),
-        Error::Invalid { .. } => InvalidInputError::new_err(message.clone()),
-        Error::Unavailable { .. } => BackendUnavailableError::new_err(message.clone()),
-        Error::Unsupported { .. } => UnsupportedError::new_err(message.clone()),
-        Error::Timeout { .. } => TimeoutError::new_err(message.clone()),
-        _ => VmmError::new_err(message.clone()),
-    };
-    let value = err.value(py);
-    let dict = PyDict::new(py);
-    for (k, v) in ids {
-        let _ = dict.set_item(k, v);
-    }
-    let _ = value.setattr("ids", dict);
-    let _ = value.setattr("message", message);
-    err
+    exception(py, e.code(), vmm_core::error_chain(&e), ids)
+}
+
+/// The exception for a failed task: the class its `error_code` names, its error as the
+/// message, the VM and task as `ids`.
+#[pyfunction]
+#[pyo3(signature = (code, message, task_id, vm_id = None))]
+fn task_error(
+    py: Python<'_>,
+    code: Option<&str>,
+    message: String,
+    task_id: String,
+    vm_id: Option<String>,
+) -> Py<PyAny> {
+    let mut ids = vec![("task_id", task_id)];
+    ids.extend(vm_id.map(|v| ("vm_id", v)));
+    exception(py, code.unwrap_or("internal"), message, ids).into_value(py).into_any()
 }
 
 fn json<T: Serialize>(value: &T) -> PyResult<String> {
@@ -417,6 +432,7 @@ impl Drop for Client {
 fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Client>()?;
+    m.add_function(wrap_pyfunction!(task_error, m)?)?;
     for (name, ty) in [
         ("VmmError", py.get_type::<VmmError>()),
         ("NotFoundError", py.get_type::<NotFoundError>()),

@@ -78,6 +78,12 @@ def test_every_exception(client, node, pool):
         vm.start(wait=False)
     assert e.value.ids == {"vm_id": vm.id, "task_id": stop.id}
     stop.wait(60)
+    # A task that fails raises what it failed with: the test driver cannot grow volumes.
+    with pytest.raises(vmm.UnsupportedError) as e:
+        vm.update(disk_gib=2)
+    assert e.value.ids["vm_id"] == vm.id and "task_id" in e.value.ids
+    assert client.task(e.value.ids["task_id"]).error_code == "unsupported"
+    assert vm.refresh().disk_gib == 1, "a failed resize gives its reservation back"
     with pytest.raises(vmm.BackendUnavailableError):
         client.add_node("down", "qemu+tcp://127.0.0.1:1/system")
     with pytest.raises(vmm.InvalidInputError):

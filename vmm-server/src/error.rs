@@ -74,73 +74,46 @@ impl ApiError {
         };
         let (status, code, title, field, ids) = match self {
             Self::Core(e) => {
-                let (status, code, title, field, ids): (_, _, _, Option<String>, _) = match e {
-                    Error::VmNotFound { id } => {
-                        (404, "vm_not_found", "VM not found", None, ids(&[("vm_id", id.to_string())]))
+                let code = e.code();
+                let (status, title) = match code {
+                    "vm_not_found" => (404, "VM not found"),
+                    "node_not_found" => (404, "Node not found"),
+                    "pool_not_found" => (404, "IP pool not found"),
+                    "lease_not_found" => (404, "Lease not found"),
+                    "task_not_found" => (404, "Task not found"),
+                    c if c.ends_with("_not_found") => (404, "Not found"),
+                    "active_task" => (409, "The VM has an active task"),
+                    "invalid_state" => (409, "Not allowed in the VM's state"),
+                    "address_in_use" => (409, "Address already leased"),
+                    "pool_exhausted" => (409, "IP pool exhausted"),
+                    "no_capacity" => (409, "No node can take the VM"),
+                    "conflict" => (409, "Conflict"),
+                    "invalid" => (422, "Invalid request"),
+                    "unsupported" => (501, "Not supported by the backend"),
+                    "unavailable" => (503, "Backend unavailable"),
+                    "timeout" => (503, "Timed out"),
+                    _ => (500, "Internal error"),
+                };
+                let (field, ids) = match e {
+                    Error::VmNotFound { id } | Error::InvalidState { id, .. } => {
+                        (None, ids(&[("vm_id", id.to_string())]))
                     }
-                    Error::NodeNotFound { id } => {
-                        (404, "node_not_found", "Node not found", None, ids(&[("node_id", id.to_string())]))
+                    Error::NodeNotFound { id } => (None, ids(&[("node_id", id.to_string())])),
+                    Error::PoolNotFound { id } => (None, ids(&[("pool_id", id.to_string())])),
+                    Error::PoolExhausted { pool } => (None, ids(&[("pool_id", pool.to_string())])),
+                    Error::TaskNotFound { id } => (None, ids(&[("task_id", id.to_string())])),
+                    Error::LeaseNotFound { pool, address } => {
+                        (None, ids(&[("pool_id", pool.to_string()), ("address", address.to_string())]))
                     }
-                    Error::PoolNotFound { id } => (
-                        404,
-                        "pool_not_found",
-                        "IP pool not found",
-                        None,
-                        ids(&[("pool_id", id.to_string())]),
-                    ),
-                    Error::LeaseNotFound { pool, address } => (
-                        404,
-                        "lease_not_found",
-                        "Lease not found",
-                        None,
-                        ids(&[("pool_id", pool.to_string()), ("address", address.to_string())]),
-                    ),
-                    Error::TaskNotFound { id } => {
-                        (404, "task_not_found", "Task not found", None, ids(&[("task_id", id.to_string())]))
-                    }
-                    Error::ActiveTask { vm, task } => (
-                        409,
-                        "active_task",
-                        "The VM has an active task",
-                        None,
-                        ids(&[("vm_id", vm.to_string()), ("task_id", task.to_string())]),
-                    ),
-                    Error::InvalidState { id, .. } => (
-                        409,
-                        "invalid_state",
-                        "Not allowed in the VM's state",
-                        None,
-                        ids(&[("vm_id", id.to_string())]),
-                    ),
-                    Error::Conflict { .. } => (409, "conflict", "Conflict", None, Default::default()),
                     Error::AddressInUse { pool, address } => (
-                        409,
-                        "address_in_use",
-                        "Address already leased",
-                        Some("address".into()),
+                        Some("address".to_owned()),
                         ids(&[("pool_id", pool.to_string()), ("address", address.to_string())]),
                     ),
-                    Error::PoolExhausted { pool } => (
-                        409,
-                        "pool_exhausted",
-                        "IP pool exhausted",
-                        None,
-                        ids(&[("pool_id", pool.to_string())]),
-                    ),
-                    Error::NoCapacity { .. } => {
-                        (409, "no_capacity", "No node can take the VM", None, Default::default())
+                    Error::ActiveTask { vm, task } => {
+                        (None, ids(&[("vm_id", vm.to_string()), ("task_id", task.to_string())]))
                     }
-                    Error::Invalid { field, .. } => {
-                        (422, "invalid", "Invalid request", Some(field.clone()), Default::default())
-                    }
-                    Error::Unsupported { .. } => {
-                        (501, "unsupported", "Not supported by the backend", None, Default::default())
-                    }
-                    Error::Unavailable { .. } => {
-                        (503, "unavailable", "Backend unavailable", None, Default::default())
-                    }
-                    Error::Timeout { .. } => (503, "timeout", "Timed out", None, Default::default()),
-                    _ => (500, "internal", "Internal error", None, Default::default()),
+                    Error::Invalid { field, .. } => (Some(field.clone()), Default::default()),
+                    _ => (None, Default::default()),
                 };
                 (status, code, title, field, ids)
             }

@@ -137,6 +137,7 @@ class Task(_Record):
     vm_id: Optional[str]
     progress: int
     error: Optional[str]
+    error_code: Optional[str]
     steps: List[Dict[str, str]]
     attempts: int
     created_at: str
@@ -194,13 +195,13 @@ class Vm(_Record):
     def _act(self, action: str, wait: bool, timeout: float) -> Task:
         task = Task(self._client, json.loads(self._client._native.act(self.id, action)))
         if wait:
-            task.wait(timeout)
+            _raise_if_failed(task.wait(timeout))
             if action != "delete":
                 self.refresh()
         return task
 
     def start(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
-        """Powers the VM on."""
+        """Powers the VM on. With ``wait``, a failed task raises its exception."""
         return self._act("start", wait, timeout)
 
     def stop(self, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
@@ -241,9 +242,16 @@ class Vm(_Record):
         raw = self._client._native.update_vm(self.id, name, vcpus, memory_mib, disk_gib)
         task = Task(self._client, json.loads(raw))
         if wait:
-            task.wait(timeout)
+            _raise_if_failed(task.wait(timeout))
             self.refresh()
         return task
+
+
+def _raise_if_failed(task: Task) -> Task:
+    """Raises the exception of a failed task's error code (``UnsupportedError``…)."""
+    if task.state == "failed":
+        raise _vmm.task_error(task.error_code, task.error or "the task failed", task.id, task.vm_id)
+    return task
 
 
 def _id(value: Any) -> str:
@@ -375,7 +383,8 @@ class Client:
     ) -> Vm:
         """Creates a VM; by default returns it once its create task has ended.
 
-        Raises the task's failure as :class:`VmmError` when the create fails.
+        A create that fails raises the exception of its failure; one that is cancelled
+        raises :class:`VmmError`.
         """
         raw = json.loads(
             self._native.create_vm(name, vcpus, memory_mib, disk_gib, _opt_id(node), _opt_id(ip_pool), start)
@@ -383,7 +392,7 @@ class Client:
         vm = Vm(self, raw["vm"])
         vm.task = Task(self, raw["task"])
         if wait:
-            task = vm.task.wait(timeout)
+            task = _raise_if_failed(vm.task.wait(timeout))
             if task.state != "succeeded":
                 error = VmmError(f"Creating VM {vm.id} {task.state}: {task.error}")
                 error.ids = {"vm_id": vm.id, "task_id": task.id}

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple, final
 
 __all__ = [
     "Client",
+    "task_error",
     "VmmError",
     "NotFoundError",
     "ConflictError",
@@ -32,6 +33,7 @@ class BackendUnavailableError(VmmError): ...
 class UnsupportedError(VmmError): ...
 class TimeoutError(VmmError): ...
 
+def task_error(code: Optional[str], message: str, task_id: str, vm_id: Optional[str] = None) -> VmmError: ...
 @final
 class Client:
     @staticmethod
