@@ -1,7 +1,7 @@
 # The commands the README gives. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup serve test lint unit api python fuzz bench
+.PHONY: setup serve test lint unit api python fuzz fuzz-long bench
 
 ## Starts vmmd on 127.0.0.1:8080 with SQLite under ./data and the local libvirt as a node.
 serve: setup
@@ -21,7 +21,7 @@ lint:
 # Host tests (real libvirtd with QEMU, PostgreSQL) are #[ignore]d so that `cargo test` works
 # anywhere; CI includes them. Benchmarks run once each in test mode.
 unit:
-	$(CARGO) test --workspace --lib --bins --tests --examples -- --include-ignored
+	VMM_TEST_VMMD=$(CURDIR)/target/debug/vmmd $(CARGO) test --workspace --lib --bins --tests --examples -- --include-ignored
 	$(CARGO) test --workspace --benches
 	$(CARGO) test --workspace --doc
 	$(CARGO) run -q -p vmm-core --example quickstart
@@ -35,9 +35,13 @@ api:
 python:
 	bash .ci/python
 
-## Every fuzz target: the kept inputs, then FUZZ_SECONDS (20) of fuzzing each.
+## Every fuzz target: the kept inputs, then a fixed seed for a fixed number of runs (deterministic).
 fuzz:
 	bash .ci/fuzz
+
+## Open-ended fuzzing, FUZZ_SECONDS (600) per target; findings become kept inputs (fuzz/regressions).
+fuzz-long:
+	bash .ci/fuzz-long
 
 ## Benchmarks beside their baselines (takes a few minutes).
 bench:

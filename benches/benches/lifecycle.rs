@@ -10,11 +10,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use virt::connect::Connect;
 use vmm_backends::libvirt::{domain_xml, pool_xml, volume_xml, LibvirtConfig, LibvirtConnector, Placement};
 use vmm_core::conformance::hypervisor::spec;
-use vmm_core::{NodeSpec, TaskState, VirtType, VmId, VmSpec, Vmm};
+use vmm_core::{NodeSpec, NodeUriPolicy, TaskState, VirtType, VmId, VmSpec, Vmm, VmmConfig};
 
 fn config(uri: &str) -> LibvirtConfig {
     let dir = if uri.starts_with("test:") { "/tmp/vmm-bench-pool" } else { "/var/lib/vmm/bench-images" };
-    LibvirtConfig { storage_pool: "vmm-bench".into(), storage_path: dir.into(), network: None }
+    LibvirtConfig { storage_pool: "vmm-bench".into(), storage_path: dir.into(), ..LibvirtConfig::default() }
 }
 
 /// The cycle through the service: each step a task run to its end.
@@ -49,8 +49,13 @@ fn direct(conn: &Connect, pool_name: &str, domain_type: &str) {
 fn bench_node(c: &mut Criterion, label: &str, uri: &str, domain_type: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config(uri);
-    let vmm = Vmm::builder().with_connector(Arc::new(LibvirtConnector::new(cfg.clone()))).build();
-    let node = match rt.block_on(vmm.add_node(NodeSpec::new("bench", uri).with_virt_type(VirtType::Qemu))) {
+    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+    let vmm = Vmm::builder()
+        .with_connector(Arc::new(LibvirtConnector::new(cfg.clone())))
+        .with_config(config)
+        .build();
+    let node = match rt.block_on(vmm.create_node(NodeSpec::new("bench", uri).with_virt_type(VirtType::Qemu)))
+    {
         Ok(node) => node,
         Err(e) => {
             eprintln!("skipping {label}: {e}");

@@ -29,7 +29,7 @@ pub fn naive_place(demand: &Demand, nodes: &[Node]) -> Option<(NodeId, Vec<Strin
     let mut fitting = Vec::new();
     let mut reasons = Vec::new();
     for n in nodes {
-        match check(n, demand) {
+        match check(n, demand).first() {
             Some(r) => reasons.push(format!("{}: {r}", n.name)),
             None => {
                 let free = n.free_memory_mib() as f64 / n.memory_limit_mib().max(1) as f64

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 use vmm_core::{IpPoolSpec, NodeSpec, Vmm};
-use vmm_server::{app, AdminToken, AppState};
+use vmm_server::{app, AdminToken, AppState, Throttle, ThrottleConfig};
 
 const TOKEN: &str = "fuzz-token-0123456789abcdef";
 
@@ -36,16 +36,20 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let vmm = Vmm::builder().build();
+        let vmm = Vmm::in_memory();
         let ids = rt.block_on(async {
-            let node = vmm.add_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+            let node = vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
             let pool = vmm.create_ip_pool(IpPoolSpec::new("p", "192.0.2.0/24")).await.unwrap();
             let spec = vmm_core::VmSpec { ip_pool_id: Some(pool.id), ..vmm_core::VmSpec::new("vm", 1, 256, 1) };
             let (vm, task) = vmm.create_vm(spec).await.unwrap();
             vmm.run_until_idle().await.unwrap();
             vec![node.id.to_string(), pool.id.to_string(), vm.id.to_string(), task.id.to_string()]
         });
-        let app = app(AppState { vmm, token: Arc::new(AdminToken::new(TOKEN).unwrap()) });
+        // Bad tokens are counted per address; here every request comes from one, and the
+        // fuzzer's unauthorized requests must not lock the authorized ones out.
+        let throttle = Throttle::new(ThrottleConfig { max_failures: u32::MAX, ..ThrottleConfig::default() });
+        let state = AppState { throttle: Arc::new(throttle), ..AppState::new(vmm, AdminToken::new(TOKEN).unwrap()) };
+        let app = app(state);
         World { rt, app, ids }
     })
 }

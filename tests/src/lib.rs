@@ -1,1 +1,320 @@
-//! vmm-tests: end-to-end tests across the vmm crates. The tests live in `tests/`.
+//! vmm-tests: black-box end-to-end tests across crates. They run the real `vmmd` binary on
+//! a loopback port against SQLite or PostgreSQL and real libvirt nodes, and talk to it over
+//! HTTP as a user would. This library holds what the tests share: starting and stopping
+//! `vmmd`, a fresh PostgreSQL database, and a loopback proxy to the machine's libvirtd that
+//! a test can make go silent.
+//!
+//! The `vmmd` binary is `$VMM_TEST_VMMD` when set (`make test` points it at the one `cargo
+//! test --workspace` just built); otherwise it is built here with `cargo build`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The admin token every test `vmmd` gets.
+pub const TOKEN: &str = "e2e-token-0123456789abcdef";
+
+/// The `vmmd` binary to run.
+pub fn vmmd_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("VMM_TEST_VMMD") {
+                return PathBuf::from(path);
+            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "vmm-server", "--bin", "vmmd"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building vmmd failed");
+            // target/debug/deps/<this test> → target/debug/vmmd
+            let exe = std::env::current_exe().expect("the test binary's path");
+            exe.parent().and_then(Path::parent).expect("target/debug").join("vmmd")
+        })
+        .clone()
+}
+
+/// A fresh data directory.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmmd-e2e-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a data directory");
+    dir
+}
+
+/// How to start a `vmmd`.
+#[derive(Debug, Clone)]
+pub struct VmmdConfig {
+    /// `VMM_DATA_DIR`.
+    pub data: PathBuf,
+    /// `VMM_DATABASE_URL`, if not the default SQLite file under the data directory.
+    pub database_url: Option<String>,
+    /// More `VMM_*` variables.
+    pub env: Vec<(String, String)>,
+    /// Open-file limit of the process (`ulimit -n`), if lowered.
+    pub max_open_files: Option<u32>,
+}
+
+impl VmmdConfig {
+    /// SQLite under `data`, test nodes on, the local libvirt not registered.
+    pub fn new(data: &Path) -> Self {
+        Self { data: data.to_owned(), database_url: None, env: Vec::new(), max_open_files: None }
+    }
+
+    /// The same config with `key=value` in the environment.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running `vmmd`, killed when dropped.
+#[derive(Debug)]
+pub struct Vmmd {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Vmmd {
+    /// Starts `vmmd` and waits until it listens.
+    pub fn start(config: &VmmdConfig) -> Self {
+        let binary = vmmd_binary();
+        let mut command = match config.max_open_files {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        command
+            .arg("serve")
+            .env("VMM_LISTEN", "127.0.0.1:0")
+            .env("VMM_DATA_DIR", &config.data)
+            .env("VMM_ADMIN_TOKEN", TOKEN)
+            .env("VMM_LOCAL_NODE", "false")
+            .env("VMM_TEST_NODES", "true")
+            .env("VMM_STORAGE_PATH", "/var/lib/vmm/e2e-images")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = &config.database_url {
+            command.env("VMM_DATABASE_URL", url);
+        }
+        for (k, v) in &config.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("vmmd starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let base = loop {
+            let line = lines.next().expect("vmmd logs its address").expect("a log line");
+            log.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().expect("an address").to_owned();
+            }
+        };
+        // Keep draining the log so that vmmd never blocks on a full pipe.
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, base, log }
+    }
+
+    /// What vmmd has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Calls the API with the admin token; returns the status and the JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with_timeout(method, path, body, Duration::from_secs(90))
+    }
+
+    /// [`call`](Self::call) with a client timeout.
+    pub fn call_with_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> (u16, Value) {
+        let req = ureq::request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .timeout(timeout);
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = res.status();
+        let text = res.into_string().expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Waits up to a minute for a task to end and returns it.
+    pub fn wait(&self, task: &Value) -> Value {
+        let id = task["id"].as_str().expect("a task id");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (status, t) = self.call("GET", &format!("/api/v1/tasks/{id}/wait?timeout_s=60"), None);
+            assert_eq!(status, 200, "{t}");
+            if !matches!(t["state"].as_str(), Some("queued" | "running")) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task {id} never ended: {t}");
+        }
+    }
+
+    /// Waits for a task to end; it must succeed.
+    pub fn done(&self, task: &Value) {
+        let t = self.wait(task);
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "vmmd exits cleanly on SIGTERM: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "vmmd did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the process dies wherever it is.
+    pub fn kill(mut self) {
+        self.signal("KILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill").success());
+    }
+}
+
+impl Drop for Vmmd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_base() -> String {
+    std::env::var("VMM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database of its own; its URL.
+pub fn postgres_db() -> String {
+    let base = postgres_base();
+    let name = format!("vmm_e2e_{}", uuid::Uuid::new_v4().simple());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
+    });
+    let (prefix, _) = base.rsplit_once('/').expect("a database in the URL");
+    format!("{prefix}/{name}")
+}
+
+/// A loopback proxy to the machine's libvirtd: while `silent` is set it holds what it gets
+/// and answers nothing, as a frozen daemon would; once unset, what it held goes through.
+/// Runs on its own threads.
+#[derive(Debug, Clone)]
+pub struct LibvirtProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    silent: Arc<AtomicBool>,
+}
+
+impl LibvirtProxy {
+    /// Starts the proxy, forwarding.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let flag = silent.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().map_while(Result::ok) {
+                let Ok(unix) = std::os::unix::net::UnixStream::connect("/run/libvirt/libvirt-sock") else {
+                    continue;
+                };
+                let pump = |mut from: Box<dyn std::io::Read + Send>,
+                            mut to: Box<dyn std::io::Write + Send>,
+                            flag: Arc<AtomicBool>| {
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                };
+                let (Ok(tcp2), Ok(unix2)) = (tcp.try_clone(), unix.try_clone()) else { continue };
+                pump(Box::new(tcp), Box::new(unix), flag.clone());
+                pump(Box::new(unix2), Box::new(tcp2), flag.clone());
+            }
+        });
+        Self { port, silent }
+    }
+
+    /// The node URI that reaches libvirtd through the proxy.
+    pub fn uri(&self) -> String {
+        format!("qemu+tcp://127.0.0.1:{}/system", self.port)
+    }
+
+    /// Stops (or resumes) answering.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+}
+
+/// A loopback listener that accepts connections and never answers; closed when dropped.
+#[derive(Debug)]
+pub struct Tarpit {
+    listener: std::net::TcpListener,
+}
+
+impl Tarpit {
+    /// Opens one.
+    pub fn start() -> Self {
+        Self { listener: std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port") }
+    }
+
+    /// The node URI that reaches it.
+    pub fn uri(&self) -> String {
+        format!("qemu+tcp://127.0.0.1:{}/system", self.listener.local_addr().expect("its address").port())
+    }
+}

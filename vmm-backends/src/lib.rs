@@ -15,7 +15,7 @@ mod sql;
 
 mod open;
 
-pub use open::{is_libvirt_uri, open, NodeConfig, OpenConfig, StoreConfig};
+pub use open::{open, NodeConfig, OpenConfig, StoreConfig, POSTGRES_QUERY_PARAMS};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::SqlStore;
 

@@ -5,8 +5,25 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vmm_core::memory::MemoryStore;
+use vmm_core::memory::InMemoryStore;
 use vmm_core::{Connector, Error, NodeSpec, PageRequest, Result, Store, VirtType, Vmm, VmmConfig};
+
+/// The query parameters a PostgreSQL store URL may carry: the connection settings sqlx
+/// knows, less `password` (a password goes in the URL's user part, where it is redacted).
+pub const POSTGRES_QUERY_PARAMS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "options",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+];
 
 /// Where vmm keeps its state, parsed from a URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,22 +40,27 @@ pub enum StoreConfig {
     },
     /// `postgres://…` or `postgresql://…`.
     Postgres {
-        /// The whole URL, password included (hidden from `Debug`).
+        /// The whole URL, password included (never shown: `Debug` describes it without).
         url: String,
     },
 }
 
 impl StoreConfig {
-    /// Parses a store URL.
+    /// Parses a store URL. A SQLite URL names a file and nothing else; a PostgreSQL URL
+    /// names a host and may carry only [`POSTGRES_QUERY_PARAMS`], no fragment, and a
+    /// database name of letters, digits, `_`, `-` and `.`: so no part of it can carry a
+    /// password into `Debug`, a log line or an error.
     ///
     /// ```
     /// use vmm_backends::StoreConfig;
-    /// let pg = StoreConfig::parse("postgres://vmm:s3cret@db.example:5432/vmm").unwrap();
+    /// let pg = StoreConfig::parse("postgres://vmm:s3cret@db.example:5432/vmm?sslmode=require").unwrap();
     /// assert!(!format!("{pg:?}").contains("s3cret"));
+    /// assert!(StoreConfig::parse("postgres://vmm:s3cret@db.example/vmm#s3cret").is_err());
+    /// assert!(StoreConfig::parse("postgres://db.example/vmm?password=s3cret").is_err());
     /// assert!(StoreConfig::parse("mysql://x").is_err());
     /// ```
     pub fn parse(url: &str) -> Result<Self> {
-        let bad = |why: &str| Error::invalid("database_url", format!("{}: {why}", redact(url)));
+        let bad = |why: &str| Error::invalid("database_url", format!("{}: {why}", Self::describe(url)));
         let url = url.trim();
         if url.chars().any(char::is_control) {
             return Err(bad("contains control characters"));
@@ -49,27 +71,87 @@ impl StoreConfig {
         if url == "sqlite::memory:" || url == "sqlite://:memory:" {
             return Ok(Self::SqliteMemory);
         }
-        if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            let path = rest.split('?').next().unwrap_or_default();
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.contains(['?', '#']) {
+                return Err(bad("a SQLite URL names a file and takes no parameters"));
+            }
+            if path.contains('@') {
+                return Err(bad("a SQLite URL names a file: no user, password or host ('@')"));
+            }
             if path.is_empty() {
                 return Err(bad("names no file"));
             }
             return Ok(Self::Sqlite { path: PathBuf::from(path) });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-            if parsed.host_str().is_none_or(str::is_empty) && !url.contains("host=") {
+            let parsed = url::Url::parse(url).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+            if parsed.fragment().is_some() {
+                return Err(bad("must not have a fragment (#…)"));
+            }
+            if parsed.host_str().is_none_or(str::is_empty) {
                 return Err(bad("names no host"));
+            }
+            for (key, _) in parsed.query_pairs() {
+                if !POSTGRES_QUERY_PARAMS.contains(&key.as_ref()) {
+                    return Err(bad(&format!(
+                        "query parameter {:?} is not one of {}",
+                        key.chars().take(40).collect::<String>(),
+                        POSTGRES_QUERY_PARAMS.join(", ")
+                    )));
+                }
+            }
+            let db = parsed.path().trim_start_matches('/');
+            if !db.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+                return Err(bad("the database name may hold only letters, digits, '_', '-' and '.'"));
             }
             return Ok(Self::Postgres { url: url.to_owned() });
         }
         Err(bad("expected sqlite://PATH, sqlite::memory:, postgres://… or memory://"))
     }
 
+    /// A store URL described without secrets: scheme, user, host, port and database of a
+    /// PostgreSQL URL (never its password, parameters or fragment); the path of a SQLite
+    /// one; the scheme alone of anything else.
+    pub fn describe(url: &str) -> String {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split(['?', '#']).next().unwrap_or_default();
+            // A `user:password@` someone wrote by mistake is not shown.
+            let path = match path.rsplit_once('@') {
+                Some((_, after)) => format!("…@{after}"),
+                None => path.to_owned(),
+            };
+            let path: String = path.chars().take(200).collect();
+            return format!("sqlite://{}", path.escape_debug());
+        }
+        let scheme: String = url
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect();
+        match url::Url::parse(url) {
+            Ok(u) if u.has_host() => {
+                let user = if u.username().is_empty() { String::new() } else { format!("{}@", u.username()) };
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let db: String = u
+                    .path()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'))
+                    .take(64)
+                    .collect();
+                format!("{scheme}://{user}{}{port}{db}", u.host_str().unwrap_or_default())
+            }
+            _ => format!("{scheme}://…"),
+        }
+    }
+
     /// Opens the store (creating a SQLite file and running migrations as needed).
     pub async fn open(&self) -> Result<Arc<dyn Store>> {
         match self {
-            Self::Memory => Ok(Arc::new(MemoryStore::new())),
+            Self::Memory => Ok(Arc::new(InMemoryStore::new())),
             #[cfg(feature = "sqlite")]
             Self::SqliteMemory => Ok(Arc::new(crate::SqlStore::connect("sqlite::memory:").await?)),
             #[cfg(feature = "sqlite")]
@@ -97,37 +179,25 @@ impl fmt::Debug for StoreConfig {
             Self::Memory => f.write_str("Memory"),
             Self::SqliteMemory => f.write_str("SqliteMemory"),
             Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
-            Self::Postgres { url } => f.debug_struct("Postgres").field("url", &redact(url)).finish(),
+            Self::Postgres { url } => f.debug_struct("Postgres").field("url", &Self::describe(url)).finish(),
         }
     }
 }
 
-/// The URL with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            // Cannot fail: the URL has a host, since it has a password.
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => url.split('@').next_back().map_or_else(String::new, |host| format!("***@{host}")),
-    }
-}
-
-/// A node to register at start, parsed from its URI.
+/// A node to register at start.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     /// Its name.
     pub name: String,
-    /// Its URI: a libvirt URI or `memory://NAME`.
+    /// Its URI: a libvirt URI or `memory://NAME`; checked against the node URI policy
+    /// when the node is registered.
     pub uri: String,
     /// How guests run on it.
     pub virt_type: VirtType,
 }
 
 impl NodeConfig {
-    /// Checks the URI and makes the config.
+    /// Checks the name and the URI's shape and makes the config.
     ///
     /// ```
     /// use vmm_backends::NodeConfig;
@@ -138,16 +208,7 @@ impl NodeConfig {
     /// ```
     pub fn new(name: &str, uri: &str, virt_type: VirtType) -> Result<Self> {
         let uri = uri.trim();
-        let known = uri.starts_with("memory://") || is_libvirt_uri(uri);
-        if !known || url::Url::parse(uri).is_err() {
-            return Err(Error::invalid(
-                "uri",
-                format!(
-                    "{}: expected qemu:///system, qemu+ssh://host/system, test:///default or memory://NAME",
-                    redact(uri)
-                ),
-            ));
-        }
+        vmm_core::NodeUriPolicy::for_tests().check(uri)?;
         NodeSpec::new(name, uri).validate()?;
         Ok(Self { name: name.to_owned(), uri: uri.to_owned(), virt_type })
     }
@@ -157,18 +218,10 @@ impl fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeConfig")
             .field("name", &self.name)
-            .field("uri", &redact(&self.uri))
+            .field("uri", &self.uri)
             .field("virt_type", &self.virt_type)
             .finish()
     }
-}
-
-/// Whether `uri` names a libvirt driver vmm serves (`qemu` or `test`, any transport).
-pub fn is_libvirt_uri(uri: &str) -> bool {
-    let Some((scheme, _)) = uri.split_once("://") else { return false };
-    let (driver, transport) = scheme.split_once('+').unwrap_or((scheme, ""));
-    matches!(driver, "qemu" | "test")
-        && matches!(transport, "" | "ssh" | "tcp" | "tls" | "unix" | "libssh" | "libssh2")
 }
 
 /// Everything needed to open a [`Vmm`].
@@ -178,10 +231,10 @@ pub struct OpenConfig {
     pub store: StoreConfig,
     /// Nodes registered at start when no node of that name exists yet.
     pub nodes: Vec<NodeConfig>,
-    /// Where libvirt nodes keep disks and which network they use.
+    /// Where libvirt nodes keep disks, which network they use, and their deadlines.
     #[cfg(feature = "libvirt")]
     pub libvirt: crate::libvirt::LibvirtConfig,
-    /// Task engine settings.
+    /// Task engine settings and the node URI policy.
     pub vmm: VmmConfig,
 }
 
@@ -202,6 +255,12 @@ impl OpenConfig {
         self.nodes.push(node);
         self
     }
+
+    /// The same config accepting `test:///default` and `memory://` nodes.
+    pub fn with_test_nodes(mut self) -> Self {
+        self.vmm.node_uris.test_nodes = true;
+        self
+    }
 }
 
 /// Opens the store, builds the [`Vmm`] with a connector for libvirt and `memory://` nodes,
@@ -209,10 +268,12 @@ impl OpenConfig {
 pub async fn open(config: &OpenConfig) -> Result<Vmm> {
     let store = config.store.open().await?;
     #[cfg(feature = "libvirt")]
-    let connector: Arc<dyn Connector> =
-        Arc::new(crate::libvirt::LibvirtConnector::new(config.libvirt.clone()));
+    let connector: Arc<dyn Connector> = Arc::new(crate::libvirt::LibvirtConnector::with_policy(
+        config.libvirt.clone(),
+        config.vmm.node_uris.clone(),
+    ));
     #[cfg(not(feature = "libvirt"))]
-    let connector: Arc<dyn Connector> = Arc::new(vmm_core::memory::MemoryConnector::new());
+    let connector: Arc<dyn Connector> = Arc::new(vmm_core::memory::InMemoryConnector::new());
     let vmm =
         Vmm::builder().with_store(store).with_connector(connector).with_config(config.vmm.clone()).build();
     let mut existing = Vec::new();
@@ -229,8 +290,9 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
         if existing.contains(&node.name) {
             continue;
         }
-        let added = vmm.add_node(NodeSpec::new(&node.name, &node.uri).with_virt_type(node.virt_type)).await?;
-        tracing::info!(node = %added.name, uri = %redact(&added.uri), "registered node");
+        let added =
+            vmm.create_node(NodeSpec::new(&node.name, &node.uri).with_virt_type(node.virt_type)).await?;
+        tracing::info!(node = %added.name, uri = %added.uri, "registered node");
     }
     Ok(vmm)
 }
@@ -251,9 +313,21 @@ mod tests {
             StoreConfig::parse("sqlite://data/vmm.db").unwrap(),
             StoreConfig::Sqlite { path: "data/vmm.db".into() }
         );
-        for bad in
-            ["", "sqlite://", "sqlite://a\0b", "mysql://db/x", "postgres://", "postgres://:5432/x", "banana"]
-        {
+        assert!(StoreConfig::parse("postgresql://vmm@127.0.0.1:5432/vmm?sslmode=disable").is_ok());
+        for bad in [
+            "",
+            "sqlite://",
+            "sqlite://a\0b",
+            "sqlite://data/vmm.db?mode=memory",
+            "mysql://db/x",
+            "postgres://",
+            "postgres://:5432/x",
+            "banana",
+            "postgres://u:pw@h/db#frag",
+            "postgres://u@h/db?password=pw",
+            "postgres://u@h/db?sslmode=require&exec=1",
+            "postgres://u:pw@h/:pw@",
+        ] {
             match StoreConfig::parse(bad) {
                 Err(Error::Invalid { field, .. }) => assert_eq!(field, "database_url"),
                 other => panic!("{bad}: {other:?}"),
@@ -263,28 +337,20 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_and_errors() {
-        let pg = StoreConfig::parse("postgresql://vmm:hunter2@127.0.0.1/vmm").unwrap();
+        let pg = StoreConfig::parse("postgresql://vmm:hunter2@127.0.0.1/vmm?application_name=x").unwrap();
         let shown = format!("{pg:?}");
-        assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
-        let err = StoreConfig::parse("mysql://root:hunter2@db/x").unwrap_err().to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-        let node = NodeConfig::new("n", "qemu+ssh://root:hunter2@hv/system", VirtType::Kvm).unwrap();
-        assert!(!format!("{node:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn node_uris_are_checked() {
-        for ok in [
-            "qemu:///system",
-            "qemu+ssh://hv1/system",
-            "qemu+tcp://10.0.0.1/system",
-            "test:///default",
-            "memory://n1",
+        assert!(!shown.contains("hunter2") && shown.contains("vmm@127.0.0.1/vmm"), "{shown}");
+        for bad in [
+            "mysql://root:hunter2@db/x",
+            "postgres://u:hunter2@h/db#hunter2",
+            "postgres://u:hunter2@h/db?password=hunter2",
+            "postgres://u:hunter2@h/db?x=hunter2",
+            "postgresql://meml@~sql--t:MMMM@~#Q#QQQQQQQsql://meml@~sql--t:MMMM@~#Q#QQQQQQ0Q",
+            "sqlite://\0\0\0\0\0\0\0\u{1f}sqlm\u{1}\0\0@~sql--t:MMMM@~#/#r//obb]a",
+            "sqlite://u:hunter2@host/db",
         ] {
-            assert!(NodeConfig::new("n", ok, VirtType::Kvm).is_ok(), "{ok}");
-        }
-        for bad in ["", "qemu", "xen:///system", "qemu+carrier-pigeon://x/system", "http://hv/"] {
-            assert!(NodeConfig::new("n", bad, VirtType::Kvm).is_err(), "{bad}");
+            let err = StoreConfig::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("hunter2") && !err.contains("MMMM"), "{err}");
         }
     }
 
@@ -292,9 +358,18 @@ mod tests {
     async fn a_memory_config_opens_a_ready_vmm_with_its_nodes() {
         let config = OpenConfig::new("memory://")
             .unwrap()
+            .with_test_nodes()
             .with_node(NodeConfig::new("m1", "memory://m1", VirtType::Qemu).unwrap());
         let vmm = open(&config).await.unwrap();
         let nodes = vmm.list_nodes(&vmm_core::PageRequest::default()).await.unwrap().items;
         assert_eq!((nodes.len(), nodes[0].name.as_str(), nodes[0].virt_type), (1, "m1", VirtType::Qemu));
+    }
+
+    #[tokio::test]
+    async fn test_nodes_need_the_operator() {
+        let config = OpenConfig::new("memory://")
+            .unwrap()
+            .with_node(NodeConfig::new("m1", "memory://m1", VirtType::Qemu).unwrap());
+        assert!(matches!(open(&config).await, Err(Error::Invalid { .. })));
     }
 }

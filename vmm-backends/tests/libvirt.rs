@@ -8,15 +8,15 @@ use proptest::prelude::*;
 use vmm_backends::libvirt::{LibvirtConfig, LibvirtConnector, LibvirtHypervisor};
 use vmm_core::conformance::hypervisor as suite;
 use vmm_core::{
-    Connector, Hypervisor, IpPoolSpec, NodeSpec, PageRequest, TaskState, VirtType, Vm, VmId, VmSpec, VmState,
-    Vmm,
+    Connector, Hypervisor, IpPoolSpec, NodeSpec, NodeUriPolicy, PageRequest, PowerAction, TaskState,
+    VirtType, Vm, VmId, VmSpec, VmState, Vmm, VmmConfig,
 };
 
 fn test_config() -> LibvirtConfig {
     LibvirtConfig {
         storage_pool: "vmm-test".into(),
         storage_path: "/tmp/vmm-test-pool".into(),
-        network: None,
+        ..LibvirtConfig::default()
     }
 }
 
@@ -25,8 +25,14 @@ fn system_config() -> LibvirtConfig {
     LibvirtConfig {
         storage_pool: "vmm-ci".into(),
         storage_path: "/var/lib/vmm/ci-images".into(),
-        network: None,
+        ..LibvirtConfig::default()
     }
+}
+
+/// A service over libvirt that accepts test nodes.
+fn vmm_on(config: LibvirtConfig) -> Vmm {
+    let config_vmm = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+    Vmm::builder().with_connector(Arc::new(LibvirtConnector::new(config))).with_config(config_vmm).build()
 }
 
 async fn test_driver() -> LibvirtHypervisor {
@@ -51,10 +57,9 @@ async fn qemu_system_passes_the_hypervisor_suite_with_real_qemu() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs libvirtd with QEMU (qemu:///system); CI runs it"]
 async fn on_a_real_node_the_volume_file_lives_and_dies_with_the_vm() {
-    let connector = Arc::new(LibvirtConnector::new(system_config()));
-    let vmm = Vmm::builder().with_connector(connector.clone()).build();
+    let vmm = vmm_on(system_config());
     let node = vmm
-        .add_node(NodeSpec::new("local", "qemu:///system").with_virt_type(VirtType::Qemu))
+        .create_node(NodeSpec::new("local", "qemu:///system").with_virt_type(VirtType::Qemu))
         .await
         .expect("add qemu:///system");
     let hv = LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, system_config()).await.unwrap();
@@ -72,21 +77,21 @@ async fn on_a_real_node_the_volume_file_lives_and_dies_with_the_vm() {
     assert_eq!(vmm.get_task(del.id).await.unwrap().state, TaskState::Succeeded);
     assert!(!std::path::Path::new(&path).exists(), "{path} is gone after delete");
     assert!(hv.domain(vm.id).await.unwrap().is_none());
-    vmm.remove_node(node.id).await.unwrap();
+    vmm.delete_node(node.id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vm_lives_on_the_test_driver_through_vmm() {
-    let vmm = Vmm::builder().with_connector(Arc::new(LibvirtConnector::new(test_config()))).build();
-    let node = vmm.add_node(NodeSpec::new("test", "test:///default")).await.unwrap();
+    let vmm = vmm_on(test_config());
+    let node = vmm.create_node(NodeSpec::new("test", "test:///default")).await.unwrap();
     assert!(node.capacity.cpus > 0);
     let pool = vmm.create_ip_pool(IpPoolSpec::new("p", "192.0.2.0/24")).await.unwrap();
     let (vm, _) =
         vmm.create_vm(VmSpec { ip_pool_id: Some(pool.id), ..VmSpec::new("t1", 1, 128, 1) }).await.unwrap();
     vmm.run_until_idle().await.unwrap();
     assert_eq!(vmm.get_vm(vm.id).await.unwrap().state, VmState::Running);
-    for action in [vmm_core::VmAction::Suspend, vmm_core::VmAction::Resume, vmm_core::VmAction::Stop] {
-        let id = vmm.act(vm.id, action).await.unwrap().id;
+    for action in [PowerAction::Suspend, PowerAction::Resume, PowerAction::Stop] {
+        let id = vmm.power_vm(vm.id, action).await.unwrap().id;
         vmm.run_until_idle().await.unwrap();
         let t = vmm.get_task(id).await.unwrap();
         assert_eq!(t.state, TaskState::Succeeded, "{:?}", t.error);
@@ -101,12 +106,90 @@ async fn a_vm_lives_on_the_test_driver_through_vmm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connector_refuses_what_it_does_not_serve() {
     let c = LibvirtConnector::new(test_config());
-    for bad in ["ftp://x", "xen:///system", "nonsense"] {
+    for bad in ["ftp://x", "xen:///system", "nonsense", "test:///etc/passwd", "qemu:///embed?root=/tmp/x"] {
         assert!(matches!(c.connect(bad, VirtType::Kvm).await, Err(vmm_core::Error::Invalid { .. })), "{bad}");
     }
     assert!(c.connect("memory://m1", VirtType::Kvm).await.is_ok());
-    let unreachable = c.connect("qemu+tcp://127.0.0.1:1/system", VirtType::Kvm).await;
-    assert!(matches!(unreachable, Err(vmm_core::Error::Unavailable { .. })), "{unreachable:?}");
+    let hv = c.connect("qemu+tcp://127.0.0.1:1/system", VirtType::Kvm).await.unwrap();
+    match hv.node_info().await {
+        Err(vmm_core::Error::Unavailable { reason, .. }) => {
+            assert_eq!(reason, "cannot connect to the node", "vmm's words, not libvirt's");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A node URI that would make libvirt run a program is refused before libvirt sees it:
+/// the program never runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_uri_never_runs_a_program() {
+    let dir = std::env::temp_dir().join(format!("vmm-uri-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("ran");
+    let script = dir.join("p.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hostile = [
+        format!("qemu+ssh://u@example.invalid/system?command={}", script.display()),
+        format!("qemu+ssh://u@example.invalid/system?netcat={}", script.display()),
+        format!("qemu+ssh://u@example.invalid/system?proxy={}", script.display()),
+        "qemu:///system?socket=/any/path".to_owned(),
+    ];
+    let vmm = vmm_on(test_config());
+    for uri in &hostile {
+        let got = vmm.create_node(NodeSpec::new("evil", uri)).await;
+        assert!(
+            matches!(got, Err(vmm_core::Error::Invalid { ref field, .. }) if field == "uri"),
+            "{uri}: {got:?}"
+        );
+        let direct = LibvirtConnector::new(test_config()).connect(uri, VirtType::Kvm).await;
+        assert!(direct.is_err(), "{uri}");
+    }
+    assert!(!marker.exists(), "a node URI ran a program");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A loopback listener that accepts connections and never answers.
+fn tarpit() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn short_deadlines() -> LibvirtConfig {
+    let mut config = test_config();
+    config.deadlines.connect = std::time::Duration::from_millis(800);
+    config.deadlines.call = std::time::Duration::from_secs(2);
+    config
+}
+
+/// A node that accepts TCP and never answers fails its own calls within the connect
+/// deadline, fails them at once while it stays silent, and holds up nobody else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tarpit_node_fails_fast_and_stalls_nobody_else() {
+    let (_listener, port) = tarpit();
+    let c = Arc::new(LibvirtConnector::new(short_deadlines()));
+    let silent = c.connect(&format!("qemu+tcp://127.0.0.1:{port}/system"), VirtType::Qemu).await.unwrap();
+    let test = c.connect("test:///default", VirtType::Qemu).await.unwrap();
+    let hung = tokio::spawn({
+        let silent = silent.clone();
+        async move { silent.node_info().await }
+    });
+    // Meanwhile another node answers, through the same connector.
+    let info = tokio::time::timeout(std::time::Duration::from_secs(10), test.node_info()).await;
+    assert!(matches!(info, Ok(Ok(_))), "{info:?}");
+    let first =
+        tokio::time::timeout(std::time::Duration::from_secs(10), hung).await.expect("the deadline held");
+    assert!(matches!(first.unwrap(), Err(vmm_core::Error::Unavailable { .. })));
+    // While the first attempt still hangs, further calls fail at once instead of piling up.
+    for _ in 0..20 {
+        let again = tokio::time::timeout(std::time::Duration::from_secs(5), silent.domain(VmId::new())).await;
+        assert!(matches!(again, Ok(Err(vmm_core::Error::Unavailable { .. }))), "{again:?}");
+    }
+    // A URI connected later is not held up by the tarpit either.
+    let other = c.connect("qemu+tcp://127.0.0.1:1/system", VirtType::Qemu).await.unwrap();
+    assert!(matches!(other.node_info().await, Err(vmm_core::Error::Unavailable { .. })));
 }
 
 proptest! {

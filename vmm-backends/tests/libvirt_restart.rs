@@ -27,7 +27,7 @@ async fn a_restarted_libvirtd_is_reconnected() {
     let config = LibvirtConfig {
         storage_pool: "vmm-ci".into(),
         storage_path: "/var/lib/vmm/ci-images".into(),
-        network: None,
+        ..LibvirtConfig::default()
     };
     let hv = LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, config).await.unwrap();
     hv.node_info().await.expect("connected");

@@ -7,13 +7,16 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use std::time::Duration;
+
+use chrono::Utc;
 use vmm_backends::SqlStore;
 use vmm_core::conformance::store as suite;
-use vmm_core::memory::MemoryConnector;
+use vmm_core::memory::InMemoryConnector;
 use vmm_core::{
-    Error, IpPool, IpPoolSpec, ManualClock, NodeSpec, PageRequest, PlacementRequest, Store, Strategy, Task,
-    TaskKind, TaskParams, TaskState, VmAction, VmSpec, VmState, Vmm, VmmConfig,
+    Error, IpPool, IpPoolSpec, IpamStore, ManualClock, NodeSpec, NodeStore, NodeUriPolicy, PageRequest,
+    PlacementRequest, Store, Strategy, Task, TaskKind, TaskParams, TaskState, TaskStore, VmAction, VmSpec,
+    VmState, VmStore, Vmm, VmmConfig,
 };
 
 /// A fresh SQLite file in its own directory.
@@ -64,7 +67,7 @@ async fn postgres_passes_the_store_suite() {
 /// `PoolExhausted` to the rest, never another error.
 async fn concurrent_allocations(store: Arc<SqlStore>) {
     let pool = IpPool::from_spec(&IpPoolSpec::new("tiny", "192.0.2.0/28"), Utc::now()).unwrap();
-    store.insert_pool(&pool).await.unwrap();
+    store.create_pool(&pool).await.unwrap();
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let store = store.clone();
@@ -86,16 +89,15 @@ async fn concurrent_allocations(store: Arc<SqlStore>) {
 
 /// 32 concurrent actions on one VM: one winner, conflicts naming its task.
 async fn concurrent_actions(store: Arc<SqlStore>) {
-    store.insert_node(&suite::node("n", 8)).await.unwrap();
+    store.create_node(&suite::node("n", 8)).await.unwrap();
     let (vm, create) = suite::new_vm(None);
     store
         .create_vm(&vm, &create, PlacementRequest { pinned: None, strategy: Strategy::Spread })
         .await
         .unwrap();
-    let now = Utc::now();
-    let mut t = store.claim_task("w", now, now + Duration::seconds(60)).await.unwrap().unwrap();
+    let mut t = store.claim_task("w", Utc::now(), Duration::from_secs(60)).await.unwrap().unwrap();
     t.state = TaskState::Succeeded;
-    store.save_task(&t, "w", now).await.unwrap();
+    store.save_task(&t, t.fence()).await.unwrap();
     let mut stored = store.get_vm(vm.id).await.unwrap();
     stored.state = VmState::Stopped;
     store.update_vm(&stored).await.unwrap();
@@ -142,31 +144,36 @@ async fn postgres_concurrent_allocations_and_actions() {
 
 /// A `Vmm` dropped and reopened keeps its state; a task whose worker died is recovered.
 async fn restart(url: &str) {
-    let connector = Arc::new(MemoryConnector::new());
+    let connector = Arc::new(InMemoryConnector::new());
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let build = |store: Arc<SqlStore>| {
+        let config = VmmConfig {
+            worker_id: "restarted".into(),
+            node_uris: NodeUriPolicy::for_tests(),
+            ..VmmConfig::default()
+        };
         Vmm::builder()
             .with_store(store)
             .with_connector(connector.clone())
             .with_clock(clock.clone())
-            .with_config(VmmConfig { worker_id: "restarted".into(), ..VmmConfig::default() })
+            .with_config(config)
             .build()
     };
     let store = Arc::new(SqlStore::connect(url).await.unwrap());
     let vmm = build(store.clone());
-    let node = vmm.add_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+    let node = vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
     let pool = vmm.create_ip_pool(IpPoolSpec::new("p", "198.51.100.0/24")).await.unwrap();
     let (vm, task) =
         vmm.create_vm(VmSpec { ip_pool_id: Some(pool.id), ..VmSpec::new("kept", 1, 512, 1) }).await.unwrap();
     vmm.run_until_idle().await.unwrap();
-    // A second create whose worker claims it and dies.
+    // A second create whose worker claims it and dies; its lease (a millisecond) runs out
+    // by the database's clock.
     let (orphan, orphan_task) = vmm.create_vm(VmSpec::new("orphan", 1, 512, 1)).await.unwrap();
     let now = vmm_core::Clock::now(clock.as_ref());
-    store.claim_task("dead-worker", now, now + Duration::seconds(30)).await.unwrap().expect("claimed");
+    store.claim_task("dead-worker", now, Duration::from_millis(1)).await.unwrap().expect("claimed");
     drop(vmm);
     store.close().await;
 
-    clock.advance(Duration::seconds(31));
     let store = Arc::new(SqlStore::connect(url).await.unwrap());
     let vmm = build(store.clone());
     assert_eq!(vmm.get_node(node.id).await.unwrap().allocated.vms, 2);
@@ -177,7 +184,11 @@ async fn restart(url: &str) {
     let leases = vmm.list_leases(pool.id, &PageRequest::default()).await.unwrap().items;
     assert_eq!(leases.len(), 1);
     assert_eq!(vmm.get_task(orphan_task.id).await.unwrap().state, TaskState::Running);
-    assert_eq!(vmm.run_until_idle().await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while vmm.run_until_idle().await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the orphan was never recovered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let recovered = vmm.get_task(orphan_task.id).await.unwrap();
     assert_eq!((recovered.state, recovered.attempts), (TaskState::Succeeded, 2), "{:?}", recovered.error);
     assert_eq!(vmm.get_vm(orphan.id).await.unwrap().state, VmState::Running);
@@ -195,6 +206,79 @@ async fn sqlite_restart_keeps_state_and_recovers_tasks() {
 #[ignore = "needs PostgreSQL on 127.0.0.1:5432; CI runs it"]
 async fn postgres_restart_keeps_state_and_recovers_tasks() {
     restart(&postgres_db().await).await;
+}
+
+/// SQLite's reads use their own read-only connections: with the one writer connection busy
+/// (waiting for a write lock another process holds), reads still answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_reads_do_not_wait_for_the_writer() {
+    use sqlx::Connection;
+    let (url, dir) = sqlite_file();
+    let store = Arc::new(SqlStore::connect(&url).await.unwrap());
+    store.create_node(&suite::node("n", 8)).await.unwrap();
+    let (vm, task) = suite::new_vm(None);
+    let vm = store
+        .create_vm(&vm, &task, PlacementRequest { pinned: None, strategy: Strategy::Spread })
+        .await
+        .unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let writer = tokio::spawn({
+        let store = store.clone();
+        let vm = vm.clone();
+        async move { store.update_vm(&vm).await }
+    });
+    for _ in 0..20 {
+        let read = tokio::time::timeout(Duration::from_secs(5), store.get_vm(vm.id)).await;
+        assert!(matches!(read, Ok(Ok(_))), "a read waited behind the writer: {read:?}");
+        let listed = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.list_tasks(&Default::default(), &PageRequest::default()),
+        )
+        .await;
+        assert!(matches!(listed, Ok(Ok(_))), "a list waited behind the writer");
+    }
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    writer.await.unwrap().expect("the write goes through once the lock is free");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// PostgreSQL claims skip rows another transaction has locked instead of waiting for them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432; CI runs it"]
+async fn postgres_claims_skip_locked_tasks() {
+    use sqlx::Connection;
+    let url = postgres_db().await;
+    let store = SqlStore::connect(&url).await.unwrap();
+    store.create_node(&suite::node("n", 8)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (vm, task) = suite::new_vm(None);
+        store
+            .create_vm(&vm, &task, PlacementRequest { pinned: None, strategy: Strategy::Spread })
+            .await
+            .unwrap();
+        tasks.push(task.id);
+    }
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
+        .bind(tasks[0].to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let claimed = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.claim_task("w", Utc::now(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("the claim waited for a locked row")
+    .unwrap()
+    .expect("a task");
+    assert_eq!(claimed.id, tasks[1], "the locked task is skipped, the next one taken");
+    tx.rollback().await.unwrap();
+    let next = store.claim_task("w", Utc::now(), Duration::from_secs(60)).await.unwrap().expect("a task");
+    assert_eq!(next.id, tasks[0]);
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@ use vmm_core::{IpPoolSpec, NodeSpec, TaskState, VmSpec, VmState, Vmm};
 
 fn main() -> Result<(), vmm_core::Error> {
     futures::executor::block_on(async {
-        let vmm = Vmm::builder().build();
-        let node = vmm.add_node(NodeSpec::new("node-1", "memory://node-1?cpus=8&memory_mib=32768")).await?;
+        let vmm = Vmm::in_memory();
+        let node =
+            vmm.create_node(NodeSpec::new("node-1", "memory://node-1?cpus=8&memory_mib=32768")).await?;
         let pool = vmm
             .create_ip_pool(
                 IpPoolSpec::new("public", "192.0.2.0/24").with_gateway("192.0.2.1".parse().unwrap()),

@@ -1,5 +1,6 @@
-//! The one error type of vmm-core. Variants are categories that carry typed ids; adapters
-//! map each category to one HTTP status or one Python exception.
+//! The one error type of vmm-core. Variants are categories that carry typed ids; every
+//! adapter maps them through [`Error::kind`] (HTTP status, CLI exit code), [`Error::code`]
+//! (the stable code and the Python exception) and [`Error::ids`] (the ids involved).
 
 use std::net::IpAddr;
 
@@ -99,7 +100,7 @@ pub enum Error {
         /// The pool.
         pool: PoolId,
     },
-    /// No node can take the VM; every node's reason is listed.
+    /// No node can take the VM; every node's reasons are listed.
     #[error("No node can take the VM ({} rejected)", rejections.len())]
     NoCapacity {
         /// Why each node was rejected.
@@ -126,16 +127,16 @@ pub enum Error {
     Unavailable {
         /// The backend.
         backend: String,
-        /// Why, in a few words.
+        /// Why, in a few words of vmm's own (never a backend's message text).
         reason: String,
     },
-    /// A wait ran out of time.
+    /// A wait or a deadline ran out.
     #[error("Timed out after {seconds:.1}s")]
     Timeout {
         /// How long was waited.
         seconds: f64,
     },
-    /// A task's lease was lost to another worker (it expired).
+    /// A task's lease was lost to another run of it (it expired and was claimed again).
     #[error("Lease on task {task} was lost")]
     LeaseLost {
         /// The task.
@@ -150,6 +151,28 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// The category of an [`Error`]: what a caller can do about it. HTTP statuses, CLI exit
+/// codes and the base classes of Python exceptions follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// What was asked for does not exist (HTTP 404).
+    NotFound,
+    /// The request conflicts with the current state (HTTP 409).
+    Conflict,
+    /// The request is invalid (HTTP 422).
+    Invalid,
+    /// The backend cannot do this (HTTP 501).
+    Unsupported,
+    /// A backend cannot be reached now; try again later (HTTP 503).
+    Unavailable,
+    /// A deadline ran out (HTTP 503).
+    Timeout,
+    /// vmm or a backend failed (HTTP 500).
+    Internal,
 }
 
 impl Error {
@@ -168,14 +191,54 @@ impl Error {
         Self::Unsupported { backend: backend.into(), operation: operation.into() }
     }
 
+    /// An [`Error::Unavailable`].
+    pub fn unavailable(backend: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Unavailable { backend: backend.into(), reason: reason.into() }
+    }
+
     /// An [`Error::Backend`] wrapping `source`.
     pub fn backend(backend: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Backend { backend: backend.into(), source: source.into() }
     }
 
+    /// An [`Error::Timeout`] after `waited`.
+    pub fn timeout(waited: std::time::Duration) -> Self {
+        Self::Timeout { seconds: waited.as_secs_f64() }
+    }
+
     /// Whether the same call may succeed if tried again later (the task engine retries these).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
+        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+
+    /// The error's category.
+    ///
+    /// ```
+    /// use vmm_core::{Error, ErrorKind, VmId};
+    /// assert_eq!(Error::VmNotFound { id: VmId::new() }.kind(), ErrorKind::NotFound);
+    /// assert_eq!(Error::invalid("name", "empty").kind(), ErrorKind::Invalid);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::VmNotFound { .. }
+            | Self::NodeNotFound { .. }
+            | Self::PoolNotFound { .. }
+            | Self::LeaseNotFound { .. }
+            | Self::TaskNotFound { .. }
+            | Self::BackupNotFound { .. }
+            | Self::ScheduleNotFound { .. } => ErrorKind::NotFound,
+            Self::ActiveTask { .. }
+            | Self::InvalidState { .. }
+            | Self::Conflict { .. }
+            | Self::AddressInUse { .. }
+            | Self::PoolExhausted { .. }
+            | Self::NoCapacity { .. } => ErrorKind::Conflict,
+            Self::Invalid { .. } => ErrorKind::Invalid,
+            Self::Unsupported { .. } => ErrorKind::Unsupported,
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::LeaseLost { .. } | Self::Backend { .. } => ErrorKind::Internal,
+        }
     }
 
     /// The error's category as a stable code, the same over HTTP (`code` of a problem),
@@ -203,19 +266,64 @@ impl Error {
         }
     }
 
+    /// The ids the error names, as `(key, value)` pairs: `vm_id`, `task_id`, `pool_id`,
+    /// `address`… The same keys over HTTP (`ids` of a problem) and in Python (`err.ids`).
+    ///
+    /// ```
+    /// use vmm_core::{Error, TaskId, VmId};
+    /// let (vm, task) = (VmId::new(), TaskId::new());
+    /// let ids = Error::ActiveTask { vm, task }.ids();
+    /// assert_eq!(ids, [("vm_id", vm.to_string()), ("task_id", task.to_string())]);
+    /// ```
+    pub fn ids(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::VmNotFound { id } | Self::InvalidState { id, .. } => vec![("vm_id", id.to_string())],
+            Self::NodeNotFound { id } => vec![("node_id", id.to_string())],
+            Self::PoolNotFound { id } => vec![("pool_id", id.to_string())],
+            Self::PoolExhausted { pool } => vec![("pool_id", pool.to_string())],
+            Self::TaskNotFound { id } | Self::LeaseLost { task: id } => vec![("task_id", id.to_string())],
+            Self::BackupNotFound { id } => vec![("backup_id", id.to_string())],
+            Self::ScheduleNotFound { id } => vec![("schedule_id", id.to_string())],
+            Self::LeaseNotFound { pool, address } | Self::AddressInUse { pool, address } => {
+                vec![("pool_id", pool.to_string()), ("address", address.to_string())]
+            }
+            Self::ActiveTask { vm, task } => vec![("vm_id", vm.to_string()), ("task_id", task.to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The request field at fault, for [`Error::Invalid`] and [`Error::AddressInUse`].
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::AddressInUse { .. } => Some("address"),
+            _ => None,
+        }
+    }
+
     /// Whether this error says that something asked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Self::VmNotFound { .. }
-                | Self::NodeNotFound { .. }
-                | Self::PoolNotFound { .. }
-                | Self::LeaseNotFound { .. }
-                | Self::TaskNotFound { .. }
-                | Self::BackupNotFound { .. }
-                | Self::ScheduleNotFound { .. }
-        )
+        self.kind() == ErrorKind::NotFound
     }
+
+    /// The message shown to users: the error's own text, without its sources. A backend
+    /// error's source (a library's message, which may name hosts, paths or internals) is
+    /// for the log only: see [`error_chain`].
+    pub fn public_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// An error with its sources, joined by `: `, for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -230,12 +338,24 @@ mod tests {
         assert_eq!(e.to_string(), format!("VM {vm} already has an active task {task}"));
         let e = Error::InvalidState { id: vm, state: VmState::Stopped, action: VmAction::Suspend };
         assert_eq!(e.to_string(), format!("Cannot suspend VM {vm} while it is stopped"));
+        assert_eq!(e.ids(), [("vm_id", vm.to_string())]);
     }
 
     #[test]
     fn only_transient_errors_are_retryable() {
-        assert!(Error::Unavailable { backend: "qemu:///system".into(), reason: "down".into() }.is_retryable());
+        assert!(Error::unavailable("qemu:///system", "down").is_retryable());
+        assert!(Error::timeout(std::time::Duration::from_secs(1)).is_retryable());
         assert!(!Error::invalid("name", "empty").is_retryable());
         assert!(Error::VmNotFound { id: VmId::new() }.is_not_found());
+    }
+
+    #[test]
+    fn codes_agree_with_kinds() {
+        let not_found = Error::TaskNotFound { id: TaskId::new() };
+        assert!(not_found.code().ends_with("_not_found") && not_found.kind() == ErrorKind::NotFound);
+        let backend = Error::backend("sql", "disk on fire");
+        assert_eq!((backend.kind(), backend.code()), (ErrorKind::Internal, "internal"));
+        assert_eq!(backend.public_message(), "sql failed", "the source stays out of what users see");
+        assert_eq!(error_chain(&backend), "sql failed: disk on fire");
     }
 }

@@ -104,19 +104,48 @@ pub struct IpLease {
     pub created_at: DateTime<Utc>,
 }
 
-fn to_u128(addr: IpAddr) -> u128 {
+/// An address as a number (IPv4 in the low 32 bits), so that address order is number order.
+pub fn to_u128(addr: IpAddr) -> u128 {
     match addr {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
     }
 }
 
-fn from_u128(n: u128, v6: bool) -> IpAddr {
+/// The address of number `n`: IPv6 when `v6`, else IPv4 from the low 32 bits.
+pub fn from_u128(n: u128, v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::from(n))
     } else {
         IpAddr::V4(Ipv4Addr::from(n as u32))
     }
+}
+
+/// The free intervals left when `n` is taken out of the free interval `start..=end` that
+/// holds it: the part below `n` and the part above it, each if not empty.
+///
+/// ```
+/// use vmm_core::ipam::split_free;
+/// assert_eq!(split_free(1, 9, 1), [None, Some((2, 9))]);
+/// assert_eq!(split_free(1, 9, 5), [Some((1, 4)), Some((6, 9))]);
+/// assert_eq!(split_free(7, 7, 7), [None, None]);
+/// ```
+pub fn split_free(start: u128, end: u128, n: u128) -> [Option<(u128, u128)>; 2] {
+    debug_assert!(start <= n && n <= end);
+    [(start < n).then(|| (start, n - 1)), (n < end).then(|| (n + 1, end))]
+}
+
+/// The free interval made when `n` is given back, merged with its free neighbours: the
+/// start of the interval that ends just below `n` and the end of the one that starts just
+/// above it, if there are such intervals.
+///
+/// ```
+/// use vmm_core::ipam::merge_free;
+/// assert_eq!(merge_free(5, Some(1), Some(9)), (1, 9));
+/// assert_eq!(merge_free(5, None, None), (5, 5));
+/// ```
+pub fn merge_free(n: u128, below_start: Option<u128>, above_end: Option<u128>) -> (u128, u128) {
+    (below_start.unwrap_or(n), above_end.unwrap_or(n))
 }
 
 impl IpPool {
@@ -328,12 +357,16 @@ impl IpAllocator {
 
     /// Takes the lowest free address. O(log n).
     pub fn allocate_next(&mut self) -> Option<IpAddr> {
-        let (&start, &end) = self.free.iter().next()?;
-        self.free.remove(&start);
-        if start < end {
-            self.free.insert(start + 1, end);
-        }
+        let (&start, _) = self.free.iter().next()?;
+        self.take(start);
         Some(from_u128(start, self.v6))
+    }
+
+    /// Takes free `n` out of the interval holding it.
+    fn take(&mut self, n: u128) {
+        let (&start, &end) = self.free.range(..=n).next_back().expect("n is free");
+        self.free.remove(&start);
+        self.free.extend(split_free(start, end, n).into_iter().flatten());
     }
 
     /// Whether `addr` is free (usable and not leased). O(log n).
@@ -347,15 +380,7 @@ impl IpAllocator {
         if !self.is_free(addr) {
             return false;
         }
-        let n = to_u128(addr);
-        let (&start, &end) = self.free.range(..=n).next_back().expect("is_free found it");
-        self.free.remove(&start);
-        if start < n {
-            self.free.insert(start, n - 1);
-        }
-        if n < end {
-            self.free.insert(n + 1, end);
-        }
+        self.take(to_u128(addr));
         true
     }
 
@@ -365,18 +390,12 @@ impl IpAllocator {
         if !self.same_family(addr) || !self.is_usable(n) || self.is_free(addr) {
             return false;
         }
-        let (mut start, mut end) = (n, n);
-        if let Some((&ps, &pe)) = self.free.range(..n).next_back() {
-            if pe.checked_add(1) == Some(n) {
-                self.free.remove(&ps);
-                start = ps;
-            }
-        }
-        if let Some(next) = n.checked_add(1) {
-            if let Some(ne) = self.free.remove(&next) {
-                end = ne;
-            }
-        }
+        let below = match self.free.range(..n).next_back() {
+            Some((&ps, &pe)) if pe.checked_add(1) == Some(n) => self.free.remove(&ps).map(|_| ps),
+            _ => None,
+        };
+        let above = n.checked_add(1).and_then(|next| self.free.remove(&next));
+        let (start, end) = merge_free(n, below, above);
         self.free.insert(start, end);
         true
     }

@@ -4,18 +4,21 @@
 //! ([`ipam`]), durable tasks ([`task`]) and backups ([`backup`]), and puts every business rule
 //! in one service, [`Vmm`]. The outside world sits behind two object-safe traits:
 //!
-//! - [`Hypervisor`]: one node. Implementations: [`memory::MemoryHypervisor`] here;
+//! - [`Hypervisor`]: one node. Implementations: [`memory::InMemoryHypervisor`] here;
 //!   libvirt (`test:///default`, `qemu:///system`, `qemu+ssh://…`) in `vmm-backends`.
-//! - [`Store`]: persistence with the atomic operations correctness needs. Implementations:
-//!   [`memory::MemoryStore`] here; SQLite and PostgreSQL in `vmm-backends`.
+//! - [`Store`]: persistence with the atomic operations correctness needs, the sum of one
+//!   sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`]).
+//!   Implementations: [`memory::InMemoryStore`] here; SQLite and PostgreSQL in
+//!   `vmm-backends`.
 //!
-//! [`conformance`] holds the one test suite per trait that every implementation passes.
-//! This crate does no IO of its own and depends on no async runtime: the host runs
-//! [`Vmm::run_workers`] on the executor it has.
+//! With the `conformance` feature, `conformance` holds the one test suite per trait that
+//! every implementation passes. This crate does no IO of its own and depends on no async
+//! runtime: the host runs [`Vmm::run_workers`] on the executor it has.
 #![warn(missing_docs)]
 
 pub mod backup;
 pub mod clock;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 pub mod hypervisor;
@@ -32,16 +35,16 @@ pub mod vm;
 
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BoxError, Error, Result};
+pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use hypervisor::{
     Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState, VolumeInfo,
 };
 pub use id::{BackupId, NodeId, PoolId, ScheduleId, TaskId, VmId};
 pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
-pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, Usage, VirtType};
+pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};
 pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
-pub use service::{error_chain, Vmm, VmmBuilder, VmmConfig};
-pub use store::{PlacementRequest, Store};
-pub use task::{Task, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
-pub use vm::{Vm, VmAction, VmPatch, VmSpec, VmState};
+pub use service::{Vmm, VmmBuilder, VmmConfig};
+pub use store::{IpamStore, NodeStore, PlacementRequest, Store, TaskStore, VmStore};
+pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
+pub use vm::{PowerAction, Vm, VmAction, VmPatch, VmSpec, VmState};

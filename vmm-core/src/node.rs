@@ -1,8 +1,6 @@
 //! Hypervisor nodes: where they are (a libvirt URI), what they have ([`Capacity`]), how far
 //! they may be overcommitted, and what the VMs on them have taken ([`Usage`]).
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +15,23 @@ pub const DEFAULT_MEMORY_OVERCOMMIT: f64 = 1.0;
 pub const MAX_OVERCOMMIT: f64 = 64.0;
 
 /// How guests are run on a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum VirtType {
     /// Hardware virtualisation (libvirt domain type `kvm`).
     #[default]
@@ -31,23 +43,28 @@ pub enum VirtType {
 impl VirtType {
     /// The libvirt domain type.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kvm => "kvm",
-            Self::Qemu => "qemu",
-        }
-    }
-}
-
-impl fmt::Display for VirtType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
 /// Whether a node takes new VMs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum NodeState {
     /// Reachable and taking VMs.
     #[default]
@@ -61,17 +78,7 @@ pub enum NodeState {
 impl NodeState {
     /// The state's name as the API spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Offline => "offline",
-            Self::Maintenance => "maintenance",
-        }
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -99,6 +106,28 @@ pub struct Usage {
     pub memory_mib: u64,
     /// Disk they have, in GiB.
     pub storage_gib: u64,
+}
+
+impl Usage {
+    /// The usage once a VM taking `demand` is added.
+    pub fn with(self, demand: &crate::placement::Demand) -> Self {
+        Self {
+            vms: self.vms + 1,
+            vcpus: self.vcpus + u64::from(demand.vcpus),
+            memory_mib: self.memory_mib + demand.memory_mib,
+            storage_gib: self.storage_gib + demand.disk_gib,
+        }
+    }
+
+    /// The usage once a VM taking `demand` is gone.
+    pub fn without(self, demand: &crate::placement::Demand) -> Self {
+        Self {
+            vms: self.vms.saturating_sub(1),
+            vcpus: self.vcpus.saturating_sub(u64::from(demand.vcpus)),
+            memory_mib: self.memory_mib.saturating_sub(demand.memory_mib),
+            storage_gib: self.storage_gib.saturating_sub(demand.disk_gib),
+        }
+    }
 }
 
 /// What a user gives to add a node.
@@ -282,6 +311,157 @@ impl Node {
     }
 }
 
+/// libvirt URI query parameters that an operator may allow on node URIs. They tune how
+/// libvirt authenticates; the operator's config names them, users never add others.
+pub const OPERATOR_QUERY_PARAMS: &[&str] = &[
+    "keyfile",
+    "known_hosts",
+    "known_hosts_verify",
+    "sshauth",
+    "no_verify",
+    "no_tty",
+    "pkipath",
+    "tls_priority",
+    "mode",
+];
+
+/// Longest node URI accepted.
+pub const MAX_URI_CHARS: usize = 512;
+
+/// Which node URIs vmm accepts: libvirt's `qemu` driver at `/system`, locally or over ssh,
+/// tcp or tls, with only the query parameters the operator allows. Everything else that a
+/// libvirt URI can do (run a program with `command=`, `netcat=` or `proxy=`, open a local
+/// socket, run an embedded driver, parse a host file with `test:///PATH`) is refused.
+/// `test:///default` and `memory://` nodes exist only when the operator enables test nodes.
+///
+/// ```
+/// use vmm_core::NodeUriPolicy;
+/// let policy = NodeUriPolicy::default();
+/// assert!(policy.check("qemu:///system").is_ok());
+/// assert!(policy.check("qemu+ssh://root@hv1.example/system").is_ok());
+/// assert!(policy.check("qemu+ssh://u@example.invalid/system?command=/tmp/p.sh").is_err());
+/// assert!(policy.check("test:///default").is_err());
+/// assert!(NodeUriPolicy::for_tests().check("test:///default").is_ok());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUriPolicy {
+    /// Accept `test:///default` and `memory://NAME` nodes (tests and demos only).
+    #[serde(default)]
+    pub test_nodes: bool,
+    /// Query parameters allowed on node URIs, from [`OPERATOR_QUERY_PARAMS`].
+    #[serde(default)]
+    pub query_params: std::collections::BTreeSet<String>,
+}
+
+impl NodeUriPolicy {
+    /// A policy that also accepts test nodes.
+    pub fn for_tests() -> Self {
+        Self { test_nodes: true, ..Self::default() }
+    }
+
+    /// The same policy with query parameter `name` allowed; refused unless it is one of
+    /// [`OPERATOR_QUERY_PARAMS`].
+    pub fn allow_query_param(mut self, name: &str) -> Result<Self> {
+        if !OPERATOR_QUERY_PARAMS.contains(&name) {
+            return Err(Error::invalid(
+                "node_uri_params",
+                format!("{name:?} cannot be allowed; allowable are {}", OPERATOR_QUERY_PARAMS.join(", ")),
+            ));
+        }
+        self.query_params.insert(name.to_owned());
+        Ok(self)
+    }
+
+    /// Checks a node URI; the error names the part refused.
+    pub fn check(&self, uri: &str) -> Result<()> {
+        let bad = |why: String| Error::invalid("uri", why);
+        if uri.is_empty() || uri.chars().count() > MAX_URI_CHARS {
+            return Err(bad(format!("must be 1 to {MAX_URI_CHARS} characters")));
+        }
+        if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad("must not contain white space or control characters".into()));
+        }
+        let Some((scheme, _)) = uri.split_once("://") else {
+            return Err(bad("must be a libvirt URI such as qemu:///system".into()));
+        };
+        let test_only = |what: &str| {
+            if self.test_nodes {
+                Ok(())
+            } else {
+                Err(bad(format!("{what} nodes are for tests; this server does not enable test nodes")))
+            }
+        };
+        match scheme {
+            "memory" => return test_only("memory://"),
+            "test" => {
+                test_only("test:///default")?;
+                return if uri == "test:///default" {
+                    Ok(())
+                } else {
+                    Err(bad("the test driver is served only as test:///default".into()))
+                };
+            }
+            "qemu" | "qemu+ssh" | "qemu+tcp" | "qemu+tls" => {}
+            other => {
+                return Err(bad(format!(
+                    "scheme {other:?} is not served: use qemu, qemu+ssh, qemu+tcp or qemu+tls"
+                )))
+            }
+        }
+        let parsed = url::Url::parse(uri).map_err(|e| bad(format!("is not a URI ({e})")))?;
+        if parsed.path() != "/system" {
+            return Err(bad(format!("path {:?} is not served: only /system", parsed.path())));
+        }
+        if parsed.fragment().is_some() {
+            return Err(bad("must not have a fragment".into()));
+        }
+        if parsed.password().is_some() {
+            return Err(bad("must not carry a password (use ssh keys or TLS certificates)".into()));
+        }
+        let host = parsed.host_str().unwrap_or_default();
+        match scheme {
+            "qemu" => {
+                if !host.is_empty() || !parsed.username().is_empty() || parsed.port().is_some() {
+                    return Err(bad(
+                        "qemu:///system names no host; use qemu+ssh, qemu+tcp or qemu+tls".into()
+                    ));
+                }
+            }
+            _ => {
+                let ip_literal = host.starts_with('[') && host.ends_with(']');
+                let host_name = !host.is_empty()
+                    && !host.starts_with(['-', '.'])
+                    && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+                if !(ip_literal || host_name) {
+                    return Err(bad(format!("host {host:?} is not a host name or address")));
+                }
+                let user = parsed.username();
+                if scheme != "qemu+ssh" && !user.is_empty() {
+                    return Err(bad("a user name goes only with qemu+ssh".into()));
+                }
+                let user_ok = user.is_empty()
+                    || (!user.starts_with('-')
+                        && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+                if !user_ok {
+                    return Err(bad(format!("user {user:?} is not a user name")));
+                }
+            }
+        }
+        for (key, _) in parsed.query_pairs() {
+            if !self.query_params.contains(key.as_ref()) {
+                let why = match key.as_ref() {
+                    "command" | "netcat" | "proxy" => "would run a program",
+                    "socket" => "would open a local socket",
+                    "name" => "would choose another driver on the node",
+                    _ => "is not allowed by this server",
+                };
+                return Err(bad(format!("query parameter {key:?} {why}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +481,43 @@ mod tests {
         assert_eq!(node.free_vcpus(), 0);
         assert_eq!(node.free_memory_mib(), 1000);
         assert_eq!(node.free_storage_gib(), 70);
+    }
+
+    #[test]
+    fn hostile_uris_are_refused_naming_the_part() {
+        let strict = NodeUriPolicy::default();
+        let reason = |policy: &NodeUriPolicy, uri: &str| match policy.check(uri) {
+            Err(Error::Invalid { field, reason }) => {
+                assert_eq!(field, "uri");
+                reason
+            }
+            other => panic!("{uri}: {other:?}"),
+        };
+        assert!(
+            reason(&strict, "qemu+ssh://u@example.invalid/system?command=/tmp/p.sh").contains("\"command\"")
+        );
+        assert!(reason(&strict, "qemu:///embed?root=/tmp/x").contains("/embed"));
+        assert!(reason(&strict, "qemu:///system?socket=/any/path").contains("\"socket\""));
+        assert!(reason(&strict, "qemu+ssh://h/system?netcat=/bin/nc").contains("run a program"));
+        assert!(reason(&strict, "qemu+tcp://h/system?proxy=x").contains("run a program"));
+        assert!(reason(&strict, "qemu+tcp://h/system?name=test:///default").contains("\"name\""));
+        assert!(reason(&strict, "test:///etc/passwd").contains("test nodes"));
+        assert!(reason(&NodeUriPolicy::for_tests(), "test:///etc/passwd").contains("test:///default"));
+        assert!(reason(&strict, "memory://n1").contains("test nodes"));
+        assert!(reason(&strict, "qemu+ssh://-oProxyCommand=x/system").contains("host"));
+        assert!(reason(&strict, "qemu+ssh://-l@h/system").contains("user"));
+        assert!(reason(&strict, "qemu+tcp://h:16509/system#frag").contains("fragment"));
+        assert!(reason(&strict, "qemu+ssh://u:pw@h/system").contains("password"));
+        assert!(reason(&strict, "qemu://h/system").contains("names no host"));
+        assert!(reason(&strict, "xen:///system").contains("xen"));
+        assert!(reason(&strict, "qemu+unix:///system?socket=/x").contains("qemu+unix"));
+        assert!(reason(&strict, "qemu+ssh://h/system?keyfile=/k").contains("keyfile"));
+        let operator = NodeUriPolicy::default().allow_query_param("keyfile").unwrap();
+        assert!(operator.check("qemu+ssh://root@hv1.example:2222/system?keyfile=/etc/vmm/id").is_ok());
+        assert!(NodeUriPolicy::default().allow_query_param("command").is_err());
+        for ok in ["qemu:///system", "qemu+tcp://192.0.2.7/system", "qemu+tls://[2001:db8::7]:16514/system"] {
+            assert!(strict.check(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

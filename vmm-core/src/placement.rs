@@ -11,7 +11,8 @@ use crate::id::NodeId;
 use crate::node::{Node, NodeState};
 
 /// What a VM needs from a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Demand {
     /// vCPUs.
     pub vcpus: u32,
@@ -78,7 +79,7 @@ impl fmt::Display for RejectReason {
     }
 }
 
-/// A node that was not chosen, and why.
+/// A node that was not chosen, and every reason why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
@@ -86,9 +87,21 @@ pub struct Rejection {
     pub node_id: NodeId,
     /// Its name.
     pub node_name: String,
-    /// Why.
-    #[serde(flatten)]
-    pub reason: RejectReason,
+    /// Why, most basic first (offline or maintenance, then CPU, memory, storage).
+    pub reasons: Vec<RejectReason>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.node_name)?;
+        for (i, reason) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{reason}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The outcome of placement: the chosen node and every node that was filtered out.
@@ -102,44 +115,65 @@ pub struct Placement {
     pub rejections: Vec<Rejection>,
 }
 
-/// Why `node` cannot take `demand`, or `None` if it can.
+/// Every reason why `node` cannot take `demand`; empty if it can.
 ///
 /// ```
 /// use chrono::Utc;
 /// use vmm_core::{placement::{check, Demand, RejectReason}, Capacity, Node, NodeSpec};
 /// let cap = Capacity { cpus: 2, memory_mib: 4096, storage_gib: 100 };
 /// let node = Node::from_spec(&NodeSpec::new("n1", "memory://n1"), cap, Utc::now());
-/// assert_eq!(check(&node, &Demand { vcpus: 4, memory_mib: 1024, disk_gib: 10 }), None);
+/// assert!(check(&node, &Demand { vcpus: 4, memory_mib: 1024, disk_gib: 10 }).is_empty());
 /// assert_eq!(
-///     check(&node, &Demand { vcpus: 1, memory_mib: 8192, disk_gib: 10 }),
-///     Some(RejectReason::Memory { requested: 8192, free: 4096 })
+///     check(&node, &Demand { vcpus: 1, memory_mib: 8192, disk_gib: 500 }),
+///     [RejectReason::Memory { requested: 8192, free: 4096 }, RejectReason::Storage { requested: 500, free: 100 }]
 /// );
 /// ```
-pub fn check(node: &Node, demand: &Demand) -> Option<RejectReason> {
+pub fn check(node: &Node, demand: &Demand) -> Vec<RejectReason> {
+    let mut reasons = Vec::new();
     match node.state {
-        NodeState::Offline => return Some(RejectReason::Offline),
-        NodeState::Maintenance => return Some(RejectReason::Maintenance),
+        NodeState::Offline => reasons.push(RejectReason::Offline),
+        NodeState::Maintenance => reasons.push(RejectReason::Maintenance),
         NodeState::Online => {}
     }
-    let fits_or = |requested: u64, free: u64, reason: fn(u64, u64) -> RejectReason| {
-        (requested > free).then(|| reason(requested, free))
-    };
-    fits_or(u64::from(demand.vcpus), node.free_vcpus(), |requested, free| RejectReason::Cpu {
-        requested,
-        free,
-    })
-    .or_else(|| {
-        fits_or(demand.memory_mib, node.free_memory_mib(), |requested, free| RejectReason::Memory {
-            requested,
-            free,
+    let (vcpus, free_vcpus) = (u64::from(demand.vcpus), node.free_vcpus());
+    if vcpus > free_vcpus {
+        reasons.push(RejectReason::Cpu { requested: vcpus, free: free_vcpus });
+    }
+    if demand.memory_mib > node.free_memory_mib() {
+        reasons.push(RejectReason::Memory { requested: demand.memory_mib, free: node.free_memory_mib() });
+    }
+    if demand.disk_gib > node.free_storage_gib() {
+        reasons.push(RejectReason::Storage { requested: demand.disk_gib, free: node.free_storage_gib() });
+    }
+    reasons
+}
+
+/// Checks that a VM on `node` that now takes `current` may take `target` instead: its own
+/// share counts as free, and a node in maintenance still lets its VMs resize. The one rule
+/// for resizing, used by the service's early answer and by every store's transaction.
+///
+/// ```
+/// use chrono::Utc;
+/// use vmm_core::{placement::{check_resize, Demand}, Capacity, Node, NodeSpec, Usage};
+/// let cap = Capacity { cpus: 2, memory_mib: 4096, storage_gib: 100 };
+/// let mut node = Node::from_spec(&NodeSpec::new("n1", "memory://n1"), cap, Utc::now());
+/// let current = Demand { vcpus: 1, memory_mib: 3072, disk_gib: 10 };
+/// node.allocated = Usage { vms: 1, vcpus: 1, memory_mib: 3072, storage_gib: 10 };
+/// assert!(check_resize(&node, &current, &Demand { memory_mib: 4096, ..current }).is_ok());
+/// assert!(check_resize(&node, &current, &Demand { memory_mib: 4097, ..current }).is_err());
+/// ```
+pub fn check_resize(node: &Node, current: &Demand, target: &Demand) -> Result<()> {
+    let mut rest = node.clone();
+    rest.allocated = node.allocated.without(current);
+    rest.state = NodeState::Online;
+    let reasons = check(&rest, target);
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NoCapacity {
+            rejections: vec![Rejection { node_id: node.id, node_name: node.name.clone(), reasons }],
         })
-    })
-    .or_else(|| {
-        fits_or(demand.disk_gib, node.free_storage_gib(), |requested, free| RejectReason::Storage {
-            requested,
-            free,
-        })
-    })
+    }
 }
 
 /// The weight of a node that fits `demand`: the share of vCPUs and of memory left free once
@@ -176,8 +210,9 @@ pub fn place(
     let mut considered = 0usize;
     for node in nodes.iter().filter(|n| pinned.is_none_or(|id| n.id == id)) {
         considered += 1;
-        if let Some(reason) = check(node, demand) {
-            rejections.push(Rejection { node_id: node.id, node_name: node.name.clone(), reason });
+        let reasons = check(node, demand);
+        if !reasons.is_empty() {
+            rejections.push(Rejection { node_id: node.id, node_name: node.name.clone(), reasons });
             continue;
         }
         let w = weight(node, demand, strategy);
@@ -230,8 +265,17 @@ mod tests {
         let tiny = node("tiny", 8, 256, 100);
         let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None).unwrap_err();
         let Error::NoCapacity { rejections } = err else { panic!("{err:?}") };
-        let reasons: Vec<_> = rejections.iter().map(|r| r.reason.to_string()).collect();
-        assert_eq!(reasons, ["node is offline", "node is in maintenance", "needs 512 MiB, 256 MiB free"]);
+        let reasons: Vec<_> = rejections.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            reasons,
+            ["off: node is offline", "maint: node is in maintenance", "tiny: needs 512 MiB, 256 MiB free"]
+        );
+        let mut full = node("full", 1, 256, 5);
+        full.state = NodeState::Maintenance;
+        let Err(Error::NoCapacity { rejections }) = place(&SMALL, &[full], Strategy::Spread, None) else {
+            panic!()
+        };
+        assert_eq!(rejections[0].reasons.len(), 3, "every reason is given: {}", rejections[0]);
     }
 
     #[test]
@@ -288,7 +332,7 @@ mod tests {
                 let demand = Demand { vcpus, memory_mib, disk_gib };
                 match place(&demand, &nodes, strategy, None) {
                     Ok(p) => {
-                        let unfit = nodes.iter().filter(|n| check(n, &demand).is_some()).count();
+                        let unfit = nodes.iter().filter(|n| !check(n, &demand).is_empty()).count();
                         prop_assert_eq!(p.rejections.len(), unfit);
                         let n = nodes.iter_mut().find(|n| n.id == p.node_id).unwrap();
                         prop_assert_eq!(n.state, NodeState::Online);
@@ -302,7 +346,7 @@ mod tests {
                     Err(Error::NoCapacity { rejections }) => {
                         prop_assert_eq!(rejections.len(), nodes.len());
                         for n in &nodes {
-                            prop_assert!(check(n, &demand).is_some());
+                            prop_assert!(!check(n, &demand).is_empty());
                         }
                     }
                     Err(e) => prop_assert!(false, "unexpected error {e:?}"),

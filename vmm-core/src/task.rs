@@ -1,19 +1,43 @@
 //! Tasks: every mutation of a VM is a persisted task (queued → running → succeeded | failed |
 //! cancelled) with progress, a step log, the error, attempts, and the lease a worker holds
 //! while it runs it.
+//!
+//! A lease carries a *fence*: a number the store raises at every claim. A run may save the
+//! task or renew its lease only while the fence it got is still the task's, so a run whose
+//! lease lapsed and whose task was claimed again (by another process or by the same one)
+//! can change nothing. Lease expiry is decided by the store's clock, never by a worker's.
 
-use std::fmt;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::id::{TaskId, VmId};
-use crate::vm::{VmAction, VmPatch};
+use crate::placement::Demand;
+use crate::vm::{PowerAction, VmAction, VmPatch};
 
 /// What a task does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskKind {
     /// Create a VM: disk, define, start.
     CreateVm,
@@ -39,43 +63,108 @@ impl TaskKind {
     /// The task kind that performs `action`.
     pub fn for_action(action: VmAction) -> Self {
         match action {
-            VmAction::Start => Self::StartVm,
-            VmAction::Stop => Self::StopVm,
-            VmAction::Shutdown => Self::ShutdownVm,
-            VmAction::Reboot => Self::RebootVm,
-            VmAction::Suspend => Self::SuspendVm,
-            VmAction::Resume => Self::ResumeVm,
             VmAction::Resize | VmAction::Rename => Self::UpdateVm,
             VmAction::Delete => Self::DeleteVm,
+            power => {
+                Self::for_power(PowerAction::try_from(power).expect("every other action is a power action"))
+            }
+        }
+    }
+
+    /// The task kind that performs a power action.
+    pub fn for_power(action: PowerAction) -> Self {
+        match action {
+            PowerAction::Start => Self::StartVm,
+            PowerAction::Stop => Self::StopVm,
+            PowerAction::Shutdown => Self::ShutdownVm,
+            PowerAction::Reboot => Self::RebootVm,
+            PowerAction::Suspend => Self::SuspendVm,
+            PowerAction::Resume => Self::ResumeVm,
+        }
+    }
+
+    /// The power action this kind performs, if it is one.
+    pub fn power_action(self) -> Option<PowerAction> {
+        match self {
+            Self::StartVm => Some(PowerAction::Start),
+            Self::StopVm => Some(PowerAction::Stop),
+            Self::ShutdownVm => Some(PowerAction::Shutdown),
+            Self::RebootVm => Some(PowerAction::Reboot),
+            Self::SuspendVm => Some(PowerAction::Suspend),
+            Self::ResumeVm => Some(PowerAction::Resume),
+            Self::CreateVm | Self::DeleteVm | Self::UpdateVm => None,
         }
     }
 
     /// The kind's name as the API spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CreateVm => "create_vm",
-            Self::DeleteVm => "delete_vm",
-            Self::StartVm => "start_vm",
-            Self::StopVm => "stop_vm",
-            Self::ShutdownVm => "shutdown_vm",
-            Self::RebootVm => "reboot_vm",
-            Self::SuspendVm => "suspend_vm",
-            Self::ResumeVm => "resume_vm",
-            Self::UpdateVm => "update_vm",
-        }
+        self.into()
+    }
+
+    /// How long a task of this kind may run, all attempts together, before it is stopped,
+    /// undone where it can be, and failed (unless [`TaskDeadlines`] says otherwise).
+    pub fn default_deadline(self) -> Duration {
+        let minutes = match self {
+            Self::CreateVm => 30,
+            Self::DeleteVm | Self::UpdateVm => 10,
+            // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
+            Self::StartVm | Self::StopVm | Self::RebootVm | Self::SuspendVm | Self::ResumeVm => 5,
+            Self::ShutdownVm => 5,
+        };
+        Duration::from_secs(minutes * 60)
     }
 }
 
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// Overall deadlines per task kind: the defaults of [`TaskKind::default_deadline`], with
+/// the operator's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDeadlines {
+    /// Overrides by kind.
+    #[serde(default)]
+    pub overrides: BTreeMap<TaskKind, Duration>,
+}
+
+impl TaskDeadlines {
+    /// The deadline of `kind`; a shutdown also gets the guest's `shutdown_timeout`.
+    pub fn of(&self, kind: TaskKind, shutdown_timeout: Duration) -> Duration {
+        let base = self.overrides.get(&kind).copied().unwrap_or_else(|| kind.default_deadline());
+        if kind == TaskKind::ShutdownVm && !self.overrides.contains_key(&kind) {
+            base + shutdown_timeout
+        } else {
+            base
+        }
+    }
+
+    /// The same deadlines with `kind` set to `deadline`.
+    pub fn with(mut self, kind: TaskKind, deadline: Duration) -> Self {
+        self.overrides.insert(kind, deadline);
+        self
+    }
+
+    /// Every kind set to `deadline` (for tests).
+    pub fn all(deadline: Duration) -> Self {
+        use strum::IntoEnumIterator;
+        Self { overrides: TaskKind::iter().map(|k| (k, deadline)).collect() }
     }
 }
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for a worker.
     Queued,
@@ -97,19 +186,7 @@ impl TaskState {
 
     /// The state's name as the API spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -123,8 +200,8 @@ pub struct TaskStep {
     pub message: String,
 }
 
-/// The lease a worker holds on a running task. Once it expires, another worker may recover
-/// the task.
+/// The lease a worker holds on a running task. Once it expires (by the store's clock),
+/// another worker may recover the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskLease {
@@ -132,6 +209,9 @@ pub struct TaskLease {
     pub owner: String,
     /// When the lease ends unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// Raised at every claim; only the run holding the current fence may save the task.
+    #[serde(default)]
+    pub fence: u64,
 }
 
 /// What a task needs to know beyond its kind and VM.
@@ -151,6 +231,10 @@ pub enum TaskParams {
     Update {
         /// The change.
         patch: VmPatch,
+        /// The VM's size when the update was queued, so that a resumed run knows what it
+        /// started from and can give back what it reserved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Demand>,
     },
 }
 
@@ -184,6 +268,10 @@ pub struct Task {
     pub cancel_requested: bool,
     /// Its parameters.
     pub params: TaskParams,
+    /// Steps done that must not be done again when the task is resumed after a crash
+    /// (such as `reboot_sent`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<String>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
     /// When a worker first took it.
@@ -208,6 +296,7 @@ impl Task {
             lease: None,
             cancel_requested: false,
             params,
+            checkpoints: Vec::new(),
             created_at: now,
             started_at: None,
             finished_at: None,
@@ -219,7 +308,8 @@ impl Task {
         self.steps.push(TaskStep { at, message: message.into() });
     }
 
-    /// Whether a worker may claim it at `now`: queued, or running under an expired lease.
+    /// Whether a worker may claim it at `now` (the store's clock): queued, or running
+    /// under an expired lease.
     pub fn is_claimable(&self, now: DateTime<Utc>) -> bool {
         match self.state {
             TaskState::Queued => true,
@@ -228,25 +318,72 @@ impl Task {
         }
     }
 
-    /// Marks it claimed by `owner` until `until`.
-    pub fn claim(&mut self, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) {
+    /// Marks it claimed by `owner` until `until`, raising the fence; returns the new fence.
+    pub fn claim(&mut self, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
         let recovered = self.state == TaskState::Running;
         self.state = TaskState::Running;
         self.attempts += 1;
+        // Claims are serialized per task by the store, so the attempt count is a fence that
+        // only ever rises.
+        let fence = u64::from(self.attempts);
         self.started_at.get_or_insert(now);
-        self.lease = Some(TaskLease { owner: owner.to_owned(), expires_at: until });
+        self.lease = Some(TaskLease { owner: owner.to_owned(), expires_at: until, fence });
         let message = if recovered {
             format!("recovered by {owner} after its lease expired (attempt {})", self.attempts)
         } else {
             format!("claimed by {owner}")
         };
         self.log(now, message);
+        fence
     }
 
-    /// Whether `owner` holds a live lease on it at `now`.
-    pub fn is_leased_by(&self, owner: &str, now: DateTime<Utc>) -> bool {
+    /// The fence of its current lease (0 when it has none).
+    pub fn fence(&self) -> u64 {
+        self.lease.as_ref().map_or(0, |l| l.fence)
+    }
+
+    /// Whether the run holding `fence` still holds a live lease at `now` (the store's clock).
+    pub fn is_leased_with(&self, fence: u64, now: DateTime<Utc>) -> bool {
         self.state == TaskState::Running
-            && self.lease.as_ref().is_some_and(|l| l.owner == owner && l.expires_at > now)
+            && self.lease.as_ref().is_some_and(|l| l.fence == fence && l.expires_at > now)
+    }
+
+    /// What a store keeps when a run saves `self` over `stored`: the run's progress, steps,
+    /// state and error; the stored cancel request (a user may have asked meanwhile); the
+    /// stored lease while the task runs, none once it has ended. The one rule of saving,
+    /// shared by every store.
+    pub fn saved_over(&self, stored: &Task) -> Task {
+        let mut saved = self.clone();
+        saved.cancel_requested |= stored.cancel_requested;
+        saved.lease = if saved.state.is_active() { stored.lease.clone() } else { None };
+        saved
+    }
+
+    /// Cancels the task: a queued one ends now, a running one is asked to stop at its next
+    /// step boundary and undo what it did. A conflict for a task that has ended. The one
+    /// rule of cancelling, shared by every store.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<()> {
+        match self.state {
+            TaskState::Queued => {
+                self.state = TaskState::Cancelled;
+                self.finished_at = Some(now);
+                self.lease = None;
+                self.log(now, "cancelled before it started");
+            }
+            TaskState::Running => {
+                if !self.cancel_requested {
+                    self.cancel_requested = true;
+                    self.log(now, "cancel requested");
+                }
+            }
+            state => return Err(Error::conflict(format!("task {} has already {state}", self.id))),
+        }
+        Ok(())
+    }
+
+    /// Whether `checkpoint` was reached by an earlier run.
+    pub fn reached(&self, checkpoint: &str) -> bool {
+        self.checkpoints.iter().any(|c| c == checkpoint)
     }
 }
 
@@ -269,28 +406,66 @@ impl TaskFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Duration;
+    use chrono::Duration as Span;
 
     #[test]
-    fn claims_and_expired_leases() {
+    fn claims_raise_the_fence_and_expired_leases_are_claimable() {
         let t0 = Utc::now();
         let mut task = Task::new(TaskKind::StartVm, Some(VmId::new()), TaskParams::None, t0);
         assert!(task.is_claimable(t0));
-        task.claim("w1", t0, t0 + Duration::seconds(30));
-        assert!(task.is_leased_by("w1", t0 + Duration::seconds(29)));
-        assert!(!task.is_claimable(t0 + Duration::seconds(29)));
-        assert!(task.is_claimable(t0 + Duration::seconds(30)));
-        task.claim("w2", t0 + Duration::seconds(31), t0 + Duration::seconds(61));
+        let first = task.claim("w1", t0, t0 + Span::seconds(30));
+        assert!(task.is_leased_with(first, t0 + Span::seconds(29)));
+        assert!(!task.is_claimable(t0 + Span::seconds(29)));
+        assert!(task.is_claimable(t0 + Span::seconds(30)));
+        // The same worker claims it again: the first run's fence no longer holds.
+        let second = task.claim("w1", t0 + Span::seconds(31), t0 + Span::seconds(61));
+        assert!(second > first);
+        assert!(!task.is_leased_with(first, t0 + Span::seconds(32)));
+        assert!(task.is_leased_with(second, t0 + Span::seconds(32)));
         assert_eq!(task.attempts, 2);
         assert_eq!(task.started_at, Some(t0));
-        assert!(task.steps[1].message.contains("recovered by w2"));
+        assert!(task.steps[1].message.contains("recovered by w1"));
     }
 
     #[test]
-    fn params_round_trip() {
-        let p = TaskParams::Update { patch: VmPatch { vcpus: Some(2), ..Default::default() } };
+    fn cancel_and_save_follow_one_rule() {
+        let now = Utc::now();
+        let mut queued = Task::new(TaskKind::StopVm, None, TaskParams::None, now);
+        queued.cancel(now).unwrap();
+        assert_eq!(queued.state, TaskState::Cancelled);
+        assert!(queued.cancel(now).is_err(), "an ended task cannot be cancelled");
+        let mut running = Task::new(TaskKind::StopVm, None, TaskParams::None, now);
+        running.claim("w", now, now + Span::seconds(30));
+        let run_copy = running.clone();
+        running.cancel(now).unwrap();
+        running.cancel(now).unwrap();
+        assert_eq!(running.steps.iter().filter(|s| s.message == "cancel requested").count(), 1);
+        let saved = run_copy.saved_over(&running);
+        assert!(saved.cancel_requested, "a save never loses a cancel request");
+        let mut ended = run_copy.clone();
+        ended.state = TaskState::Succeeded;
+        assert_eq!(ended.saved_over(&running).lease, None);
+    }
+
+    #[test]
+    fn params_round_trip_and_old_ones_still_read() {
+        let p = TaskParams::Update {
+            patch: VmPatch { vcpus: Some(2), ..Default::default() },
+            before: Some(Demand { vcpus: 1, memory_mib: 512, disk_gib: 10 }),
+        };
         let json = serde_json::to_string(&p).unwrap();
-        assert_eq!(json, r#"{"type":"update","patch":{"vcpus":2}}"#);
         assert_eq!(serde_json::from_str::<TaskParams>(&json).unwrap(), p);
+        let old: TaskParams = serde_json::from_str(r#"{"type":"update","patch":{"vcpus":2}}"#).unwrap();
+        assert!(matches!(old, TaskParams::Update { before: None, .. }));
+    }
+
+    #[test]
+    fn deadlines_have_defaults_and_overrides() {
+        let d = TaskDeadlines::default();
+        let shutdown = Duration::from_secs(60);
+        assert_eq!(d.of(TaskKind::ShutdownVm, shutdown), TaskKind::ShutdownVm.default_deadline() + shutdown);
+        let d = d.with(TaskKind::CreateVm, Duration::from_secs(5));
+        assert_eq!(d.of(TaskKind::CreateVm, shutdown), Duration::from_secs(5));
+        assert_eq!("create_vm".parse::<TaskKind>().unwrap(), TaskKind::CreateVm);
     }
 }

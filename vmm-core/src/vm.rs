@@ -1,14 +1,15 @@
 //! Virtual machines: what a user asks for ([`VmSpec`]), what vmm keeps ([`Vm`]), and the
 //! state machine that says which action is legal in which state ([`VmState::apply`]).
 
-use std::fmt;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::hypervisor::PowerState;
 use crate::id::{NodeId, PoolId, VmId};
+use crate::placement::Demand;
 
 /// Longest VM name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -191,10 +192,30 @@ pub struct Vm {
     pub created_at: DateTime<Utc>,
 }
 
+impl Vm {
+    /// What the VM takes from its node.
+    pub fn demand(&self) -> Demand {
+        Demand { vcpus: self.vcpus, memory_mib: self.memory_mib, disk_gib: self.disk_gib }
+    }
+}
+
 /// The lifecycle state of a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum VmState {
     /// The create task has not finished.
     Creating,
@@ -217,14 +238,7 @@ impl VmState {
 
     /// The state's name as the API spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Stopped => "stopped",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Error => "error",
-            Self::Deleting => "deleting",
-        }
+        self.into()
     }
 
     /// The state a VM reaches once `action` succeeds, or [`Error::InvalidState`] when the
@@ -250,23 +264,33 @@ impl VmState {
             (same @ (S::Stopped | S::Running | S::Paused | S::Error), A::Rename) => same,
             // Creating: only reachable when the create task is gone (one active task per VM),
             // so that a VM stranded by a crash can still be removed.
-            (S::Creating | S::Stopped | S::Running | S::Paused | S::Error, A::Delete) => S::Deleting,
+            // Deleting: a delete whose task failed half-way may be tried again.
+            (S::Creating | S::Stopped | S::Running | S::Paused | S::Error | S::Deleting, A::Delete) => {
+                S::Deleting
+            }
             (state, action) => return Err(Error::InvalidState { id, state, action }),
         };
         Ok(next)
     }
 }
 
-impl fmt::Display for VmState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Something a user can do to an existing VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum VmAction {
     /// Power on.
     Start,
@@ -304,23 +328,92 @@ impl VmAction {
 
     /// The action's name as the API spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Stop => "stop",
-            Self::Shutdown => "shutdown",
-            Self::Reboot => "reboot",
-            Self::Suspend => "suspend",
-            Self::Resume => "resume",
-            Self::Resize => "resize",
-            Self::Rename => "rename",
-            Self::Delete => "delete",
+        self.into()
+    }
+}
+
+impl From<PowerAction> for VmAction {
+    fn from(action: PowerAction) -> Self {
+        match action {
+            PowerAction::Start => Self::Start,
+            PowerAction::Stop => Self::Stop,
+            PowerAction::Shutdown => Self::Shutdown,
+            PowerAction::Reboot => Self::Reboot,
+            PowerAction::Suspend => Self::Suspend,
+            PowerAction::Resume => Self::Resume,
         }
     }
 }
 
-impl fmt::Display for VmAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The actions that change a VM's power state, each run as its own task kind.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PowerAction {
+    /// Power on.
+    Start,
+    /// Power off at once.
+    Stop,
+    /// Ask the guest to shut down (forced after a timeout).
+    Shutdown,
+    /// Reboot.
+    Reboot,
+    /// Pause.
+    Suspend,
+    /// Continue after a pause.
+    Resume,
+}
+
+impl PowerAction {
+    /// The power state a domain shows once the action has taken effect; `None` for a
+    /// reboot, which ends where it started.
+    pub fn leaves_domain(self) -> Option<PowerState> {
+        match self {
+            Self::Start | Self::Resume => Some(PowerState::Running),
+            Self::Stop | Self::Shutdown => Some(PowerState::Shutoff),
+            Self::Suspend => Some(PowerState::Paused),
+            Self::Reboot => None,
+        }
+    }
+}
+
+impl TryFrom<VmAction> for PowerAction {
+    type Error = Error;
+
+    fn try_from(action: VmAction) -> Result<Self> {
+        match action {
+            VmAction::Start => Ok(Self::Start),
+            VmAction::Stop => Ok(Self::Stop),
+            VmAction::Shutdown => Ok(Self::Shutdown),
+            VmAction::Reboot => Ok(Self::Reboot),
+            VmAction::Suspend => Ok(Self::Suspend),
+            VmAction::Resume => Ok(Self::Resume),
+            other => Err(Error::invalid("action", format!("{other} is not a power action"))),
+        }
+    }
+}
+
+/// The VM state that matches what a node shows of its domain.
+pub fn state_of_domain(state: PowerState) -> VmState {
+    match state {
+        PowerState::Running => VmState::Running,
+        PowerState::Paused => VmState::Paused,
+        PowerState::Shutoff => VmState::Stopped,
+        PowerState::Crashed | PowerState::Other => VmState::Error,
     }
 }
 
@@ -353,6 +446,7 @@ mod tests {
             (S::Running, A::Delete, S::Deleting),
             (S::Paused, A::Delete, S::Deleting),
             (S::Error, A::Delete, S::Deleting),
+            (S::Deleting, A::Delete, S::Deleting),
         ]
     };
 
@@ -397,11 +491,31 @@ mod tests {
     }
 
     #[test]
-    fn transitional_states_allow_nothing_but_delete_of_a_stranded_create() {
+    fn transitional_states_allow_only_delete() {
         for action in VmAction::ALL {
             assert_eq!(VmState::Creating.apply(VmId::new(), action).is_ok(), action == VmAction::Delete);
-            assert!(VmState::Deleting.apply(VmId::new(), action).is_err());
+            assert_eq!(VmState::Deleting.apply(VmId::new(), action).is_ok(), action == VmAction::Delete);
         }
+    }
+
+    #[test]
+    fn names_round_trip_through_strum_and_serde() {
+        for state in VmState::ALL {
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str());
+            assert_eq!(state.as_str().parse::<VmState>().unwrap(), state);
+        }
+        for action in VmAction::ALL {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.to_string());
+            assert_eq!(action.as_str().parse::<VmAction>().unwrap(), action);
+        }
+        use strum::IntoEnumIterator;
+        for power in PowerAction::iter() {
+            let action = VmAction::from(power);
+            assert_eq!(PowerAction::try_from(action).unwrap(), power);
+            assert_eq!(action.as_str(), <&str>::from(power));
+        }
+        assert!(PowerAction::try_from(VmAction::Delete).is_err());
     }
 
     #[test]

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use vmm_core::conformance;
-use vmm_core::memory::{MemoryHypervisor, MemoryStore};
+use vmm_core::memory::{InMemoryHypervisor, InMemoryStore};
 use vmm_core::{Store, VirtType};
 
 #[test]
 fn memory_store_passes_the_store_suite() {
-    block_on(conformance::store::run(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }));
+    block_on(conformance::store::run(|| async { Arc::new(InMemoryStore::new()) as Arc<dyn Store> }));
 }
 
 #[test]
 fn memory_hypervisor_passes_the_hypervisor_suite() {
-    block_on(conformance::hypervisor::run(&MemoryHypervisor::new("memory://suite"), VirtType::Kvm));
+    block_on(conformance::hypervisor::run(&InMemoryHypervisor::new("memory://suite"), VirtType::Kvm));
 }

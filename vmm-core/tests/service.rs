@@ -9,17 +9,18 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::executor::block_on;
-use vmm_core::memory::{HypervisorCall, MemoryConnector, MemoryHypervisor, MemoryStore};
+use vmm_core::memory::{HypervisorCall, InMemoryConnector, InMemoryHypervisor, InMemoryStore};
 use vmm_core::{
-    Error, Hypervisor, IpPool, IpPoolSpec, ManualClock, Node, NodePatch, NodeSpec, NodeState, PageRequest,
-    PowerState, Store, TaskFilter, TaskState, Usage, VmAction, VmPatch, VmSpec, VmState, Vmm, VmmConfig,
+    Error, Hypervisor, IpPool, IpPoolSpec, ManualClock, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy,
+    PageRequest, PowerAction, PowerState, TaskFilter, TaskState, TaskStore, Usage, VmAction, VmPatch, VmSpec,
+    VmState, Vmm, VmmConfig,
 };
 
 struct Fixture {
     vmm: Vmm,
-    store: Arc<MemoryStore>,
+    store: Arc<InMemoryStore>,
     clock: Arc<ManualClock>,
-    hv: Arc<MemoryHypervisor>,
+    hv: Arc<InMemoryHypervisor>,
     node: Node,
     pool: IpPool,
 }
@@ -27,16 +28,21 @@ struct Fixture {
 const NODE_URI: &str = "memory://n1?cpus=4&memory_mib=8192&storage_gib=100";
 
 async fn fixture() -> Fixture {
-    let store = Arc::new(MemoryStore::new());
-    let connector = Arc::new(MemoryConnector::new());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let store = Arc::new(InMemoryStore::with_clock(clock.clone()));
+    let connector = Arc::new(InMemoryConnector::new());
+    let config = VmmConfig {
+        worker_id: "test-worker".into(),
+        node_uris: NodeUriPolicy::for_tests(),
+        ..VmmConfig::default()
+    };
     let vmm = Vmm::builder()
         .with_store(store.clone())
         .with_connector(connector.clone())
         .with_clock(clock.clone())
-        .with_config(VmmConfig { worker_id: "test-worker".into(), ..VmmConfig::default() })
+        .with_config(config)
         .build();
-    let node = vmm.add_node(NodeSpec::new("n1", NODE_URI)).await.unwrap();
+    let node = vmm.create_node(NodeSpec::new("n1", NODE_URI)).await.unwrap();
     let hv = connector.get(NODE_URI).unwrap();
     let pool = vmm.create_ip_pool(IpPoolSpec::new("public", "192.0.2.0/28")).await.unwrap();
     Fixture { vmm, store, clock, hv, node, pool }
@@ -53,12 +59,7 @@ impl Fixture {
 
     /// Claims the next task as a worker that will never finish it.
     async fn claim_and_die(&self, worker: &str) -> vmm_core::Task {
-        let now = self.now();
-        self.store
-            .claim_task(worker, now, now + chrono::Duration::seconds(30))
-            .await
-            .unwrap()
-            .expect("a task")
+        self.store.claim_task(worker, self.now(), Duration::from_secs(30)).await.unwrap().expect("a task")
     }
 
     /// Nothing of any VM is left: no domain, no volume, no lease, no VM, no active task,
@@ -94,15 +95,15 @@ fn a_vm_lives_through_every_action() {
         assert_eq!((domain.state, domain.title.as_str()), (PowerState::Running, "web <1>"));
 
         let expect = [
-            (VmAction::Suspend, VmState::Paused, PowerState::Paused),
-            (VmAction::Resume, VmState::Running, PowerState::Running),
-            (VmAction::Reboot, VmState::Running, PowerState::Running),
-            (VmAction::Shutdown, VmState::Stopped, PowerState::Shutoff),
-            (VmAction::Start, VmState::Running, PowerState::Running),
-            (VmAction::Stop, VmState::Stopped, PowerState::Shutoff),
+            (PowerAction::Suspend, VmState::Paused, PowerState::Paused),
+            (PowerAction::Resume, VmState::Running, PowerState::Running),
+            (PowerAction::Reboot, VmState::Running, PowerState::Running),
+            (PowerAction::Shutdown, VmState::Stopped, PowerState::Shutoff),
+            (PowerAction::Start, VmState::Running, PowerState::Running),
+            (PowerAction::Stop, VmState::Stopped, PowerState::Shutoff),
         ];
         for (action, state, power) in expect {
-            let t = f.vmm.act(vm.id, action).await.unwrap();
+            let t = f.vmm.power_vm(vm.id, action).await.unwrap();
             f.vmm.run_until_idle().await.unwrap();
             assert_eq!(f.vmm.get_task(t.id).await.unwrap().state, TaskState::Succeeded, "{action}");
             assert_eq!(f.vmm.get_vm(vm.id).await.unwrap().state, state, "{action}");
@@ -150,9 +151,16 @@ fn a_failure_at_any_create_step_leaves_nothing_behind() {
             let (vm, task) = f.vmm.create_vm(f.spec()).await.unwrap();
             f.vmm.run_until_idle().await.unwrap();
             let task = f.vmm.get_task(task.id).await.unwrap();
-            assert_eq!(task.state, TaskState::Failed, "{step:?}");
+            assert_eq!(
+                (task.state, task.error_code.as_deref()),
+                (TaskState::Failed, Some("internal")),
+                "{step:?}"
+            );
             let error = task.error.unwrap();
-            assert!(error.contains(&format!("injected failure in {step:?}")), "{step:?}: {error}");
+            assert!(
+                error.contains("failed") && !error.contains("injected"),
+                "the cause stays in the log: {error}"
+            );
             assert!(f.hv.calls().contains(&step), "{step:?} was reached");
             assert!(matches!(f.vmm.get_vm(vm.id).await, Err(Error::VmNotFound { .. })));
             f.assert_nothing_leaked().await;
@@ -220,10 +228,7 @@ fn a_task_whose_worker_died_is_resumed_after_its_lease_expires() {
         assert_eq!(f.vmm.get_vm(vm.id).await.unwrap().state, VmState::Running);
         assert_eq!((f.hv.domain_count(), f.hv.volume_count()), (1, 1), "the disk is not made twice");
         // The dead worker, back from the dead, can no longer write to it.
-        assert!(matches!(
-            f.store.save_task(&claimed, "dead-worker", f.now()).await,
-            Err(Error::LeaseLost { .. })
-        ));
+        assert!(matches!(f.store.save_task(&claimed, claimed.fence()).await, Err(Error::LeaseLost { .. })));
     });
 }
 
@@ -297,7 +302,7 @@ fn conflicts_and_bad_input_change_nothing() {
         ));
         assert!(matches!(f.vmm.start_vm(vmm_core::VmId::new()).await, Err(Error::VmNotFound { .. })));
         assert!(matches!(f.vmm.delete_ip_pool(f.pool.id).await, Err(Error::Conflict { .. })));
-        assert!(matches!(f.vmm.remove_node(f.node.id).await, Err(Error::Conflict { .. })));
+        assert!(matches!(f.vmm.delete_node(f.node.id).await, Err(Error::Conflict { .. })));
         let tasks = f.vmm.list_tasks(&TaskFilter::default(), &PageRequest::default()).await.unwrap();
         assert_eq!(tasks.items.len(), 1, "only the create task exists");
         assert_eq!(f.vmm.list_vms(&PageRequest::default()).await.unwrap().items.len(), 1);
@@ -325,30 +330,33 @@ fn nodes_pools_and_leases_by_hand() {
     block_on(async {
         let f = fixture().await;
         assert!(matches!(
-            f.vmm.add_node(NodeSpec::new("n1", "memory://other")).await,
+            f.vmm.create_node(NodeSpec::new("n1", "memory://other")).await,
             Err(Error::Conflict { .. })
         ));
-        assert!(matches!(f.vmm.add_node(NodeSpec::new("x", "ftp://nope")).await, Err(Error::Invalid { .. })));
+        assert!(matches!(
+            f.vmm.create_node(NodeSpec::new("x", "ftp://nope")).await,
+            Err(Error::Invalid { .. })
+        ));
         let maintenance = NodePatch { state: Some(NodeState::Maintenance), ..Default::default() };
         assert_eq!(f.vmm.update_node(f.node.id, maintenance).await.unwrap().state, NodeState::Maintenance);
         match f.vmm.create_vm(f.spec()).await {
             Err(Error::NoCapacity { rejections }) => {
-                assert_eq!(rejections[0].reason.to_string(), "node is in maintenance")
+                assert_eq!(rejections[0].to_string(), "n1: node is in maintenance")
             }
             other => panic!("{other:?}"),
         }
         let online = NodePatch { state: Some(NodeState::Online), ..Default::default() };
         f.vmm.update_node(f.node.id, online).await.unwrap();
-        let lease = f.vmm.allocate_ip(f.pool.id, Some("192.0.2.9".parse().unwrap())).await.unwrap();
+        let lease = f.vmm.create_lease(f.pool.id, Some("192.0.2.9".parse().unwrap())).await.unwrap();
         assert_eq!(lease.vm_id, None);
         assert!(matches!(
-            f.vmm.allocate_ip(f.pool.id, Some("192.0.2.9".parse().unwrap())).await,
+            f.vmm.create_lease(f.pool.id, Some("192.0.2.9".parse().unwrap())).await,
             Err(Error::AddressInUse { .. })
         ));
-        f.vmm.release_ip(f.pool.id, lease.address).await.unwrap();
-        let other = f.vmm.add_node(NodeSpec::new("n2", "memory://n2")).await.unwrap();
+        f.vmm.delete_lease(f.pool.id, lease.address).await.unwrap();
+        let other = f.vmm.create_node(NodeSpec::new("n2", "memory://n2")).await.unwrap();
         assert_eq!(f.vmm.list_nodes(&PageRequest::default()).await.unwrap().items.len(), 2);
-        f.vmm.remove_node(other.id).await.unwrap();
+        f.vmm.delete_node(other.id).await.unwrap();
         assert!(matches!(f.vmm.get_node(other.id).await, Err(Error::NodeNotFound { .. })));
         f.vmm.delete_ip_pool(f.pool.id).await.unwrap();
         assert!(f.vmm.list_ip_pools(&PageRequest::default()).await.unwrap().items.is_empty());
@@ -384,9 +392,9 @@ impl Drop for Worker {
 
 #[test]
 fn concurrent_creates_get_distinct_addresses_and_all_finish() {
-    let vmm = Vmm::builder().build();
+    let vmm = Vmm::in_memory();
     let pool = block_on(async {
-        vmm.add_node(NodeSpec::new("big", "memory://big?cpus=64&memory_mib=262144&storage_gib=10000"))
+        vmm.create_node(NodeSpec::new("big", "memory://big?cpus=64&memory_mib=262144&storage_gib=10000"))
             .await
             .unwrap();
         vmm.create_ip_pool(IpPoolSpec::new("p", "198.51.100.0/24")).await.unwrap()
@@ -444,7 +452,7 @@ fn wait_returns_the_task_as_it_is_when_the_time_is_up() {
 /// database's write lock is held across the statements of a transaction.
 #[derive(Debug, Default)]
 struct OneWriter {
-    inner: MemoryStore,
+    inner: InMemoryStore,
     lock: futures::lock::Mutex<()>,
 }
 
@@ -464,47 +472,57 @@ async fn round_trip() {
 }
 
 macro_rules! one_at_a_time {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        #[async_trait::async_trait]
-        impl Store for OneWriter {
-            $(async fn $name(&self, $($arg: $ty),*) -> vmm_core::Result<$out> {
-                let _held = self.lock.lock().await;
-                round_trip().await;
-                self.inner.$name($($arg),*).await
-            })*
-        }
+    ($($area:ident { $($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* })*) => {
+        $(
+            #[async_trait::async_trait]
+            impl vmm_core::$area for OneWriter {
+                $(async fn $name(&self, $($arg: $ty),*) -> vmm_core::Result<$out> {
+                    let _held = self.lock.lock().await;
+                    round_trip().await;
+                    self.inner.$name($($arg),*).await
+                })*
+            }
+        )*
     };
 }
 
 use chrono::{DateTime, Utc};
-use vmm_core::{IpLease, NodeId, Page, PlacementRequest, PoolId, Task, TaskId, Vm, VmId};
+use vmm_core::{Demand, IpLease, NodeId, Page, PlacementRequest, PoolId, Task, TaskId, Vm, VmId};
 
 one_at_a_time! {
-    insert_node(node: &Node) -> ();
-    get_node(id: NodeId) -> Node;
-    list_nodes(page: &PageRequest) -> Page<Node>;
-    update_node(node: &Node) -> ();
-    delete_node(id: NodeId) -> ();
-    insert_pool(pool: &IpPool) -> ();
-    get_pool(id: PoolId) -> IpPool;
-    list_pools(page: &PageRequest) -> Page<IpPool>;
-    delete_pool(id: PoolId) -> ();
-    allocate_lease(pool: PoolId, address: Option<std::net::IpAddr>, vm: Option<VmId>, now: DateTime<Utc>) -> IpLease;
-    release_lease(pool: PoolId, address: std::net::IpAddr) -> ();
-    list_leases(pool: PoolId, page: &PageRequest) -> Page<IpLease>;
-    create_vm(vm: &Vm, task: &Task, placement: PlacementRequest) -> Vm;
-    get_vm(id: VmId) -> Vm;
-    list_vms(page: &PageRequest) -> Page<Vm>;
-    update_vm(vm: &Vm) -> ();
-    resize_vm(id: VmId, vcpus: u32, memory_mib: u64, disk_gib: u64) -> Vm;
-    delete_vm(id: VmId) -> ();
-    enqueue_task(task: &Task, action: Option<VmAction>) -> ();
-    get_task(id: TaskId) -> Task;
-    list_tasks(filter: &TaskFilter, page: &PageRequest) -> Page<Task>;
-    claim_task(owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Option<Task>;
-    renew_lease(id: TaskId, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> ();
-    save_task(task: &Task, owner: &str, now: DateTime<Utc>) -> ();
-    cancel_task(id: TaskId, now: DateTime<Utc>) -> Task;
+    NodeStore {
+        create_node(node: &Node) -> ();
+        get_node(id: NodeId) -> Node;
+        list_nodes(page: &PageRequest) -> Page<Node>;
+        update_node(node: &Node) -> ();
+        delete_node(id: NodeId) -> ();
+    }
+    IpamStore {
+        create_pool(pool: &IpPool) -> ();
+        get_pool(id: PoolId) -> IpPool;
+        list_pools(page: &PageRequest) -> Page<IpPool>;
+        delete_pool(id: PoolId) -> ();
+        allocate_lease(pool: PoolId, address: Option<std::net::IpAddr>, vm: Option<VmId>, now: DateTime<Utc>) -> IpLease;
+        release_lease(pool: PoolId, address: std::net::IpAddr) -> ();
+        list_leases(pool: PoolId, page: &PageRequest) -> Page<IpLease>;
+    }
+    VmStore {
+        create_vm(vm: &Vm, task: &Task, placement: PlacementRequest) -> Vm;
+        get_vm(id: VmId) -> Vm;
+        list_vms(page: &PageRequest) -> Page<Vm>;
+        update_vm(vm: &Vm) -> ();
+        resize_vm(id: VmId, target: Demand) -> Vm;
+        delete_vm(id: VmId) -> ();
+    }
+    TaskStore {
+        enqueue_task(task: &Task, action: Option<VmAction>) -> ();
+        get_task(id: TaskId) -> Task;
+        list_tasks(filter: &TaskFilter, page: &PageRequest) -> Page<Task>;
+        claim_task(owner: &str, now: DateTime<Utc>, lease: Duration) -> Option<Task>;
+        renew_lease(id: TaskId, fence: u64, lease: Duration) -> ();
+        save_task(task: &Task, fence: u64) -> ();
+        cancel_task(id: TaskId, now: DateTime<Utc>) -> Task;
+    }
 }
 
 /// Regression: the worker loop once awaited a claim without polling its running tasks; with
@@ -512,8 +530,9 @@ one_at_a_time! {
 /// was never polled again.
 #[test]
 fn workers_keep_running_tasks_moving_while_they_claim() {
-    let vmm = Vmm::builder().with_store(Arc::new(OneWriter::default())).build();
-    block_on(vmm.add_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
+    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+    let vmm = Vmm::builder().with_store(Arc::new(OneWriter::default())).with_config(config).build();
+    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
         .collect();

@@ -5,7 +5,6 @@ shared by every connection of a process).
     python vmm-py/bench/list_10k.py        # needs the vmm wheel and libvirt-python
 """
 
-import math
 import statistics
 import sys
 import tempfile
@@ -28,15 +27,15 @@ def timed(fn, rounds=7):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp, vmm.Client.open(database=f"sqlite://{tmp}/vmm.db") as client:
-        first = client.add_node("lab-0", "test:///default", virt_type="qemu", cpu_overcommit=64, memory_overcommit=64)
-        cap = first.capacity
+    global COUNT
+    with tempfile.TemporaryDirectory() as tmp, vmm.Client.open(database=f"sqlite://{tmp}/vmm.db", test_nodes=True) as client:
+        # One host is one node (a URI registers once), so the count is what its capacity holds.
+        node = client.create_node("lab", "test:///default", virt_type="qemu", cpu_overcommit=64, memory_overcommit=64)
+        cap = node.capacity
         per_node = min(cap["cpus"] * 64, cap["memory_mib"] * 64 // 64, cap["storage_gib"])
-        nodes = [first] + [
-            client.add_node(f"lab-{i}", "test:///default", virt_type="qemu", cpu_overcommit=64, memory_overcommit=64)
-            for i in range(1, math.ceil(COUNT / per_node))
-        ]
-        print(f"{len(nodes)} vmm nodes on test:///default, {per_node} VMs each at most", flush=True)
+        if per_node < COUNT:
+            print(f"test:///default holds {per_node} VMs of 1 GiB; listing {per_node}", flush=True)
+            COUNT = per_node
         start = time.perf_counter()
         made = [
             client.create_vm(f"vm-{i}", vcpus=1, memory_mib=64, disk_gib=1, start=False, wait=False)

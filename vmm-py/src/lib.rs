@@ -12,13 +12,14 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 use serde::Serialize;
 use tokio::sync::watch;
-use vmm_backends::{NodeConfig, OpenConfig, StoreConfig};
+use vmm_backends::{OpenConfig, StoreConfig};
 use vmm_core::{
-    Error, IpPoolSpec, IpRange, NodePatch, NodeSpec, NodeState, PageRequest, TaskFilter, TaskState, VirtType,
-    VmAction, VmPatch, VmSpec, Vmm,
+    Error, IpPoolSpec, IpRange, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter,
+    TaskState, VirtType, VmPatch, VmSpec, Vmm,
 };
 
 create_exception!(vmm._vmm, VmmError, PyException, "Base class of every vmm error.");
@@ -36,7 +37,30 @@ create_exception!(
     "A node or the database cannot be reached now."
 );
 create_exception!(vmm._vmm, UnsupportedError, VmmError, "The backend does not support this.");
-create_exception!(vmm._vmm, TimeoutError, VmmError, "A wait ran out of time.");
+
+/// `vmm.TimeoutError`: a [`VmmError`] and the builtin `TimeoutError` at once, so that
+/// `except TimeoutError` catches it too. Made at module import (`create_exception!` takes
+/// one base).
+static TIMEOUT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn timeout_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    let ty = TIMEOUT_ERROR.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+        let builtins = py.import("builtins")?;
+        let bases = (py.get_type::<VmmError>(), builtins.getattr("TimeoutError")?);
+        let namespace = PyDict::new(py);
+        namespace.set_item("__doc__", "A wait ran out of time.")?;
+        namespace.set_item("__module__", "vmm._vmm")?;
+        let made = builtins.getattr("type")?.call1(("TimeoutError", bases, namespace))?;
+        Ok(made.cast_into::<PyType>()?.unbind())
+    })?;
+    Ok(ty.bind(py))
+}
+
+/// Longest wait accepted, in seconds (a day).
+const MAX_WAIT_SECONDS: f64 = 86_400.0;
+
+/// How often a wait looks for a Python signal (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -49,21 +73,37 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// The exception for an error `code` ([`Error::code`]), with its message and the ids
-/// involved as `err.message` and `err.ids`: the one mapping from vmm errors to exceptions.
-fn exception(py: Python<'_>, code: &str, message: String, ids: Vec<(&str, String)>) -> PyErr {
-    let err = match code {
-        c if c.ends_with("_not_found") => NotFoundError::new_err(message.clone()),
-        "active_task" => ActiveTaskError::new_err(message.clone()),
-        "invalid_state" => InvalidStateError::new_err(message.clone()),
-        "pool_exhausted" => PoolExhaustedError::new_err(message.clone()),
-        "no_capacity" => NoCapacityError::new_err(message.clone()),
-        "conflict" | "address_in_use" => ConflictError::new_err(message.clone()),
-        "invalid" => InvalidInputError::new_err(message.clone()),
-        "unavailable" => BackendUnavailableError::new_err(message.clone()),
-        "unsupported" => UnsupportedError::new_err(message.clone()),
-        "timeout" => TimeoutError::new_err(message.clone()),
-        _ => VmmError::new_err(message.clone()),
+/// The exception class of an error: the one mapping from vmm's error codes (and, for the
+/// codes without a class of their own, kinds) to Python exceptions.
+fn exception_type<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyType>> {
+    Ok(match code {
+        c if c.ends_with("_not_found") => py.get_type::<NotFoundError>(),
+        "active_task" => py.get_type::<ActiveTaskError>(),
+        "invalid_state" => py.get_type::<InvalidStateError>(),
+        "pool_exhausted" => py.get_type::<PoolExhaustedError>(),
+        "no_capacity" => py.get_type::<NoCapacityError>(),
+        "conflict" | "address_in_use" => py.get_type::<ConflictError>(),
+        "invalid" => py.get_type::<InvalidInputError>(),
+        "unavailable" => py.get_type::<BackendUnavailableError>(),
+        "unsupported" => py.get_type::<UnsupportedError>(),
+        "timeout" => timeout_error_type(py)?.clone(),
+        _ => py.get_type::<VmmError>(),
+    })
+}
+
+/// The exception for an error `code` ([`Error::code`]), with its message, the ids involved
+/// and (for `no_capacity`) every node's reasons as `err.message`, `err.ids` and
+/// `err.rejections`.
+fn exception(
+    py: Python<'_>,
+    code: &str,
+    message: String,
+    ids: Vec<(&str, String)>,
+    rejections: Option<String>,
+) -> PyErr {
+    let err = match exception_type(py, code) {
+        Ok(ty) => PyErr::from_type(ty, message.clone()),
+        Err(e) => return e,
     };
     let value = err.value(py);
     let dict = PyDict::new(py);
@@ -72,26 +112,27 @@ fn exception(py: Python<'_>, code: &str, message: String, ids: Vec<(&str, String
     }
     let _ = value.setattr("ids", dict);
     let _ = value.setattr("message", message);
+    if let Some(json) = rejections {
+        let parsed = py.import("json").and_then(|j| j.getattr("loads")?.call1((json,)));
+        if let Ok(list) = parsed {
+            let _ = value.setattr("rejections", list);
+        }
+    }
     err
 }
 
-/// Maps a vmm error to its Python exception.
+/// Maps a vmm error to its Python exception. The message is the error's public message;
+/// a backend's own text (libvirt's, a database's) stays in the log.
 pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
-    let ids: Vec<(&str, String)> = match &e {
-        Error::VmNotFound { id } => vec![("vm_id", id.to_string())],
-        Error::NodeNotFound { id } => vec![("node_id", id.to_string())],
-        Error::PoolNotFound { id } => vec![("pool_id", id.to_string())],
-        Error::TaskNotFound { id } => vec![("task_id", id.to_string())],
-        Error::LeaseNotFound { pool, address } | Error::AddressInUse { pool, address } => {
-            vec![("pool_id", pool.to_string()), ("address", address.to_string())]
-        }
-        Error::ActiveTask { vm, task } => vec![("vm_id", vm.to_string()), ("task_id", task.to_string())],
-        Error::InvalidState { id, .. } => vec![("vm_id", id.to_string())],
-        Error::PoolExhausted { pool } => vec![("pool_id", pool.to_string())],
-        Error::Invalid { field, .. } => vec![("field", field.clone())],
-        _ => vec![],
+    let rejections = match &e {
+        Error::NoCapacity { rejections } => serde_json::to_string(rejections).ok(),
+        _ => None,
     };
-    exception(py, e.code(), vmm_core::error_chain(&e), ids)
+    let mut ids = e.ids();
+    if let Some(field) = e.field() {
+        ids.push(("field", field.to_owned()));
+    }
+    exception(py, e.code(), e.public_message(), ids, rejections)
 }
 
 /// The exception for a failed task: the class its `error_code` names, its error as the
@@ -107,7 +148,7 @@ fn task_error(
 ) -> Py<PyAny> {
     let mut ids = vec![("task_id", task_id)];
     ids.extend(vm_id.map(|v| ("vm_id", v)));
-    exception(py, code.unwrap_or("internal"), message, ids).into_value(py).into_any()
+    exception(py, code.unwrap_or("internal"), message, ids, None).into_value(py).into_any()
 }
 
 fn json<T: Serialize>(value: &T) -> PyResult<String> {
@@ -153,10 +194,14 @@ impl Client {
 #[pymethods]
 impl Client {
     /// Opens the store at `database` and, unless `run_workers` is false, starts the workers.
+    /// `test_nodes` accepts `test:///default` and `memory://` nodes.
     #[staticmethod]
-    #[pyo3(signature = (database, run_workers = true))]
-    fn open(py: Python<'_>, database: &str, run_workers: bool) -> PyResult<Self> {
-        let config = OpenConfig::new(database).map_err(|e| to_py_err(py, e))?;
+    #[pyo3(signature = (database, run_workers = true, test_nodes = false))]
+    fn open(py: Python<'_>, database: &str, run_workers: bool, test_nodes: bool) -> PyResult<Self> {
+        let mut config = OpenConfig::new(database).map_err(|e| to_py_err(py, e))?;
+        if test_nodes {
+            config = config.with_test_nodes();
+        }
         let vmm =
             py.detach(|| runtime().block_on(vmm_backends::open(&config))).map_err(|e| to_py_err(py, e))?;
         let stop = if run_workers {
@@ -190,7 +235,7 @@ impl Client {
     }
 
     #[pyo3(signature = (name, uri, virt_type = "kvm", cpu_overcommit = None, memory_overcommit = None))]
-    fn add_node(
+    fn create_node(
         &self,
         py: Python<'_>,
         name: &str,
@@ -200,10 +245,9 @@ impl Client {
         memory_overcommit: Option<f64>,
     ) -> PyResult<String> {
         let vt = self::virt_type(py, virt_type)?;
-        NodeConfig::new(name, uri, vt).map_err(|e| to_py_err(py, e))?;
         let spec =
             NodeSpec { cpu_overcommit, memory_overcommit, ..NodeSpec::new(name, uri).with_virt_type(vt) };
-        json(&self.run(py, |v| async move { v.add_node(spec).await })?)
+        json(&self.run(py, |v| async move { v.create_node(spec).await })?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
@@ -241,9 +285,9 @@ impl Client {
         json(&self.run(py, |v| async move { v.update_node(id, patch).await })?)
     }
 
-    fn remove_node(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+    fn delete_node(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.remove_node(id).await })
+        self.run(py, |v| async move { v.delete_node(id).await })
     }
 
     #[pyo3(signature = (name, cidr, gateway = None, ranges = None, reserved = None))]
@@ -288,16 +332,16 @@ impl Client {
     }
 
     #[pyo3(signature = (pool_id, address = None))]
-    fn allocate_ip(&self, py: Python<'_>, pool_id: &str, address: Option<&str>) -> PyResult<String> {
+    fn create_lease(&self, py: Python<'_>, pool_id: &str, address: Option<&str>) -> PyResult<String> {
         let pool = parse(py, "pool_id", pool_id)?;
         let address = address.map(|a| parse_ip(py, "address", a)).transpose()?;
-        json(&self.run(py, |v| async move { v.allocate_ip(pool, address).await })?)
+        json(&self.run(py, |v| async move { v.create_lease(pool, address).await })?)
     }
 
-    fn release_ip(&self, py: Python<'_>, pool_id: &str, address: &str) -> PyResult<()> {
+    fn delete_lease(&self, py: Python<'_>, pool_id: &str, address: &str) -> PyResult<()> {
         let pool = parse(py, "pool_id", pool_id)?;
         let address = parse_ip(py, "address", address)?;
-        self.run(py, |v| async move { v.release_ip(pool, address).await })
+        self.run(py, |v| async move { v.delete_lease(pool, address).await })
     }
 
     #[pyo3(signature = (pool_id, limit = None, cursor = None))]
@@ -349,19 +393,13 @@ impl Client {
     /// `delete`; returns the task.
     fn act(&self, py: Python<'_>, id: &str, action: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        let action = match action {
-            "start" => VmAction::Start,
-            "stop" => VmAction::Stop,
-            "shutdown" => VmAction::Shutdown,
-            "reboot" => VmAction::Reboot,
-            "suspend" => VmAction::Suspend,
-            "resume" => VmAction::Resume,
-            "delete" => VmAction::Delete,
-            other => {
-                return Err(to_py_err(py, Error::invalid("action", format!("{other:?} is not an action"))))
-            }
-        };
-        json(&self.run(py, |v| async move { v.act(id, action).await })?)
+        if action == "delete" {
+            return json(&self.run(py, |v| async move { v.delete_vm(id).await })?);
+        }
+        let action: PowerAction = action
+            .parse()
+            .map_err(|_| to_py_err(py, Error::invalid("action", format!("{action:?} is not an action"))))?;
+        json(&self.run(py, |v| async move { v.power_vm(id, action).await })?)
     }
 
     #[pyo3(signature = (id, name = None, vcpus = None, memory_mib = None, disk_gib = None))]
@@ -405,14 +443,23 @@ impl Client {
         json(&self.run(py, |v| async move { v.list_tasks(&filter, &page).await })?)
     }
 
-    /// Waits up to `timeout` seconds; returns the task as it is then.
+    /// Waits up to `timeout` seconds (at most [`MAX_WAIT_SECONDS`]); returns the task as it
+    /// is then. Waits in short slices, so that Ctrl-C (any Python signal) interrupts it.
     fn wait_task(&self, py: Python<'_>, id: &str, timeout: f64) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        if !(timeout.is_finite() && timeout >= 0.0) {
-            return Err(to_py_err(py, Error::invalid("timeout", "must be a number of seconds, 0 or more")));
+        if !(timeout.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&timeout)) {
+            let why = format!("must be a number of seconds from 0 to {MAX_WAIT_SECONDS}");
+            return Err(to_py_err(py, Error::invalid("timeout", why)));
         }
-        let timeout = Duration::from_secs_f64(timeout);
-        json(&self.run(py, |v| async move { v.wait_task(id, timeout).await })?)
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout);
+        loop {
+            let slice = deadline.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK);
+            let task = self.run(py, |v| async move { v.wait_task(id, slice).await })?;
+            if !task.state.is_active() || std::time::Instant::now() >= deadline {
+                return json(&task);
+            }
+            py.check_signals()?;
+        }
     }
 
     fn cancel_task(&self, py: Python<'_>, id: &str) -> PyResult<String> {
@@ -444,9 +491,9 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("InvalidInputError", py.get_type::<InvalidInputError>()),
         ("BackendUnavailableError", py.get_type::<BackendUnavailableError>()),
         ("UnsupportedError", py.get_type::<UnsupportedError>()),
-        ("TimeoutError", py.get_type::<TimeoutError>()),
     ] {
         m.add(name, ty)?;
     }
+    m.add("TimeoutError", timeout_error_type(py)?)?;
     Ok(())
 }

@@ -14,14 +14,14 @@ def database(tmp_path):
 
 @pytest.fixture
 def client(database):
-    with vmm.Client.open(database=database) as c:
+    with vmm.Client.open(database=database, test_nodes=True) as c:
         yield c
 
 
 @pytest.fixture
 def node(client):
     # test:///default is shared by the whole process; its pool lives in a temp dir.
-    return client.add_node(f"lab-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
+    return client.create_node(f"lab-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
 
 
 @pytest.fixture

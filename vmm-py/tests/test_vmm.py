@@ -1,6 +1,9 @@
 """The Python package against real backends: SQLite, libvirt's test driver, real QEMU."""
 
+import os
+import signal
 import threading
+import time
 import uuid
 
 import pytest
@@ -62,13 +65,16 @@ def test_every_exception(client, node, pool):
     with pytest.raises(vmm.ConflictError):
         client.create_ip_pool("public", "198.51.100.0/24")
     tiny = client.create_ip_pool("tiny", "198.51.100.0/30")
-    client.allocate_ip(tiny)
-    client.allocate_ip(tiny)
+    client.create_lease(tiny)
+    client.create_lease(tiny)
     with pytest.raises(vmm.PoolExhaustedError) as e:
-        client.allocate_ip(tiny)
+        client.create_lease(tiny)
     assert e.value.ids == {"pool_id": tiny.id}
-    with pytest.raises(vmm.NoCapacityError):
+    with pytest.raises(vmm.NoCapacityError) as e:
         client.create_vm("huge", vcpus=512, memory_mib=128, disk_gib=1)
+    [rejection] = e.value.rejections
+    assert rejection["node_id"] == node.id
+    assert [r["reason"] for r in rejection["reasons"]] == ["cpu"]
     vm = client.create_vm("busy", vcpus=1, memory_mib=128, disk_gib=1, node=node)
     with pytest.raises(vmm.InvalidStateError) as e:
         vm.resume()
@@ -84,8 +90,14 @@ def test_every_exception(client, node, pool):
     assert e.value.ids["vm_id"] == vm.id and "task_id" in e.value.ids
     assert client.task(e.value.ids["task_id"]).error_code == "unsupported"
     assert vm.refresh().disk_gib == 1, "a failed resize gives its reservation back"
-    with pytest.raises(vmm.BackendUnavailableError):
-        client.add_node("down", "qemu+tcp://127.0.0.1:1/system")
+    with pytest.raises(vmm.BackendUnavailableError) as e:
+        client.create_node("down", "qemu+tcp://127.0.0.1:1/system")
+    assert "Connection refused" not in e.value.message, "vmm's words, not libvirt's"
+    with pytest.raises(vmm.InvalidInputError) as e:
+        client.create_node("evil", "qemu+ssh://u@example.invalid/system?command=/tmp/p.sh")
+    assert e.value.ids == {"field": "uri"} and '"command"' in e.value.message
+    with pytest.raises(vmm.ConflictError):
+        client.create_node("again", "test:///default")
     with pytest.raises(vmm.InvalidInputError):
         vmm.Client.open(database="mysql://nowhere/x")
     with pytest.raises(vmm.ConflictError):
@@ -94,17 +106,46 @@ def test_every_exception(client, node, pool):
                 vmm.PoolExhaustedError, vmm.NoCapacityError, vmm.InvalidInputError,
                 vmm.BackendUnavailableError, vmm.UnsupportedError, vmm.TimeoutError):
         assert issubclass(cls, vmm.VmmError)
+    assert issubclass(vmm.TimeoutError, TimeoutError), "except TimeoutError catches vmm's too"
 
 
 def test_a_wait_that_runs_out_raises_timeout(database):
     # No workers: the task stays queued.
-    with vmm.Client.open(database=database, run_workers=False) as c:
-        n = c.add_node(f"idle-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
+    with vmm.Client.open(database=database, run_workers=False, test_nodes=True) as c:
+        n = c.create_node(f"idle-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
         vm = c.create_vm("idle", vcpus=1, memory_mib=128, disk_gib=1, node=n, wait=False)
         with pytest.raises(vmm.TimeoutError) as e:
             vm.task.wait(timeout=0.05)
         assert e.value.ids == {"task_id": vm.task.id}
+        with pytest.raises(TimeoutError):
+            vm.task.wait(timeout=0)
+        for absurd in (1e19, -1, float("nan"), float("inf")):
+            with pytest.raises(vmm.InvalidInputError) as e:
+                vm.task.wait(timeout=absurd)
+            assert e.value.ids == {"field": "timeout"}
         assert vm.task.cancel().state == "cancelled"
+
+
+def test_ctrl_c_interrupts_a_wait(database):
+    with vmm.Client.open(database=database, run_workers=False, test_nodes=True) as c:
+        n = c.create_node(f"sig-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
+        vm = c.create_vm("sig", vcpus=1, memory_mib=128, disk_gib=1, node=n, wait=False)
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            vm.task.wait(timeout=60)
+        timer.join()
+        assert time.monotonic() - started < 30, "Ctrl-C ended the wait, not its timeout"
+        vm.task.cancel()
+
+
+def test_test_nodes_need_asking_for(database):
+    with vmm.Client.open(database=database, run_workers=False) as c:
+        for uri in ("test:///default", "memory://fake"):
+            with pytest.raises(vmm.InvalidInputError) as e:
+                c.create_node("n", uri)
+            assert "test nodes" in e.value.message
 
 
 def test_threads_create_vms_at_once(client, node, pool):
@@ -131,8 +172,8 @@ def test_threads_create_vms_at_once(client, node, pool):
 def test_the_gil_is_released_while_a_call_waits(database):
     # One thread blocks in a long wait; if the GIL were held, this thread could not cancel
     # the task, and the wait would end only at its timeout, with the task still queued.
-    with vmm.Client.open(database=database, run_workers=False) as c:
-        n = c.add_node(f"gil-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
+    with vmm.Client.open(database=database, run_workers=False, test_nodes=True) as c:
+        n = c.create_node(f"gil-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
         vm = c.create_vm("gil", vcpus=1, memory_mib=128, disk_gib=1, node=n, wait=False)
         seen = []
         waiter = threading.Thread(target=lambda: seen.append(c.task(vm.task.id).wait(timeout=120).state))
@@ -146,9 +187,9 @@ def test_the_gil_is_released_while_a_call_waits(database):
 
 @pytest.mark.qemu
 def test_a_vm_on_real_qemu(client, pool):
-    node = client.add_node(f"qemu-{uuid.uuid4().hex[:8]}", "qemu:///system", virt_type="qemu")
+    node = client.create_node(f"qemu-{uuid.uuid4().hex[:8]}", "qemu:///system", virt_type="qemu")
     vm = client.create_vm("real", vcpus=1, memory_mib=128, disk_gib=1, node=node, ip_pool=pool)
     assert vm.state == "running"
     assert vm.stop().state == "succeeded"
     assert vm.delete().state == "succeeded"
-    client.remove_node(node)
+    client.delete_node(node)

@@ -1,8 +1,14 @@
 //! The admin bearer token: compared in constant time, never logged, never shown by `Debug`.
+//! A client address that presents bad tokens again and again is throttled: 429 with
+//! `Retry-After`, before its token is even looked at.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -52,12 +58,121 @@ impl fmt::Debug for AdminToken {
     }
 }
 
-/// Refuses requests without the admin bearer token.
+/// How many bad tokens one client address may present, and for how long it is then
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Bad tokens allowed in `window`.
+    pub max_failures: u32,
+    /// The window they are counted in.
+    pub window: Duration,
+    /// How long an address that went over is refused.
+    pub lockout: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self { max_failures: 10, window: Duration::from_secs(60), lockout: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+    blocked_until: Option<Instant>,
+}
+
+/// Counts bad tokens per client address (IPv6 by /64, so that one host cannot rotate its
+/// way around it) and refuses an address that presented too many.
+#[derive(Debug)]
+pub struct Throttle {
+    config: ThrottleConfig,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+/// Addresses tracked at most; past it, entries whose window and lockout ended go first.
+const MAX_TRACKED: usize = 65_536;
+
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+impl Throttle {
+    /// A throttle with `config`.
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self { config, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Err(retry_after)` while `ip` is refused.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        match self.lock().get(&client_key(ip)).and_then(|f| f.blocked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a bad token from `ip`; `Some(lockout)` once the address is refused.
+    pub fn fail(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let config = self.config;
+        let mut failures = self.lock();
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, f| {
+                f.blocked_until.is_some_and(|u| u > now) || now.duration_since(f.since) < config.window
+            });
+        }
+        if failures.len() >= MAX_TRACKED {
+            // Still full of live entries: refuse the newcomer rather than forget an attacker.
+            return Some(config.lockout);
+        }
+        let entry =
+            failures.entry(client_key(ip)).or_insert(Failures { count: 0, since: now, blocked_until: None });
+        if now.duration_since(entry.since) >= config.window {
+            *entry = Failures { count: 0, since: now, blocked_until: None };
+        }
+        entry.count += 1;
+        if entry.count > config.max_failures {
+            entry.blocked_until = Some(now + config.lockout);
+            return Some(config.lockout);
+        }
+        None
+    }
+
+    /// Forgets `ip`'s failures after it presented a good token.
+    pub fn succeed(&self, ip: IpAddr) {
+        self.lock().remove(&client_key(ip));
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new(ThrottleConfig::default())
+    }
+}
+
+/// Refuses requests without the admin bearer token, and addresses that presented too many
+/// bad ones.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let now = Instant::now();
+    state.throttle.check(ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -65,8 +180,17 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) if state.token.matches(token) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+        Some(token) if state.token.matches(token) => {
+            state.throttle.succeed(ip);
+            Ok(next.run(request).await)
+        }
+        _ => match state.throttle.fail(ip, now) {
+            Some(retry_after) => {
+                tracing::warn!(client = %ip, "too many bad tokens; refusing the address for a while");
+                Err(ApiError::TooManyRequests { retry_after })
+            }
+            None => Err(ApiError::Unauthorized),
+        },
     }
 }
 
@@ -80,5 +204,41 @@ impl utoipa::Modify for BearerScheme {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_refused_after_too_many_bad_tokens_and_forgiven_later() {
+        let t = Throttle::new(ThrottleConfig {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(30),
+        });
+        let (ip, other) = ("192.0.2.9".parse().unwrap(), "192.0.2.10".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(t.fail(ip, t0), None);
+            assert!(t.check(ip, t0).is_ok());
+        }
+        assert_eq!(t.fail(ip, t0), Some(Duration::from_secs(30)));
+        assert_eq!(t.check(ip, t0 + Duration::from_secs(10)), Err(Duration::from_secs(20)));
+        assert!(t.check(other, t0).is_ok(), "other addresses are not affected");
+        assert!(t.check(ip, t0 + Duration::from_secs(31)).is_ok(), "the lockout ends");
+        // A new window starts after the old one ends.
+        assert_eq!(t.fail(ip, t0 + Duration::from_secs(120)), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let t = Throttle::new(ThrottleConfig { max_failures: 1, ..ThrottleConfig::default() });
+        let now = Instant::now();
+        t.fail("2001:db8::1".parse().unwrap(), now);
+        t.fail("2001:db8::2".parse().unwrap(), now);
+        assert!(t.check("2001:db8::ffff".parse().unwrap(), now).is_err());
+        assert!(t.check("2001:db8:1::1".parse().unwrap(), now).is_ok());
     }
 }

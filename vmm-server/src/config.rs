@@ -4,11 +4,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
-use vmm_core::{Error, Result};
+use vmm_backends::libvirt::Deadlines;
+use vmm_core::{Error, NodeUriPolicy, Result};
 
-use crate::AdminToken;
+use crate::serve::ServeOptions;
+use crate::{AdminToken, Limits, ThrottleConfig};
 
 /// The TOML file, every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +30,24 @@ struct FileConfig {
     pub local_node: Option<bool>,
     /// `storage_path = "/var/lib/vmm/images"`: where libvirt nodes keep VM disks.
     pub storage_path: Option<String>,
+    /// `test_nodes = true` accepts `test:///default` and `memory://` nodes (tests, demos).
+    pub test_nodes: Option<bool>,
+    /// `node_uri_params = ["keyfile"]`: query parameters allowed on node URIs.
+    pub node_uri_params: Option<Vec<String>>,
+    /// `header_read_timeout_s = 10`: how long a client may take to send a request head.
+    pub header_read_timeout_s: Option<u64>,
+    /// `request_timeout_s = 90`: how long a request may take.
+    pub request_timeout_s: Option<u64>,
+    /// `max_connections = 1024`: connections served at once.
+    pub max_connections: Option<usize>,
+    /// `libvirt_connect_timeout_s = 15`: how long connecting to a node may take.
+    pub libvirt_connect_timeout_s: Option<u64>,
+    /// `libvirt_call_timeout_s = 120`: how long one libvirt call may take.
+    pub libvirt_call_timeout_s: Option<u64>,
+    /// `auth_max_failures = 10`: bad tokens per client address per minute before 429.
+    pub auth_max_failures: Option<u32>,
+    /// `task_lease_s = 30`: how long a worker's lease on a task lasts unless renewed.
+    pub task_lease_s: Option<u64>,
 }
 
 /// Resolved settings.
@@ -43,6 +65,18 @@ pub struct Settings {
     pub local_node: bool,
     /// Where libvirt nodes keep VM disks.
     pub storage_path: String,
+    /// Which node URIs are accepted.
+    pub node_uris: NodeUriPolicy,
+    /// Connection limits.
+    pub serve: ServeOptions,
+    /// Request timeouts.
+    pub limits: Limits,
+    /// libvirt deadlines.
+    pub libvirt: Deadlines,
+    /// Bad tokens per client address.
+    pub throttle: ThrottleConfig,
+    /// How long a worker's lease on a task lasts unless renewed.
+    pub task_lease: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -55,6 +89,12 @@ impl fmt::Debug for Settings {
             .field("admin_token", &self.admin_token)
             .field("local_node", &self.local_node)
             .field("storage_path", &self.storage_path)
+            .field("node_uris", &self.node_uris)
+            .field("serve", &self.serve)
+            .field("limits", &self.limits)
+            .field("libvirt", &self.libvirt)
+            .field("throttle", &self.throttle)
+            .field("task_lease", &self.task_lease)
             .finish()
     }
 }
@@ -90,7 +130,66 @@ impl Settings {
         let storage_path = env("VMM_STORAGE_PATH")
             .or(from_file.storage_path)
             .unwrap_or_else(|| "/var/lib/vmm/images".into());
-        Ok(Self { listen, database_url, data_dir, admin_token, local_node, storage_path })
+        let mut node_uris = NodeUriPolicy {
+            test_nodes: flag(&env, "VMM_TEST_NODES")?.or(from_file.test_nodes).unwrap_or(false),
+            ..NodeUriPolicy::default()
+        };
+        let params = match env("VMM_NODE_URI_PARAMS") {
+            Some(list) => {
+                list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+            }
+            None => from_file.node_uri_params.unwrap_or_default(),
+        };
+        for param in params {
+            node_uris = node_uris.allow_query_param(&param)?;
+        }
+        let seconds = |key: &str, file: Option<u64>, default: u64| -> Result<Duration> {
+            let n = number(&env, key)?.or(file).unwrap_or(default);
+            if n == 0 {
+                return Err(Error::invalid(key, "must be at least 1 second"));
+            }
+            Ok(Duration::from_secs(n))
+        };
+        let serve = ServeOptions {
+            header_read_timeout: seconds("VMM_HEADER_READ_TIMEOUT_S", from_file.header_read_timeout_s, 10)?,
+            max_connections: number(&env, "VMM_MAX_CONNECTIONS")?
+                .or(from_file.max_connections)
+                .unwrap_or(1024),
+            ..ServeOptions::default()
+        };
+        if serve.max_connections == 0 {
+            return Err(Error::invalid("max_connections", "must be at least 1"));
+        }
+        let limits = Limits {
+            request_timeout: seconds("VMM_REQUEST_TIMEOUT_S", from_file.request_timeout_s, 90)?,
+            ..Limits::default()
+        };
+        let libvirt = Deadlines {
+            connect: seconds("VMM_LIBVIRT_CONNECT_TIMEOUT_S", from_file.libvirt_connect_timeout_s, 15)?,
+            call: seconds("VMM_LIBVIRT_CALL_TIMEOUT_S", from_file.libvirt_call_timeout_s, 120)?,
+            ..Deadlines::default()
+        };
+        let throttle = ThrottleConfig {
+            max_failures: number(&env, "VMM_AUTH_MAX_FAILURES")?
+                .or(from_file.auth_max_failures)
+                .unwrap_or(10),
+            ..ThrottleConfig::default()
+        };
+        let task_lease = seconds("VMM_TASK_LEASE_S", from_file.task_lease_s, 30)?;
+        Ok(Self {
+            task_lease,
+            listen,
+            database_url,
+            data_dir,
+            admin_token,
+            local_node,
+            storage_path,
+            node_uris,
+            serve,
+            limits,
+            libvirt,
+            throttle,
+        })
     }
 
     /// The token: the configured one, else the one in `<data dir>/admin.token`, else a new
@@ -110,6 +209,23 @@ impl Settings {
         write_private(&path, token.expose()).map_err(io)?;
         Ok((token, Some(path)))
     }
+}
+
+/// A boolean variable: `1`, `true`, `yes` or `0`, `false`, `no`.
+fn flag(env: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<bool>> {
+    match env(key).as_deref() {
+        None => Ok(None),
+        Some("1" | "true" | "yes") => Ok(Some(true)),
+        Some("0" | "false" | "no") => Ok(Some(false)),
+        Some(_) => Err(Error::invalid(key, "must be true or false")),
+    }
+}
+
+/// A numeric variable.
+fn number<T: FromStr>(env: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<T>> {
+    env(key)
+        .map(|v| v.trim().parse().map_err(|_| Error::invalid(key, format!("{v:?} is not a number"))))
+        .transpose()
 }
 
 #[cfg(unix)]
@@ -164,6 +280,22 @@ mod tests {
         assert!(Settings::load(Some(&file), env(&[])).is_err(), "unknown keys are refused");
         assert!(Settings::load(None, env(&[("VMM_LISTEN", "nowhere")])).is_err());
         assert!(Settings::load(None, env(&[("VMM_DATABASE_URL", "mysql://x")])).is_err());
+        assert!(Settings::load(None, env(&[("VMM_NODE_URI_PARAMS", "command")])).is_err(), "never allowable");
+        assert!(Settings::load(None, env(&[("VMM_MAX_CONNECTIONS", "many")])).is_err());
+        let s = Settings::load(
+            None,
+            env(&[
+                ("VMM_TEST_NODES", "true"),
+                ("VMM_NODE_URI_PARAMS", "keyfile, known_hosts"),
+                ("VMM_HEADER_READ_TIMEOUT_S", "3"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.node_uris.test_nodes);
+        assert!(s.node_uris.check("qemu+ssh://h/system?keyfile=/k&known_hosts=/kh").is_ok());
+        assert_eq!(s.serve.header_read_timeout, Duration::from_secs(3));
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert!(!s.node_uris.test_nodes, "test nodes are off unless the operator enables them");
         std::fs::remove_dir_all(dir).ok();
     }
 

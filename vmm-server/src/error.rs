@@ -1,18 +1,23 @@
 //! One error type for the HTTP layer: every failure becomes an RFC 9457 problem+json body
-//! with a stable `type` and `code`, mapped from vmm-core's error categories in one match.
+//! with a stable `type` and `code`, mapped from vmm-core's error kinds in one match.
 //! Bodies of 5xx answers say nothing of the cause; the log keeps it.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
 use serde::Serialize;
 use utoipa::ToSchema;
-use vmm_core::Error;
+use vmm_core::{Error, ErrorKind, Rejection};
+
+/// The prefix of every problem `type`: a URN, since the project owns no domain.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:vmm:problem:";
 
 /// An RFC 9457 problem details body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem; stable.
+    /// A URI naming the kind of problem (`urn:vmm:problem:vm-not-found`); stable.
     #[serde(rename = "type")]
     pub kind: String,
     /// A short summary of the kind of problem.
@@ -30,6 +35,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(value_type = Object)]
     pub ids: serde_json::Map<String, serde_json::Value>,
+    /// For `no_capacity`: every node considered, with every reason it could not take the VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejections: Option<Vec<Rejection>>,
 }
 
 /// Every error an HTTP handler returns.
@@ -50,6 +58,11 @@ pub enum ApiError {
     },
     /// No or a wrong bearer token.
     Unauthorized,
+    /// Too many bad tokens from this client address.
+    TooManyRequests {
+        /// When it may try again.
+        retry_after: Duration,
+    },
     /// No such route.
     NoRoute,
     /// The route exists, the method does not.
@@ -62,6 +75,19 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The HTTP status of each kind of core error: the one mapping.
+fn status_of(kind: ErrorKind) -> (u16, &'static str) {
+    match kind {
+        ErrorKind::NotFound => (404, "Not found"),
+        ErrorKind::Conflict => (409, "Conflict"),
+        ErrorKind::Invalid => (422, "Invalid request"),
+        ErrorKind::Unsupported => (501, "Not supported by the backend"),
+        ErrorKind::Unavailable => (503, "Backend unavailable"),
+        ErrorKind::Timeout => (503, "Timed out"),
+        _ => (500, "Internal error"),
+    }
+}
+
 impl ApiError {
     /// A 422 for `field`.
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
@@ -69,83 +95,54 @@ impl ApiError {
     }
 
     fn problem(&self) -> Problem {
-        let ids = |pairs: &[(&str, String)]| {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone()))).collect()
-        };
-        let (status, code, title, field, ids) = match self {
+        let (status, code, title, field, ids, rejections) = match self {
             Self::Core(e) => {
-                let code = e.code();
-                let (status, title) = match code {
-                    "vm_not_found" => (404, "VM not found"),
-                    "node_not_found" => (404, "Node not found"),
-                    "pool_not_found" => (404, "IP pool not found"),
-                    "lease_not_found" => (404, "Lease not found"),
-                    "task_not_found" => (404, "Task not found"),
-                    c if c.ends_with("_not_found") => (404, "Not found"),
-                    "active_task" => (409, "The VM has an active task"),
-                    "invalid_state" => (409, "Not allowed in the VM's state"),
-                    "address_in_use" => (409, "Address already leased"),
-                    "pool_exhausted" => (409, "IP pool exhausted"),
-                    "no_capacity" => (409, "No node can take the VM"),
-                    "conflict" => (409, "Conflict"),
-                    "invalid" => (422, "Invalid request"),
-                    "unsupported" => (501, "Not supported by the backend"),
-                    "unavailable" => (503, "Backend unavailable"),
-                    "timeout" => (503, "Timed out"),
-                    _ => (500, "Internal error"),
+                let (status, title) = status_of(e.kind());
+                let ids =
+                    e.ids().into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();
+                let rejections = match e {
+                    Error::NoCapacity { rejections } => Some(rejections.clone()),
+                    _ => None,
                 };
-                let (field, ids) = match e {
-                    Error::VmNotFound { id } | Error::InvalidState { id, .. } => {
-                        (None, ids(&[("vm_id", id.to_string())]))
-                    }
-                    Error::NodeNotFound { id } => (None, ids(&[("node_id", id.to_string())])),
-                    Error::PoolNotFound { id } => (None, ids(&[("pool_id", id.to_string())])),
-                    Error::PoolExhausted { pool } => (None, ids(&[("pool_id", pool.to_string())])),
-                    Error::TaskNotFound { id } => (None, ids(&[("task_id", id.to_string())])),
-                    Error::LeaseNotFound { pool, address } => {
-                        (None, ids(&[("pool_id", pool.to_string()), ("address", address.to_string())]))
-                    }
-                    Error::AddressInUse { pool, address } => (
-                        Some("address".to_owned()),
-                        ids(&[("pool_id", pool.to_string()), ("address", address.to_string())]),
-                    ),
-                    Error::ActiveTask { vm, task } => {
-                        (None, ids(&[("vm_id", vm.to_string()), ("task_id", task.to_string())]))
-                    }
-                    Error::Invalid { field, .. } => (Some(field.clone()), Default::default()),
-                    _ => (None, Default::default()),
-                };
-                (status, code, title, field, ids)
+                (status, e.code(), title, e.field().map(str::to_owned), ids, rejections)
             }
             Self::Request { status, code, field, .. } => {
-                (status.as_u16(), *code, "Bad request", field.clone(), Default::default())
+                (status.as_u16(), *code, "Bad request", field.clone(), Default::default(), None)
             }
-            Self::Unauthorized => (401, "unauthorized", "Unauthorized", None, Default::default()),
-            Self::NoRoute => (404, "no_route", "No such route", None, Default::default()),
+            Self::Unauthorized => (401, "unauthorized", "Unauthorized", None, Default::default(), None),
+            Self::TooManyRequests { .. } => {
+                (429, "too_many_requests", "Too many requests", None, Default::default(), None)
+            }
+            Self::NoRoute => (404, "no_route", "No such route", None, Default::default(), None),
             Self::MethodNotAllowed => {
-                (405, "method_not_allowed", "Method not allowed", None, Default::default())
+                (405, "method_not_allowed", "Method not allowed", None, Default::default(), None)
             }
         };
         let detail = match self {
-            _ if status >= 500
-                && !matches!(self, Self::Core(Error::Unsupported { .. } | Error::Unavailable { .. })) =>
-            {
+            // The cause of an internal error is for the log; unsupported and unavailable
+            // errors carry vmm's own words (never a backend's message text).
+            Self::Core(e) if status >= 500 && e.kind() == ErrorKind::Internal => {
                 "The server failed; the log has the details.".to_owned()
             }
-            Self::Core(e) => e.to_string(),
+            Self::Core(e) => e.public_message(),
             Self::Request { detail, .. } => detail.clone(),
             Self::Unauthorized => "A valid bearer token is required.".to_owned(),
+            Self::TooManyRequests { retry_after } => format!(
+                "Too many failed attempts to authenticate from this address; try again in {}s.",
+                retry_after.as_secs().max(1)
+            ),
             Self::NoRoute => "There is no such route.".to_owned(),
             Self::MethodNotAllowed => "The route does not take this method.".to_owned(),
         };
         Problem {
-            kind: format!("https://vmm.dev/problems/{}", code.replace('_', "-")),
+            kind: format!("{PROBLEM_TYPE_PREFIX}{}", code.replace('_', "-")),
             title: title.to_owned(),
             status,
             detail,
             code,
             field,
             ids,
+            rejections,
         }
     }
 }
@@ -167,6 +164,12 @@ impl IntoResponse for ApiError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::TooManyRequests { retry_after } = &self {
+            let seconds = retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
         }
         response
     }

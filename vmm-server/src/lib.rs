@@ -4,29 +4,50 @@
 //! document at `/openapi.json` and Swagger UI at `/docs`. Routes and the document come from
 //! one source (utoipa-axum), so they cannot drift apart. Handlers extract, make one `Vmm`
 //! call and return JSON; [`ApiError`] maps every failure to problem+json in one place.
+//! [`serve()`] serves it with the limits a public endpoint needs (header-read and request
+//! timeouts, a connection cap).
 
 mod auth;
 pub mod config;
 mod error;
 mod routes;
+pub mod serve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use vmm_core::Vmm;
 
-pub use auth::AdminToken;
 use auth::BearerScheme;
-pub use error::{ApiError, Problem};
+pub use auth::{AdminToken, Throttle, ThrottleConfig};
+pub use error::{ApiError, Problem, PROBLEM_TYPE_PREFIX};
+pub use serve::serve;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a request may take, and its body to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From the request head to the response head (long-polls wait at most 60 s).
+    pub request_timeout: Duration,
+    /// For the request body to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(90), body_timeout: Duration::from_secs(30) }
+    }
+}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -35,6 +56,22 @@ pub struct AppState {
     pub vmm: Vmm,
     /// The admin bearer token.
     pub token: Arc<AdminToken>,
+    /// Bad tokens counted per client address.
+    pub throttle: Arc<Throttle>,
+    /// Request timeouts.
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// The state for `vmm` and `token`, with the default throttle and limits.
+    pub fn new(vmm: Vmm, token: AdminToken) -> Self {
+        Self {
+            vmm,
+            token: Arc::new(token),
+            throttle: Arc::new(Throttle::default()),
+            limits: Limits::default(),
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -42,7 +79,7 @@ pub struct AppState {
     info(title = "vmm", description = "Manage KVM virtual machines across hypervisor nodes."),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
-    components(schemas(Problem, routes::PowerAction)),
+    components(schemas(Problem, vmm_core::PowerAction, vmm_core::Rejection, vmm_core::RejectReason)),
     tags(
         (name = "meta", description = "Version and health"),
         (name = "nodes", description = "Hypervisor nodes"),
@@ -71,6 +108,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
     let (guarded, public, spec) = parts();
+    let limits = state.limits;
     let request_id = HeaderName::from_static("x-request-id");
     let api = guarded
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
@@ -82,6 +120,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use vmm_backends::{libvirt::LibvirtConfig, OpenConfig, StoreConfig};
 use vmm_core::{NodeSpec, VirtType, Vmm, VmmConfig};
-use vmm_server::{app, config::Settings, AppState};
+use vmm_server::{app, config::Settings, AppState, Throttle};
 
 #[derive(Parser)]
 #[command(name = "vmmd", version, about = "The vmm server: manage KVM VMs over an OpenAPI HTTP API")]
@@ -61,8 +61,16 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     let open = OpenConfig {
         store: StoreConfig::parse(&settings.database_url)?,
         nodes: Vec::new(),
-        libvirt: LibvirtConfig { storage_path: settings.storage_path.clone(), ..LibvirtConfig::default() },
-        vmm: VmmConfig::default(),
+        libvirt: LibvirtConfig {
+            storage_path: settings.storage_path.clone(),
+            deadlines: settings.libvirt,
+            ..LibvirtConfig::default()
+        },
+        vmm: VmmConfig {
+            node_uris: settings.node_uris.clone(),
+            lease: settings.task_lease,
+            ..VmmConfig::default()
+        },
     };
     let vmm = vmm_backends::open(&open).await?;
     if settings.local_node {
@@ -91,9 +99,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         tracing::info!("stopping: no new requests; running tasks finish");
         let _ = stop_tx.send(true);
     });
-    let state = AppState { vmm, token: std::sync::Arc::new(token) };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(stopped())
+    let state = AppState {
+        throttle: std::sync::Arc::new(Throttle::new(settings.throttle)),
+        limits: settings.limits,
+        ..AppState::new(vmm, token)
+    };
+    vmm_server::serve(listener, app(state), settings.serve, stopped())
         .await
         .map_err(|e| vmm_core::Error::backend("http", e))?;
     // Tasks still running after this are recovered from their leases by the next start.
@@ -114,7 +125,7 @@ async fn register_local_node(vmm: &Vmm) {
     }
     let virt_type = if std::path::Path::new("/dev/kvm").exists() { VirtType::Kvm } else { VirtType::Qemu };
     let spec = NodeSpec::new("local", "qemu:///system").with_virt_type(virt_type);
-    match tokio::time::timeout(Duration::from_secs(15), vmm.add_node(spec)).await {
+    match tokio::time::timeout(Duration::from_secs(15), vmm.create_node(spec)).await {
         Ok(Ok(node)) => {
             tracing::info!(node = %node.id, virt_type = %virt_type, "registered the local libvirt (qemu:///system) as node local")
         }

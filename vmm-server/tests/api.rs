@@ -8,25 +8,30 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vmm_core::memory::{Failure, HypervisorCall, MemoryConnector};
-use vmm_core::{NodeSpec, Vmm};
-use vmm_server::{app, AdminToken, AppState};
+use vmm_core::memory::{Failure, HypervisorCall, InMemoryConnector};
+use vmm_core::{NodeSpec, NodeUriPolicy, Vmm, VmmConfig};
+use vmm_server::{app, AdminToken, AppState, PROBLEM_TYPE_PREFIX};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct Api {
     app: Router,
-    connector: Arc<MemoryConnector>,
+    connector: Arc<InMemoryConnector>,
+}
+
+fn test_vmm(connector: Arc<InMemoryConnector>) -> Vmm {
+    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+    Vmm::builder().with_connector(connector).with_config(config).build()
 }
 
 async fn api() -> Api {
-    let connector = Arc::new(MemoryConnector::new());
-    let vmm = Vmm::builder().with_connector(connector.clone()).build();
+    let connector = Arc::new(InMemoryConnector::new());
+    let vmm = test_vmm(connector.clone());
     tokio::spawn({
         let vmm = vmm.clone();
         async move { vmm.run_workers(std::future::pending()).await }
     });
-    let state = AppState { vmm, token: Arc::new(AdminToken::new(TOKEN).unwrap()) };
+    let state = AppState::new(vmm, AdminToken::new(TOKEN).unwrap());
     Api { app: app(state), connector }
 }
 
@@ -88,7 +93,7 @@ fn problem(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
     assert_eq!(r.body["code"], code, "{}", r.body);
     assert_eq!(r.body["status"], status);
-    assert!(r.body["type"].as_str().unwrap().starts_with("https://vmm.dev/problems/"));
+    assert_eq!(r.body["type"], format!("{PROBLEM_TYPE_PREFIX}{}", code.replace('_', "-")));
 }
 
 #[tokio::test]
@@ -127,6 +132,9 @@ async fn nodes() {
         409,
         "conflict",
     );
+    let r = api.post("/api/v1/nodes", json!({"name": "n1-again", "uri": "memory://n1"})).await;
+    problem(&r, 409, "conflict");
+    assert!(r.body["detail"].as_str().unwrap().contains("URI"), "one host counted once: {}", r.body);
     let r = api.post("/api/v1/nodes", json!({"name": "n2", "uri": "nonsense"})).await;
     problem(&r, 422, "invalid");
     assert_eq!(r.body["field"], "uri");
@@ -279,11 +287,15 @@ async fn a_vm_lives_and_dies_over_http() {
     assert_eq!(api.wait(&task).await["state"], "succeeded");
     assert_eq!(api.get(&format!("/api/v1/vms/{id}")).await.body["state"], "running");
 
-    problem(
-        &api.post("/api/v1/vms", json!({"name": "big", "vcpus": 64, "memory_mib": 512, "disk_gib": 1})).await,
-        409,
-        "no_capacity",
-    );
+    let r =
+        api.post("/api/v1/vms", json!({"name": "big", "vcpus": 64, "memory_mib": 9000, "disk_gib": 1})).await;
+    problem(&r, 409, "no_capacity");
+    let rejections = r.body["rejections"].as_array().expect("every node's reasons");
+    assert_eq!(rejections.len(), 1, "{}", r.body);
+    assert_eq!(rejections[0]["node_name"], "n1");
+    let reasons: Vec<_> =
+        rejections[0]["reasons"].as_array().unwrap().iter().map(|r| r["reason"].clone()).collect();
+    assert_eq!(reasons, [json!("cpu"), json!("memory")], "{}", r.body);
     let r = api.post("/api/v1/vms", json!({"name": "", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})).await;
     problem(&r, 422, "invalid");
     assert_eq!(r.body["field"], "name");
@@ -335,12 +347,10 @@ async fn a_vm_lives_and_dies_over_http() {
 #[tokio::test]
 async fn a_queued_create_can_be_cancelled() {
     // No workers here: the task stays queued until cancelled.
-    let vmm = Vmm::builder().build();
-    vmm.add_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
-    let api = Api {
-        app: app(AppState { vmm, token: Arc::new(AdminToken::new(TOKEN).unwrap()) }),
-        connector: Arc::new(MemoryConnector::new()),
-    };
+    let connector = Arc::new(InMemoryConnector::new());
+    let vmm = test_vmm(connector.clone());
+    vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+    let api = Api { app: app(AppState::new(vmm, AdminToken::new(TOKEN).unwrap())), connector };
     let r = api.post("/api/v1/vms", json!({"name": "a", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})).await;
     let task = r.body["task"]["id"].as_str().unwrap().to_owned();
     let waited = api.get(&format!("/api/v1/tasks/{task}/wait?timeout_s=0.05")).await;
@@ -348,4 +358,59 @@ async fn a_queued_create_can_be_cancelled() {
     let r = api.post(&format!("/api/v1/tasks/{task}/cancel"), json!(null)).await;
     assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("cancelled")));
     assert!(api.get("/api/v1/vms").await.body["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_node_uris_are_refused_naming_the_part() {
+    let api = api().await;
+    for (uri, part) in [
+        ("qemu+ssh://u@example.invalid/system?command=/tmp/p.sh", "\"command\""),
+        ("qemu:///embed?root=/tmp/x", "/embed"),
+        ("qemu:///system?socket=/any/path", "\"socket\""),
+        ("test:///etc/passwd", "test:///default"),
+        ("qemu+ssh://-oProxyCommand=x/system", "host"),
+    ] {
+        let r = api.post("/api/v1/nodes", json!({"name": "evil", "uri": uri})).await;
+        problem(&r, 422, "invalid");
+        assert_eq!(r.body["field"], "uri");
+        assert!(r.body["detail"].as_str().unwrap().contains(part), "{uri}: {}", r.body);
+    }
+    assert!(api.get("/api/v1/nodes").await.body["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn test_nodes_need_the_operator() {
+    let vmm = Vmm::builder().with_connector(Arc::new(InMemoryConnector::new())).build();
+    let api =
+        Api { app: app(AppState::new(vmm, AdminToken::new(TOKEN).unwrap())), connector: Default::default() };
+    for uri in ["memory://n1", "test:///default"] {
+        let r = api.post("/api/v1/nodes", json!({"name": "n1", "uri": uri})).await;
+        problem(&r, 422, "invalid");
+        assert!(r.body["detail"].as_str().unwrap().contains("test nodes"), "{}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn repeated_bad_tokens_are_throttled_with_retry_after() {
+    let api = api().await;
+    let bad = || {
+        Request::get("/api/v1/vms")
+            .header(header::AUTHORIZATION, "Bearer guess-0123456789abcdef")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..10 {
+        problem(&api.send(bad()).await, 401, "unauthorized");
+    }
+    let r = api.send(bad()).await;
+    problem(&r, 429, "too_many_requests");
+    let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // While throttled, even the right token waits: guessing gains nothing.
+    problem(&api.get("/api/v1/vms").await, 429, "too_many_requests");
+    // Health needs no token and stays open.
+    assert_eq!(
+        api.send(Request::get("/api/v1/health").body(Body::empty()).unwrap()).await.status,
+        StatusCode::OK
+    );
 }

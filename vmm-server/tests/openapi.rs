@@ -45,3 +45,76 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "health needs no token"
     );
 }
+
+/// Everything an earlier release's document had, this one still has: every operation with
+/// its id, every parameter, every schema with every property and enum value. The API only
+/// grows; a client generated from an older document keeps working.
+#[test]
+fn the_document_only_grows() {
+    let now = serde_json::to_value(vmm_server::openapi()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut missing = Vec::new();
+        for (route, ops) in old["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let new = &now["paths"][route][method];
+                if !new.is_object() {
+                    missing.push(format!("{method} {route}"));
+                    continue;
+                }
+                if new["operationId"] != op["operationId"] {
+                    missing.push(format!("{method} {route}: operationId {}", op["operationId"]));
+                }
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let kept = new["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|q| q["name"] == p["name"] && q["in"] == p["in"]);
+                    if !kept {
+                        missing.push(format!("{method} {route}: parameter {}", p["name"]));
+                    }
+                }
+                for status in op["responses"].as_object().unwrap().keys() {
+                    if !new["responses"][status].is_object() {
+                        missing.push(format!("{method} {route}: response {status}"));
+                    }
+                }
+            }
+        }
+        for (name, schema) in old["components"]["schemas"].as_object().unwrap() {
+            let new = &now["components"]["schemas"][name];
+            if new.is_null() {
+                missing.push(format!("schema {name}"));
+                continue;
+            }
+            for prop in schema["properties"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                if new["properties"][prop].is_null() {
+                    missing.push(format!("schema {name}: property {prop}"));
+                }
+            }
+            for value in schema["enum"].as_array().into_iter().flatten() {
+                if !new["enum"].as_array().is_some_and(|e| e.contains(value)) {
+                    missing.push(format!("schema {name}: enum value {value}"));
+                }
+            }
+            for (i, variant) in schema["oneOf"].as_array().into_iter().flatten().enumerate() {
+                let tag = &variant["properties"]["type"]["enum"];
+                let kept = new["oneOf"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|v| &v["properties"]["type"]["enum"] == tag);
+                if !tag.is_null() && !kept {
+                    missing.push(format!("schema {name}: variant {i} {tag}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{} lost: {missing:#?}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 0, "no earlier documents in {}", dir.display());
+}

@@ -1,11 +1,15 @@
-//! libvirt nodes through the `virt` crate. Every libvirt call runs on tokio's blocking pool.
+//! libvirt nodes through the `virt` crate. Every libvirt call runs on tokio's blocking pool
+//! under a deadline (see `link`): a node that stops answering makes its own calls fail as
+//! unavailable, never anyone else's.
 //!
 //! One [`LibvirtHypervisor`] holds one connection and reopens it after it breaks (libvirtd
-//! restarted, the SSH tunnel dropped): the call that found it broken fails with the
-//! retryable [`Error::Unavailable`], the next one reconnects. Disks are volumes in a
-//! directory storage pool that the hypervisor creates when it is missing, so a remote node
-//! works like the local one.
+//! restarted, the SSH tunnel dropped, a call ran past its deadline): the call that found it
+//! broken fails with the retryable [`Error::Unavailable`], the next one reconnects. Disks
+//! are volumes in a directory storage pool that the hypervisor creates when it is missing,
+//! so a remote node works like the local one. libvirt's own error text goes to the log;
+//! what users see are vmm's words.
 
+mod link;
 mod xml;
 
 use std::collections::HashMap;
@@ -18,17 +22,22 @@ use virt::domain::{Domain, DomainState};
 use virt::error::{ErrorDomain, ErrorNumber};
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
-use vmm_core::memory::MemoryConnector;
+use vmm_core::memory::InMemoryConnector;
 use vmm_core::{
     Capacity, Connector, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, NodeInfo,
-    PowerState, Result, VirtType, VmId, VolumeInfo,
+    NodeUriPolicy, PowerState, Result, VirtType, VmId, VolumeInfo,
 };
 
-pub use xml::{domain_facts, domain_xml, pool_xml, volume_xml, DomainFacts, Placement, METADATA_NS};
+pub use link::Deadlines;
+use link::Link;
+pub use xml::{
+    domain_facts, domain_xml, pool_xml, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
+};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
-/// How a libvirt node keeps VM disks and networks. Operator settings, never user input.
+/// How a libvirt node keeps VM disks and networks, and how long its calls may take.
+/// Operator settings, never user input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LibvirtConfig {
     /// Name of the directory storage pool for VM disks (created when missing).
@@ -37,11 +46,18 @@ pub struct LibvirtConfig {
     pub storage_path: String,
     /// libvirt network for VM interfaces; user-mode networking when `None`.
     pub network: Option<String>,
+    /// Deadlines and keepalive of the connection.
+    pub deadlines: Deadlines,
 }
 
 impl Default for LibvirtConfig {
     fn default() -> Self {
-        Self { storage_pool: "vmm".into(), storage_path: "/var/lib/vmm/images".into(), network: None }
+        Self {
+            storage_pool: "vmm".into(),
+            storage_path: "/var/lib/vmm/images".into(),
+            network: None,
+            deadlines: Deadlines::default(),
+        }
     }
 }
 
@@ -73,23 +89,35 @@ fn code_is(e: &virt::error::Error, codes: &[ErrorNumber]) -> bool {
 /// One libvirt node.
 #[derive(Debug)]
 pub struct LibvirtHypervisor {
-    uri: String,
+    link: Link,
     virt_type: VirtType,
     config: LibvirtConfig,
-    conn: Arc<Mutex<Option<Connect>>>,
 }
 
 impl LibvirtHypervisor {
+    /// A hypervisor for `uri`; the connection opens on the first call.
+    pub fn new(uri: &str, virt_type: VirtType, config: LibvirtConfig) -> Self {
+        // Every new connection makes sure the storage pool exists and is active (a test
+        // driver starts empty; a node may have been reinstalled).
+        let (pool, path, at) = (config.storage_pool.clone(), config.storage_path.clone(), uri.to_owned());
+        let on_open: link::OnOpen = Arc::new(move |c: &Connect| {
+            if let Err(e) = ensure_pool(c, &pool, &path) {
+                tracing::warn!(uri = %at, pool = %pool, error = %e, "cannot prepare the storage pool");
+            }
+        });
+        Self { link: Link::new(uri, config.deadlines, on_open), virt_type, config }
+    }
+
     /// Opens `uri` and makes sure the storage pool exists and is active.
     pub async fn connect(uri: &str, virt_type: VirtType, config: LibvirtConfig) -> Result<Self> {
-        let hv = Self { uri: uri.to_owned(), virt_type, config, conn: Arc::new(Mutex::new(None)) };
+        let hv = Self::new(uri, virt_type, config);
         let (name, path) = (hv.config.storage_pool.clone(), hv.config.storage_path.clone());
-        hv.call(move |c| ensure_pool(c, &name, &path).map(drop)).await?;
+        hv.call("prepare the storage pool", move |c| ensure_pool(c, &name, &path).map(drop)).await?;
         Ok(hv)
     }
 
     fn is_test_driver(&self) -> bool {
-        self.uri.starts_with("test:")
+        self.link.uri().starts_with("test:")
     }
 
     /// The libvirt domain type for this node: `test` on the test driver, else the node's.
@@ -101,63 +129,75 @@ impl LibvirtHypervisor {
         }
     }
 
-    /// Runs `f` on the blocking pool with the connection, opening it first if needed. A
-    /// broken connection is dropped (the next call reopens it) and reported as unavailable.
-    async fn call<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` (which does `op`) on the blocking pool with the connection, under the call
+    /// deadline. A call past it, or on a broken connection, drops the connection (the next
+    /// call reopens it) and is reported as unavailable.
+    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        let uri = self.uri.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none() {
-                // libvirt prints every error to stderr by default; vmm reports them itself.
-                static QUIET: std::sync::Once = std::sync::Once::new();
-                QUIET.call_once(virt::error::clear_error_callback);
-                *guard = Some(Connect::open(Some(&uri)).map_err(LibvirtError::Virt)?);
+        let conn = self.link.connection().await?;
+        let running = tokio::task::spawn_blocking({
+            let conn = conn.clone();
+            move || {
+                let result = f(&conn);
+                let broken = matches!(&result, Err(LibvirtError::Virt(e)) if is_connection_error(e))
+                    && !conn.is_alive().unwrap_or(false);
+                (result, broken)
             }
-            let c = guard.as_ref().expect("opened above");
-            let result = f(c);
-            if let Err(LibvirtError::Virt(e)) = &result {
-                if is_connection_error(e) && !c.is_alive().unwrap_or(false) {
-                    tracing::warn!(uri = %uri, error = %e, "libvirt connection lost; reopening on the next call");
-                    *guard = None;
+        });
+        let deadline = self.link.call_deadline();
+        match tokio::time::timeout(deadline, running).await {
+            Err(_) => {
+                tracing::warn!(uri = %self.link.uri(), op, "libvirt call ran past its deadline; dropping the connection");
+                self.link.drop_connection(conn);
+                Err(Error::unavailable(
+                    self.link.uri(),
+                    format!("the node did not {op} within {}s", deadline.as_secs()),
+                ))
+            }
+            Ok(Err(join)) => Err(self.to_error(op, LibvirtError::Join(join))),
+            Ok(Ok((result, broken))) => {
+                if broken {
+                    tracing::warn!(uri = %self.link.uri(), "libvirt connection lost; reopening on the next call");
+                    self.link.drop_connection(conn);
                 }
+                result.map_err(|e| self.to_error(op, e))
             }
-            result
-        })
-        .await
-        .map_err(LibvirtError::Join)
-        .and_then(|r| r);
-        outcome.map_err(|e| self.to_error(e))
+        }
     }
 
-    fn to_error(&self, e: LibvirtError) -> Error {
+    /// A libvirt failure in vmm's terms. libvirt's message is logged here and kept only as
+    /// the source of internal errors (which reach the log, never users).
+    fn to_error(&self, op: &'static str, e: LibvirtError) -> Error {
+        let uri = self.link.uri();
+        if let LibvirtError::Virt(v) = &e {
+            tracing::info!(uri = %uri, op, error = %v, "libvirt refused a call");
+        }
         match e {
             LibvirtError::Virt(v) if is_connection_error(&v) => {
-                Error::Unavailable { backend: self.uri.clone(), reason: v.message().to_owned() }
+                Error::unavailable(uri, format!("the connection broke while trying to {op}"))
             }
             LibvirtError::Virt(v)
                 if code_is(&v, &[ErrorNumber::NoSupport, ErrorNumber::OperationUnsupported]) =>
             {
-                Error::unsupported(self.uri.clone(), v.message().to_owned())
+                Error::unsupported(uri, op)
             }
             LibvirtError::Virt(v) if code_is(&v, &[ErrorNumber::OperationInvalid]) => {
-                Error::conflict(v.message().to_owned())
+                Error::conflict(format!("the node cannot {op} in the domain's current state"))
             }
-            other => Error::backend(self.uri.clone(), other),
+            other => Error::backend(uri, other),
         }
     }
 
     /// Runs `f` on the VM's domain; a missing domain is [`Error::VmNotFound`].
-    async fn on_domain<T, F>(&self, vm: VmId, f: F) -> Result<T>
+    async fn on_domain<T, F>(&self, op: &'static str, vm: VmId, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
     {
-        self.call(move |c| match lookup_domain(c, vm)? {
+        self.call(op, move |c| match lookup_domain(c, vm)? {
             Some(d) => Ok(Some(f(&d)?)),
             None => Ok(None),
         })
@@ -166,13 +206,13 @@ impl LibvirtHypervisor {
     }
 
     /// Runs `f` on the VM's volume; a missing volume is [`Error::VmNotFound`].
-    async fn on_volume<T, F>(&self, vm: VmId, f: F) -> Result<T>
+    async fn on_volume<T, F>(&self, op: &'static str, vm: VmId, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&StorageVol) -> Result<T, virt::error::Error> + Send + 'static,
     {
         let pool = self.config.storage_pool.clone();
-        self.call(move |c| match lookup_volume(c, &pool, vm)? {
+        self.call(op, move |c| match lookup_volume(c, &pool, vm)? {
             Some(v) => Ok(Some(f(&v)?)),
             None => Ok(None),
         })
@@ -182,7 +222,7 @@ impl LibvirtHypervisor {
 
     /// The path of the VM's volume on the node, if it exists.
     pub async fn volume_path(&self, vm: VmId) -> Result<Option<String>> {
-        match self.on_volume(vm, |v| v.path()).await {
+        match self.on_volume("read a volume", vm, |v| v.path()).await {
             Ok(p) => Ok(Some(p)),
             Err(Error::VmNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -190,7 +230,10 @@ impl LibvirtHypervisor {
     }
 
     async fn power_state(&self, vm: VmId) -> Result<PowerState> {
-        self.on_domain(vm, |d| d.info().map(|i| power_state(i.state.unwrap_or(DomainState::NoState)))).await
+        self.on_domain("read a domain", vm, |d| {
+            d.info().map(|i| power_state(i.state.unwrap_or(DomainState::NoState)))
+        })
+        .await
     }
 }
 
@@ -266,7 +309,7 @@ fn domain_info(d: &Domain) -> Result<DomainInfo, LibvirtError> {
 #[async_trait]
 impl Hypervisor for LibvirtHypervisor {
     fn uri(&self) -> &str {
-        &self.uri
+        self.link.uri()
     }
 
     fn capabilities(&self) -> HypervisorCapabilities {
@@ -279,10 +322,10 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {
-        let pool = self.config.storage_pool.clone();
-        self.call(move |c| {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        self.call("describe itself", move |c| {
             let info = c.node_info()?;
-            let storage = c.lookup_storage_pool_by_name(&pool)?.info()?;
+            let storage = ensure_pool(c, &pool, &path)?.info()?;
             Ok(NodeInfo {
                 capacity: Capacity {
                     cpus: info.cpus,
@@ -296,7 +339,7 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainInfo>> {
-        self.call(|c| {
+        self.call("list domains", |c| {
             let mut out = Vec::new();
             for d in c.list_all_domains(0)? {
                 let info = d.name().map_err(LibvirtError::from).and_then(|name| {
@@ -318,19 +361,21 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn domain(&self, vm: VmId) -> Result<Option<DomainInfo>> {
-        self.call(move |c| lookup_domain(c, vm)?.map(|d| domain_info(&d)).transpose()).await
+        self.call("read a domain", move |c| lookup_domain(c, vm)?.map(|d| domain_info(&d)).transpose()).await
     }
 
     async fn define_domain(&self, spec: &DomainSpec) -> Result<()> {
         let at =
             Placement { storage_pool: &self.config.storage_pool, network: self.config.network.as_deref() };
-        let xml = domain_xml(spec, self.domain_type(), &at).map_err(|e| self.to_error(e.into()))?;
-        self.call(move |c| c.define_domain_xml(&xml).map(drop).map_err(Into::into)).await?;
+        let xml = domain_xml(spec, self.domain_type(), &at)
+            .map_err(|e| self.to_error("define a domain", e.into()))?;
+        self.call("define a domain", move |c| c.define_domain_xml(&xml).map(drop).map_err(Into::into))
+            .await?;
         // The persistent definition is what counts; a running guest also gets the new size
         // now where libvirt allows it (memory up to its maximum, vCPUs up to theirs).
         let (vm, vcpus, memory_kib) = (spec.vm_id, spec.vcpus, spec.memory_mib * 1024);
         let live = self
-            .call(move |c| {
+            .call("resize a running domain", move |c| {
                 let Some(d) = lookup_domain(c, vm)? else { return Ok(()) };
                 if !d.is_active()? {
                     return Ok(());
@@ -353,7 +398,13 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn undefine_domain(&self, vm: VmId) -> Result<()> {
         let undefined = self
-            .on_domain(vm, |d| if d.is_active()? { Ok(false) } else { d.undefine().map(|()| true) })
+            .on_domain("undefine a domain", vm, |d| {
+                if d.is_active()? {
+                    Ok(false)
+                } else {
+                    d.undefine().map(|()| true)
+                }
+            })
             .await?;
         if undefined {
             Ok(())
@@ -363,15 +414,15 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn start(&self, vm: VmId) -> Result<()> {
-        self.on_domain(vm, |d| d.create().map(drop)).await
+        self.on_domain("start a domain", vm, |d| d.create().map(drop)).await
     }
 
     async fn stop(&self, vm: VmId) -> Result<()> {
-        self.on_domain(vm, |d| d.destroy()).await
+        self.on_domain("stop a domain", vm, |d| d.destroy()).await
     }
 
     async fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<()> {
-        self.on_domain(vm, |d| d.shutdown().map(drop)).await?;
+        self.on_domain("shut a domain down", vm, |d| d.shutdown().map(drop)).await?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.power_state(vm).await? == PowerState::Shutoff {
@@ -387,22 +438,22 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn reboot(&self, vm: VmId) -> Result<()> {
-        self.on_domain(vm, |d| d.reboot(0)).await
+        self.on_domain("reboot a domain", vm, |d| d.reboot(0)).await
     }
 
     async fn suspend(&self, vm: VmId) -> Result<()> {
-        self.on_domain(vm, |d| d.suspend().map(drop)).await
+        self.on_domain("suspend a domain", vm, |d| d.suspend().map(drop)).await
     }
 
     async fn resume(&self, vm: VmId) -> Result<()> {
-        self.on_domain(vm, |d| d.resume().map(drop)).await
+        self.on_domain("resume a domain", vm, |d| d.resume().map(drop)).await
     }
 
     async fn create_volume(&self, vm: VmId, size_gib: u64) -> Result<VolumeInfo> {
         let (name, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
-        let xml = volume_xml(vm, size_gib).map_err(|e| self.to_error(e.into()))?;
+        let xml = volume_xml(vm, size_gib).map_err(|e| self.to_error("create a volume", e.into()))?;
         let exists = self
-            .call(move |c| {
+            .call("create a volume", move |c| {
                 let pool = ensure_pool(c, &name, &path)?;
                 if lookup_volume(c, &name, vm)?.is_some() {
                     return Ok(true);
@@ -418,7 +469,7 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn volume(&self, vm: VmId) -> Result<Option<VolumeInfo>> {
-        match self.on_volume(vm, |v| v.info()).await {
+        match self.on_volume("read a volume", vm, |v| v.info()).await {
             Ok(info) => {
                 Ok(Some(VolumeInfo { name: vm.volume_name(), capacity_gib: info.capacity.div_ceil(GIB) }))
             }
@@ -429,34 +480,50 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn resize_volume(&self, vm: VmId, size_gib: u64) -> Result<()> {
         if !self.capabilities().resize_volume {
-            return Err(Error::unsupported(self.uri.clone(), "growing volumes"));
+            return Err(Error::unsupported(self.link.uri(), "grow volumes"));
         }
-        self.on_volume(vm, move |v| v.resize(size_gib * GIB, 0)).await
+        self.on_volume("grow a volume", vm, move |v| v.resize(size_gib * GIB, 0)).await
     }
 
     async fn delete_volume(&self, vm: VmId) -> Result<()> {
-        self.on_volume(vm, |v| v.delete(0)).await
+        self.on_volume("delete a volume", vm, |v| v.delete(0)).await
     }
 }
 
 /// Opens nodes by URI: libvirt URIs (`test:///default`, `qemu:///system`, `qemu+ssh://…`,
 /// `qemu+tcp://…`) through [`LibvirtHypervisor`], `memory://` through the in-memory fake.
-/// One hypervisor per URI is kept, so that every caller shares its connection.
-#[derive(Debug, Default)]
+/// One hypervisor per URI is kept, so that every caller shares its connection. Opening
+/// does no IO (the connection opens on the first call), so no lock is ever held across a
+/// connect. URIs are checked again here against the node URI policy, so that nothing the
+/// policy refuses reaches libvirt, whoever calls.
+#[derive(Debug)]
 pub struct LibvirtConnector {
     config: LibvirtConfig,
-    memory: MemoryConnector,
-    open: tokio::sync::Mutex<HashMap<String, Arc<LibvirtHypervisor>>>,
+    policy: NodeUriPolicy,
+    memory: InMemoryConnector,
+    open: Mutex<HashMap<String, Arc<LibvirtHypervisor>>>,
+}
+
+impl Default for LibvirtConnector {
+    fn default() -> Self {
+        Self::new(LibvirtConfig::default())
+    }
 }
 
 impl LibvirtConnector {
-    /// A connector whose nodes use `config`.
+    /// A connector whose nodes use `config`, accepting the URIs of
+    /// [`NodeUriPolicy::for_tests`] (test nodes, no query parameters).
     pub fn new(config: LibvirtConfig) -> Self {
-        Self { config, ..Self::default() }
+        Self::with_policy(config, NodeUriPolicy::for_tests())
+    }
+
+    /// A connector accepting the URIs `policy` accepts.
+    pub fn with_policy(config: LibvirtConfig, policy: NodeUriPolicy) -> Self {
+        Self { config, policy, memory: InMemoryConnector::new(), open: Mutex::new(HashMap::new()) }
     }
 
     /// The in-memory connector serving `memory://` URIs.
-    pub fn memory(&self) -> &MemoryConnector {
+    pub fn memory(&self) -> &InMemoryConnector {
         &self.memory
     }
 }
@@ -464,23 +531,15 @@ impl LibvirtConnector {
 #[async_trait]
 impl Connector for LibvirtConnector {
     async fn connect(&self, uri: &str, virt_type: VirtType) -> Result<Arc<dyn Hypervisor>> {
+        self.policy.check(uri)?;
         if uri.starts_with("memory://") {
             return self.memory.connect(uri, virt_type).await;
         }
-        if !crate::is_libvirt_uri(uri) {
-            return Err(Error::invalid(
-                "uri",
-                format!(
-                    "{uri:?} is not a libvirt URI (qemu:///system, qemu+ssh://host/system, test:///default)"
-                ),
-            ));
-        }
-        let mut open = self.open.lock().await;
-        if let Some(hv) = open.get(uri) {
-            return Ok(hv.clone());
-        }
-        let hv = Arc::new(LibvirtHypervisor::connect(uri, virt_type, self.config.clone()).await?);
-        open.insert(uri.to_owned(), hv.clone());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let hv = open
+            .entry(uri.to_owned())
+            .or_insert_with(|| Arc::new(LibvirtHypervisor::new(uri, virt_type, self.config.clone())))
+            .clone();
         Ok(hv)
     }
 }

@@ -4,8 +4,11 @@
 use serde::{Deserialize, Serialize};
 use vmm_core::{DomainSpec, VmId};
 
-/// The XML namespace of vmm's domain metadata.
-pub const METADATA_NS: &str = "https://vmm.dev/xmlns/domain/1";
+/// The XML namespace of vmm's domain metadata: a URN, since the project owns no domain.
+pub const METADATA_NS: &str = "urn:vmm:domain:1";
+
+/// The namespace domains defined by vmm 0.1 carry; still recognised as vmm's.
+pub const LEGACY_METADATA_NS: &str = "https://vmm.dev/xmlns/domain/1";
 
 /// Where a domain's disk and network come from: operator settings, never user input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,7 +316,10 @@ pub fn domain_facts(xml: &str) -> Result<DomainFacts, String> {
         title: d.title.unwrap_or_default(),
         vcpus: d.vcpu.value,
         memory_mib: to_mib(d.memory.value, &d.memory.unit),
-        ours: d.metadata.and_then(|m| m.vm).is_some_and(|v| v.xmlns == METADATA_NS || v.xmlns.is_empty()),
+        ours: d
+            .metadata
+            .and_then(|m| m.vm)
+            .is_some_and(|v| v.xmlns == METADATA_NS || v.xmlns == LEGACY_METADATA_NS || v.xmlns.is_empty()),
     })
 }
 
@@ -413,6 +419,16 @@ mod tests {
             facts,
             DomainFacts { vm_id: s.vm_id, title: s.title, vcpus: 2, memory_mib: 512, ours: true }
         );
+    }
+
+    #[test]
+    fn domains_defined_by_the_first_release_are_still_ours() {
+        let s = spec("old");
+        let xml = domain_xml(&s, "qemu", &AT).unwrap().replace(METADATA_NS, LEGACY_METADATA_NS);
+        assert!(xml.contains(LEGACY_METADATA_NS));
+        assert!(domain_facts(&xml).unwrap().ours);
+        let foreign = domain_xml(&s, "qemu", &AT).unwrap().replace(METADATA_NS, "urn:someone-else");
+        assert!(!domain_facts(&foreign).unwrap().ours);
     }
 
     #[test]

@@ -11,6 +11,7 @@ a task; mutating calls take ``wait=True`` (the default: return once the task has
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _vmm
@@ -275,9 +276,15 @@ class Client:
         self._native = native
 
     @classmethod
-    def open(cls, database: str = "sqlite://data/vmm.db", *, run_workers: bool = True) -> "Client":
-        """Opens ``sqlite://PATH``, ``sqlite::memory:`` or ``postgres://…``."""
-        return cls(_vmm.Client.open(database, run_workers))
+    def open(
+        cls, database: str = "sqlite://data/vmm.db", *, run_workers: bool = True, test_nodes: bool = False
+    ) -> "Client":
+        """Opens ``sqlite://PATH``, ``sqlite::memory:`` or ``postgres://…``.
+
+        ``test_nodes=True`` accepts ``test:///default`` and ``memory://`` nodes (for tests and
+        demos); otherwise only ``qemu`` nodes at ``/system`` are accepted.
+        """
+        return cls(_vmm.Client.open(database, run_workers, test_nodes))
 
     def close(self) -> None:
         """Stops the background workers (tasks in hand finish first)."""
@@ -290,7 +297,7 @@ class Client:
         self.close()
 
     # Nodes
-    def add_node(
+    def create_node(
         self,
         name: str,
         uri: str,
@@ -299,8 +306,14 @@ class Client:
         cpu_overcommit: Optional[float] = None,
         memory_overcommit: Optional[float] = None,
     ) -> Node:
-        """Registers a node: vmm connects to it and reads its capacity."""
-        return Node(self, json.loads(self._native.add_node(name, uri, virt_type, cpu_overcommit, memory_overcommit)))
+        """Registers a node: vmm checks its URI, connects to it and reads its capacity."""
+        raw = self._native.create_node(name, uri, virt_type, cpu_overcommit, memory_overcommit)
+        return Node(self, json.loads(raw))
+
+    def add_node(self, name: str, uri: str, **kwargs: Any) -> Node:
+        """Deprecated name of :meth:`create_node`."""
+        warnings.warn("Client.add_node is now Client.create_node", DeprecationWarning, stacklevel=2)
+        return self.create_node(name, uri, **kwargs)
 
     def nodes(self) -> List[Node]:
         """Every node, newest first."""
@@ -323,9 +336,14 @@ class Client:
         raw = self._native.update_node(_id(node), name, cpu_overcommit, memory_overcommit, state)
         return Node(self, json.loads(raw))
 
-    def remove_node(self, node: Any) -> None:
+    def delete_node(self, node: Any) -> None:
         """Unregisters a node that has no VMs."""
-        self._native.remove_node(_id(node))
+        self._native.delete_node(_id(node))
+
+    def remove_node(self, node: Any) -> None:
+        """Deprecated name of :meth:`delete_node`."""
+        warnings.warn("Client.remove_node is now Client.delete_node", DeprecationWarning, stacklevel=2)
+        self.delete_node(node)
 
     # IP pools
     def create_ip_pool(
@@ -355,13 +373,23 @@ class Client:
         """Deletes a pool that has no leases."""
         self._native.delete_ip_pool(_id(pool))
 
-    def allocate_ip(self, pool: Any, address: Optional[str] = None) -> IpLease:
+    def create_lease(self, pool: Any, address: Optional[str] = None) -> IpLease:
         """Leases `address`, or the lowest free one, by hand."""
-        return IpLease(self, json.loads(self._native.allocate_ip(_id(pool), address)))
+        return IpLease(self, json.loads(self._native.create_lease(_id(pool), address)))
+
+    def delete_lease(self, pool: Any, address: str) -> None:
+        """Ends a lease held by hand."""
+        self._native.delete_lease(_id(pool), address)
+
+    def allocate_ip(self, pool: Any, address: Optional[str] = None) -> IpLease:
+        """Deprecated name of :meth:`create_lease`."""
+        warnings.warn("Client.allocate_ip is now Client.create_lease", DeprecationWarning, stacklevel=2)
+        return self.create_lease(pool, address)
 
     def release_ip(self, pool: Any, address: str) -> None:
-        """Ends a lease held by hand."""
-        self._native.release_ip(_id(pool), address)
+        """Deprecated name of :meth:`delete_lease`."""
+        warnings.warn("Client.release_ip is now Client.delete_lease", DeprecationWarning, stacklevel=2)
+        self.delete_lease(pool, address)
 
     def leases(self, pool: Any) -> List[IpLease]:
         """Every lease of a pool, in address order."""

@@ -1,0 +1,254 @@
+//! [`TaskStore`] on SQL. The columns (`state`, `lease_owner`, `fence`, `lease_until_us`,
+//! `cancel_requested`) are authoritative over the task's JSON. Leases are judged by the
+//! database's clock (`Dialect::now_us`), and only the run holding the current fence may
+//! renew a lease or save the task.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use vmm_core::{
+    Error, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, VmAction, VmId,
+};
+
+use super::{first, from_json, from_us, is_unique_violation, signed, to_json, Columns, SqlStore, Tx};
+
+/// The columns of a task, the database's clock among them as `db_now`. `cancel_requested`
+/// is read as a number: sqlx's `Any` driver cannot read SQLite's BOOLEAN columns.
+fn columns(now_us: &str) -> String {
+    format!(
+        "id, state, lease_owner, fence, lease_until_us, CAST(cancel_requested AS INTEGER) AS cancel_requested, \
+         task, {now_us} AS db_now"
+    )
+}
+
+/// A task from its row, and the database's clock when it was read.
+fn task(r: &AnyRow) -> Result<(Task, DateTime<Utc>)> {
+    let mut t: Task = from_json(&r.text("task")?)?;
+    t.state = r.parsed("state")?;
+    t.cancel_requested = r.int("cancel_requested")? != 0;
+    let fence = u64::try_from(r.int("fence")?).map_err(|e| Error::backend("sql", e))?;
+    t.lease = match (r.opt_text("lease_owner")?, r.opt_int("lease_until_us")?) {
+        (Some(owner), Some(until)) => Some(TaskLease { owner, expires_at: from_us(until), fence }),
+        _ => None,
+    };
+    Ok((t, from_us(r.int("db_now")?)))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl SqlStore {
+    pub(super) async fn insert_task(&self, tx: &mut Tx, t: &Task) -> Result<()> {
+        self.try_insert_task(tx, t).await.map_err(|e| self.err(e))
+    }
+
+    async fn try_insert_task(&self, tx: &mut Tx, t: &Task) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(t.id.to_string())
+        .bind(t.vm_id.map(|v| v.to_string()))
+        .bind(t.state.as_str())
+        .bind(t.lease.as_ref().map(|l| l.owner.clone()))
+        .bind(signed(t.fence()))
+        .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
+        .bind(t.cancel_requested)
+        .bind(serde_json::to_string(t).unwrap_or_default())
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+    }
+
+    async fn write_task(&self, tx: &mut Tx, t: &Task) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET state = $2, lease_owner = $3, fence = $4, lease_until_us = $5, cancel_requested = $6, \
+             task = $7 WHERE id = $1",
+        )
+        .bind(t.id.to_string())
+        .bind(t.state.as_str())
+        .bind(t.lease.as_ref().map(|l| l.owner.clone()))
+        .bind(signed(t.lease.as_ref().map_or(u64::from(t.attempts), |l| l.fence)))
+        .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
+        .bind(t.cancel_requested)
+        .bind(to_json(t)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A task and the database's clock, read (and locked) in `tx`.
+    async fn task_in(&self, tx: &mut Tx, id: TaskId) -> Result<(Task, DateTime<Utc>)> {
+        let sql = format!(
+            "SELECT {} FROM tasks WHERE id = $1{}",
+            columns(self.dialect.now_us()),
+            self.dialect.lock()
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_all(&mut **tx)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?
+            .ok_or(Error::TaskNotFound { id })?;
+        task(&row)
+    }
+
+    async fn active_task_of(&self, vm: VmId) -> Result<Option<TaskId>> {
+        let row = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+            .bind(vm.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        row.map(|r| r.parsed("id")).transpose()
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqlStore {
+    async fn enqueue_task(&self, t: &Task, action: Option<VmAction>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if let Some(vm) = t.vm_id {
+            let sql = format!("SELECT state FROM vms WHERE id = $1{}", self.dialect.lock());
+            let row = sqlx::query(&sql)
+                .bind(vm.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map(first)
+                .map_err(|e| self.err(e))?
+                .ok_or(Error::VmNotFound { id: vm })?;
+            let active =
+                sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+                    .bind(vm.to_string())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map(first)
+                    .map_err(|e| self.err(e))?;
+            if let Some(r) = active {
+                return Err(Error::ActiveTask { vm, task: r.parsed("id")? });
+            }
+            if let Some(action) = action {
+                row.parsed::<vmm_core::VmState>("state")?.apply(vm, action)?;
+            }
+        }
+        match self.try_insert_task(&mut tx, t).await {
+            Ok(()) => self.commit(tx).await,
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                match t.vm_id {
+                    Some(vm) => match self.active_task_of(vm).await? {
+                        Some(active) => Err(Error::ActiveTask { vm, task: active }),
+                        None => Err(Error::conflict(format!("task {} exists", t.id))),
+                    },
+                    None => Err(Error::conflict(format!("task {} exists", t.id))),
+                }
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Task> {
+        let sql = format!("SELECT {} FROM tasks WHERE id = $1", columns(self.dialect.now_us()));
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?
+            .ok_or(Error::TaskNotFound { id })?;
+        task(&row).map(|(t, _)| t)
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
+        let limit = page.limit()?;
+        let before: Option<TaskId> = page.cursor()?;
+        // Fixed clauses only; every value is bound.
+        let mut sql = format!("SELECT {} FROM tasks WHERE 1 = 1", columns(self.dialect.now_us()));
+        let mut binds: Vec<String> = Vec::new();
+        let mut clause = |sql: &mut String, column: &str, op: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+        };
+        if let Some(vm) = filter.vm_id {
+            clause(&mut sql, "vm_id", "=", vm.to_string());
+        }
+        if let Some(state) = filter.state {
+            clause(&mut sql, "state", "=", state.to_string());
+        }
+        if let Some(b) = before {
+            clause(&mut sql, "id", "<", b.to_string());
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(|e| self.err(e))?;
+        let items = rows.iter().map(|r| task(r).map(|(t, _)| t)).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, |t| t.id.to_string()))
+    }
+
+    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {
+        let mut tx = self.begin().await?;
+        let now_us = self.dialect.now_us();
+        let sql = format!(
+            "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
+             AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us}) \
+             ORDER BY id LIMIT 1{}",
+            columns(now_us),
+            self.dialect.skip_locked()
+        );
+        let row = sqlx::query(&sql).fetch_all(&mut *tx).await.map(first).map_err(|e| self.err(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let (mut t, db_now) = task(&row)?;
+        let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        t.claim(owner, now, until);
+        self.write_task(&mut tx, &t).await?;
+        self.commit(tx).await?;
+        Ok(Some(t))
+    }
+
+    async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
+        let now_us = self.dialect.now_us();
+        let sql = format!(
+            "UPDATE tasks SET lease_until_us = {now_us} + $3 \
+             WHERE id = $1 AND state = 'running' AND fence = $2 AND lease_until_us > {now_us}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(signed(fence))
+            .bind(micros(lease))
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            self.get_task(id).await?;
+            return Err(Error::LeaseLost { task: id });
+        }
+        Ok(())
+    }
+
+    async fn save_task(&self, t: &Task, fence: u64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let (stored, db_now) = self.task_in(&mut tx, t.id).await?;
+        if !stored.is_leased_with(fence, db_now) {
+            return Err(Error::LeaseLost { task: t.id });
+        }
+        self.write_task(&mut tx, &t.saved_over(&stored)).await?;
+        self.commit(tx).await
+    }
+
+    async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
+        let mut tx = self.begin().await?;
+        let (mut t, _) = self.task_in(&mut tx, id).await?;
+        t.cancel(now)?;
+        self.write_task(&mut tx, &t).await?;
+        self.commit(tx).await?;
+        Ok(t)
+    }
+}

@@ -1,0 +1,106 @@
+//! The [`Hypervisor`](crate::Hypervisor) suite. It works on a live node, so each check makes
+//! its own VM ids and removes what it made.
+
+use crate::{DomainSpec, Error, Hypervisor, PowerState, VirtType, VmId};
+
+/// A domain spec for `vm` titled `title`: 1 vCPU, 128 MiB.
+pub fn spec(vm: VmId, title: &str, virt_type: VirtType) -> DomainSpec {
+    DomainSpec {
+        vm_id: vm,
+        title: title.to_owned(),
+        vcpus: 1,
+        memory_mib: 128,
+        virt_type,
+        mac: vm.mac_address(),
+        addresses: vec!["192.0.2.10".parse().expect("address")],
+    }
+}
+
+/// Runs every check.
+pub async fn run(hv: &dyn Hypervisor, virt_type: VirtType) {
+    node_info(hv).await;
+    lifecycle(hv, virt_type).await;
+    unknown_domains(hv).await;
+    titles_round_trip(hv, virt_type).await;
+}
+
+/// The node reports some capacity.
+pub async fn node_info(hv: &dyn Hypervisor) {
+    let info = hv.node_info().await.expect("node_info");
+    assert!(info.capacity.cpus > 0 && info.capacity.memory_mib > 0, "{info:?}");
+}
+
+/// Volume, define, every power action the node supports, redefine, undefine, delete.
+pub async fn lifecycle(hv: &dyn Hypervisor, virt_type: VirtType) {
+    let caps = hv.capabilities();
+    let vm = VmId::new();
+    let vol = hv.create_volume(vm, 1).await.expect("create_volume");
+    assert_eq!((vol.name.as_str(), vol.capacity_gib), (vm.volume_name().as_str(), 1));
+    assert!(matches!(hv.create_volume(vm, 1).await, Err(Error::Conflict { .. })), "volume twice");
+    assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(1));
+    hv.define_domain(&spec(vm, "lifecycle", virt_type)).await.expect("define");
+    let d = hv.domain(vm).await.unwrap().expect("defined domain");
+    assert_eq!(
+        (d.state, d.title.as_str(), d.vcpus, d.memory_mib),
+        (PowerState::Shutoff, "lifecycle", 1, 128)
+    );
+    assert!(hv.list_domains().await.unwrap().iter().any(|d| d.vm_id == vm));
+    hv.start(vm).await.expect("start");
+    assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Running);
+    if caps.suspend {
+        hv.suspend(vm).await.expect("suspend");
+        assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Paused);
+        hv.resume(vm).await.expect("resume");
+        assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Running);
+    } else {
+        assert!(matches!(hv.suspend(vm).await, Err(Error::Unsupported { .. })));
+    }
+    if caps.reboot {
+        hv.reboot(vm).await.expect("reboot");
+    } else {
+        assert!(matches!(hv.reboot(vm).await, Err(Error::Unsupported { .. })));
+    }
+    assert!(hv.undefine_domain(vm).await.is_err(), "undefining a running domain");
+    hv.stop(vm).await.expect("stop");
+    assert_eq!(hv.domain(vm).await.unwrap().unwrap().state, PowerState::Shutoff);
+    let mut bigger = spec(vm, "renamed", virt_type);
+    bigger.vcpus = 2;
+    bigger.memory_mib = 256;
+    hv.define_domain(&bigger).await.expect("redefine");
+    let d = hv.domain(vm).await.unwrap().unwrap();
+    assert_eq!((d.title.as_str(), d.vcpus, d.memory_mib), ("renamed", 2, 256));
+    if caps.resize_volume {
+        hv.resize_volume(vm, 2).await.expect("resize_volume");
+        assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(2));
+    }
+    hv.undefine_domain(vm).await.expect("undefine");
+    assert!(hv.domain(vm).await.unwrap().is_none());
+    hv.delete_volume(vm).await.expect("delete_volume");
+    assert!(hv.volume(vm).await.unwrap().is_none());
+}
+
+/// Calls on a domain that does not exist say so.
+pub async fn unknown_domains(hv: &dyn Hypervisor) {
+    let vm = VmId::new();
+    assert!(hv.domain(vm).await.unwrap().is_none());
+    assert!(hv.volume(vm).await.unwrap().is_none());
+    assert!(matches!(hv.start(vm).await, Err(Error::VmNotFound { id }) if id == vm));
+    assert!(matches!(hv.undefine_domain(vm).await, Err(Error::VmNotFound { .. })));
+    assert!(matches!(hv.delete_volume(vm).await, Err(Error::VmNotFound { .. })));
+}
+
+/// Titles with markup, quotes and unicode come back byte for byte.
+pub async fn titles_round_trip(hv: &dyn Hypervisor, virt_type: VirtType) {
+    for title in ["<b>&amp;</b>", "it's \"quoted\"", "]]> <!-- -->", "Ünïcødé 仮想マシン 🚀"] {
+        let vm = VmId::new();
+        hv.create_volume(vm, 1).await.expect("create_volume");
+        let defined = hv.define_domain(&spec(vm, title, virt_type)).await;
+        let got = hv.domain(vm).await.unwrap().map(|d| d.title);
+        if defined.is_ok() {
+            hv.undefine_domain(vm).await.expect("undefine");
+        }
+        hv.delete_volume(vm).await.expect("delete_volume");
+        defined.expect("define");
+        assert_eq!(got.as_deref(), Some(title));
+    }
+}

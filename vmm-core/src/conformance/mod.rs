@@ -1,0 +1,6 @@
+//! One conformance suite per trait (feature `conformance`). Every implementation runs the
+//! same suite: the in-memory fakes here, libvirt and SQL in `vmm-backends`. A failed check
+//! panics with what it saw.
+
+pub mod hypervisor;
+pub mod store;

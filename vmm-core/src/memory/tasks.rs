@@ -1,0 +1,111 @@
+//! [`TaskStore`] in memory: leases expire by the store's clock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::InMemoryStore;
+use crate::error::{Error, Result};
+use crate::id::{TaskId, VmId};
+use crate::page::{Page, PageRequest};
+use crate::store::TaskStore;
+use crate::task::{Task, TaskFilter};
+use crate::vm::VmAction;
+
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[async_trait]
+impl TaskStore for InMemoryStore {
+    async fn enqueue_task(&self, task: &Task, action: Option<VmAction>) -> Result<()> {
+        let mut s = self.state();
+        if s.tasks.contains_key(&task.id) {
+            return Err(Error::conflict(format!("task {} exists", task.id)));
+        }
+        if let Some(vm_id) = task.vm_id {
+            let vm = s.vms.get(&vm_id).ok_or(Error::VmNotFound { id: vm_id })?;
+            if let Some(&active) = s.vm_active.get(&vm_id) {
+                return Err(Error::ActiveTask { vm: vm_id, task: active });
+            }
+            if let Some(action) = action {
+                vm.state.apply(vm_id, action)?;
+            }
+            s.vm_active.insert(vm_id, task.id);
+        }
+        s.tasks.insert(task.id, task.clone());
+        s.active.insert(task.id);
+        Ok(())
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Task> {
+        self.state().tasks.get(&id).cloned().ok_or(Error::TaskNotFound { id })
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
+        let limit = page.limit()?;
+        let before: Option<TaskId> = page.cursor()?;
+        let s = self.state();
+        let all = match before {
+            Some(b) => s.tasks.range(..b),
+            None => s.tasks.range(..),
+        };
+        let items =
+            all.rev().map(|(_, t)| t).filter(|t| filter.matches(t)).take(limit + 1).cloned().collect();
+        Ok(Page::from_overfetch(items, limit, |t: &Task| t.id.to_string()))
+    }
+
+    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {
+        let store_now = self.clock.now();
+        let mut s = self.state();
+        let claimable = s.active.iter().copied().find(|id| s.tasks[id].is_claimable(store_now));
+        let Some(task) = claimable.and_then(|id| s.tasks.get_mut(&id)) else {
+            return Ok(None);
+        };
+        task.claim(owner, now, store_now + span(lease));
+        Ok(Some(task.clone()))
+    }
+
+    async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
+        let store_now = self.clock.now();
+        let mut s = self.state();
+        let task = s.tasks.get_mut(&id).ok_or(Error::TaskNotFound { id })?;
+        if !task.is_leased_with(fence, store_now) {
+            return Err(Error::LeaseLost { task: id });
+        }
+        if let Some(l) = task.lease.as_mut() {
+            l.expires_at = store_now + span(lease);
+        }
+        Ok(())
+    }
+
+    async fn save_task(&self, task: &Task, fence: u64) -> Result<()> {
+        let store_now = self.clock.now();
+        let mut s = self.state();
+        let stored = s.tasks.get_mut(&task.id).ok_or(Error::TaskNotFound { id: task.id })?;
+        if !stored.is_leased_with(fence, store_now) {
+            return Err(Error::LeaseLost { task: task.id });
+        }
+        let saved = task.saved_over(stored);
+        *stored = saved.clone();
+        s.finish(&saved);
+        Ok(())
+    }
+
+    async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
+        let mut s = self.state();
+        let task = s.tasks.get_mut(&id).ok_or(Error::TaskNotFound { id })?;
+        task.cancel(now)?;
+        let task = task.clone();
+        s.finish(&task);
+        Ok(task)
+    }
+}
+
+impl InMemoryStore {
+    /// The active task of `vm`, if any (for tests).
+    pub fn active_task_of(&self, vm: VmId) -> Option<TaskId> {
+        self.state().vm_active.get(&vm).copied()
+    }
+}

@@ -1,0 +1,252 @@
+//! The worker engine: claims tasks, runs each under a fenced lease it renews, stops a task
+//! at its kind's deadline, gives up after `max_attempts` claims, and undoes what a task that
+//! did not succeed left behind.
+
+use std::future::Future;
+use std::pin::pin;
+
+use chrono::{DateTime, Utc};
+use futures::future::{select, BoxFuture, Either, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures_timer::Delay;
+use tracing::Instrument;
+
+use super::{chrono_duration, jobs, Vmm};
+use crate::error::{error_chain, Error, Result};
+use crate::id::TaskId;
+use crate::task::{Task, TaskState};
+
+/// A claimed task being run by this worker, with the fence of its claim.
+pub(super) struct Run {
+    pub(super) task: Task,
+    pub(super) fence: u64,
+    /// When the task, all attempts together, must have ended.
+    pub(super) deadline: DateTime<Utc>,
+}
+
+/// How a task body ended when it did not fail.
+pub(super) enum Outcome {
+    Done,
+    Cancelled,
+}
+
+impl Vmm {
+    /// Claims one task and runs it to its end. False when nothing was claimable.
+    pub async fn run_next_task(&self) -> Result<bool> {
+        match self.claim().await? {
+            Some(task) => {
+                self.execute(task).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs tasks one after another until none is claimable; returns how many ran.
+    pub async fn run_until_idle(&self) -> Result<usize> {
+        let mut n = 0;
+        while self.run_next_task().await? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The worker loop: claims and runs up to `concurrency` tasks at once, recovers tasks
+    /// whose lease expired, and returns once `shutdown` completes and the tasks in hand end.
+    ///
+    /// Claims run in the same set of futures as the tasks, so that a claim waiting for the
+    /// database never stops a running task (which may hold the lock it waits for) from being
+    /// polled; and no future that touches the store is ever dropped half-way.
+    pub async fn run_workers(&self, shutdown: impl Future<Output = ()>) {
+        enum Event {
+            Claimed(Result<Option<Box<Task>>>),
+            Ran,
+        }
+        let config = &self.inner.config;
+        let mut shutdown = pin!(shutdown.fuse());
+        let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+        let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
+        loop {
+            if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
+                work.push(Box::pin(self.claim().map(|c| Event::Claimed(c.map(|t| t.map(Box::new))))));
+                claiming = true;
+            }
+            if stopping && running == 0 && !claiming {
+                return;
+            }
+            let wake = select(self.inner.changed.listen(), Delay::new(config.poll_interval));
+            let next = async {
+                match work.next().await {
+                    Some(event) => event,
+                    None => std::future::pending().await,
+                }
+            };
+            // The losers of the race borrow `work`: settle the outcome before touching it.
+            let outcome = match select(pin!(next), select(wake, shutdown.as_mut())).await {
+                Either::Left((event, _)) => Some(event),
+                Either::Right((Either::Left(_), _)) => None,
+                Either::Right((Either::Right(_), _)) => {
+                    stopping = true;
+                    None
+                }
+            };
+            match outcome {
+                Some(Event::Claimed(claimed)) => {
+                    claiming = false;
+                    match claimed {
+                        Ok(Some(task)) => {
+                            running += 1;
+                            work.push(Box::pin(self.execute(*task).map(|()| Event::Ran)));
+                        }
+                        Ok(None) => idle = true,
+                        Err(e) => {
+                            tracing::warn!(error = %error_chain(&e), "claiming a task failed");
+                            idle = true;
+                        }
+                    }
+                }
+                Some(Event::Ran) => {
+                    running -= 1;
+                    idle = false;
+                }
+                // Woken: something changed, or it is time to look again.
+                None => idle = false,
+            }
+        }
+    }
+
+    async fn claim(&self) -> Result<Option<Task>> {
+        let config = &self.inner.config;
+        self.inner.store.claim_task(&config.worker_id, self.now(), config.lease).await
+    }
+
+    async fn execute(&self, task: Task) {
+        let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
+        let (id, fence) = (task.id, task.fence());
+        let started = task.started_at.unwrap_or_else(|| self.now());
+        let limit = self.inner.config.deadlines.of(task.kind, self.inner.config.shutdown_timeout);
+        let run = Run { task, fence, deadline: started + chrono_duration(limit) };
+        let work = self.perform(run);
+        match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await {
+            Either::Left(_) => {}
+            Either::Right((e, _)) => {
+                span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new run"));
+            }
+        }
+        self.notify();
+    }
+
+    /// Renews the lease every third of its length; ends only when the lease is lost.
+    async fn keep_lease(&self, id: TaskId, fence: u64) -> Error {
+        let config = &self.inner.config;
+        loop {
+            Delay::new(config.lease / 3).await;
+            match self.inner.store.renew_lease(id, fence, config.lease).await {
+                Ok(()) => {}
+                Err(e @ Error::LeaseLost { .. }) => return e,
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "renewing a lease failed; retrying")
+                }
+            }
+        }
+    }
+
+    async fn perform(&self, mut run: Run) {
+        tracing::info!("task started");
+        let max = self.inner.config.max_attempts;
+        let result = if run.task.attempts > max {
+            Err(Error::conflict(format!("gave up after {max} attempts")))
+        } else {
+            let timeout = self.deadline_error(&run);
+            let left = (run.deadline - self.now()).to_std().unwrap_or_default();
+            let body = pin!(jobs::run(self, &mut run));
+            match select(body, Delay::new(left)).await {
+                Either::Left((result, _)) => result,
+                // The body is dropped here, wherever it was waiting.
+                Either::Right(_) => Err(timeout),
+            }
+        };
+        let result = match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e @ Error::LeaseLost { .. }) => return tracing::warn!(error = %e, "lease lost"),
+            Err(e) => {
+                // Undo what can be undone, within the same fence.
+                let now = self.now();
+                run.task.log(now, format!("undoing the earlier steps after: {e}"));
+                match jobs::undo(self, &mut run).await {
+                    Ok(()) => Err(e),
+                    Err(undo) => {
+                        tracing::warn!(error = %error_chain(&undo), "undoing the task failed");
+                        Err(Error::conflict(format!(
+                            "{}; undoing it failed ({}), the VM is left in state error for a later delete",
+                            e.public_message(),
+                            undo.public_message()
+                        )))
+                    }
+                }
+            }
+        };
+        self.finish(run, result).await;
+    }
+
+    fn deadline_error(&self, run: &Run) -> Error {
+        let limit = self.inner.config.deadlines.of(run.task.kind, self.inner.config.shutdown_timeout);
+        Error::timeout(limit)
+    }
+
+    /// Records how the task ended. The task's error is the error's public message: a
+    /// backend's own text (libvirt's, a database's) goes to the log only.
+    async fn finish(&self, mut run: Run, result: Result<Outcome>) {
+        let now = self.now();
+        let (state, error) = match result {
+            Ok(Outcome::Done) => (TaskState::Succeeded, None),
+            Ok(Outcome::Cancelled) => (TaskState::Cancelled, None),
+            Err(e) => (TaskState::Failed, Some(e)),
+        };
+        if let Some(e) = &error {
+            tracing::warn!(error = %error_chain(e), "task failed");
+        }
+        run.task.state = state;
+        if state == TaskState::Succeeded {
+            run.task.progress = 100;
+        }
+        run.task.log(now, state.to_string());
+        run.task.error_code = error.as_ref().map(|e| e.code().to_owned());
+        run.task.error = error.as_ref().map(Error::public_message);
+        run.task.finished_at = Some(now);
+        match self.inner.store.save_task(&run.task, run.fence).await {
+            Ok(()) => tracing::info!(state = %state, error = run.task.error.as_deref(), "task ended"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not record the end of the task"),
+        }
+    }
+
+    /// Logs a step and saves progress; fails with `LeaseLost` if another run took over.
+    pub(super) async fn step(&self, run: &mut Run, progress: u8, message: impl Into<String>) -> Result<()> {
+        let now = self.now();
+        let message = message.into();
+        tracing::debug!(progress, message = %message, "step");
+        run.task.progress = progress;
+        run.task.log(now, message);
+        self.inner.store.save_task(&run.task, run.fence).await
+    }
+
+    /// Saves that `checkpoint` is reached, before the step it guards, so that a resumed run
+    /// does not repeat that step.
+    pub(super) async fn checkpoint(&self, run: &mut Run, checkpoint: &str) -> Result<()> {
+        if !run.task.reached(checkpoint) {
+            run.task.checkpoints.push(checkpoint.to_owned());
+        }
+        self.inner.store.save_task(&run.task, run.fence).await
+    }
+
+    /// A step boundary: whether a user asked to cancel the task, and an error once the
+    /// task's deadline has passed.
+    pub(super) async fn cancel_requested(&self, run: &mut Run) -> Result<bool> {
+        if self.now() >= run.deadline {
+            return Err(self.deadline_error(run));
+        }
+        let stored = self.inner.store.get_task(run.task.id).await?;
+        run.task.cancel_requested = stored.cancel_requested;
+        Ok(stored.cancel_requested)
+    }
+}

@@ -1,0 +1,102 @@
+//! One saga per task kind: what a task does (`run`) and how what it did is undone when it
+//! fails, times out or is given up (`undo`). Every step is idempotent, so that a task
+//! resumed after a crash may run again from the start.
+
+mod create_vm;
+mod delete_vm;
+mod power;
+mod update_vm;
+
+use std::sync::Arc;
+
+use super::engine::{Outcome, Run};
+use super::Vmm;
+use crate::error::{Error, Result};
+use crate::hypervisor::{DomainSpec, Hypervisor, PowerState};
+use crate::id::VmId;
+use crate::node::Node;
+use crate::task::TaskKind;
+use crate::vm::Vm;
+
+/// Runs the task's saga.
+pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
+    match run.task.kind {
+        TaskKind::CreateVm => create_vm::run(vmm, run).await,
+        TaskKind::DeleteVm => delete_vm::run(vmm, run).await,
+        TaskKind::UpdateVm => update_vm::run(vmm, run).await,
+        kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
+    }
+}
+
+/// Undoes what the task did, as far as it can be undone.
+pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
+    match run.task.kind {
+        TaskKind::CreateVm => vmm.undo_create(vm_of(run)?).await,
+        TaskKind::DeleteVm => Ok(()),
+        TaskKind::UpdateVm => update_vm::undo(vmm, run).await,
+        _ => power::undo(vmm, run).await,
+    }
+}
+
+fn vm_of(run: &Run) -> Result<VmId> {
+    run.task.vm_id.ok_or_else(|| Error::invalid("task", "has no VM"))
+}
+
+fn domain_spec(vm: &Vm, node: &Node) -> DomainSpec {
+    DomainSpec {
+        vm_id: vm.id,
+        title: vm.name.clone(),
+        vcpus: vm.vcpus,
+        memory_mib: vm.memory_mib,
+        virt_type: node.virt_type,
+        mac: vm.id.mac_address(),
+        addresses: vm.addresses.clone(),
+    }
+}
+
+impl Vmm {
+    async fn vm_and_hypervisor(&self, run: &Run) -> Result<(Vm, Node, Arc<dyn Hypervisor>)> {
+        let vm = self.inner.store.get_vm(vm_of(run)?).await?;
+        let node = self.inner.store.get_node(vm.node_id).await?;
+        let hv = self.hypervisor(&node).await?;
+        Ok((vm, node, hv))
+    }
+
+    /// Removes whatever a create made: domain, volume, then the VM record and its leases.
+    /// If the hypervisor part fails, the VM stays recorded in state `error` with its leases,
+    /// so that nothing is orphaned and a later delete can finish the job.
+    pub(super) async fn undo_create(&self, vm_id: VmId) -> Result<()> {
+        let mut vm = match self.inner.store.get_vm(vm_id).await {
+            Ok(vm) => vm,
+            Err(Error::VmNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let cleanup = async {
+            let node = self.inner.store.get_node(vm.node_id).await?;
+            let hv = self.hypervisor(&node).await?;
+            remove_from_hypervisor(hv.as_ref(), vm_id).await
+        };
+        match cleanup.await {
+            Ok(()) => self.inner.store.delete_vm(vm_id).await,
+            Err(e) => {
+                vm.state = crate::vm::VmState::Error;
+                self.inner.store.update_vm(&vm).await?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Forces the domain off, undefines it, deletes its volume; each only if present.
+async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
+    if let Some(domain) = hv.domain(vm).await? {
+        if !matches!(domain.state, PowerState::Shutoff | PowerState::Crashed) {
+            hv.stop(vm).await?;
+        }
+        hv.undefine_domain(vm).await?;
+    }
+    if hv.volume(vm).await?.is_some() {
+        hv.delete_volume(vm).await?;
+    }
+    Ok(())
+}

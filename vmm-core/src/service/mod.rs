@@ -1,0 +1,207 @@
+//! The [`Vmm`] service: the SDK's front door and the home of every business rule. Adapters
+//! (the HTTP server, the Python package) parse, call one method, and map errors.
+//!
+//! Its methods live in one file per area (`nodes`, `ipam`, `vms`, `tasks`); the worker
+//! engine that runs tasks is in `engine`, and each task kind's saga in `jobs/<kind>`.
+//!
+//! Every VM mutation is a persisted [`Task`](crate::Task) that a background worker runs under
+//! a fenced lease ([`Vmm::run_workers`]); the host supplies the executor (the server and the
+//! Python package use tokio; tests here use a thread or `block_on`).
+
+mod engine;
+mod ipam;
+mod jobs;
+mod nodes;
+mod tasks;
+mod vms;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use event_listener::Event;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::hypervisor::{Connector, Hypervisor};
+use crate::id::NodeId;
+use crate::memory::{InMemoryConnector, InMemoryStore};
+use crate::node::{Node, NodeUriPolicy};
+use crate::placement::Strategy;
+use crate::store::Store;
+use crate::task::TaskDeadlines;
+
+/// How a [`Vmm`] runs its tasks and which nodes it accepts.
+#[derive(Debug, Clone)]
+pub struct VmmConfig {
+    /// This worker's name in task leases (for people reading them; the fence, not the
+    /// name, decides who holds a task).
+    pub worker_id: String,
+    /// How long a claimed task's lease lasts before it must be renewed.
+    pub lease: Duration,
+    /// How often idle workers look for tasks queued by other processes.
+    pub poll_interval: Duration,
+    /// Claims of one task before it is undone and failed.
+    pub max_attempts: u32,
+    /// Tasks one worker loop runs at once.
+    pub concurrency: usize,
+    /// How placement chooses among fitting nodes.
+    pub strategy: Strategy,
+    /// How long a graceful shutdown waits before forcing the VM off.
+    pub shutdown_timeout: Duration,
+    /// How long each kind of task may run before it is stopped, undone and failed.
+    pub deadlines: TaskDeadlines,
+    /// Which node URIs are accepted.
+    pub node_uris: NodeUriPolicy,
+}
+
+impl Default for VmmConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 3,
+            concurrency: 8,
+            strategy: Strategy::Spread,
+            shutdown_timeout: Duration::from_secs(60),
+            deadlines: TaskDeadlines::default(),
+            node_uris: NodeUriPolicy::default(),
+        }
+    }
+}
+
+/// Builds a [`Vmm`] from its parts.
+#[derive(Debug, Default)]
+pub struct VmmBuilder {
+    store: Option<Arc<dyn Store>>,
+    connector: Option<Arc<dyn Connector>>,
+    clock: Option<Arc<dyn Clock>>,
+    config: VmmConfig,
+}
+
+impl VmmBuilder {
+    /// Persistence (default: a fresh [`InMemoryStore`] on the builder's clock).
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How nodes are opened by URI (default: an [`InMemoryConnector`] for `memory://`).
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Task engine settings and the node URI policy.
+    pub fn with_config(mut self, config: VmmConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> Vmm {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Vmm {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::with_clock(clock.clone()))),
+                connector: self.connector.unwrap_or_else(|| Arc::new(InMemoryConnector::new())),
+                clock,
+                config: self.config,
+                hypervisors: Mutex::new(HashMap::new()),
+                changed: Event::new(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    connector: Arc<dyn Connector>,
+    clock: Arc<dyn Clock>,
+    config: VmmConfig,
+    hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
+    /// Notified whenever a task is queued or changes state.
+    changed: Event,
+}
+
+/// The vmm service. Cheap to clone; clones share everything.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use vmm_core::{IpPoolSpec, NodeSpec, TaskState, Vmm, VmSpec, VmState};
+/// let vmm = Vmm::in_memory(); // in-memory store and memory:// nodes
+/// vmm.create_node(NodeSpec::new("n1", "memory://n1")).await?;
+/// let pool = vmm.create_ip_pool(IpPoolSpec::new("public", "192.0.2.0/24")).await?;
+/// let spec = VmSpec { ip_pool_id: Some(pool.id), ..VmSpec::new("web-1", 2, 2048, 20) };
+/// let (vm, task) = vmm.create_vm(spec).await?;
+/// vmm.run_until_idle().await?; // a server runs `run_workers` in the background instead
+/// assert_eq!(vmm.get_task(task.id).await?.state, TaskState::Succeeded);
+/// let vm = vmm.get_vm(vm.id).await?;
+/// assert_eq!((vm.state, vm.addresses[0].to_string()), (VmState::Running, "192.0.2.1".into()));
+/// # Ok::<(), vmm_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Vmm {
+    inner: Arc<Inner>,
+}
+
+impl Vmm {
+    /// A builder; with no parts given it makes an in-memory service that accepts only the
+    /// node URIs of [`VmmConfig::node_uris`] (no test nodes).
+    pub fn builder() -> VmmBuilder {
+        VmmBuilder::default()
+    }
+
+    /// A service wholly in memory, whose nodes are `memory://NAME` fakes: for examples,
+    /// doctests and tests.
+    pub fn in_memory() -> Self {
+        let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+        Self::builder().with_config(config).build()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The task engine settings.
+    pub fn config(&self) -> &VmmConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn notify(&self) {
+        self.inner.changed.notify(usize::MAX);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Arc<dyn Hypervisor>>> {
+        self.inner.hypervisors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The node's hypervisor, opened on first use. A URI the policy refuses (a node
+    /// registered before the policy was tightened) is never opened.
+    async fn hypervisor(&self, node: &Node) -> Result<Arc<dyn Hypervisor>> {
+        if let Some(hv) = self.cache().get(&node.id) {
+            return Ok(hv.clone());
+        }
+        self.inner.config.node_uris.check(&node.uri)?;
+        let hv = self.inner.connector.connect(&node.uri, node.virt_type).await?;
+        Ok(self.cache().entry(node.id).or_insert(hv).clone())
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,48 @@
+//! Nodes: register, read, change and remove hypervisor nodes.
+
+use super::Vmm;
+use crate::error::Result;
+use crate::id::NodeId;
+use crate::node::{Node, NodePatch, NodeSpec};
+use crate::page::{Page, PageRequest};
+
+impl Vmm {
+    /// Checks the URI against the node URI policy, connects to the node, reads its
+    /// capacity, and registers it. A name or URI already registered is a conflict.
+    pub async fn create_node(&self, spec: NodeSpec) -> Result<Node> {
+        spec.validate()?;
+        let uri = spec.uri.trim();
+        self.inner.config.node_uris.check(uri)?;
+        let hv = self.inner.connector.connect(uri, spec.virt_type).await?;
+        let info = hv.node_info().await?;
+        let node = Node::from_spec(&spec, info.capacity, self.now());
+        self.inner.store.create_node(&node).await?;
+        self.cache().insert(node.id, hv);
+        Ok(node)
+    }
+
+    /// One node.
+    pub async fn get_node(&self, id: NodeId) -> Result<Node> {
+        self.inner.store.get_node(id).await
+    }
+
+    /// Nodes, newest first.
+    pub async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>> {
+        self.inner.store.list_nodes(page).await
+    }
+
+    /// Renames a node, changes its ratios, or puts it in or out of maintenance.
+    pub async fn update_node(&self, id: NodeId, patch: NodePatch) -> Result<Node> {
+        patch.validate()?;
+        let node = self.inner.store.get_node(id).await?;
+        self.inner.store.update_node(&patch.applied_to(&node)).await?;
+        self.inner.store.get_node(id).await
+    }
+
+    /// Unregisters a node that has no VMs.
+    pub async fn delete_node(&self, id: NodeId) -> Result<()> {
+        self.inner.store.delete_node(id).await?;
+        self.cache().remove(&id);
+        Ok(())
+    }
+}

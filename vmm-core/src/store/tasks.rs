@@ -1,0 +1,42 @@
+//! The tasks area of the [`Store`](super::Store).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::id::TaskId;
+use crate::page::{Page, PageRequest};
+use crate::task::{Task, TaskFilter};
+use crate::vm::VmAction;
+
+/// Durable tasks and their leases. Lease expiry is judged by the store's own clock (the
+/// database's, for SQL stores), so workers on hosts whose clocks disagree still agree on
+/// who holds a task. Every run holds a fence ([`Task::claim`]): renewing and saving check
+/// it, so a run that lost its lease changes nothing.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Queues a task. When it targets a VM: the VM must exist, `action` (if given) must be
+    /// legal in its state, and the VM must have no other active task
+    /// ([`ActiveTask`](crate::Error::ActiveTask) naming it otherwise).
+    async fn enqueue_task(&self, task: &Task, action: Option<VmAction>) -> Result<()>;
+    /// One task.
+    async fn get_task(&self, id: TaskId) -> Result<Task>;
+    /// Tasks, newest first.
+    async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>>;
+    /// Claims the oldest claimable task (queued, or running under a lease expired by the
+    /// store's clock) for `owner`, with a lease of `lease` from the store's now and a new
+    /// fence. Two workers never claim the same task. `now` stamps the step log.
+    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>>;
+    /// Extends the lease of the run holding `fence` to `lease` from the store's now;
+    /// [`LeaseLost`](crate::Error::LeaseLost) if that run no longer holds it.
+    async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()>;
+    /// Saves a task's progress, steps, checkpoints, state, error and end
+    /// ([`Task::saved_over`]) if the run holding `fence` still holds its live lease;
+    /// `LeaseLost` otherwise.
+    async fn save_task(&self, task: &Task, fence: u64) -> Result<()>;
+    /// Cancels a queued task at once, or asks a running one to stop ([`Task::cancel`]);
+    /// returns the task. A conflict for a task that has ended.
+    async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task>;
+}

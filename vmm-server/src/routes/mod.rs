@@ -1,0 +1,119 @@
+//! The v1 routes, one file per area. Each handler extracts, makes one `Vmm` call and
+//! answers JSON; this module holds what they share: the extractors that answer bad input
+//! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
+
+mod ipam;
+mod meta;
+mod nodes;
+mod tasks;
+mod vms;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{header::LOCATION, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, IntoResponses};
+use utoipa_axum::router::OpenApiRouter;
+use vmm_core::{PageRequest, Task};
+
+use crate::{ApiError, AppState, Problem};
+
+/// JSON in and out; a bad body is problem+json (400, 413, 415 or 422).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Path parameters; a malformed one is a 422.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// Query parameters; a malformed one is a 422.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The problems any route may answer with.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Problems {
+    /// Malformed JSON.
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// No or a wrong bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// No such resource.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Conflicts with the current state: an active task, an illegal state, a duplicate.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// The body is too large.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not JSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    MediaType(Problem),
+    /// Invalid values, unknown fields included.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// Too many failed attempts to authenticate from this address; see `Retry-After`.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The backend does not support this.
+    #[response(status = 501, content_type = "application/problem+json")]
+    Unsupported(Problem),
+    /// A node or the database is unreachable.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// Paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn page(self) -> PageRequest {
+        PageRequest { limit: self.limit, cursor: self.cursor }
+    }
+}
+
+/// 202 with the task's location.
+fn accepted<T: Serialize>(task: &Task, body: T) -> Response {
+    (StatusCode::ACCEPTED, [(LOCATION, format!("/api/v1/tasks/{}", task.id))], Json(body)).into_response()
+}
+
+/// 201 with the new resource's location.
+fn created<T: Serialize>(location: String, body: T) -> Response {
+    (StatusCode::CREATED, [(LOCATION, location)], Json(body)).into_response()
+}
+
+/// Routes behind the bearer token.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(meta::routes())
+        .merge(nodes::routes())
+        .merge(ipam::routes())
+        .merge(vms::routes())
+        .merge(tasks::routes())
+}
+
+/// Routes open to all (health).
+pub fn public() -> OpenApiRouter<AppState> {
+    meta::public()
+}
