@@ -18,13 +18,9 @@ impl SqlStore {
     /// The pool, locked for the transaction.
     pub(super) async fn lock_pool(&self, tx: &mut Tx, pool: PoolId) -> Result<IpPool> {
         let sql = format!("SELECT pool FROM ip_pools WHERE id = $1{}", self.dialect.lock());
-        let row = sqlx::query(&sql)
-            .bind(pool.to_string())
-            .fetch_all(&mut **tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::PoolNotFound { id: pool })?;
+        let row = self
+            .row(sqlx::query(&sql).bind(pool.to_string()), &mut **tx, Error::PoolNotFound { id: pool })
+            .await?;
         from_json(&row.text("pool")?)
     }
 
@@ -204,13 +200,13 @@ impl IpamStore for SqlStore {
     }
 
     async fn get_pool(&self, pool: PoolId) -> Result<IpPool> {
-        let row = sqlx::query("SELECT pool FROM ip_pools WHERE id = $1")
-            .bind(pool.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::PoolNotFound { id: pool })?;
+        let row = self
+            .row(
+                sqlx::query("SELECT pool FROM ip_pools WHERE id = $1").bind(pool.to_string()),
+                &self.read,
+                Error::PoolNotFound { id: pool },
+            )
+            .await?;
         from_json(&row.text("pool")?)
     }
 
@@ -276,14 +272,15 @@ impl IpamStore for SqlStore {
     async fn release_lease(&self, pool: PoolId, address: IpAddr) -> Result<()> {
         let mut tx = self.begin().await?;
         self.lock_pool(&mut tx, pool).await?;
-        let row = sqlx::query("SELECT vm_id FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
-            .bind(pool.to_string())
-            .bind(key(to_u128(address)))
-            .fetch_all(&mut *tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::LeaseNotFound { pool, address })?;
+        let row = self
+            .row(
+                sqlx::query("SELECT vm_id FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
+                    .bind(pool.to_string())
+                    .bind(key(to_u128(address))),
+                &mut *tx,
+                Error::LeaseNotFound { pool, address },
+            )
+            .await?;
         if let Some(vm) = row.opt_text("vm_id")? {
             return Err(Error::conflict(format!("{address} is held by VM {vm}")));
         }

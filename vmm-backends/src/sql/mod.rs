@@ -188,6 +188,19 @@ impl SqlStore {
     async fn commit(&self, tx: Tx) -> Result<()> {
         tx.commit().await.map_err(|e| self.err(e))
     }
+
+    /// The row `query` reads through `executor`, or `missing` when there is none.
+    async fn row<'c, E>(
+        &self,
+        query: sqlx::query::Query<'c, sqlx::Any, sqlx::any::AnyArguments<'c>>,
+        executor: E,
+        missing: Error,
+    ) -> Result<AnyRow>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        query.fetch_all(executor).await.map(first).map_err(|e| self.err(e))?.ok_or(missing)
+    }
 }
 
 /// Set on every SQLite connection.

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use vmm_core::{Capacity, Error, Node, NodeId, NodeStore, Page, PageRequest, Result, Usage};
 
-use super::{first, is_unique_violation, parse_ts, signed, ts, unsigned, Columns, SqlStore, Tx};
+use super::{is_unique_violation, parse_ts, signed, ts, unsigned, Columns, SqlStore, Tx};
 
 const COLUMNS: &str = "id, name, uri, virt_type, cpus, memory_mib, storage_gib, cpu_overcommit, \
     memory_overcommit, state, created_at, used_vms, used_vcpus, used_memory_mib, used_storage_gib";
@@ -46,13 +46,8 @@ impl SqlStore {
     /// One node, locked for the transaction.
     pub(super) async fn lock_node(&self, tx: &mut Tx, id: NodeId) -> Result<Node> {
         let sql = format!("SELECT {COLUMNS} FROM nodes WHERE id = $1{}", self.dialect.lock());
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&mut **tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::NodeNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::NodeNotFound { id }).await?;
         node(&row)
     }
 
@@ -121,13 +116,8 @@ impl NodeStore for SqlStore {
 
     async fn get_node(&self, id: NodeId) -> Result<Node> {
         let sql = format!("SELECT {COLUMNS} FROM nodes WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::NodeNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &self.read, Error::NodeNotFound { id }).await?;
         node(&row)
     }
 

@@ -88,13 +88,8 @@ impl SqlStore {
             columns(self.dialect.now_us()),
             self.dialect.lock()
         );
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&mut **tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::TaskNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::TaskNotFound { id }).await?;
         task(&row)
     }
 
@@ -115,13 +110,9 @@ impl TaskStore for SqlStore {
         let mut tx = self.begin().await?;
         if let Some(vm) = t.vm_id {
             let sql = format!("SELECT state FROM vms WHERE id = $1{}", self.dialect.lock());
-            let row = sqlx::query(&sql)
-                .bind(vm.to_string())
-                .fetch_all(&mut *tx)
-                .await
-                .map(first)
-                .map_err(|e| self.err(e))?
-                .ok_or(Error::VmNotFound { id: vm })?;
+            let row = self
+                .row(sqlx::query(&sql).bind(vm.to_string()), &mut *tx, Error::VmNotFound { id: vm })
+                .await?;
             let active =
                 sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
                     .bind(vm.to_string())
@@ -154,13 +145,8 @@ impl TaskStore for SqlStore {
 
     async fn get_task(&self, id: TaskId) -> Result<Task> {
         let sql = format!("SELECT {} FROM tasks WHERE id = $1", columns(self.dialect.now_us()));
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::TaskNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &self.read, Error::TaskNotFound { id }).await?;
         task(&row).map(|(t, _)| t)
     }
 

@@ -6,9 +6,7 @@ use sqlx::any::AnyRow;
 use vmm_core::placement::{self, Demand};
 use vmm_core::{Error, Page, PageRequest, PlacementRequest, Result, Task, Vm, VmId, VmStore};
 
-use super::{
-    first, from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx,
-};
+use super::{from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx};
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at";
@@ -32,13 +30,8 @@ impl SqlStore {
     /// One VM, read in `tx`.
     async fn vm_in(&self, tx: &mut Tx, id: VmId) -> Result<Vm> {
         let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&mut **tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::VmNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::VmNotFound { id }).await?;
         vm(&row)
     }
 }
@@ -80,13 +73,8 @@ impl VmStore for SqlStore {
 
     async fn get_vm(&self, id: VmId) -> Result<Vm> {
         let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?
-            .ok_or(Error::VmNotFound { id })?;
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &self.read, Error::VmNotFound { id }).await?;
         vm(&row)
     }
 
