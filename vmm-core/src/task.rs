@@ -87,8 +87,8 @@ impl TaskKind {
         self.into()
     }
 
-    /// How long a task of this kind may run, all attempts together, before it is stopped,
-    /// undone where it can be, and failed (unless [`TaskDeadlines`] says otherwise).
+    /// How long one attempt of a task of this kind may run before it is stopped, undone
+    /// where it can be, and failed (unless [`TaskDeadlines`] says otherwise).
     pub fn default_deadline(self) -> Duration {
         let minutes = match self {
             Self::CreateVm => 30,

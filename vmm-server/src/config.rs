@@ -211,6 +211,19 @@ impl Settings {
     }
 }
 
+/// 1024 connections, or fewer when the process may not open that many files: room is kept
+/// for the database, libvirt connections and logs (128 descriptors).
+fn default_max_connections() -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| {
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3)?.parse::<usize>().ok()
+    });
+    match soft_limit {
+        Some(limit) => limit.saturating_sub(128).clamp(16, 1024),
+        None => 1024,
+    }
+}
+
 /// A boolean variable: `1`, `true`, `yes` or `0`, `false`, `no`.
 fn flag(env: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<bool>> {
     match env(key).as_deref() {

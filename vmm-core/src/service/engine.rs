@@ -1,6 +1,6 @@
-//! The worker engine: claims tasks, runs each under a fenced lease it renews, stops a task
-//! at its kind's deadline, gives up after `max_attempts` claims, and undoes what a task that
-//! did not succeed left behind.
+//! The worker engine: claims tasks, runs each under a fenced lease it renews, stops an
+//! attempt at its kind's deadline, gives up after `max_attempts` claims, and undoes what a
+//! task that did not succeed left behind.
 
 use std::future::Future;
 use std::pin::pin;
@@ -20,7 +20,7 @@ use crate::task::{Task, TaskState};
 pub(super) struct Run {
     pub(super) task: Task,
     pub(super) fence: u64,
-    /// When the task, all attempts together, must have ended.
+    /// When this attempt must have ended.
     pub(super) deadline: DateTime<Utc>,
 }
 
@@ -123,9 +123,11 @@ impl Vmm {
     async fn execute(&self, task: Task) {
         let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
         let (id, fence) = (task.id, task.fence());
-        let started = task.started_at.unwrap_or_else(|| self.now());
+        // Each attempt has the kind's deadline, counted from its claim: time the task spent
+        // queued, or waiting for a vmmd that was down, does not count against it; with
+        // `max_attempts`, the whole task is bounded too.
         let limit = self.inner.config.deadlines.of(task.kind, self.inner.config.shutdown_timeout);
-        let run = Run { task, fence, deadline: started + chrono_duration(limit) };
+        let run = Run { task, fence, deadline: self.now() + chrono_duration(limit) };
         let work = self.perform(run);
         match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await {
             Either::Left(_) => {}
