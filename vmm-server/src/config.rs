@@ -154,7 +154,7 @@ impl Settings {
             header_read_timeout: seconds("VMM_HEADER_READ_TIMEOUT_S", from_file.header_read_timeout_s, 10)?,
             max_connections: number(&env, "VMM_MAX_CONNECTIONS")?
                 .or(from_file.max_connections)
-                .unwrap_or(1024),
+                .unwrap_or_else(default_max_connections),
             ..ServeOptions::default()
         };
         if serve.max_connections == 0 {
