@@ -130,12 +130,18 @@ def test_ctrl_c_interrupts_a_wait(database):
     with vmm.Client.open(database=database, run_workers=False, test_nodes=True) as c:
         n = c.create_node(f"sig-{uuid.uuid4().hex[:8]}", "test:///default", virt_type="qemu")
         vm = c.create_vm("sig", vcpus=1, memory_mib=128, disk_gib=1, node=n, wait=False)
+        # A shell that starts us in the background ignores SIGINT, and Python then keeps it
+        # ignored; install the handler an interactive session has.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            vm.task.wait(timeout=60)
-        timer.join()
+        try:
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                vm.task.wait(timeout=60)
+        finally:
+            timer.join()
+            signal.signal(signal.SIGINT, previous)
         assert time.monotonic() - started < 30, "Ctrl-C ended the wait, not its timeout"
         vm.task.cancel()
 
