@@ -31,12 +31,13 @@ async fn through_vmm(vmm: &Vmm, node: vmm_core::NodeId) {
     }
 }
 
-/// The same libvirt calls, made directly.
-fn direct(conn: &Connect, pool_name: &str, domain_type: &str) {
+/// The same libvirt calls, made directly; on a real node the serial console is logged
+/// to the pool's directory as vmm does, and the log removed.
+fn direct(conn: &Connect, pool_name: &str, domain_type: &str, log_dir: Option<&str>) {
     let vm = VmId::new();
     let pool = conn.lookup_storage_pool_by_name(pool_name).unwrap();
     let vol = virt::storage_vol::StorageVol::create_xml(&pool, &volume_xml(vm, 1).unwrap(), 0).unwrap();
-    let at = Placement { storage_pool: pool_name, network: None };
+    let at = Placement { storage_pool: pool_name, network: None, console_log_dir: log_dir };
     let dom = conn
         .define_domain_xml(&domain_xml(&spec(vm, "bench", VirtType::Qemu), domain_type, &at).unwrap())
         .unwrap();
@@ -44,6 +45,9 @@ fn direct(conn: &Connect, pool_name: &str, domain_type: &str) {
     dom.destroy().unwrap();
     dom.undefine().unwrap();
     vol.delete(0).unwrap();
+    if let Some(dir) = log_dir {
+        std::fs::remove_file(format!("{dir}/{}", vm.console_log_name())).ok();
+    }
 }
 
 fn bench_node(c: &mut Criterion, label: &str, uri: &str, domain_type: &str) {
@@ -78,7 +82,8 @@ fn bench_node(c: &mut Criterion, label: &str, uri: &str, domain_type: &str) {
         b.iter(|| rt.block_on(through_vmm(black_box(&vmm), node.id)))
     });
     group.bench_function("direct_virt_calls", |b| {
-        b.iter(|| direct(black_box(&conn), &cfg.storage_pool, domain_type))
+        let log_dir = uri.starts_with("qemu").then_some(cfg.storage_path.as_str());
+        b.iter(|| direct(black_box(&conn), &cfg.storage_pool, domain_type, log_dir))
     });
     group.finish();
 }

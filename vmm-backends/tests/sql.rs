@@ -92,7 +92,12 @@ async fn concurrent_actions(store: Arc<SqlStore>) {
     store.create_node(&suite::node("n", 8)).await.unwrap();
     let (vm, create) = suite::new_vm(None);
     store
-        .create_vm(&vm, &create, PlacementRequest { pinned: None, strategy: Strategy::Spread })
+        .create_vm(
+            &vm,
+            &create,
+            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+            None,
+        )
         .await
         .unwrap();
     let mut t = store.claim_task("w", Utc::now(), Duration::from_secs(60)).await.unwrap().unwrap();
@@ -218,7 +223,12 @@ async fn sqlite_reads_do_not_wait_for_the_writer() {
     store.create_node(&suite::node("n", 8)).await.unwrap();
     let (vm, task) = suite::new_vm(None);
     let vm = store
-        .create_vm(&vm, &task, PlacementRequest { pinned: None, strategy: Strategy::Spread })
+        .create_vm(
+            &vm,
+            &task,
+            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+            None,
+        )
         .await
         .unwrap();
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -255,7 +265,12 @@ async fn postgres_claims_skip_locked_tasks() {
     for _ in 0..2 {
         let (vm, task) = suite::new_vm(None);
         store
-            .create_vm(&vm, &task, PlacementRequest { pinned: None, strategy: Strategy::Spread })
+            .create_vm(
+                &vm,
+                &task,
+                &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+                None,
+            )
             .await
             .unwrap();
         tasks.push(task.id);

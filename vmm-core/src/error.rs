@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::id::{BackupId, NodeId, PoolId, ScheduleId, TaskId, VmId};
+use crate::id::{BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, VmId};
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
 
@@ -61,6 +61,24 @@ pub enum Error {
     ScheduleNotFound {
         /// The schedule asked for.
         id: ScheduleId,
+    },
+    /// No image with this id.
+    #[error("Image {id} not found")]
+    ImageNotFound {
+        /// The image asked for.
+        id: ImageId,
+    },
+    /// No recipe with this id.
+    #[error("Recipe {id} not found")]
+    RecipeNotFound {
+        /// The recipe asked for.
+        id: RecipeId,
+    },
+    /// No network with this id.
+    #[error("Network {id} not found")]
+    NetworkNotFound {
+        /// The network asked for.
+        id: NetworkId,
     },
     /// The VM already has a task queued or running; one at a time.
     #[error("VM {vm} already has an active task {task}")]
@@ -226,7 +244,10 @@ impl Error {
             | Self::LeaseNotFound { .. }
             | Self::TaskNotFound { .. }
             | Self::BackupNotFound { .. }
-            | Self::ScheduleNotFound { .. } => ErrorKind::NotFound,
+            | Self::ScheduleNotFound { .. }
+            | Self::ImageNotFound { .. }
+            | Self::RecipeNotFound { .. }
+            | Self::NetworkNotFound { .. } => ErrorKind::NotFound,
             Self::ActiveTask { .. }
             | Self::InvalidState { .. }
             | Self::Conflict { .. }
@@ -252,6 +273,9 @@ impl Error {
             Self::TaskNotFound { .. } => "task_not_found",
             Self::BackupNotFound { .. } => "backup_not_found",
             Self::ScheduleNotFound { .. } => "schedule_not_found",
+            Self::ImageNotFound { .. } => "image_not_found",
+            Self::RecipeNotFound { .. } => "recipe_not_found",
+            Self::NetworkNotFound { .. } => "network_not_found",
             Self::ActiveTask { .. } => "active_task",
             Self::InvalidState { .. } => "invalid_state",
             Self::Conflict { .. } => "conflict",
@@ -284,6 +308,9 @@ impl Error {
             Self::TaskNotFound { id } | Self::LeaseLost { task: id } => vec![("task_id", id.to_string())],
             Self::BackupNotFound { id } => vec![("backup_id", id.to_string())],
             Self::ScheduleNotFound { id } => vec![("schedule_id", id.to_string())],
+            Self::ImageNotFound { id } => vec![("image_id", id.to_string())],
+            Self::RecipeNotFound { id } => vec![("recipe_id", id.to_string())],
+            Self::NetworkNotFound { id } => vec![("network_id", id.to_string())],
             Self::LeaseNotFound { pool, address } | Self::AddressInUse { pool, address } => {
                 vec![("pool_id", pool.to_string()), ("address", address.to_string())]
             }

@@ -3,6 +3,7 @@
 //! A [`Connector`] opens a hypervisor by URI.
 
 use std::fmt::Debug;
+use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::id::VmId;
+use crate::error::{Error, Result};
+use crate::id::{ImageId, VmId};
+use crate::image::ImageFormat;
+use crate::network::Network;
 use crate::node::{Capacity, VirtType};
 
 /// The observed power state of a domain.
@@ -30,6 +33,31 @@ pub enum PowerState {
     Other,
 }
 
+/// Where a NIC plugs in on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NicNetwork {
+    /// QEMU's user-mode networking (no network of vmm's).
+    User,
+    /// A libvirt network of the node (a managed network).
+    Network(String),
+    /// A host bridge, with an optional VLAN tag.
+    Bridge {
+        /// The bridge.
+        bridge: String,
+        /// The 802.1Q tag.
+        vlan: Option<u16>,
+    },
+}
+
+/// One NIC of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// Its MAC address.
+    pub mac: String,
+    /// Where it plugs in.
+    pub network: NicNetwork,
+}
+
 /// What vmm asks a hypervisor to define. Every field is data; backends serialize it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainSpec {
@@ -43,10 +71,12 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     /// Domain type.
     pub virt_type: VirtType,
-    /// MAC address of the network interface.
-    pub mac: String,
+    /// Its NICs, in order.
+    pub nics: Vec<NicSpec>,
     /// Addresses leased to the VM (kept in the domain's metadata).
     pub addresses: Vec<IpAddr>,
+    /// Attach the VM's cloud-init seed volume as a CD-ROM.
+    pub seed: bool,
 }
 
 /// A domain as observed on a node.
@@ -94,6 +124,12 @@ pub struct HypervisorCapabilities {
     pub suspend: bool,
     /// Growing a disk volume.
     pub resize_volume: bool,
+    /// Images, seeds and disks made from images.
+    pub images: bool,
+    /// Plugging NICs into a running domain.
+    pub hotplug: bool,
+    /// Reading the serial console's log.
+    pub console_log: bool,
 }
 
 /// One hypervisor node. Every call targets the VM's domain (`vmm-<id>`) or volume
@@ -150,6 +186,115 @@ pub trait Hypervisor: Send + Sync + Debug {
 
     /// Deletes the VM's disk volume.
     async fn delete_volume(&self, vm: VmId) -> Result<()>;
+
+    /// Uploads an image's data as the node's copy of it (replacing a partial one).
+    async fn upload_image(
+        &self,
+        image: ImageId,
+        format: ImageFormat,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<()> {
+        let _ = (image, format, data, size);
+        Err(Error::unsupported(self.uri(), "images"))
+    }
+
+    /// Whether the node holds a copy of the image.
+    async fn has_image(&self, image: ImageId, format: ImageFormat) -> Result<bool> {
+        let _ = (image, format);
+        Err(Error::unsupported(self.uri(), "images"))
+    }
+
+    /// Deletes the node's copy of the image (nothing happens if there is none).
+    async fn delete_image(&self, image: ImageId, format: ImageFormat) -> Result<()> {
+        let _ = (image, format);
+        Err(Error::unsupported(self.uri(), "images"))
+    }
+
+    /// Makes the VM's disk volume a copy of the image, grown to `size_gib` (qcow2).
+    async fn create_volume_from_image(
+        &self,
+        vm: VmId,
+        image: ImageId,
+        format: ImageFormat,
+        size_gib: u64,
+    ) -> Result<VolumeInfo> {
+        let _ = (vm, image, format, size_gib);
+        Err(Error::unsupported(self.uri(), "images"))
+    }
+
+    /// Makes `to`'s disk volume a copy of `from`'s.
+    async fn copy_volume(&self, from: VmId, to: VmId) -> Result<VolumeInfo> {
+        let _ = (from, to);
+        Err(Error::unsupported(self.uri(), "copying disks"))
+    }
+
+    /// Keeps a copy of the VM's disk aside (before a reinstall), replacing an older one.
+    async fn save_previous_volume(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Err(Error::unsupported(self.uri(), "copying disks"))
+    }
+
+    /// Puts the copy kept aside back as the VM's disk (replacing the disk).
+    async fn restore_previous_volume(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Err(Error::unsupported(self.uri(), "copying disks"))
+    }
+
+    /// Deletes the copy kept aside (nothing happens if there is none).
+    async fn delete_previous_volume(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Ok(())
+    }
+
+    /// Writes the VM's cloud-init seed volume (replacing an older one).
+    async fn write_seed(&self, vm: VmId, data: Vec<u8>) -> Result<()> {
+        let _ = (vm, data);
+        Err(Error::unsupported(self.uri(), "images"))
+    }
+
+    /// Deletes the VM's seed volume (nothing happens if there is none).
+    async fn delete_seed(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Ok(())
+    }
+
+    /// The last `tail_bytes` of what the VM's serial console printed.
+    async fn console_log(&self, vm: VmId, tail_bytes: u64) -> Result<Vec<u8>> {
+        let _ = (vm, tail_bytes);
+        Err(Error::unsupported(self.uri(), "console logs"))
+    }
+
+    /// Deletes the VM's console log (nothing happens if there is none).
+    async fn delete_console_log(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Ok(())
+    }
+
+    /// Makes sure a managed network exists and is active on the node (nothing to do for a
+    /// bridge network).
+    async fn ensure_network(&self, network: &Network) -> Result<()> {
+        let _ = network;
+        Err(Error::unsupported(self.uri(), "networks"))
+    }
+
+    /// Removes a managed network from the node (nothing happens if it has none).
+    async fn remove_network(&self, network: &Network) -> Result<()> {
+        let _ = network;
+        Ok(())
+    }
+
+    /// Plugs a NIC into the running domain (its persistent definition is separate).
+    async fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let _ = (vm, nic);
+        Err(Error::unsupported(self.uri(), "hot-plugging NICs"))
+    }
+
+    /// Unplugs a NIC from the running domain.
+    async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let _ = (vm, nic);
+        Err(Error::unsupported(self.uri(), "hot-plugging NICs"))
+    }
 }
 
 /// Opens hypervisors by URI.

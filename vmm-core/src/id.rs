@@ -111,6 +111,18 @@ id_type!(
     /// Identifies a backup schedule.
     ScheduleId
 );
+id_type!(
+    /// Identifies an OS image.
+    ImageId
+);
+id_type!(
+    /// Identifies a recipe.
+    RecipeId
+);
+id_type!(
+    /// Identifies a network.
+    NetworkId
+);
 
 impl VmId {
     /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.
@@ -127,6 +139,36 @@ impl VmId {
     pub fn mac_address(&self) -> String {
         let b = self.0.as_bytes();
         format!("52:54:00:{:02x}:{:02x}:{:02x}", b[13], b[14], b[15])
+    }
+
+    /// The MAC address of the VM's NIC number `index` (0 to 15): the first is
+    /// [`Self::mac_address`], the others flip the high half of its fourth byte, so that
+    /// every NIC of a VM has its own stable MAC.
+    pub fn nic_mac(&self, index: u8) -> String {
+        let b = self.0.as_bytes();
+        format!("52:54:00:{:02x}:{:02x}:{:02x}", b[13] ^ ((index & 0x0f) << 4), b[14], b[15])
+    }
+
+    /// The name of this VM's cloud-init seed volume.
+    pub fn seed_volume_name(&self) -> String {
+        format!("vmm-{}-seed.img", self.0)
+    }
+
+    /// The name of the file this VM's serial console is logged to, in the storage pool.
+    pub fn console_log_name(&self) -> String {
+        format!("vmm-{}.console.log", self.0)
+    }
+
+    /// The name of the copy of this VM's disk kept while it is reinstalled.
+    pub fn previous_volume_name(&self) -> String {
+        format!("vmm-{}.prev.qcow2", self.0)
+    }
+}
+
+impl ImageId {
+    /// The name of this image's volume on a node: `vmm-image-<id>` and its format.
+    pub fn volume_name(&self, format: crate::image::ImageFormat) -> String {
+        format!("vmm-image-{}.{}", self.0, format.as_str())
     }
 }
 

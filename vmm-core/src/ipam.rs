@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{PoolId, VmId};
+use crate::id::{NetworkId, PoolId, VmId};
 
 /// Most ranges or reserved addresses one pool may list.
 pub const MAX_POOL_ENTRIES: usize = 4096;
@@ -51,12 +51,34 @@ pub struct IpPoolSpec {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub reserved: Vec<IpAddr>,
+    /// The network its addresses live on: a VM drawing from the pool gets a NIC there.
+    /// Without one, the pool is bookkeeping only and the VM's NIC is user-mode.
+    #[serde(default)]
+    pub network_id: Option<NetworkId>,
+    /// DNS servers the guest is told to use.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub dns: Vec<IpAddr>,
 }
 
 impl IpPoolSpec {
     /// A spec for the whole of `cidr`.
     pub fn new(name: impl Into<String>, cidr: impl Into<String>) -> Self {
-        Self { name: name.into(), cidr: cidr.into(), gateway: None, ranges: Vec::new(), reserved: Vec::new() }
+        Self {
+            name: name.into(),
+            cidr: cidr.into(),
+            gateway: None,
+            ranges: Vec::new(),
+            reserved: Vec::new(),
+            network_id: None,
+            dns: Vec::new(),
+        }
+    }
+
+    /// The same spec on `network`.
+    pub fn on_network(mut self, network: NetworkId) -> Self {
+        self.network_id = Some(network);
+        self
     }
 
     /// The same spec with a gateway.
@@ -85,6 +107,13 @@ pub struct IpPool {
     /// Addresses never leased.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub reserved: Vec<IpAddr>,
+    /// The network its addresses live on.
+    #[serde(default)]
+    pub network_id: Option<NetworkId>,
+    /// DNS servers the guest is told to use.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub dns: Vec<IpAddr>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -183,8 +212,13 @@ impl IpPool {
             gateway: spec.gateway,
             ranges: spec.ranges.clone(),
             reserved: spec.reserved.clone(),
+            network_id: spec.network_id,
+            dns: spec.dns.clone(),
             created_at: now,
         };
+        if pool.dns.len() > 8 {
+            return Err(Error::invalid("dns", "at most 8 servers"));
+        }
         if let Some(gw) = pool.gateway {
             if !cidr.contains(&gw) {
                 return Err(Error::invalid("gateway", format!("{gw} is outside {cidr}")));
@@ -276,6 +310,11 @@ impl IpPool {
             out.extend(next.map(|n| (n, e)));
         }
         out
+    }
+
+    /// The prefix length of the pool's network.
+    pub fn prefix_len(&self) -> u8 {
+        self.cidr.prefix_len()
     }
 
     /// How many addresses may be leased.

@@ -21,13 +21,18 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod guest;
 pub mod hypervisor;
 mod id;
+pub mod image;
 pub mod ipam;
 pub mod memory;
+pub mod network;
 pub mod node;
 pub mod page;
 pub mod placement;
+pub mod recipe;
+mod secret;
 mod service;
 pub mod store;
 pub mod task;
@@ -36,15 +41,27 @@ pub mod vm;
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
+pub use guest::{GuestRequest, GuestSettings};
 pub use hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState, VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicNetwork, NicSpec, NodeInfo,
+    PowerState, VolumeInfo,
 };
-pub use id::{BackupId, NodeId, PoolId, ScheduleId, TaskId, VmId};
+pub use id::{BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, VmId};
+pub use image::{
+    Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
+    UrlPolicy,
+};
 pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
+pub use network::{Network, NetworkKind, NetworkSpec};
 pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};
 pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
+pub use recipe::{Recipe, RecipeSpec};
+pub use secret::Secret;
 pub use service::{Vmm, VmmBuilder, VmmConfig};
-pub use store::{IpamStore, NodeStore, PlacementRequest, Store, TaskStore, VmStore};
+pub use store::{
+    ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, Store,
+    TaskStore, VmGuest, VmStore,
+};
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
-pub use vm::{PowerAction, Vm, VmAction, VmPatch, VmSpec, VmState};
+pub use vm::{PowerAction, Vm, VmAction, VmNic, VmPatch, VmSpec, VmState};

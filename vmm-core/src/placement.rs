@@ -63,6 +63,8 @@ pub enum RejectReason {
         /// GiB free.
         free: u64,
     },
+    /// The node does not have a network the VM needs.
+    Network,
 }
 
 impl fmt::Display for RejectReason {
@@ -75,6 +77,7 @@ impl fmt::Display for RejectReason {
             Self::Storage { requested, free } => {
                 write!(f, "needs {requested} GiB disk, {free} GiB free")
             }
+            Self::Network => f.write_str("node lacks a network the VM needs"),
         }
     }
 }
@@ -194,8 +197,9 @@ fn weight(node: &Node, demand: &Demand, strategy: Strategy) -> f64 {
     }
 }
 
-/// Chooses a node for `demand` among `nodes`. With `pinned`, only that node is considered.
-/// Ties go to the node with the smaller id, so the result is deterministic.
+/// Chooses a node for `demand` among `nodes`. With `pinned`, only that node is considered;
+/// with `only`, nodes outside it are rejected (they lack a network the VM needs). Ties go
+/// to the node with the smaller id, so the result is deterministic.
 ///
 /// Fails with [`Error::NoCapacity`] listing every node's reason when none fits, and with
 /// [`Error::NodeNotFound`] when the pinned node is not among `nodes`.
@@ -204,13 +208,17 @@ pub fn place(
     nodes: &[Node],
     strategy: Strategy,
     pinned: Option<NodeId>,
+    only: Option<&[NodeId]>,
 ) -> Result<Placement> {
     let mut best: Option<(&Node, f64)> = None;
     let mut rejections = Vec::new();
     let mut considered = 0usize;
     for node in nodes.iter().filter(|n| pinned.is_none_or(|id| n.id == id)) {
         considered += 1;
-        let reasons = check(node, demand);
+        let mut reasons = check(node, demand);
+        if only.is_some_and(|allowed| !allowed.contains(&node.id)) {
+            reasons.insert(0, RejectReason::Network);
+        }
         if !reasons.is_empty() {
             rejections.push(Rejection { node_id: node.id, node_name: node.name.clone(), reasons });
             continue;
@@ -252,8 +260,8 @@ mod tests {
         let b = node("b", 4, 8192, 100);
         a.allocated = Usage { vms: 1, vcpus: 8, memory_mib: 4096, storage_gib: 20 };
         let nodes = [a.clone(), b.clone()];
-        assert_eq!(place(&SMALL, &nodes, Strategy::Spread, None).unwrap().node_id, b.id);
-        assert_eq!(place(&SMALL, &nodes, Strategy::Pack, None).unwrap().node_id, a.id);
+        assert_eq!(place(&SMALL, &nodes, Strategy::Spread, None, None).unwrap().node_id, b.id);
+        assert_eq!(place(&SMALL, &nodes, Strategy::Pack, None, None).unwrap().node_id, a.id);
     }
 
     #[test]
@@ -263,7 +271,7 @@ mod tests {
         let mut maint = node("maint", 8, 8192, 100);
         maint.state = NodeState::Maintenance;
         let tiny = node("tiny", 8, 256, 100);
-        let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None).unwrap_err();
+        let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None, None).unwrap_err();
         let Error::NoCapacity { rejections } = err else { panic!("{err:?}") };
         let reasons: Vec<_> = rejections.iter().map(|r| r.to_string()).collect();
         assert_eq!(
@@ -272,10 +280,21 @@ mod tests {
         );
         let mut full = node("full", 1, 256, 5);
         full.state = NodeState::Maintenance;
-        let Err(Error::NoCapacity { rejections }) = place(&SMALL, &[full], Strategy::Spread, None) else {
+        let Err(Error::NoCapacity { rejections }) = place(&SMALL, &[full], Strategy::Spread, None, None)
+        else {
             panic!()
         };
         assert_eq!(rejections[0].reasons.len(), 3, "every reason is given: {}", rejections[0]);
+    }
+
+    #[test]
+    fn nodes_without_the_network_are_rejected() {
+        let a = node("a", 4, 8192, 100);
+        let b = node("b", 64, 65536, 1000);
+        let nodes = [a.clone(), b.clone()];
+        let p = place(&SMALL, &nodes, Strategy::Spread, None, Some(&[a.id])).unwrap();
+        assert_eq!((p.node_id, p.rejections[0].node_id), (a.id, b.id));
+        assert_eq!(p.rejections[0].reasons, [RejectReason::Network]);
     }
 
     #[test]
@@ -283,11 +302,11 @@ mod tests {
         let a = node("a", 4, 8192, 100);
         let b = node("b", 64, 65536, 1000);
         let nodes = [a.clone(), b];
-        let p = place(&SMALL, &nodes, Strategy::Spread, Some(a.id)).unwrap();
+        let p = place(&SMALL, &nodes, Strategy::Spread, Some(a.id), None).unwrap();
         assert_eq!(p.node_id, a.id);
         let missing = NodeId::new();
         assert!(matches!(
-            place(&SMALL, &nodes, Strategy::Spread, Some(missing)),
+            place(&SMALL, &nodes, Strategy::Spread, Some(missing), None),
             Err(Error::NodeNotFound { id }) if id == missing
         ));
     }
@@ -330,7 +349,7 @@ mod tests {
             let strategy = if pack { Strategy::Pack } else { Strategy::Spread };
             for (vcpus, memory_mib, disk_gib) in demands {
                 let demand = Demand { vcpus, memory_mib, disk_gib };
-                match place(&demand, &nodes, strategy, None) {
+                match place(&demand, &nodes, strategy, None, None) {
                     Ok(p) => {
                         let unfit = nodes.iter().filter(|n| !check(n, &demand).is_empty()).count();
                         prop_assert_eq!(p.rejections.len(), unfit);

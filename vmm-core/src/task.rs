@@ -8,13 +8,14 @@
 //! can change nothing. Lease expiry is decided by the store's clock, never by a worker's.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{TaskId, VmId};
+use crate::id::{ImageId, TaskId, VmId};
 use crate::placement::Demand;
 use crate::vm::{PowerAction, VmAction, VmPatch};
 
@@ -43,6 +44,16 @@ pub enum TaskKind {
     ResumeVm,
     /// Rename and/or resize a VM.
     UpdateVm,
+    /// Rewrite a VM's disk from an image, with a new seed.
+    ReinstallVm,
+    /// Make a VM from a stopped VM's disk.
+    CloneVm,
+    /// Give a VM another address, with a NIC.
+    AddAddress,
+    /// Take an address from a VM, with its NIC.
+    RemoveAddress,
+    /// Fetch an image's data from its URL and check it.
+    ImportImage,
 }
 
 impl TaskKind {
@@ -51,6 +62,9 @@ impl TaskKind {
         match action {
             VmAction::Resize | VmAction::Rename => Self::UpdateVm,
             VmAction::Delete => Self::DeleteVm,
+            VmAction::Reinstall => Self::ReinstallVm,
+            VmAction::ChangeAddresses => Self::AddAddress,
+            VmAction::Clone => Self::CloneVm,
             power => {
                 Self::for_power(PowerAction::try_from(power).expect("every other action is a power action"))
             }
@@ -78,7 +92,14 @@ impl TaskKind {
             Self::RebootVm => Some(PowerAction::Reboot),
             Self::SuspendVm => Some(PowerAction::Suspend),
             Self::ResumeVm => Some(PowerAction::Resume),
-            Self::CreateVm | Self::DeleteVm | Self::UpdateVm => None,
+            Self::CreateVm
+            | Self::DeleteVm
+            | Self::UpdateVm
+            | Self::ReinstallVm
+            | Self::CloneVm
+            | Self::AddAddress
+            | Self::RemoveAddress
+            | Self::ImportImage => None,
         }
     }
 
@@ -91,8 +112,9 @@ impl TaskKind {
     /// where it can be, and failed (unless [`TaskDeadlines`] says otherwise).
     pub fn default_deadline(self) -> Duration {
         let minutes = match self {
-            Self::CreateVm => 30,
-            Self::DeleteVm | Self::UpdateVm => 10,
+            Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
+            Self::ImportImage => 120,
+            Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
             Self::StartVm | Self::StopVm | Self::RebootVm | Self::SuspendVm | Self::ResumeVm => 5,
             Self::ShutdownVm => 5,
@@ -197,10 +219,43 @@ pub enum TaskParams {
     /// Nothing.
     #[default]
     None,
-    /// Create: whether to start the VM once defined.
+    /// Create: whether to start the VM once defined, and the image it is installed from.
     Create {
         /// Start after define.
         start: bool,
+        /// The image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_id: Option<ImageId>,
+    },
+    /// Reinstall from an image (the guest settings are kept with the VM).
+    Reinstall {
+        /// The image.
+        image_id: ImageId,
+    },
+    /// Clone: the VM whose disk is copied.
+    Clone {
+        /// The source VM.
+        source: VmId,
+        /// Start the new VM once made.
+        #[serde(default)]
+        start: bool,
+    },
+    /// A new address (already leased) and its NIC.
+    AddAddress {
+        /// The address.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        address: IpAddr,
+    },
+    /// An address to take away, with its NIC.
+    RemoveAddress {
+        /// The address.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        address: IpAddr,
+    },
+    /// Import an image from its URL.
+    ImportImage {
+        /// The image.
+        image_id: ImageId,
     },
     /// Update: the patch to apply.
     Update {
@@ -359,6 +414,16 @@ impl Task {
     /// Whether `checkpoint` was reached by an earlier run.
     pub fn reached(&self, checkpoint: &str) -> bool {
         self.checkpoints.iter().any(|c| c == checkpoint)
+    }
+
+    /// The image the task installs from or imports, if any: such an image may not be
+    /// deleted while the task is active.
+    pub fn image_id(&self) -> Option<ImageId> {
+        match &self.params {
+            TaskParams::Create { image_id, .. } => *image_id,
+            TaskParams::Reinstall { image_id } | TaskParams::ImportImage { image_id } => Some(*image_id),
+            _ => None,
+        }
     }
 }
 

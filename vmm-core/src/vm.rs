@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::guest::GuestRequest;
 use crate::hypervisor::PowerState;
-use crate::id::{NodeId, PoolId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, VmId};
 use crate::placement::Demand;
+use crate::secret::Secret;
 
 /// Longest VM name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -42,6 +44,81 @@ pub struct VmSpec {
     /// Start the VM once it is defined (default true).
     #[serde(default = "default_true")]
     pub start: bool,
+    /// Install the VM from this image; the guest is then set up by cloud-init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<ImageId>,
+    /// More pools, after `ip_pool_id`: one NIC and one address per pool, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_pool_ids: Vec<PoolId>,
+    /// The guest's hostname (an RFC 1123 label; default from the name). Needs an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The guest's root password, 12 characters or more; kept only hashed. Needs an image.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    /// OpenSSH public keys for root. Needs an image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<String>,
+    /// The user's own user-data (`#cloud-config` or a `#!` script, at most 64 KiB). Needs
+    /// an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// Recipes to run at first boot, for the image's OS family. Needs an image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipe_ids: Vec<RecipeId>,
+}
+
+/// Most NICs (address pools) one VM may have.
+pub const MAX_NICS: usize = 16;
+
+/// What a reinstall is asked for. Fields left out keep what the VM had (hostname, password,
+/// keys); recipes and user-data are only those given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReinstallSpec {
+    /// The image to install (the same or another).
+    pub image_id: ImageId,
+    /// A new hostname.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// A new root password.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
+    /// New SSH keys (replacing the old ones when given).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    /// The user's own user-data.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Recipes to run.
+    #[serde(default)]
+    pub recipe_ids: Vec<RecipeId>,
+}
+
+/// What a clone is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CloneSpec {
+    /// The new VM's display name.
+    pub name: String,
+    /// Start it once made (default true).
+    #[serde(default = "default_true")]
+    pub start: bool,
+}
+
+/// An address to add to a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddressSpec {
+    /// The pool to lease from; the VM gets a NIC on its network.
+    pub ip_pool_id: PoolId,
+    /// This address; the lowest free one when absent.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub address: Option<IpAddr>,
 }
 
 fn default_true() -> bool {
@@ -51,7 +128,47 @@ fn default_true() -> bool {
 impl VmSpec {
     /// A spec with the given name and size, no pinned node, no pool, started on create.
     pub fn new(name: impl Into<String>, vcpus: u32, memory_mib: u64, disk_gib: u64) -> Self {
-        Self { name: name.into(), vcpus, memory_mib, disk_gib, node_id: None, ip_pool_id: None, start: true }
+        Self {
+            name: name.into(),
+            vcpus,
+            memory_mib,
+            disk_gib,
+            node_id: None,
+            ip_pool_id: None,
+            start: true,
+            image_id: None,
+            ip_pool_ids: Vec::new(),
+            hostname: None,
+            password: None,
+            ssh_keys: Vec::new(),
+            user_data: None,
+            recipe_ids: Vec::new(),
+        }
+    }
+
+    /// Every pool the VM draws an address from, in NIC order.
+    pub fn pools(&self) -> Vec<PoolId> {
+        self.ip_pool_id.iter().chain(&self.ip_pool_ids).copied().collect()
+    }
+
+    /// What the spec says about the guest.
+    pub fn guest(&self) -> GuestRequest {
+        GuestRequest {
+            hostname: self.hostname.clone(),
+            password: self.password.as_ref().map(|p| p.expose().to_owned()),
+            ssh_keys: self.ssh_keys.clone(),
+            user_data: self.user_data.clone(),
+            recipe_ids: self.recipe_ids.clone(),
+        }
+    }
+
+    /// Whether the spec asks anything of the guest.
+    pub fn sets_up_guest(&self) -> bool {
+        self.hostname.is_some()
+            || self.password.is_some()
+            || !self.ssh_keys.is_empty()
+            || self.user_data.is_some()
+            || !self.recipe_ids.is_empty()
     }
 
     /// Checks every field; the first bad one is reported.
@@ -64,7 +181,21 @@ impl VmSpec {
     /// ```
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
-        validate_size(self.vcpus, self.memory_mib, self.disk_gib)
+        validate_size(self.vcpus, self.memory_mib, self.disk_gib)?;
+        let pools = self.pools();
+        if pools.len() > MAX_NICS {
+            return Err(Error::invalid("ip_pool_ids", format!("at most {MAX_NICS} pools")));
+        }
+        if (1..pools.len()).any(|i| pools[..i].contains(&pools[i])) {
+            return Err(Error::invalid("ip_pool_ids", "a pool is named twice"));
+        }
+        if self.image_id.is_none() && self.sets_up_guest() {
+            return Err(Error::invalid("image_id", "setting up the guest needs an image"));
+        }
+        if self.recipe_ids.len() > 32 {
+            return Err(Error::invalid("recipe_ids", "at most 32 recipes"));
+        }
+        Ok(())
     }
 }
 
@@ -190,12 +321,58 @@ pub struct Vm {
     pub addresses: Vec<IpAddr>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The image it was installed from.
+    #[serde(default)]
+    pub image_id: Option<ImageId>,
+    /// Its guest's hostname, when vmm sets the guest up.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Its NICs: one per pool it draws from, in order.
+    #[serde(default)]
+    pub nics: Vec<VmNic>,
+}
+
+/// One NIC of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VmNic {
+    /// Its number, 0 to 15; its MAC comes from the VM id and this.
+    pub index: u8,
+    /// Its MAC address.
+    pub mac: String,
+    /// The pool its addresses come from.
+    pub pool_id: Option<PoolId>,
+    /// The network it plugs into; user-mode networking when absent.
+    pub network_id: Option<NetworkId>,
+    /// Its addresses.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub addresses: Vec<IpAddr>,
+}
+
+impl VmNic {
+    /// A NIC of `vm` at `index` on `pool` (its network and addresses filled in later).
+    pub fn new(vm: VmId, index: u8, pool_id: Option<PoolId>) -> Self {
+        Self { index, mac: vm.nic_mac(index), pool_id, network_id: None, addresses: Vec::new() }
+    }
+}
+
+/// The smallest NIC number `vm` does not use; refused when it has [`MAX_NICS`].
+pub fn free_nic_index(vm: &Vm) -> Result<u8> {
+    (0..MAX_NICS as u8)
+        .find(|i| vm.nics.iter().all(|n| n.index != *i))
+        .ok_or_else(|| Error::invalid("ip_pool_id", format!("a VM has at most {MAX_NICS} NICs")))
 }
 
 impl Vm {
     /// What the VM takes from its node.
     pub fn demand(&self) -> Demand {
         Demand { vcpus: self.vcpus, memory_mib: self.memory_mib, disk_gib: self.disk_gib }
+    }
+
+    /// Sets `addresses` and `ip_pool_id` from the NICs (the flat view the first API had).
+    pub fn refresh_addresses(&mut self) {
+        self.addresses = self.nics.iter().flat_map(|n| n.addresses.iter().copied()).collect();
+        self.ip_pool_id = self.nics.iter().find_map(|n| n.pool_id);
     }
 }
 
@@ -251,6 +428,10 @@ impl VmState {
             (S::Paused, A::Resume) => S::Running,
             (same @ (S::Stopped | S::Running), A::Resize) => same,
             (same @ (S::Stopped | S::Running | S::Paused | S::Error), A::Rename) => same,
+            // A reinstall starts the VM again; it may mend a VM in error.
+            (S::Stopped | S::Running | S::Error, A::Reinstall) => S::Running,
+            (same @ (S::Stopped | S::Running), A::ChangeAddresses) => same,
+            (S::Stopped, A::Clone) => S::Stopped,
             // Creating: only reachable when the create task is gone (one active task per VM),
             // so that a VM stranded by a crash can still be removed.
             // Deleting: a delete whose task failed half-way may be tried again.
@@ -288,11 +469,17 @@ pub enum VmAction {
     Rename,
     /// Remove the VM, its disk and its leases.
     Delete,
+    /// Rewrite the disk from an image.
+    Reinstall,
+    /// Add or remove an address (and its NIC).
+    ChangeAddresses,
+    /// Copy the VM into a new one.
+    Clone,
 }
 
 impl VmAction {
     /// Every action.
-    pub const ALL: [VmAction; 9] = [
+    pub const ALL: [VmAction; 12] = [
         Self::Start,
         Self::Stop,
         Self::Shutdown,
@@ -302,6 +489,9 @@ impl VmAction {
         Self::Resize,
         Self::Rename,
         Self::Delete,
+        Self::Reinstall,
+        Self::ChangeAddresses,
+        Self::Clone,
     ];
 
     /// The action's name as the API spells it.
@@ -413,6 +603,12 @@ mod tests {
             (S::Paused, A::Delete, S::Deleting),
             (S::Error, A::Delete, S::Deleting),
             (S::Deleting, A::Delete, S::Deleting),
+            (S::Stopped, A::Reinstall, S::Running),
+            (S::Running, A::Reinstall, S::Running),
+            (S::Error, A::Reinstall, S::Running),
+            (S::Stopped, A::ChangeAddresses, S::Stopped),
+            (S::Running, A::ChangeAddresses, S::Running),
+            (S::Stopped, A::Clone, S::Stopped),
         ]
     };
 
@@ -526,6 +722,9 @@ mod tests {
             state: VmState::Stopped,
             addresses: vec![],
             created_at: Utc::now(),
+            image_id: None,
+            hostname: None,
+            nics: vec![],
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

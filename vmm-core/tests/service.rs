@@ -487,7 +487,10 @@ macro_rules! one_at_a_time {
 }
 
 use chrono::{DateTime, Utc};
-use vmm_core::{Demand, IpLease, NodeId, Page, PlacementRequest, PoolId, Task, TaskId, Vm, VmId};
+use vmm_core::{
+    Demand, GuestSettings, Image, ImageId, IpLease, Network, NetworkId, NodeId, NodeImage, Page,
+    PlacementRequest, PoolId, Recipe, RecipeId, Task, TaskId, Vm, VmGuest, VmId,
+};
 
 one_at_a_time! {
     NodeStore {
@@ -507,12 +510,39 @@ one_at_a_time! {
         list_leases(pool: PoolId, page: &PageRequest) -> Page<IpLease>;
     }
     VmStore {
-        create_vm(vm: &Vm, task: &Task, placement: PlacementRequest) -> Vm;
+        create_vm(vm: &Vm, task: &Task, placement: &PlacementRequest, guest: Option<&GuestSettings>) -> Vm;
         get_vm(id: VmId) -> Vm;
         list_vms(page: &PageRequest) -> Page<Vm>;
         update_vm(vm: &Vm) -> ();
         resize_vm(id: VmId, target: Demand) -> Vm;
         delete_vm(id: VmId) -> ();
+        vm_guest(id: VmId) -> VmGuest;
+        set_vm_guest(id: VmId, guest: &VmGuest) -> ();
+        add_vm_address(id: VmId, pool: PoolId, address: Option<std::net::IpAddr>, task: &Task) -> Vm;
+        remove_vm_address(id: VmId, address: std::net::IpAddr) -> Vm;
+    }
+    ImageStore {
+        create_image(image: &Image) -> ();
+        get_image(id: ImageId) -> Image;
+        list_images(page: &PageRequest) -> Page<Image>;
+        update_image(image: &Image) -> ();
+        delete_image(id: ImageId) -> Vec<NodeId>;
+        node_image(node: NodeId, image: ImageId) -> Option<NodeImage>;
+        claim_node_image(node: NodeId, image: ImageId, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
+        set_node_image_ready(node: NodeId, image: ImageId) -> ();
+        forget_node_image(node: NodeId, image: ImageId) -> ();
+    }
+    RecipeStore {
+        create_recipe(recipe: &Recipe) -> ();
+        get_recipe(id: RecipeId) -> Recipe;
+        list_recipes(page: &PageRequest) -> Page<Recipe>;
+        delete_recipe(id: RecipeId) -> ();
+    }
+    NetworkStore {
+        create_network(network: &Network) -> ();
+        get_network(id: NetworkId) -> Network;
+        list_networks(page: &PageRequest) -> Page<Network>;
+        delete_network(id: NetworkId) -> ();
     }
     TaskStore {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();

@@ -311,7 +311,7 @@ impl Client {
             .iter()
             .map(|r| parse_ip(py, "reserved", r))
             .collect::<PyResult<Vec<_>>>()?;
-        let spec = IpPoolSpec { name: name.to_owned(), cidr: cidr.to_owned(), gateway, ranges, reserved };
+        let spec = IpPoolSpec { gateway, ranges, reserved, ..IpPoolSpec::new(name, cidr) };
         json(&self.run(py, |v| async move { v.create_ip_pool(spec).await })?)
     }
 
@@ -373,7 +373,7 @@ impl Client {
     ) -> PyResult<String> {
         let node_id = node_id.map(|n| parse(py, "node_id", n)).transpose()?;
         let ip_pool_id = ip_pool_id.map(|p| parse(py, "ip_pool_id", p)).transpose()?;
-        let spec = VmSpec { name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, start };
+        let spec = VmSpec { node_id, ip_pool_id, start, ..VmSpec::new(name, vcpus, memory_mib, disk_gib) };
         let (vm, task) = self.run(py, |v| async move { v.create_vm(spec).await })?;
         json(&serde_json::json!({ "vm": vm, "task": task }))
     }

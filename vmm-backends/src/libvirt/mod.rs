@@ -13,6 +13,7 @@ mod link;
 mod xml;
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,16 +23,19 @@ use virt::domain::{Domain, DomainState};
 use virt::error::{ErrorDomain, ErrorNumber};
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
 use vmm_core::memory::InMemoryConnector;
 use vmm_core::{
-    Capacity, Connector, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, NodeInfo,
-    NodeUriPolicy, PowerState, Result, VirtType, VmId, VolumeInfo,
+    Capacity, Connector, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, ImageFormat,
+    ImageId, Network, NetworkKind, NicSpec, NodeInfo, NodeUriPolicy, PowerState, Result, VirtType, VmId,
+    VolumeInfo,
 };
 
 pub use link::Deadlines;
 use link::Link;
 pub use xml::{
-    domain_facts, domain_xml, pool_xml, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
+    domain_facts, domain_xml, interface_xml, named_volume_xml, network_xml, pool_path, pool_xml,
+    volume_format, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -72,6 +76,8 @@ enum LibvirtError {
     Parse(String),
     #[error("The blocking call was lost")]
     Join(#[from] tokio::task::JoinError),
+    #[error("Cannot read the data to send")]
+    Io(#[from] std::io::Error),
 }
 
 fn is_connection_error(e: &virt::error::Error) -> bool {
@@ -92,7 +98,16 @@ pub struct LibvirtHypervisor {
     link: Link,
     virt_type: VirtType,
     config: LibvirtConfig,
+    /// The storage pool's directory on the node, once read.
+    pool_dir: Mutex<Option<String>>,
 }
+
+/// Transfers (uploads, copies, downloads) get the call deadline plus one second for each
+/// this many bytes: a node that moves data slower than this is treated as gone.
+const SLOWEST_TRANSFER_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
+
+/// The chunk size of streams to and from a node.
+const STREAM_CHUNK: usize = 256 * 1024;
 
 impl LibvirtHypervisor {
     /// A hypervisor for `uri`; the connection opens on the first call.
@@ -105,7 +120,12 @@ impl LibvirtHypervisor {
                 tracing::warn!(uri = %at, pool = %pool, error = %e, "cannot prepare the storage pool");
             }
         });
-        Self { link: Link::new(uri, config.deadlines, on_open), virt_type, config }
+        Self {
+            link: Link::new(uri, config.deadlines, on_open),
+            virt_type,
+            config,
+            pool_dir: Mutex::new(None),
+        }
     }
 
     /// Opens `uri` and makes sure the storage pool exists and is active.
@@ -137,6 +157,16 @@ impl LibvirtHypervisor {
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
     {
+        self.call_moving(op, 0, f).await
+    }
+
+    /// [`call`](Self::call) for a call that moves `bytes` of data: its deadline grows with
+    /// them.
+    async fn call_moving<T, F>(&self, op: &'static str, bytes: u64, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    {
         let conn = self.link.connection().await?;
         let running = tokio::task::spawn_blocking({
             let conn = conn.clone();
@@ -147,7 +177,8 @@ impl LibvirtHypervisor {
                 (result, broken)
             }
         });
-        let deadline = self.link.call_deadline();
+        let deadline =
+            self.link.call_deadline() + Duration::from_secs(bytes / SLOWEST_TRANSFER_BYTES_PER_SEC);
         match tokio::time::timeout(deadline, running).await {
             Err(_) => {
                 tracing::warn!(uri = %self.link.uri(), op, "libvirt call ran past its deadline; dropping the connection");
@@ -229,6 +260,102 @@ impl LibvirtHypervisor {
         }
     }
 
+    /// The storage pool's directory on the node (read once).
+    async fn pool_dir(&self) -> Result<String> {
+        if let Some(dir) = self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(dir);
+        }
+        let (name, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let dir = self
+            .call("read the storage pool", move |c| {
+                pool_path(&ensure_pool(c, &name, &path)?.xml_desc(0)?).map_err(LibvirtError::Parse)
+            })
+            .await?;
+        *self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Where domains are placed: the operator's settings, and the pool's directory for the
+    /// console log on nodes that keep one.
+    async fn placement(&self) -> Result<(String, Option<String>, Option<String>)> {
+        let log_dir = if self.capabilities().console_log { Some(self.pool_dir().await?) } else { None };
+        Ok((self.config.storage_pool.clone(), self.config.network.clone(), log_dir))
+    }
+
+    /// Writes `data` (`size` bytes) as volume `name` of `format`, replacing one of that name.
+    async fn upload_volume(
+        &self,
+        op: &'static str,
+        name: String,
+        format: &'static str,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<()> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let xml = named_volume_xml(&name, size.max(512), format).map_err(|e| self.to_error(op, e.into()))?;
+        self.call_moving(op, size, move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            if let Some(old) = lookup_named(&p, &name)? {
+                old.delete(0)?;
+            }
+            let vol = StorageVol::create_xml(&p, &xml, 0)?;
+            let sent = send(c, &vol, data, size);
+            if sent.is_err() {
+                // No partial volume stays behind.
+                vol.delete(0).ok();
+            }
+            sent
+        })
+        .await
+    }
+
+    /// Deletes volume `name` if it exists.
+    async fn delete_named(&self, op: &'static str, name: String) -> Result<()> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        self.call(op, move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            if let Some(v) = lookup_named(&p, &name)? {
+                v.delete(0)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes volume `to` (qcow2, at least `size_gib`) a copy of volume `from`; `to` must not
+    /// exist. Returns its size in GiB.
+    async fn copy_named(
+        &self,
+        op: &'static str,
+        from: String,
+        to: String,
+        size_gib: Option<u64>,
+    ) -> Result<u64> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let bytes = size_gib.unwrap_or(1) * GIB;
+        let copied = self
+            .call_moving(op, bytes, move |c| {
+                let p = ensure_pool(c, &pool, &path)?;
+                let Some(source) = lookup_named(&p, &from)? else { return Ok(Err(from)) };
+                if lookup_named(&p, &to)?.is_some() {
+                    return Ok(Err(to));
+                }
+                let capacity = source.info()?.capacity.max(size_gib.unwrap_or(0) * GIB);
+                let vol =
+                    StorageVol::create_xml_from(&p, &named_volume_xml(&to, capacity, "qcow2")?, &source, 0)?;
+                // libvirt copies at the source's size; grow the copy to the size asked for.
+                if vol.info()?.capacity < capacity {
+                    if let Err(e) = vol.resize(capacity, 0) {
+                        vol.delete(0).ok();
+                        return Err(e.into());
+                    }
+                }
+                Ok(Ok(vol.info()?.capacity.div_ceil(GIB)))
+            })
+            .await?;
+        copied.map_err(|name| Error::conflict(format!("volume {name} is missing or already exists")))
+    }
+
     async fn power_state(&self, vm: VmId) -> Result<PowerState> {
         self.on_domain("read a domain", vm, |d| {
             d.info().map(|i| power_state(i.state.unwrap_or(DomainState::NoState)))
@@ -262,6 +389,110 @@ fn lookup_volume(c: &Connect, pool: &str, vm: VmId) -> Result<Option<StorageVol>
         Err(e) if code_is(&e, &[ErrorNumber::NoStorageVolume]) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+fn lookup_named(pool: &StoragePool, name: &str) -> Result<Option<StorageVol>, LibvirtError> {
+    match pool.lookup_storage_vol_by_name(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if code_is(&e, &[ErrorNumber::NoStorageVolume]) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams `size` bytes of `data` into `vol` through libvirt (so remote nodes work the same).
+fn send(
+    c: &Connect,
+    vol: &StorageVol,
+    mut data: Box<dyn Read + Send>,
+    size: u64,
+) -> Result<(), LibvirtError> {
+    let stream = Stream::new(c, 0)?;
+    vol.upload(&stream, 0, size, 0)?;
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left.min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
+        let n = match data.read(&mut buf[..want]) {
+            Ok(0) => {
+                stream.abort().ok();
+                return Err(LibvirtError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                stream.abort().ok();
+                return Err(LibvirtError::Io(e));
+            }
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            match stream.send(chunk) {
+                Ok(sent) if sent > 0 => chunk = &chunk[usize::try_from(sent).unwrap_or(chunk.len())..],
+                Ok(_) => {
+                    stream.abort().ok();
+                    return Err(LibvirtError::Io(std::io::ErrorKind::WriteZero.into()));
+                }
+                Err(e) => {
+                    stream.abort().ok();
+                    return Err(e.into());
+                }
+            }
+        }
+        left -= n as u64;
+    }
+    stream.finish()?;
+    Ok(())
+}
+
+/// Reads `length` bytes of `vol` from `offset` through libvirt.
+fn receive(c: &Connect, vol: &StorageVol, offset: u64, length: u64) -> Result<Vec<u8>, LibvirtError> {
+    let stream = Stream::new(c, 0)?;
+    vol.download(&stream, offset, length, 0)?;
+    let mut out = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if n > 0 => {
+                let n = usize::try_from(n).unwrap_or(0);
+                let room = usize::try_from(length).unwrap_or(usize::MAX).saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                stream.abort().ok();
+                return Err(e.into());
+            }
+        }
+    }
+    stream.finish()?;
+    Ok(out)
+}
+
+fn ensure_network(c: &Connect, network: &Network) -> Result<(), LibvirtError> {
+    let name = network.libvirt_name();
+    let net = match c.lookup_network_by_name(&name) {
+        Ok(n) => n,
+        Err(e) if code_is(&e, &[ErrorNumber::NoNetwork]) => {
+            match c.define_network_xml(&network_xml(network)?) {
+                Ok(n) => {
+                    n.set_autostart(true)?;
+                    n
+                }
+                // Defined by a concurrent caller in between.
+                Err(_) => c.lookup_network_by_name(&name)?,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !net.is_active()? {
+        if let Err(e) = net.create() {
+            if !net.is_active()? {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ensure_pool(c: &Connect, name: &str, path: &str) -> Result<StoragePool, LibvirtError> {
@@ -318,6 +549,10 @@ impl Hypervisor for LibvirtHypervisor {
             reboot: true,
             suspend: true,
             resize_volume: !self.is_test_driver(),
+            // The test driver has no volume streams and keeps no console log.
+            images: !self.is_test_driver(),
+            hotplug: !self.is_test_driver(),
+            console_log: !self.is_test_driver(),
         }
     }
 
@@ -365,8 +600,12 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn define_domain(&self, spec: &DomainSpec) -> Result<()> {
-        let at =
-            Placement { storage_pool: &self.config.storage_pool, network: self.config.network.as_deref() };
+        let (pool, network, log_dir) = self.placement().await?;
+        let at = Placement {
+            storage_pool: &pool,
+            network: network.as_deref(),
+            console_log_dir: log_dir.as_deref(),
+        };
         let xml = domain_xml(spec, self.domain_type(), &at)
             .map_err(|e| self.to_error("define a domain", e.into()))?;
         self.call("define a domain", move |c| c.define_domain_xml(&xml).map(drop).map_err(Into::into))
@@ -487,6 +726,215 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn delete_volume(&self, vm: VmId) -> Result<()> {
         self.on_volume("delete a volume", vm, |v| v.delete(0)).await
+    }
+
+    async fn upload_image(
+        &self,
+        image: ImageId,
+        format: ImageFormat,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<()> {
+        self.images_supported()?;
+        self.upload_volume("upload an image", image.volume_name(format), volume_format(format), data, size)
+            .await
+    }
+
+    async fn has_image(&self, image: ImageId, format: ImageFormat) -> Result<bool> {
+        self.images_supported()?;
+        let (pool, path, name) =
+            (self.config.storage_pool.clone(), self.config.storage_path.clone(), image.volume_name(format));
+        self.call("look for an image", move |c| {
+            Ok(lookup_named(&ensure_pool(c, &pool, &path)?, &name)?.is_some())
+        })
+        .await
+    }
+
+    async fn delete_image(&self, image: ImageId, format: ImageFormat) -> Result<()> {
+        self.delete_named("delete an image", image.volume_name(format)).await
+    }
+
+    async fn create_volume_from_image(
+        &self,
+        vm: VmId,
+        image: ImageId,
+        format: ImageFormat,
+        size_gib: u64,
+    ) -> Result<VolumeInfo> {
+        self.images_supported()?;
+        let capacity_gib = self
+            .copy_named(
+                "make a disk from an image",
+                image.volume_name(format),
+                vm.volume_name(),
+                Some(size_gib),
+            )
+            .await?;
+        Ok(VolumeInfo { name: vm.volume_name(), capacity_gib })
+    }
+
+    async fn copy_volume(&self, from: VmId, to: VmId) -> Result<VolumeInfo> {
+        self.images_supported()?;
+        let size = self.volume(from).await?.ok_or(Error::VmNotFound { id: from })?.capacity_gib;
+        let capacity_gib =
+            self.copy_named("copy a disk", from.volume_name(), to.volume_name(), Some(size)).await?;
+        Ok(VolumeInfo { name: to.volume_name(), capacity_gib })
+    }
+
+    async fn save_previous_volume(&self, vm: VmId) -> Result<()> {
+        self.images_supported()?;
+        let size = self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })?.capacity_gib;
+        // A copy left by an interrupted save is incomplete: start again.
+        self.delete_named("keep a disk aside", vm.previous_volume_name()).await?;
+        self.copy_named("keep a disk aside", vm.volume_name(), vm.previous_volume_name(), Some(size))
+            .await
+            .map(drop)
+    }
+
+    async fn restore_previous_volume(&self, vm: VmId) -> Result<()> {
+        self.images_supported()?;
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let (prev, disk) = (vm.previous_volume_name(), vm.volume_name());
+        let kept = self
+            .call("put a disk back", move |c| {
+                let p = ensure_pool(c, &pool, &path)?;
+                if lookup_named(&p, &prev)?.is_none() {
+                    return Ok(false);
+                }
+                if let Some(d) = lookup_named(&p, &disk)? {
+                    d.delete(0)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if !kept {
+            return Err(Error::conflict(format!("VM {vm} has no disk kept aside")));
+        }
+        self.copy_named("put a disk back", vm.previous_volume_name(), vm.volume_name(), None).await?;
+        self.delete_previous_volume(vm).await
+    }
+
+    async fn delete_previous_volume(&self, vm: VmId) -> Result<()> {
+        self.delete_named("delete a disk kept aside", vm.previous_volume_name()).await
+    }
+
+    async fn write_seed(&self, vm: VmId, data: Vec<u8>) -> Result<()> {
+        self.images_supported()?;
+        let size = data.len() as u64;
+        self.upload_volume(
+            "write a cloud-init seed",
+            vm.seed_volume_name(),
+            "raw",
+            Box::new(std::io::Cursor::new(data)),
+            size,
+        )
+        .await
+    }
+
+    async fn delete_seed(&self, vm: VmId) -> Result<()> {
+        self.delete_named("delete a cloud-init seed", vm.seed_volume_name()).await
+    }
+
+    async fn console_log(&self, vm: VmId, tail_bytes: u64) -> Result<Vec<u8>> {
+        if !self.capabilities().console_log {
+            return Err(Error::unsupported(self.link.uri(), "console logs"));
+        }
+        let (pool, path, name) =
+            (self.config.storage_pool.clone(), self.config.storage_path.clone(), vm.console_log_name());
+        self.call_moving("read a console log", tail_bytes, move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            // virtlogd writes the log, not libvirt: the pool learns of it on a refresh.
+            p.refresh(0)?;
+            let Some(vol) = lookup_named(&p, &name)? else { return Ok(Vec::new()) };
+            // A plain file's capacity is its length.
+            let size = vol.info()?.capacity;
+            let offset = size.saturating_sub(tail_bytes);
+            if size == offset {
+                return Ok(Vec::new());
+            }
+            receive(c, &vol, offset, size - offset)
+        })
+        .await
+    }
+
+    async fn delete_console_log(&self, vm: VmId) -> Result<()> {
+        if !self.capabilities().console_log {
+            return Ok(());
+        }
+        let (pool, path, name) =
+            (self.config.storage_pool.clone(), self.config.storage_path.clone(), vm.console_log_name());
+        self.call("delete a console log", move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            p.refresh(0)?;
+            if let Some(v) = lookup_named(&p, &name)? {
+                v.delete(0)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ensure_network(&self, network: &Network) -> Result<()> {
+        if network.kind != NetworkKind::Managed {
+            return Ok(());
+        }
+        let network = network.clone();
+        self.call("prepare a network", move |c| ensure_network(c, &network)).await
+    }
+
+    async fn remove_network(&self, network: &Network) -> Result<()> {
+        if network.kind != NetworkKind::Managed {
+            return Ok(());
+        }
+        let name = network.libvirt_name();
+        self.call("remove a network", move |c| {
+            let net = match c.lookup_network_by_name(&name) {
+                Ok(n) => n,
+                Err(e) if code_is(&e, &[ErrorNumber::NoNetwork]) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            if net.is_active()? {
+                net.destroy()?;
+            }
+            net.undefine()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let xml = self.nic_xml(nic)?;
+        self.on_domain("plug in a NIC", vm, move |d| {
+            d.attach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+        })
+        .await
+    }
+
+    async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let xml = self.nic_xml(nic)?;
+        self.on_domain("unplug a NIC", vm, move |d| {
+            d.detach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+        })
+        .await
+    }
+}
+
+impl LibvirtHypervisor {
+    fn images_supported(&self) -> Result<()> {
+        if self.capabilities().images {
+            Ok(())
+        } else {
+            Err(Error::unsupported(self.link.uri(), "installing from images"))
+        }
+    }
+
+    fn nic_xml(&self, nic: &NicSpec) -> Result<String> {
+        let at = Placement {
+            storage_pool: &self.config.storage_pool,
+            network: self.config.network.as_deref(),
+            console_log_dir: None,
+        };
+        interface_xml(nic, &at).map_err(|e| self.to_error("plug in a NIC", e.into()))
     }
 }
 

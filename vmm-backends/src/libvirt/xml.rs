@@ -2,7 +2,7 @@
 //! ever made by formatting strings, so no user text (the VM's title) can change its shape.
 
 use serde::{Deserialize, Serialize};
-use vmm_core::{DomainSpec, VmId};
+use vmm_core::{DomainSpec, ImageFormat, Network, NicNetwork, NicSpec, VmId};
 
 /// The XML namespace of vmm's domain metadata: a URN, since the project owns no domain.
 pub const METADATA_NS: &str = "urn:vmm:domain:1";
@@ -15,8 +15,12 @@ pub const LEGACY_METADATA_NS: &str = "https://vmm.dev/xmlns/domain/1";
 pub struct Placement<'a> {
     /// The storage pool holding the VM's volume.
     pub storage_pool: &'a str,
-    /// The libvirt network to attach to; user-mode networking when `None`.
+    /// The libvirt network NICs without a network of vmm's attach to; user-mode
+    /// networking when `None`.
     pub network: Option<&'a str>,
+    /// The directory on the node the serial console is logged to (the storage pool's, so
+    /// that the log is read back as a volume); no log when `None`.
+    pub console_log_dir: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,8 +93,8 @@ struct Features {
 
 #[derive(Debug, Serialize)]
 struct Devices<'a> {
-    disk: Disk<'a>,
-    interface: Interface<'a>,
+    disk: Vec<Disk<'a>>,
+    interface: Vec<Interface<'a>>,
     serial: Serial,
     console: Console,
     graphics: Graphics,
@@ -105,6 +109,8 @@ struct Disk<'a> {
     driver: Driver,
     source: DiskSource<'a>,
     target: DiskTarget,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    readonly: Option<()>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,12 +138,15 @@ struct DiskTarget {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename = "interface")]
 struct Interface<'a> {
     #[serde(rename = "@type")]
     kind: &'static str,
     mac: Address,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<NetworkSource<'a>>,
+    source: Option<InterfaceSource<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<Vlan>,
     model: Model,
 }
 
@@ -148,9 +157,22 @@ struct Address {
 }
 
 #[derive(Debug, Serialize)]
-struct NetworkSource<'a> {
-    #[serde(rename = "@network")]
-    network: &'a str,
+struct InterfaceSource<'a> {
+    #[serde(rename = "@network", skip_serializing_if = "Option::is_none")]
+    network: Option<&'a str>,
+    #[serde(rename = "@bridge", skip_serializing_if = "Option::is_none")]
+    bridge: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Vlan {
+    tag: Tag,
+}
+
+#[derive(Debug, Serialize)]
+struct Tag {
+    #[serde(rename = "@id")]
+    id: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -163,7 +185,17 @@ struct Model {
 struct Serial {
     #[serde(rename = "@type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<Log>,
     target: Port,
+}
+
+#[derive(Debug, Serialize)]
+struct Log {
+    #[serde(rename = "@file")]
+    file: String,
+    #[serde(rename = "@append")]
+    append: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,6 +246,25 @@ pub fn domain_xml(
     domain_type: &str,
     at: &Placement<'_>,
 ) -> Result<String, quick_xml::SeError> {
+    let mut disks = vec![Disk {
+        kind: "volume",
+        device: "disk",
+        driver: Driver { name: "qemu", format: "qcow2" },
+        source: DiskSource { pool: at.storage_pool, volume: spec.vm_id.volume_name() },
+        target: DiskTarget { dev: "vda", bus: "virtio" },
+        readonly: None,
+    }];
+    if spec.seed {
+        // cloud-init's NoCloud seed, as a CD-ROM on the IDE bus every machine type has.
+        disks.push(Disk {
+            kind: "volume",
+            device: "cdrom",
+            driver: Driver { name: "qemu", format: "raw" },
+            source: DiskSource { pool: at.storage_pool, volume: spec.vm_id.seed_volume_name() },
+            target: DiskTarget { dev: "hdc", bus: "ide" },
+            readonly: Some(()),
+        });
+    }
     let domain = DomainOut {
         kind: domain_type,
         name: spec.vm_id.domain_name(),
@@ -233,25 +284,52 @@ pub fn domain_xml(
         on_reboot: "restart",
         on_crash: "destroy",
         devices: Devices {
-            disk: Disk {
-                kind: "volume",
-                device: "disk",
-                driver: Driver { name: "qemu", format: "qcow2" },
-                source: DiskSource { pool: at.storage_pool, volume: spec.vm_id.volume_name() },
-                target: DiskTarget { dev: "vda", bus: "virtio" },
+            disk: disks,
+            interface: spec.nics.iter().map(|nic| interface(nic, at)).collect(),
+            serial: Serial {
+                kind: "pty",
+                log: at.console_log_dir.map(|dir| Log {
+                    file: format!("{}/{}", dir.trim_end_matches('/'), spec.vm_id.console_log_name()),
+                    append: "on",
+                }),
+                target: Port { port: 0 },
             },
-            interface: Interface {
-                kind: if at.network.is_some() { "network" } else { "user" },
-                mac: Address { address: spec.mac.clone() },
-                source: at.network.map(|network| NetworkSource { network }),
-                model: Model { kind: "virtio" },
-            },
-            serial: Serial { kind: "pty", target: Port { port: 0 } },
             console: Console { kind: "pty", target: ConsoleTarget { kind: "serial", port: 0 } },
             graphics: Graphics { kind: "vnc", port: -1, autoport: "yes", listen: "127.0.0.1" },
         },
     };
     serialize(&domain)
+}
+
+fn interface<'a>(nic: &'a NicSpec, at: &Placement<'a>) -> Interface<'a> {
+    let (kind, source, vlan) = match &nic.network {
+        NicNetwork::User => match at.network {
+            Some(network) => {
+                ("network", Some(InterfaceSource { network: Some(network), bridge: None }), None)
+            }
+            None => ("user", None, None),
+        },
+        NicNetwork::Network(network) => {
+            ("network", Some(InterfaceSource { network: Some(network), bridge: None }), None)
+        }
+        NicNetwork::Bridge { bridge, vlan } => (
+            "bridge",
+            Some(InterfaceSource { network: None, bridge: Some(bridge) }),
+            vlan.map(|id| Vlan { tag: Tag { id } }),
+        ),
+    };
+    Interface {
+        kind,
+        mac: Address { address: nic.mac.clone() },
+        source,
+        vlan,
+        model: Model { kind: "virtio" },
+    }
+}
+
+/// The XML of one NIC, to plug into or unplug from a running domain.
+pub fn interface_xml(nic: &NicSpec, at: &Placement<'_>) -> Result<String, quick_xml::SeError> {
+    serialize(&interface(nic, at))
 }
 
 /// What vmm reads back from a domain's XML.
@@ -346,12 +424,73 @@ struct Format {
 
 /// The XML of the VM's qcow2 volume of `size_gib`.
 pub fn volume_xml(vm: VmId, size_gib: u64) -> Result<String, quick_xml::SeError> {
+    named_volume_xml(&vm.volume_name(), size_gib * GIB, "qcow2")
+}
+
+/// The XML of a volume `name` of `capacity` bytes in `format` (`qcow2` or `raw`), with
+/// nothing allocated up front.
+pub fn named_volume_xml(
+    name: &str,
+    capacity: u64,
+    format: &'static str,
+) -> Result<String, quick_xml::SeError> {
     serialize(&VolumeOut {
-        name: vm.volume_name(),
-        capacity: Sized { unit: "GiB".into(), value: size_gib },
-        allocation: Sized { unit: "GiB".into(), value: 0 },
-        target: VolumeTarget { format: Format { kind: "qcow2" } },
+        name: name.to_owned(),
+        capacity: Sized { unit: "bytes".into(), value: capacity },
+        allocation: Sized { unit: "bytes".into(), value: 0 },
+        target: VolumeTarget { format: Format { kind: format } },
     })
+}
+
+/// The libvirt volume format of an image format.
+pub fn volume_format(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Qcow2 => "qcow2",
+        ImageFormat::Raw => "raw",
+    }
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+#[derive(Debug, Serialize)]
+#[serde(rename = "network")]
+struct NetworkOut {
+    name: String,
+    bridge: BridgeOut,
+}
+
+#[derive(Debug, Serialize)]
+struct BridgeOut {
+    #[serde(rename = "@name")]
+    name: String,
+    #[serde(rename = "@stp")]
+    stp: &'static str,
+    #[serde(rename = "@delay")]
+    delay: u32,
+}
+
+/// The XML of a managed network: its own bridge, no forwarding, no DHCP, no address of the
+/// host's on it (an isolated segment the VMs' static addresses live on).
+pub fn network_xml(network: &Network) -> Result<String, quick_xml::SeError> {
+    serialize(&NetworkOut {
+        name: network.libvirt_name(),
+        bridge: BridgeOut { name: network.bridge.clone(), stp: "on", delay: 0 },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolIn {
+    target: PoolTargetIn,
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolTargetIn {
+    path: String,
+}
+
+/// The directory of a storage pool, from its XML.
+pub fn pool_path(xml: &str) -> Result<String, String> {
+    quick_xml::de::from_str::<PoolIn>(xml).map(|p| p.target.path).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Serialize)]
@@ -385,12 +524,13 @@ mod tests {
             vcpus: 2,
             memory_mib: 512,
             virt_type: vmm_core::VirtType::Qemu,
-            mac: vm_id.mac_address(),
+            nics: vec![NicSpec { mac: vm_id.mac_address(), network: NicNetwork::User }],
             addresses: vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+            seed: false,
         }
     }
 
-    const AT: Placement<'static> = Placement { storage_pool: "vmm", network: None };
+    const AT: Placement<'static> = Placement { storage_pool: "vmm", network: None, console_log_dir: None };
 
     /// Compares `got` with the golden file `name`; `UPDATE_GOLDEN=1` rewrites the file.
     fn golden(name: &str, got: &str) {
@@ -405,8 +545,20 @@ mod tests {
     #[test]
     fn xml_matches_the_golden_files() {
         golden("domain-qemu.xml", &domain_xml(&spec("web <1> & \"friends\""), "qemu", &AT).unwrap());
-        let on_net = Placement { storage_pool: "images", network: Some("default") };
+        let on_net = Placement { storage_pool: "images", network: Some("default"), console_log_dir: None };
         golden("domain-kvm-network.xml", &domain_xml(&spec("db"), "kvm", &on_net).unwrap());
+        let mut guest = spec("guest");
+        guest.seed = true;
+        guest.nics = vec![
+            NicSpec { mac: guest.vm_id.nic_mac(0), network: NicNetwork::Network("vmm-net".into()) },
+            NicSpec {
+                mac: guest.vm_id.nic_mac(1),
+                network: NicNetwork::Bridge { bridge: "br0".into(), vlan: Some(7) },
+            },
+        ];
+        let logged =
+            Placement { storage_pool: "vmm", network: None, console_log_dir: Some("/var/lib/vmm/images/") };
+        golden("domain-guest.xml", &domain_xml(&guest, "qemu", &logged).unwrap());
         golden("volume.xml", &volume_xml(spec("x").vm_id, 10).unwrap());
         golden("pool.xml", &pool_xml("vmm", "/var/lib/vmm/images").unwrap());
     }

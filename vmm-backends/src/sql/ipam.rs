@@ -162,16 +162,22 @@ impl SqlStore {
         for r in &leases {
             let pool: PoolId = r.parsed("pool_id")?;
             let a: IpAddr = r.parsed("address")?;
-            self.lock_pool(tx, pool).await?;
-            sqlx::query("DELETE FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
-                .bind(pool.to_string())
-                .bind(key(to_u128(a)))
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| self.err(e))?;
-            self.give_back(tx, pool, a).await?;
+            self.end_lease(tx, pool, a).await?;
         }
         Ok(())
+    }
+
+    /// Ends the lease of `address` in `pool`, whoever holds it, and frees the address, in
+    /// `tx`.
+    pub(super) async fn end_lease(&self, tx: &mut Tx, pool: PoolId, address: IpAddr) -> Result<()> {
+        self.lock_pool(tx, pool).await?;
+        sqlx::query("DELETE FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
+            .bind(pool.to_string())
+            .bind(key(to_u128(address)))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.give_back(tx, pool, address).await
     }
 }
 
@@ -179,10 +185,15 @@ impl SqlStore {
 impl IpamStore for SqlStore {
     async fn create_pool(&self, pool: &IpPool) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO ip_pools (id, name, pool) VALUES ($1, $2, $3)")
+        if let Some(id) = pool.network_id {
+            let sql = format!("SELECT id FROM networks WHERE id = $1{}", self.dialect.lock());
+            self.row(sqlx::query(&sql).bind(id.to_string()), &mut *tx, Error::NetworkNotFound { id }).await?;
+        }
+        sqlx::query("INSERT INTO ip_pools (id, name, pool, network_id) VALUES ($1, $2, $3, $4)")
             .bind(pool.id.to_string())
             .bind(&pool.name)
             .bind(to_json(pool)?)
+            .bind(pool.network_id.map(|n| n.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -284,13 +295,7 @@ impl IpamStore for SqlStore {
         if let Some(vm) = row.opt_text("vm_id")? {
             return Err(Error::conflict(format!("{address} is held by VM {vm}")));
         }
-        sqlx::query("DELETE FROM ip_leases WHERE pool_id = $1 AND address_key = $2")
-            .bind(pool.to_string())
-            .bind(key(to_u128(address)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        self.give_back(&mut tx, pool, address).await?;
+        self.end_lease(&mut tx, pool, address).await?;
         self.commit(tx).await
     }
 

@@ -12,8 +12,11 @@
 //! claiming tasks). SQLite has one writer connection and a pool of read-only readers (WAL),
 //! so reads never wait behind a write. Task leases expire by the database's clock.
 
+mod images;
 mod ipam;
+mod networks;
 mod nodes;
+mod recipes;
 mod tasks;
 mod vms;
 

@@ -47,8 +47,8 @@ impl SqlStore {
 
     async fn try_insert_task(&self, tx: &mut Tx, t: &Task) -> std::result::Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(t.id.to_string())
         .bind(t.vm_id.map(|v| v.to_string()))
@@ -58,6 +58,7 @@ impl SqlStore {
         .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
         .bind(t.cancel_requested)
         .bind(serde_json::to_string(t).unwrap_or_default())
+        .bind(t.image_id().map(|i| i.to_string()))
         .execute(&mut **tx)
         .await
         .map(drop)
@@ -108,6 +109,9 @@ impl SqlStore {
 impl TaskStore for SqlStore {
     async fn enqueue_task(&self, t: &Task, action: Option<VmAction>) -> Result<()> {
         let mut tx = self.begin().await?;
+        if let Some(image) = t.image_id() {
+            self.lock_image(&mut tx, image).await?;
+        }
         if let Some(vm) = t.vm_id {
             let sql = format!("SELECT state FROM vms WHERE id = $1{}", self.dialect.lock());
             let row = self

@@ -1,18 +1,28 @@
 //! [`VmStore`] on SQL. Every create, resize and delete changes the VM's node's usage in the
-//! same transaction; placement reads the locked node rows, never the VMs.
+//! same transaction; placement reads the locked node rows, never the VMs. A VM's NICs are
+//! JSON beside its flat `addresses`; a VM of the first release (no NICs stored) has one
+//! user-mode NIC holding its addresses.
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use vmm_core::placement::{self, Demand};
-use vmm_core::{Error, Page, PageRequest, PlacementRequest, Result, Task, Vm, VmId, VmStore};
+use vmm_core::{
+    Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task, TaskParams, Vm,
+    VmAction, VmGuest, VmId, VmNic, VmStore,
+};
 
-use super::{from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx};
+use super::{
+    first, from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx,
+};
 
 const COLUMNS: &str =
-    "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at";
+    "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
+    image_id, hostname, nics";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
-    Ok(Vm {
+    let mut vm = Vm {
         id: r.parsed("id")?,
         name: r.text("name")?,
         vcpus: u32::try_from(r.int("vcpus")?).map_err(|e| Error::backend("sql", e))?,
@@ -23,33 +33,84 @@ fn vm(r: &AnyRow) -> Result<Vm> {
         state: r.parsed("state")?,
         addresses: from_json(&r.text("addresses")?)?,
         created_at: parse_ts(&r.text("created_at")?)?,
-    })
+        image_id: r.opt_text("image_id")?.map(|i| i.parse()).transpose()?,
+        hostname: r.opt_text("hostname")?,
+        nics: Vec::new(),
+    };
+    vm.nics = match r.opt_text("nics")? {
+        Some(nics) => from_json(&nics)?,
+        None => {
+            let mut nic = VmNic::new(vm.id, 0, vm.ip_pool_id);
+            nic.addresses.clone_from(&vm.addresses);
+            vec![nic]
+        }
+    };
+    Ok(vm)
 }
 
 impl SqlStore {
-    /// One VM, read in `tx`.
+    /// One VM, read and locked in `tx`.
     async fn vm_in(&self, tx: &mut Tx, id: VmId) -> Result<Vm> {
-        let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1");
+        let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1{}", self.dialect.lock());
         let row =
             self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::VmNotFound { id }).await?;
         vm(&row)
+    }
+
+    /// Saves a VM's NICs and the flat view of them.
+    async fn write_nics(&self, tx: &mut Tx, vm: &Vm) -> Result<()> {
+        sqlx::query("UPDATE vms SET nics = $2, addresses = $3, ip_pool_id = $4 WHERE id = $1")
+            .bind(vm.id.to_string())
+            .bind(to_json(&vm.nics)?)
+            .bind(to_json(&vm.addresses)?)
+            .bind(vm.ip_pool_id.map(|p| p.to_string()))
+            .execute(&mut **tx)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Leases an address for each NIC of `vm` that has a pool, and puts each NIC on its
+    /// pool's network.
+    async fn lease_nics(&self, tx: &mut Tx, vm: &mut Vm) -> Result<()> {
+        for nic in &mut vm.nics {
+            let Some(pool) = nic.pool_id else { continue };
+            nic.network_id = self.lock_pool(tx, pool).await?.network_id;
+            nic.addresses = vec![self.lease_in(tx, pool, None, Some(vm.id), vm.created_at).await?.address];
+        }
+        vm.refresh_addresses();
+        Ok(())
     }
 }
 
 #[async_trait]
 impl VmStore for SqlStore {
-    async fn create_vm(&self, new: &Vm, task: &Task, placement: PlacementRequest) -> Result<Vm> {
+    async fn create_vm(
+        &self,
+        new: &Vm,
+        task: &Task,
+        placement: &PlacementRequest,
+        guest: Option<&GuestSettings>,
+    ) -> Result<Vm> {
         let mut tx = self.begin().await?;
+        if let Some(image) = task.image_id() {
+            self.lock_image(&mut tx, image).await?;
+        }
         let nodes = self.lock_nodes(&mut tx).await?;
         let demand = new.demand();
-        let chosen = placement::place(&demand, &nodes, placement.strategy, placement.pinned)?;
-        let mut vm = Vm { node_id: chosen.node_id, addresses: Vec::new(), ..new.clone() };
-        if let Some(pool) = vm.ip_pool_id {
-            vm.addresses.push(self.lease_in(&mut tx, pool, None, Some(vm.id), vm.created_at).await?.address);
-        }
+        let chosen = placement::place(
+            &demand,
+            &nodes,
+            placement.strategy,
+            placement.pinned,
+            placement.only.as_deref(),
+        )?;
+        let mut vm = Vm { node_id: chosen.node_id, ..new.clone() };
+        self.lease_nics(&mut tx, &mut vm).await?;
+        let guest = VmGuest { current: guest.cloned(), next: None };
         sqlx::query(
-            "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
+             image_id, hostname, nics, guest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(vm.id.to_string())
         .bind(&vm.name)
@@ -61,6 +122,10 @@ impl VmStore for SqlStore {
         .bind(vm.state.as_str())
         .bind(to_json(&vm.addresses)?)
         .bind(ts(vm.created_at))
+        .bind(vm.image_id.map(|i| i.to_string()))
+        .bind(vm.hostname.clone())
+        .bind(to_json(&vm.nics)?)
+        .bind(to_json(&guest)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("VM {} exists", vm.id)) } else { self.err(e) })?;
@@ -98,13 +163,16 @@ impl VmStore for SqlStore {
     }
 
     async fn update_vm(&self, vm: &Vm) -> Result<()> {
-        let done = sqlx::query("UPDATE vms SET name = $2, state = $3 WHERE id = $1")
-            .bind(vm.id.to_string())
-            .bind(&vm.name)
-            .bind(vm.state.as_str())
-            .execute(&self.write)
-            .await
-            .map_err(|e| self.err(e))?;
+        let done =
+            sqlx::query("UPDATE vms SET name = $2, state = $3, image_id = $4, hostname = $5 WHERE id = $1")
+                .bind(vm.id.to_string())
+                .bind(&vm.name)
+                .bind(vm.state.as_str())
+                .bind(vm.image_id.map(|i| i.to_string()))
+                .bind(vm.hostname.clone())
+                .execute(&self.write)
+                .await
+                .map_err(|e| self.err(e))?;
         if done.rows_affected() == 0 {
             return Err(Error::VmNotFound { id: vm.id });
         }
@@ -144,5 +212,79 @@ impl VmStore for SqlStore {
             .map_err(|e| self.err(e))?;
         self.set_usage(&mut tx, node.id, node.allocated.without(&vm.demand())).await?;
         self.commit(tx).await
+    }
+
+    async fn vm_guest(&self, id: VmId) -> Result<VmGuest> {
+        let query = sqlx::query("SELECT guest FROM vms WHERE id = $1").bind(id.to_string());
+        let row = self.row(query, &self.read, Error::VmNotFound { id }).await?;
+        row.opt_text("guest")?.map(|g| from_json(&g)).transpose().map(Option::unwrap_or_default)
+    }
+
+    async fn set_vm_guest(&self, id: VmId, guest: &VmGuest) -> Result<()> {
+        let done = sqlx::query("UPDATE vms SET guest = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(to_json(guest)?)
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::VmNotFound { id });
+        }
+        Ok(())
+    }
+
+    async fn add_vm_address(
+        &self,
+        id: VmId,
+        pool: PoolId,
+        address: Option<IpAddr>,
+        task: &Task,
+    ) -> Result<Vm> {
+        let mut tx = self.begin().await?;
+        let mut vm = self.vm_in(&mut tx, id).await?;
+        let active = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        if let Some(r) = active {
+            return Err(Error::ActiveTask { vm: id, task: r.parsed("id")? });
+        }
+        vm.state.apply(id, VmAction::ChangeAddresses)?;
+        let index = vmm_core::vm::free_nic_index(&vm)?;
+        let network = self.lock_pool(&mut tx, pool).await?.network_id;
+        let lease = self.lease_in(&mut tx, pool, address, Some(id), task.created_at).await?;
+        let mut nic = VmNic::new(id, index, Some(pool));
+        nic.network_id = network;
+        nic.addresses.push(lease.address);
+        vm.nics.push(nic);
+        vm.refresh_addresses();
+        self.write_nics(&mut tx, &vm).await?;
+        let task = Task { params: TaskParams::AddAddress { address: lease.address }, ..task.clone() };
+        self.insert_task(&mut tx, &task).await?;
+        self.commit(tx).await?;
+        Ok(vm)
+    }
+
+    async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm> {
+        let mut tx = self.begin().await?;
+        let mut vm = self.vm_in(&mut tx, id).await?;
+        let nic = vm
+            .nics
+            .iter()
+            .find(|n| n.addresses.contains(&address))
+            .ok_or_else(|| Error::invalid("address", format!("VM {id} does not hold {address}")))?;
+        if let Some(pool) = nic.pool_id {
+            self.end_lease(&mut tx, pool, address).await?;
+        }
+        for n in &mut vm.nics {
+            n.addresses.retain(|a| *a != address);
+        }
+        vm.nics.retain(|n| !n.addresses.is_empty() || n.pool_id.is_none());
+        vm.refresh_addresses();
+        self.write_nics(&mut tx, &vm).await?;
+        self.commit(tx).await?;
+        Ok(vm)
     }
 }

@@ -1,7 +1,13 @@
 //! The [`Hypervisor`](crate::Hypervisor) suite. It works on a live node, so each check makes
 //! its own VM ids and removes what it made.
 
-use crate::{DomainSpec, Error, Hypervisor, PowerState, VirtType, VmId};
+use std::io::Cursor;
+
+use crate::network::{NetworkKind, NetworkSpec};
+use crate::{
+    DomainSpec, Error, Hypervisor, ImageFormat, ImageId, Network, NicNetwork, NicSpec, PowerState, VirtType,
+    VmId,
+};
 
 /// A domain spec for `vm` titled `title`: 1 vCPU, 128 MiB.
 pub fn spec(vm: VmId, title: &str, virt_type: VirtType) -> DomainSpec {
@@ -11,8 +17,9 @@ pub fn spec(vm: VmId, title: &str, virt_type: VirtType) -> DomainSpec {
         vcpus: 1,
         memory_mib: 128,
         virt_type,
-        mac: vm.mac_address(),
+        nics: vec![NicSpec { mac: vm.nic_mac(0), network: NicNetwork::User }],
         addresses: vec!["192.0.2.10".parse().expect("address")],
+        seed: false,
     }
 }
 
@@ -22,6 +29,7 @@ pub async fn run(hv: &dyn Hypervisor, virt_type: VirtType) {
     lifecycle(hv, virt_type).await;
     unknown_domains(hv).await;
     titles_round_trip(hv, virt_type).await;
+    images_disks_and_seeds(hv, virt_type).await;
 }
 
 /// The node reports some capacity.
@@ -77,6 +85,7 @@ pub async fn lifecycle(hv: &dyn Hypervisor, virt_type: VirtType) {
     assert!(hv.domain(vm).await.unwrap().is_none());
     hv.delete_volume(vm).await.expect("delete_volume");
     assert!(hv.volume(vm).await.unwrap().is_none());
+    hv.delete_console_log(vm).await.expect("delete_console_log");
 }
 
 /// Calls on a domain that does not exist say so.
@@ -103,4 +112,91 @@ pub async fn titles_round_trip(hv: &dyn Hypervisor, virt_type: VirtType) {
         defined.expect("define");
         assert_eq!(got.as_deref(), Some(title));
     }
+}
+
+/// A raw image of `len` bytes with a pattern in it.
+fn raw_image(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Images reach the node whole or not at all; disks are made from them and copied; the
+/// disk kept aside during a reinstall comes back; seeds, console logs and managed networks
+/// come and go; NICs plug into running domains where the node can.
+pub async fn images_disks_and_seeds(hv: &dyn Hypervisor, virt_type: VirtType) {
+    let caps = hv.capabilities();
+    let image = ImageId::new();
+    let data = raw_image(1 << 20);
+    let len = data.len() as u64;
+    let upload = |bytes: Vec<u8>| hv.upload_image(image, ImageFormat::Raw, Box::new(Cursor::new(bytes)), len);
+    if !caps.images {
+        assert!(matches!(upload(data).await, Err(Error::Unsupported { .. })));
+        return;
+    }
+    assert!(upload(data[..1000].to_vec()).await.is_err(), "a short upload");
+    assert!(!hv.has_image(image, ImageFormat::Raw).await.unwrap(), "a short upload leaves nothing");
+    upload(data.clone()).await.expect("upload_image");
+    upload(data).await.expect("upload_image replaces");
+    assert!(hv.has_image(image, ImageFormat::Raw).await.unwrap());
+
+    let vm = VmId::new();
+    let disk =
+        hv.create_volume_from_image(vm, image, ImageFormat::Raw, 2).await.expect("create_volume_from_image");
+    assert_eq!(disk.capacity_gib, 2, "grown to the size asked for");
+    assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(2));
+    assert!(
+        matches!(
+            hv.create_volume_from_image(vm, image, ImageFormat::Raw, 2).await,
+            Err(Error::Conflict { .. })
+        ),
+        "a disk twice"
+    );
+    let clone = VmId::new();
+    assert_eq!(hv.copy_volume(vm, clone).await.expect("copy_volume").capacity_gib, 2);
+    hv.save_previous_volume(vm).await.expect("save_previous_volume");
+    hv.delete_volume(vm).await.unwrap();
+    hv.restore_previous_volume(vm).await.expect("restore_previous_volume");
+    assert_eq!(hv.volume(vm).await.unwrap().map(|v| v.capacity_gib), Some(2));
+    assert!(
+        matches!(hv.restore_previous_volume(vm).await, Err(Error::Conflict { .. })),
+        "nothing kept aside"
+    );
+    hv.delete_previous_volume(vm).await.expect("deleting nothing");
+
+    let spec = NetworkSpec {
+        name: "conformance".into(),
+        kind: NetworkKind::Managed,
+        bridge: None,
+        cidr: None,
+        vlan: None,
+        node_ids: vec![],
+    };
+    let network = Network::from_spec(&spec, chrono::Utc::now()).unwrap();
+    hv.ensure_network(&network).await.expect("ensure_network");
+    hv.ensure_network(&network).await.expect("ensure_network again");
+    hv.write_seed(vm, raw_image(64 << 10)).await.expect("write_seed");
+    hv.write_seed(vm, raw_image(32 << 10)).await.expect("write_seed replaces");
+    let nic = |i| NicSpec { mac: vm.nic_mac(i), network: NicNetwork::Network(network.libvirt_name()) };
+    let domain = DomainSpec { nics: vec![nic(0)], seed: true, ..self::spec(vm, "from an image", virt_type) };
+    hv.define_domain(&domain).await.expect("define with a seed and a managed network");
+    hv.start(vm).await.expect("start");
+    if caps.hotplug {
+        hv.attach_nic(vm, &nic(1)).await.expect("attach_nic");
+        hv.detach_nic(vm, &nic(1)).await.expect("detach_nic");
+    }
+    if caps.console_log {
+        hv.console_log(vm, 4096).await.expect("console_log");
+    }
+    hv.stop(vm).await.unwrap();
+    hv.undefine_domain(vm).await.unwrap();
+    for v in [vm, clone] {
+        hv.delete_volume(v).await.unwrap();
+    }
+    hv.delete_seed(vm).await.expect("delete_seed");
+    hv.delete_seed(vm).await.expect("delete_seed again");
+    hv.delete_console_log(vm).await.expect("delete_console_log");
+    hv.delete_image(image, ImageFormat::Raw).await.expect("delete_image");
+    hv.delete_image(image, ImageFormat::Raw).await.expect("delete_image again");
+    assert!(!hv.has_image(image, ImageFormat::Raw).await.unwrap());
+    hv.remove_network(&network).await.expect("remove_network");
+    hv.remove_network(&network).await.expect("remove_network again");
 }

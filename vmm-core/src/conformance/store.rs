@@ -12,7 +12,8 @@ use futures_timer::Delay;
 
 use crate::{
     Capacity, Demand, Error, IpPool, IpPoolSpec, Node, NodeSpec, NodeState, PageRequest, PlacementRequest,
-    Store, Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Usage, Vm, VmAction, VmId, VmState,
+    Store, Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Usage, Vm, VmAction, VmId, VmNic,
+    VmState,
 };
 
 const LEASE: StdDuration = StdDuration::from_secs(60);
@@ -66,17 +67,22 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
         state: VmState::Creating,
         addresses: vec![],
         created_at: now,
+        image_id: None,
+        hostname: None,
+        nics: vec![],
     };
-    let task = Task::new(TaskKind::CreateVm, Some(vm.id), TaskParams::Create { start: true }, now);
+    let vm = Vm { nics: pool.map(|p| vec![VmNic::new(vm.id, 0, Some(p.id))]).unwrap_or_default(), ..vm };
+    let task =
+        Task::new(TaskKind::CreateVm, Some(vm.id), TaskParams::Create { start: true, image_id: None }, now);
     (vm, task)
 }
 
-const ANY: PlacementRequest = PlacementRequest { pinned: None, strategy: Strategy::Spread };
+const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
 
 /// Creates a VM and ends its create task, as a worker would.
 async fn created_vm(s: &dyn Store, pool: Option<&IpPool>) -> Vm {
     let (vm, task) = new_vm(pool);
-    let mut vm = s.create_vm(&vm, &task, ANY).await.expect("create_vm");
+    let mut vm = s.create_vm(&vm, &task, ANY, None).await.expect("create_vm");
     finish(s, task.id).await;
     vm.state = VmState::Stopped;
     s.update_vm(&vm).await.expect("update_vm");
@@ -231,7 +237,7 @@ pub async fn create_places_leases_and_queues(s: &dyn Store) {
     let p = pool("p", "198.51.100.0/24");
     s.create_pool(&p).await.unwrap();
     let (vm, task) = new_vm(Some(&p));
-    let created = s.create_vm(&vm, &task, ANY).await.unwrap();
+    let created = s.create_vm(&vm, &task, ANY, None).await.unwrap();
     assert_eq!(created.node_id, n.id);
     assert_eq!(created.addresses, [ip("198.51.100.1")]);
     let stored = s.get_vm(vm.id).await.unwrap();
@@ -249,8 +255,9 @@ pub async fn create_places_leases_and_queues(s: &dyn Store) {
     );
     // Pinning to a node that does not exist.
     let (vm2, task2) = new_vm(None);
-    let pinned = PlacementRequest { pinned: Some(crate::NodeId::new()), strategy: Strategy::Spread };
-    assert!(matches!(s.create_vm(&vm2, &task2, pinned).await, Err(Error::NodeNotFound { .. })));
+    let pinned =
+        PlacementRequest { pinned: Some(crate::NodeId::new()), strategy: Strategy::Spread, only: None };
+    assert!(matches!(s.create_vm(&vm2, &task2, &pinned, None).await, Err(Error::NodeNotFound { .. })));
 }
 
 /// A create that cannot place or lease changes nothing; a refusal names every reason.
@@ -262,7 +269,7 @@ pub async fn create_is_all_or_nothing(s: &dyn Store) {
     s.allocate_lease(p.id, None, None, Utc::now()).await.unwrap();
     s.allocate_lease(p.id, None, None, Utc::now()).await.unwrap();
     let (vm, task) = new_vm(Some(&p));
-    assert!(matches!(s.create_vm(&vm, &task, ANY).await, Err(Error::PoolExhausted { .. })));
+    assert!(matches!(s.create_vm(&vm, &task, ANY, None).await, Err(Error::PoolExhausted { .. })));
     assert!(matches!(s.get_vm(vm.id).await, Err(Error::VmNotFound { .. })), "no VM after a failed create");
     assert!(
         matches!(s.get_task(task.id).await, Err(Error::TaskNotFound { .. })),
@@ -273,7 +280,7 @@ pub async fn create_is_all_or_nothing(s: &dyn Store) {
     let (mut big, task) = new_vm(None);
     big.vcpus = 3;
     big.disk_gib = 500;
-    match s.create_vm(&big, &task, ANY).await {
+    match s.create_vm(&big, &task, ANY, None).await {
         Err(Error::NoCapacity { rejections }) => {
             assert_eq!(rejections.len(), 1);
             assert_eq!(rejections[0].node_id, n.id);
@@ -289,7 +296,7 @@ pub async fn create_is_all_or_nothing(s: &dyn Store) {
 pub async fn one_active_task_per_vm(s: &dyn Store) {
     s.create_node(&node("n", 4)).await.unwrap();
     let (vm, create) = new_vm(None);
-    s.create_vm(&vm, &create, ANY).await.unwrap();
+    s.create_vm(&vm, &create, ANY, None).await.unwrap();
     let start = Task::new(TaskKind::StartVm, Some(vm.id), TaskParams::None, Utc::now());
     match s.enqueue_task(&start, None).await {
         Err(Error::ActiveTask { vm: v, task }) => assert_eq!((v, task), (vm.id, create.id)),
@@ -320,7 +327,7 @@ pub async fn one_active_task_per_vm(s: &dyn Store) {
 pub async fn claims_leases_and_recovery(s: &dyn Store) {
     s.create_node(&node("n", 4)).await.unwrap();
     let (vm, task) = new_vm(None);
-    s.create_vm(&vm, &task, ANY).await.unwrap();
+    s.create_vm(&vm, &task, ANY, None).await.unwrap();
     let mut claimed = s.claim_task("w1", Utc::now(), LEASE).await.unwrap().expect("claim");
     assert_eq!((claimed.id, claimed.state, claimed.attempts), (task.id, TaskState::Running, 1));
     let lease = claimed.lease.clone().expect("a lease");
@@ -355,7 +362,7 @@ pub async fn claims_leases_and_recovery(s: &dyn Store) {
 pub async fn a_reclaimed_task_fences_its_earlier_run(s: &dyn Store) {
     s.create_node(&node("n", 4)).await.unwrap();
     let (vm, task) = new_vm(None);
-    s.create_vm(&vm, &task, ANY).await.unwrap();
+    s.create_vm(&vm, &task, ANY, None).await.unwrap();
     let first = s.claim_task("worker", Utc::now(), LEASE).await.unwrap().expect("claim");
     expire(s, task.id, first.fence()).await;
     let second = claim_when_expired(s, "worker").await;
@@ -375,7 +382,7 @@ pub async fn a_reclaimed_task_fences_its_earlier_run(s: &dyn Store) {
 pub async fn leases_expire_by_the_store_clock(s: &dyn Store) {
     s.create_node(&node("n", 4)).await.unwrap();
     let (vm, task) = new_vm(None);
-    s.create_vm(&vm, &task, ANY).await.unwrap();
+    s.create_vm(&vm, &task, ANY, None).await.unwrap();
     let held = s.claim_task("w1", Utc::now(), LEASE).await.unwrap().expect("claim");
     let skewed = Utc::now() + Duration::hours(1);
     assert!(s.claim_task("w2", skewed, LEASE).await.unwrap().is_none(), "a fast clock stole a live task");
@@ -386,7 +393,7 @@ pub async fn leases_expire_by_the_store_clock(s: &dyn Store) {
 pub async fn cancel(s: &dyn Store) {
     s.create_node(&node("n", 4)).await.unwrap();
     let (vm, task) = new_vm(None);
-    s.create_vm(&vm, &task, ANY).await.unwrap();
+    s.create_vm(&vm, &task, ANY, None).await.unwrap();
     let cancelled = s.cancel_task(task.id, Utc::now()).await.unwrap();
     assert_eq!(cancelled.state, TaskState::Cancelled);
     assert!(cancelled.finished_at.is_some());

@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use super::lock;
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NodeInfo, PowerState, VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicSpec, NodeInfo, PowerState,
+    VolumeInfo,
 };
-use crate::id::VmId;
+use crate::id::{ImageId, VmId};
+use crate::image::ImageFormat;
+use crate::network::Network;
 use crate::node::{Capacity, VirtType};
 
 /// A call on a [`InMemoryHypervisor`], to make it fail on purpose.
@@ -48,6 +51,48 @@ pub enum HypervisorCall {
     ResizeVolume,
     /// [`Hypervisor::delete_volume`].
     DeleteVolume,
+    /// [`Hypervisor::upload_image`].
+    UploadImage,
+    /// [`Hypervisor::has_image`].
+    HasImage,
+    /// [`Hypervisor::delete_image`].
+    DeleteImage,
+    /// [`Hypervisor::create_volume_from_image`].
+    CreateVolumeFromImage,
+    /// [`Hypervisor::copy_volume`].
+    CopyVolume,
+    /// [`Hypervisor::save_previous_volume`].
+    SavePreviousVolume,
+    /// [`Hypervisor::restore_previous_volume`].
+    RestorePreviousVolume,
+    /// [`Hypervisor::delete_previous_volume`].
+    DeletePreviousVolume,
+    /// [`Hypervisor::write_seed`].
+    WriteSeed,
+    /// [`Hypervisor::delete_seed`].
+    DeleteSeed,
+    /// [`Hypervisor::console_log`].
+    ConsoleLog,
+    /// [`Hypervisor::delete_console_log`].
+    DeleteConsoleLog,
+    /// [`Hypervisor::ensure_network`].
+    EnsureNetwork,
+    /// [`Hypervisor::remove_network`].
+    RemoveNetwork,
+    /// [`Hypervisor::attach_nic`].
+    AttachNic,
+    /// [`Hypervisor::detach_nic`].
+    DetachNic,
+}
+
+/// A disk volume of the fake: its size and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeVolume {
+    /// Its size in GiB.
+    pub size_gib: u64,
+    /// What was written to it: `empty`, `image:<id>`, or the content of the volume it was
+    /// copied from.
+    pub content: String,
 }
 
 /// What an injected failure looks like.
@@ -69,7 +114,16 @@ pub enum Failure {
 #[derive(Debug, Default)]
 struct HvState {
     domains: BTreeMap<VmId, (DomainSpec, PowerState)>,
-    volumes: BTreeMap<VmId, u64>,
+    volumes: BTreeMap<VmId, FakeVolume>,
+    /// Disks kept aside during a reinstall.
+    previous: BTreeMap<VmId, FakeVolume>,
+    /// Images the node holds: their format and size.
+    images: BTreeMap<ImageId, (ImageFormat, u64)>,
+    seeds: BTreeMap<VmId, Vec<u8>>,
+    console_logs: BTreeMap<VmId, Vec<u8>>,
+    networks: BTreeSet<String>,
+    /// NICs plugged into running domains since they started.
+    live_nics: BTreeMap<VmId, Vec<NicSpec>>,
     /// Calls that fail: how many more times (`None`: every time), and how.
     failures: HashMap<HypervisorCall, (Option<u32>, Failure)>,
     calls: Vec<HypervisorCall>,
@@ -152,6 +206,47 @@ impl InMemoryHypervisor {
         lock(&self.state).volumes.len()
     }
 
+    /// The VM's disk volume.
+    pub fn volume_of(&self, vm: VmId) -> Option<FakeVolume> {
+        lock(&self.state).volumes.get(&vm).cloned()
+    }
+
+    /// The VM's seed volume.
+    pub fn seed(&self, vm: VmId) -> Option<Vec<u8>> {
+        lock(&self.state).seeds.get(&vm).cloned()
+    }
+
+    /// How many seeds, kept-aside disks and console logs exist.
+    pub fn leftovers(&self) -> usize {
+        let s = lock(&self.state);
+        s.seeds.len() + s.previous.len() + s.console_logs.len()
+    }
+
+    /// Images the node holds.
+    pub fn images(&self) -> Vec<ImageId> {
+        lock(&self.state).images.keys().copied().collect()
+    }
+
+    /// Managed networks defined on the node.
+    pub fn networks(&self) -> Vec<String> {
+        lock(&self.state).networks.iter().cloned().collect()
+    }
+
+    /// The domain's definition.
+    pub fn domain_spec(&self, vm: VmId) -> Option<DomainSpec> {
+        lock(&self.state).domains.get(&vm).map(|(spec, _)| spec.clone())
+    }
+
+    /// NICs plugged into the running domain.
+    pub fn live_nics(&self, vm: VmId) -> Vec<NicSpec> {
+        lock(&self.state).live_nics.get(&vm).cloned().unwrap_or_default()
+    }
+
+    /// Appends to the VM's console log, as its guest would print.
+    pub fn print(&self, vm: VmId, text: &str) {
+        lock(&self.state).console_logs.entry(vm).or_default().extend_from_slice(text.as_bytes());
+    }
+
     /// Records `call` and applies an injected failure: an error, a hang, or a hang after
     /// the call's effect ([`Gate::pass`]).
     async fn gate(&self, call: HypervisorCall) -> Result<Gate> {
@@ -232,7 +327,15 @@ impl Hypervisor for InMemoryHypervisor {
     }
 
     fn capabilities(&self) -> HypervisorCapabilities {
-        HypervisorCapabilities { shutdown: true, reboot: true, suspend: true, resize_volume: true }
+        HypervisorCapabilities {
+            shutdown: true,
+            reboot: true,
+            suspend: true,
+            resize_volume: true,
+            images: true,
+            hotplug: true,
+            console_log: true,
+        }
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {
@@ -290,6 +393,7 @@ impl Hypervisor for InMemoryHypervisor {
     }
 
     async fn start(&self, vm: VmId) -> Result<()> {
+        lock(&self.state).live_nics.remove(&vm);
         self.power(
             HypervisorCall::Start,
             vm,
@@ -328,7 +432,7 @@ impl Hypervisor for InMemoryHypervisor {
                     Err(Error::conflict(format!("volume {} exists", vm.volume_name())))
                 }
                 std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(size_gib);
+                    slot.insert(FakeVolume { size_gib, content: "empty".into() });
                     Ok(VolumeInfo { name: vm.volume_name(), capacity_gib: size_gib })
                 }
             }
@@ -343,7 +447,7 @@ impl Hypervisor for InMemoryHypervisor {
             .state()
             .volumes
             .get(&vm)
-            .map(|&gib| VolumeInfo { name: vm.volume_name(), capacity_gib: gib });
+            .map(|v| VolumeInfo { name: vm.volume_name(), capacity_gib: v.size_gib });
         gate.pass().await;
         Ok(out)
     }
@@ -354,9 +458,9 @@ impl Hypervisor for InMemoryHypervisor {
             let mut s = self.state();
             match s.volumes.get_mut(&vm) {
                 None => Err(Error::VmNotFound { id: vm }),
-                Some(size) if size_gib < *size => Err(Error::invalid("disk_gib", "volumes only grow")),
-                Some(size) => {
-                    *size = size_gib;
+                Some(v) if size_gib < v.size_gib => Err(Error::invalid("disk_gib", "volumes only grow")),
+                Some(v) => {
+                    v.size_gib = size_gib;
                     Ok(())
                 }
             }
@@ -369,7 +473,10 @@ impl Hypervisor for InMemoryHypervisor {
         let gate = self.gate(HypervisorCall::DeleteVolume).await?;
         let result = {
             let mut s = self.state();
-            if s.domains.contains_key(&vm) {
+            if s.domains
+                .get(&vm)
+                .is_some_and(|(_, st)| matches!(st, PowerState::Running | PowerState::Paused))
+            {
                 Err(Error::conflict(format!("volume {} is in use", vm.volume_name())))
             } else {
                 s.volumes.remove(&vm).map(drop).ok_or(Error::VmNotFound { id: vm })
@@ -377,6 +484,196 @@ impl Hypervisor for InMemoryHypervisor {
         };
         gate.pass().await;
         result
+    }
+
+    async fn upload_image(
+        &self,
+        image: ImageId,
+        format: ImageFormat,
+        mut data: Box<dyn std::io::Read + Send>,
+        size: u64,
+    ) -> Result<()> {
+        let gate = self.gate(HypervisorCall::UploadImage).await?;
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).map_err(|e| Error::backend(self.uri.clone(), e))?;
+        let result = if bytes.len() as u64 == size {
+            self.state().images.insert(image, (format, size));
+            Ok(())
+        } else {
+            Err(Error::invalid("data", format!("{} bytes arrived of {size}", bytes.len())))
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn has_image(&self, image: ImageId, format: ImageFormat) -> Result<bool> {
+        let gate = self.gate(HypervisorCall::HasImage).await?;
+        let out = self.state().images.get(&image).is_some_and(|(f, _)| *f == format);
+        gate.pass().await;
+        Ok(out)
+    }
+
+    async fn delete_image(&self, image: ImageId, _format: ImageFormat) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DeleteImage).await?;
+        self.state().images.remove(&image);
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn create_volume_from_image(
+        &self,
+        vm: VmId,
+        image: ImageId,
+        _format: ImageFormat,
+        size_gib: u64,
+    ) -> Result<VolumeInfo> {
+        let gate = self.gate(HypervisorCall::CreateVolumeFromImage).await?;
+        let result = {
+            let mut s = self.state();
+            if s.images.contains_key(&image) {
+                match s.volumes.entry(vm) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        Err(Error::conflict(format!("volume {} exists", vm.volume_name())))
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(FakeVolume { size_gib, content: format!("image:{image}") });
+                        Ok(VolumeInfo { name: vm.volume_name(), capacity_gib: size_gib })
+                    }
+                }
+            } else {
+                Err(Error::invalid("image_id", format!("the node has no copy of image {image}")))
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn copy_volume(&self, from: VmId, to: VmId) -> Result<VolumeInfo> {
+        let gate = self.gate(HypervisorCall::CopyVolume).await?;
+        let result = {
+            let mut s = self.state();
+            match (s.volumes.get(&from).cloned(), s.volumes.contains_key(&to)) {
+                (None, _) => Err(Error::VmNotFound { id: from }),
+                (Some(_), true) => Err(Error::conflict(format!("volume {} exists", to.volume_name()))),
+                (Some(v), false) => {
+                    let info = VolumeInfo { name: to.volume_name(), capacity_gib: v.size_gib };
+                    s.volumes.insert(to, v);
+                    Ok(info)
+                }
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn save_previous_volume(&self, vm: VmId) -> Result<()> {
+        let gate = self.gate(HypervisorCall::SavePreviousVolume).await?;
+        let result = {
+            let mut s = self.state();
+            match s.volumes.get(&vm).cloned() {
+                Some(v) => {
+                    s.previous.insert(vm, v);
+                    Ok(())
+                }
+                None => Err(Error::VmNotFound { id: vm }),
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn restore_previous_volume(&self, vm: VmId) -> Result<()> {
+        let gate = self.gate(HypervisorCall::RestorePreviousVolume).await?;
+        let result = {
+            let mut s = self.state();
+            match s.previous.remove(&vm) {
+                Some(v) => {
+                    s.volumes.insert(vm, v);
+                    Ok(())
+                }
+                None => Err(Error::conflict(format!("VM {vm} has no disk kept aside"))),
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn delete_previous_volume(&self, vm: VmId) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DeletePreviousVolume).await?;
+        self.state().previous.remove(&vm);
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn write_seed(&self, vm: VmId, data: Vec<u8>) -> Result<()> {
+        let gate = self.gate(HypervisorCall::WriteSeed).await?;
+        self.state().seeds.insert(vm, data);
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn delete_seed(&self, vm: VmId) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DeleteSeed).await?;
+        self.state().seeds.remove(&vm);
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn console_log(&self, vm: VmId, tail_bytes: u64) -> Result<Vec<u8>> {
+        let gate = self.gate(HypervisorCall::ConsoleLog).await?;
+        let log = self.state().console_logs.get(&vm).cloned().unwrap_or_default();
+        gate.pass().await;
+        let from = log.len().saturating_sub(usize::try_from(tail_bytes).unwrap_or(usize::MAX));
+        Ok(log[from..].to_vec())
+    }
+
+    async fn delete_console_log(&self, vm: VmId) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DeleteConsoleLog).await?;
+        self.state().console_logs.remove(&vm);
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn ensure_network(&self, network: &Network) -> Result<()> {
+        let gate = self.gate(HypervisorCall::EnsureNetwork).await?;
+        if network.kind == crate::network::NetworkKind::Managed {
+            self.state().networks.insert(network.libvirt_name());
+        }
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn remove_network(&self, network: &Network) -> Result<()> {
+        let gate = self.gate(HypervisorCall::RemoveNetwork).await?;
+        self.state().networks.remove(&network.libvirt_name());
+        gate.pass().await;
+        Ok(())
+    }
+
+    async fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let gate = self.gate(HypervisorCall::AttachNic).await?;
+        let result = {
+            let mut s = self.state();
+            match s.domains.get(&vm) {
+                Some((_, PowerState::Running | PowerState::Paused)) => {
+                    s.live_nics.entry(vm).or_default().push(nic.clone());
+                    Ok(())
+                }
+                Some(_) => Err(Error::conflict(format!("domain {} is not running", vm.domain_name()))),
+                None => Err(Error::VmNotFound { id: vm }),
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DetachNic).await?;
+        if let Some(live) = self.state().live_nics.get_mut(&vm) {
+            live.retain(|n| n.mac != nic.mac);
+        }
+        gate.pass().await;
+        Ok(())
     }
 }
 /// Opens `memory://NAME[?cpus=N&memory_mib=N&storage_gib=N]` URIs: one [`InMemoryHypervisor`]

@@ -46,6 +46,47 @@ impl StoreState {
         Ok(lease)
     }
 
+    /// Leases one address for each NIC of `vm` that has a pool (and sets its network from
+    /// the pool); on a failure, gives back what it took.
+    pub(super) fn lease_nics(&mut self, vm: &mut crate::vm::Vm) -> Result<()> {
+        let mut taken = Vec::new();
+        for i in 0..vm.nics.len() {
+            let Some(pool) = vm.nics[i].pool_id else { continue };
+            let network = match self.pools.get(&pool) {
+                Some(ps) => ps.pool.network_id,
+                None => {
+                    self.give_back(vm.id, &taken);
+                    return Err(Error::PoolNotFound { id: pool });
+                }
+            };
+            match self.lease(pool, None, Some(vm.id), vm.created_at) {
+                Ok(lease) => {
+                    taken.push((pool, lease.address));
+                    vm.nics[i].network_id = network;
+                    vm.nics[i].addresses = vec![lease.address];
+                }
+                Err(e) => {
+                    self.give_back(vm.id, &taken);
+                    return Err(e);
+                }
+            }
+        }
+        vm.refresh_addresses();
+        Ok(())
+    }
+
+    fn give_back(&mut self, vm: VmId, taken: &[(PoolId, IpAddr)]) {
+        for (pool, address) in taken {
+            if let Some(ps) = self.pools.get_mut(pool) {
+                ps.leases.remove(address);
+                ps.alloc.release(*address);
+            }
+        }
+        if let Some(held) = self.vm_leases.get_mut(&vm) {
+            held.retain(|l| !taken.contains(l));
+        }
+    }
+
     /// Ends every lease `vm` holds.
     pub(super) fn release_vm_leases(&mut self, vm: VmId) {
         for (pool, address) in self.vm_leases.remove(&vm).unwrap_or_default() {
@@ -63,6 +104,9 @@ impl IpamStore for InMemoryStore {
         let mut s = self.state();
         if s.pools.contains_key(&pool.id) || s.pools.values().any(|p| p.pool.name == pool.name) {
             return Err(Error::conflict(format!("a pool named {:?} exists", pool.name)));
+        }
+        if let Some(id) = pool.network_id.filter(|n| !s.networks.contains_key(n)) {
+            return Err(Error::NetworkNotFound { id });
         }
         let state = PoolState { pool: pool.clone(), alloc: IpAllocator::new(pool), leases: BTreeMap::new() };
         s.pools.insert(pool.id, state);

@@ -5,8 +5,12 @@
 //! that area.
 
 mod hypervisor;
+mod images;
 mod ipam;
+mod networks;
 mod nodes;
+mod recipes;
+mod repo;
 mod tasks;
 mod vms;
 
@@ -15,15 +19,20 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock};
-use crate::id::{NodeId, PoolId, TaskId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, TaskId, VmId};
+use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
+use crate::network::Network;
 use crate::node::Node;
+use crate::recipe::Recipe;
+use crate::store::{NodeImage, VmGuest};
 use crate::task::Task;
 use crate::vm::Vm;
 
 pub use hypervisor::{
-    Failure, HypervisorCall, InMemoryConnector, InMemoryHypervisor, DEFAULT_MEMORY_CAPACITY,
+    Failure, FakeVolume, HypervisorCall, InMemoryConnector, InMemoryHypervisor, DEFAULT_MEMORY_CAPACITY,
 };
+pub use repo::InMemoryImageRepo;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -49,6 +58,12 @@ struct StoreState {
     active: BTreeSet<TaskId>,
     /// The active task of each VM.
     vm_active: HashMap<VmId, TaskId>,
+    /// What is kept about each VM's guest.
+    guests: HashMap<VmId, VmGuest>,
+    images: BTreeMap<ImageId, Image>,
+    node_images: HashMap<(NodeId, ImageId), NodeImage>,
+    recipes: BTreeMap<RecipeId, Recipe>,
+    networks: BTreeMap<NetworkId, Network>,
 }
 
 impl StoreState {

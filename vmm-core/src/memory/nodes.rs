@@ -63,6 +63,7 @@ impl NodeStore for InMemoryStore {
             return Err(Error::conflict(format!("node {id} still has {} VMs", node.allocated.vms)));
         }
         s.nodes.remove(&id);
+        s.node_images.retain(|(node, _), _| *node != id);
         Ok(())
     }
 }

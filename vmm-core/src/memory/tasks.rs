@@ -24,6 +24,9 @@ impl TaskStore for InMemoryStore {
         if s.tasks.contains_key(&task.id) {
             return Err(Error::conflict(format!("task {} exists", task.id)));
         }
+        if let Some(id) = task.image_id().filter(|i| !s.images.contains_key(i)) {
+            return Err(Error::ImageNotFound { id });
+        }
         if let Some(vm_id) = task.vm_id {
             let vm = s.vms.get(&vm_id).ok_or(Error::VmNotFound { id: vm_id })?;
             if let Some(&active) = s.vm_active.get(&vm_id) {

@@ -2,37 +2,55 @@
 
 use async_trait::async_trait;
 
+use std::net::IpAddr;
+
 use super::InMemoryStore;
 use crate::error::{Error, Result};
-use crate::id::VmId;
+use crate::guest::GuestSettings;
+use crate::id::{PoolId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement::{self, Demand};
-use crate::store::{PlacementRequest, VmStore};
-use crate::task::Task;
-use crate::vm::Vm;
+use crate::store::{PlacementRequest, VmGuest, VmStore};
+use crate::task::{Task, TaskParams};
+use crate::vm::{Vm, VmAction, VmNic};
 
 #[async_trait]
 impl VmStore for InMemoryStore {
-    async fn create_vm(&self, vm: &Vm, task: &Task, placement: PlacementRequest) -> Result<Vm> {
+    async fn create_vm(
+        &self,
+        vm: &Vm,
+        task: &Task,
+        placement: &PlacementRequest,
+        guest: Option<&GuestSettings>,
+    ) -> Result<Vm> {
         let mut s = self.state();
         if s.vms.contains_key(&vm.id) || s.tasks.contains_key(&task.id) {
             return Err(Error::conflict(format!("VM {} exists", vm.id)));
         }
+        if let Some(id) = task.image_id().filter(|i| !s.images.contains_key(i)) {
+            return Err(Error::ImageNotFound { id });
+        }
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
-        let chosen = placement::place(&demand, &nodes, placement.strategy, placement.pinned)?;
-        let mut vm = Vm { node_id: chosen.node_id, addresses: Vec::new(), ..vm.clone() };
-        if let Some(pool) = vm.ip_pool_id {
-            // Last fallible step: nothing to undo if it fails.
-            let lease = s.lease(pool, None, Some(vm.id), vm.created_at)?;
-            vm.addresses.push(lease.address);
-        }
+        let chosen = placement::place(
+            &demand,
+            &nodes,
+            placement.strategy,
+            placement.pinned,
+            placement.only.as_deref(),
+        )?;
+        let mut vm = Vm { node_id: chosen.node_id, ..vm.clone() };
+        // Last fallible steps: a lease that fails gives back those taken before it.
+        s.lease_nics(&mut vm)?;
         let node = s.nodes.get_mut(&vm.node_id).expect("placement chose a known node");
         node.allocated = node.allocated.with(&demand);
         s.vms.insert(vm.id, vm.clone());
+        s.guests.insert(vm.id, VmGuest { current: guest.cloned(), next: None });
         s.tasks.insert(task.id, task.clone());
         s.active.insert(task.id);
-        s.vm_active.insert(vm.id, task.id);
+        if let Some(owner) = task.vm_id {
+            s.vm_active.insert(owner, task.id);
+        }
         Ok(vm)
     }
 
@@ -57,6 +75,8 @@ impl VmStore for InMemoryStore {
         let stored = s.vms.get_mut(&vm.id).ok_or(Error::VmNotFound { id: vm.id })?;
         stored.name.clone_from(&vm.name);
         stored.state = vm.state;
+        stored.image_id = vm.image_id;
+        stored.hostname.clone_from(&vm.hostname);
         Ok(())
     }
 
@@ -78,9 +98,84 @@ impl VmStore for InMemoryStore {
         let mut s = self.state();
         let vm = s.vms.remove(&id).ok_or(Error::VmNotFound { id })?;
         s.release_vm_leases(id);
+        s.guests.remove(&id);
         if let Some(node) = s.nodes.get_mut(&vm.node_id) {
             node.allocated = node.allocated.without(&vm.demand());
         }
         Ok(())
+    }
+
+    async fn vm_guest(&self, id: VmId) -> Result<VmGuest> {
+        let s = self.state();
+        if !s.vms.contains_key(&id) {
+            return Err(Error::VmNotFound { id });
+        }
+        Ok(s.guests.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn set_vm_guest(&self, id: VmId, guest: &VmGuest) -> Result<()> {
+        let mut s = self.state();
+        if !s.vms.contains_key(&id) {
+            return Err(Error::VmNotFound { id });
+        }
+        s.guests.insert(id, guest.clone());
+        Ok(())
+    }
+
+    async fn add_vm_address(
+        &self,
+        id: VmId,
+        pool: PoolId,
+        address: Option<IpAddr>,
+        task: &Task,
+    ) -> Result<Vm> {
+        let mut s = self.state();
+        let vm = s.vms.get(&id).cloned().ok_or(Error::VmNotFound { id })?;
+        if let Some(&active) = s.vm_active.get(&id) {
+            return Err(Error::ActiveTask { vm: id, task: active });
+        }
+        vm.state.apply(id, VmAction::ChangeAddresses)?;
+        let index = crate::vm::free_nic_index(&vm)?;
+        let network = s.pools.get(&pool).ok_or(Error::PoolNotFound { id: pool })?.pool.network_id;
+        let lease = s.lease(pool, address, Some(id), task.created_at)?;
+        let mut nic = VmNic::new(id, index, Some(pool));
+        nic.network_id = network;
+        nic.addresses.push(lease.address);
+        let stored = s.vms.get_mut(&id).expect("read above");
+        stored.nics.push(nic);
+        stored.refresh_addresses();
+        let vm = stored.clone();
+        let mut task = task.clone();
+        task.params = TaskParams::AddAddress { address: lease.address };
+        s.tasks.insert(task.id, task.clone());
+        s.active.insert(task.id);
+        s.vm_active.insert(id, task.id);
+        Ok(vm)
+    }
+
+    async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm> {
+        let mut s = self.state();
+        let vm = s.vms.get(&id).cloned().ok_or(Error::VmNotFound { id })?;
+        let nic = vm
+            .nics
+            .iter()
+            .find(|n| n.addresses.contains(&address))
+            .ok_or(Error::invalid("address", format!("VM {id} does not hold {address}")))?;
+        if let Some(pool) = nic.pool_id {
+            if let Some(ps) = s.pools.get_mut(&pool) {
+                ps.leases.remove(&address);
+                ps.alloc.release(address);
+            }
+            if let Some(held) = s.vm_leases.get_mut(&id) {
+                held.retain(|(p, a)| !(*p == pool && *a == address));
+            }
+        }
+        let stored = s.vms.get_mut(&id).expect("read above");
+        for n in &mut stored.nics {
+            n.addresses.retain(|a| *a != address);
+        }
+        stored.nics.retain(|n| !n.addresses.is_empty() || n.pool_id.is_none());
+        stored.refresh_addresses();
+        Ok(stored.clone())
     }
 }

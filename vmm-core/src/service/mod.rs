@@ -9,9 +9,13 @@
 //! Python package use tokio; tests here use a thread or `block_on`).
 
 mod engine;
+mod guests;
+mod images;
 mod ipam;
 mod jobs;
+mod networks;
 mod nodes;
+mod recipes;
 mod tasks;
 mod vms;
 
@@ -26,7 +30,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::hypervisor::{Connector, Hypervisor};
 use crate::id::NodeId;
-use crate::memory::{InMemoryConnector, InMemoryStore};
+use crate::image::{ImageFetcher, ImageLimits, ImageRepo, UrlPolicy};
+use crate::memory::{InMemoryConnector, InMemoryImageRepo, InMemoryStore};
 use crate::node::{Node, NodeUriPolicy};
 use crate::placement::Strategy;
 use crate::store::Store;
@@ -54,6 +59,10 @@ pub struct VmmConfig {
     pub deadlines: TaskDeadlines,
     /// Which node URIs are accepted.
     pub node_uris: NodeUriPolicy,
+    /// Limits on imported images.
+    pub image_limits: ImageLimits,
+    /// Which URLs images may be fetched from.
+    pub image_urls: UrlPolicy,
 }
 
 impl Default for VmmConfig {
@@ -68,6 +77,8 @@ impl Default for VmmConfig {
             shutdown_timeout: Duration::from_secs(60),
             deadlines: TaskDeadlines::default(),
             node_uris: NodeUriPolicy::default(),
+            image_limits: ImageLimits::default(),
+            image_urls: UrlPolicy::default(),
         }
     }
 }
@@ -78,6 +89,8 @@ pub struct VmmBuilder {
     store: Option<Arc<dyn Store>>,
     connector: Option<Arc<dyn Connector>>,
     clock: Option<Arc<dyn Clock>>,
+    images: Option<Arc<dyn ImageRepo>>,
+    fetcher: Option<Arc<dyn ImageFetcher>>,
     config: VmmConfig,
 }
 
@@ -106,6 +119,18 @@ impl VmmBuilder {
         self
     }
 
+    /// Where image files are kept (default: an [`InMemoryImageRepo`]).
+    pub fn with_image_repo(mut self, images: Arc<dyn ImageRepo>) -> Self {
+        self.images = Some(images);
+        self
+    }
+
+    /// How images are fetched from URLs (default: none; URL imports fail as unsupported).
+    pub fn with_image_fetcher(mut self, fetcher: Arc<dyn ImageFetcher>) -> Self {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
     /// The service.
     pub fn build(self) -> Vmm {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -114,6 +139,8 @@ impl VmmBuilder {
                 store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::with_clock(clock.clone()))),
                 connector: self.connector.unwrap_or_else(|| Arc::new(InMemoryConnector::new())),
                 clock,
+                images: self.images.unwrap_or_else(|| Arc::new(InMemoryImageRepo::new())),
+                fetcher: self.fetcher,
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
                 changed: Event::new(),
@@ -127,6 +154,8 @@ struct Inner {
     store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     clock: Arc<dyn Clock>,
+    images: Arc<dyn ImageRepo>,
+    fetcher: Option<Arc<dyn ImageFetcher>>,
     config: VmmConfig,
     hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
     /// Notified whenever a task is queued or changes state.

@@ -3,36 +3,222 @@
 
 use super::Vmm;
 use crate::error::{Error, Result};
-use crate::id::{NodeId, VmId};
+use crate::guest::GuestRequest;
+use crate::id::{NodeId, PoolId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement;
 use crate::store::PlacementRequest;
 use crate::task::{Task, TaskKind, TaskParams};
-use crate::vm::{PowerAction, Vm, VmAction, VmPatch, VmSpec, VmState};
+use crate::vm::{
+    validate_name, AddressSpec, CloneSpec, PowerAction, ReinstallSpec, Vm, VmAction, VmNic, VmPatch, VmSpec,
+    VmState,
+};
 
 impl Vmm {
-    /// Places the VM, leases its address and queues its create task, all in one
-    /// transaction; the task then makes the disk, defines and (if asked) starts it.
+    /// Places the VM, leases an address for each of its pools and queues its create task,
+    /// all in one transaction; the task then makes the disk (from the image, when one is
+    /// given, with a cloud-init seed), defines and (if asked) starts it.
     pub async fn create_vm(&self, spec: VmSpec) -> Result<(Vm, Task)> {
         spec.validate()?;
         let now = self.now();
+        let id = VmId::new();
+        let image = match spec.image_id {
+            Some(image_id) => {
+                let image = self.inner.store.get_image(image_id).await?;
+                image.check_disk(spec.disk_gib)?;
+                Some(image)
+            }
+            None => None,
+        };
+        let guest = match &image {
+            Some(image) => Some(self.guest_settings(&spec.guest(), &spec.name, id, image).await?),
+            None => None,
+        };
+        let pools = spec.pools();
+        let only = self.nodes_for_pools(&pools, spec.node_id).await?;
+        let nics = if pools.is_empty() {
+            vec![VmNic::new(id, 0, None)]
+        } else {
+            pools.iter().enumerate().map(|(i, p)| VmNic::new(id, i as u8, Some(*p))).collect()
+        };
         let vm = Vm {
-            id: VmId::new(),
+            id,
             name: spec.name,
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             disk_gib: spec.disk_gib,
             node_id: NodeId::from_uuid(uuid::Uuid::nil()),
-            ip_pool_id: spec.ip_pool_id,
+            ip_pool_id: None,
             state: VmState::Creating,
             addresses: Vec::new(),
             created_at: now,
+            image_id: spec.image_id,
+            hostname: guest.as_ref().map(|g| g.hostname.clone()),
+            nics,
         };
-        let task = Task::new(TaskKind::CreateVm, Some(vm.id), TaskParams::Create { start: spec.start }, now);
-        let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy };
-        let vm = self.inner.store.create_vm(&vm, &task, placement).await?;
+        let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
+        let task = Task::new(TaskKind::CreateVm, Some(vm.id), params, now);
+        let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy, only };
+        let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
         self.notify();
         Ok((vm, task))
+    }
+
+    /// The nodes that have every network of `pools` (`None`: any node); a pinned node that
+    /// lacks one is refused, naming the pool.
+    async fn nodes_for_pools(&self, pools: &[PoolId], pinned: Option<NodeId>) -> Result<Option<Vec<NodeId>>> {
+        let mut only: Option<Vec<NodeId>> = None;
+        for pool_id in pools {
+            let pool = self.inner.store.get_pool(*pool_id).await?;
+            let Some(network_id) = pool.network_id else { continue };
+            let network = self.inner.store.get_network(network_id).await?;
+            if network.node_ids.is_empty() {
+                continue;
+            }
+            if let Some(node) = pinned {
+                if !network.reaches(node) {
+                    return Err(Error::invalid(
+                        "ip_pool_ids",
+                        format!(
+                            "pool {} is on network {}, which node {node} does not have",
+                            pool.name, network.name
+                        ),
+                    ));
+                }
+            }
+            only = Some(match only {
+                None => network.node_ids.clone(),
+                Some(nodes) => nodes.into_iter().filter(|n| network.node_ids.contains(n)).collect(),
+            });
+        }
+        Ok(only)
+    }
+
+    /// Queues a reinstall: the disk is rewritten from `spec.image_id`, the guest set up
+    /// again (new instance id), the VM's id, addresses and MACs kept.
+    pub async fn reinstall_vm(&self, id: VmId, spec: ReinstallSpec) -> Result<Task> {
+        let vm = self.inner.store.get_vm(id).await?;
+        vm.state.apply(id, VmAction::Reinstall)?;
+        let image = self.inner.store.get_image(spec.image_id).await?;
+        image.check_disk(vm.disk_gib)?;
+        let mut guest = self.inner.store.vm_guest(id).await?;
+        let current = guest.current.clone().unwrap_or_default();
+        let request = GuestRequest {
+            hostname: spec.hostname.clone().or(vm.hostname.clone()),
+            password: spec.password.as_ref().map(|p| p.expose().to_owned()),
+            ssh_keys: spec.ssh_keys.clone(),
+            user_data: spec.user_data.clone(),
+            recipe_ids: spec.recipe_ids.clone(),
+        };
+        let mut next = self.guest_settings(&request, &vm.name, id, &image).await?;
+        if spec.password.is_none() {
+            next.password_hash = current.password_hash.clone();
+        }
+        if spec.ssh_keys.is_empty() {
+            next.ssh_keys = current.ssh_keys.clone();
+        }
+        next.generation = current.generation + 1;
+        // The worker reads the settings when it runs the task: they are stored first, and
+        // put back as they were when the task cannot be queued.
+        let before = guest.clone();
+        guest.next = Some(next);
+        self.inner.store.set_vm_guest(id, &guest).await?;
+        let params = TaskParams::Reinstall { image_id: image.id };
+        match self.enqueue(id, VmAction::Reinstall, TaskKind::ReinstallVm, params).await {
+            Ok(task) => Ok(task),
+            Err(e) => {
+                self.inner.store.set_vm_guest(id, &before).await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// Places a new VM on the same node as `source` (stopped), with new addresses from the
+    /// same pools, and queues its making from `source`'s disk with a new seed.
+    pub async fn clone_vm(&self, source: VmId, spec: CloneSpec) -> Result<(Vm, Task)> {
+        validate_name(&spec.name)?;
+        let from = self.inner.store.get_vm(source).await?;
+        from.state.apply(source, VmAction::Clone)?;
+        let now = self.now();
+        let id = VmId::new();
+        let guest = self.inner.store.vm_guest(source).await?.current.map(|mut g| {
+            g.hostname = crate::guest::default_hostname(&spec.name, id);
+            g.generation = 0;
+            g
+        });
+        let nics = if from.nics.is_empty() {
+            vec![VmNic::new(id, 0, None)]
+        } else {
+            from.nics.iter().enumerate().map(|(i, n)| VmNic::new(id, i as u8, n.pool_id)).collect()
+        };
+        let vm = Vm {
+            id,
+            name: spec.name,
+            node_id: from.node_id,
+            ip_pool_id: None,
+            state: VmState::Creating,
+            addresses: Vec::new(),
+            created_at: now,
+            hostname: guest.as_ref().map(|g| g.hostname.clone()),
+            nics,
+            ..from.clone()
+        };
+        let task =
+            Task::new(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
+        let placement =
+            PlacementRequest { pinned: Some(from.node_id), strategy: self.inner.config.strategy, only: None };
+        let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
+        self.notify();
+        Ok((vm, task))
+    }
+
+    /// Leases an address from `spec.ip_pool_id` and queues plugging it in: a NIC on the
+    /// pool's network (hot-plugged when the VM runs) and a new seed.
+    pub async fn add_vm_address(&self, id: VmId, spec: AddressSpec) -> Result<Task> {
+        let vm = self.inner.store.get_vm(id).await?;
+        let pool = self.inner.store.get_pool(spec.ip_pool_id).await?;
+        if let Some(network_id) = pool.network_id {
+            let network = self.inner.store.get_network(network_id).await?;
+            if !network.reaches(vm.node_id) {
+                return Err(Error::invalid(
+                    "ip_pool_id",
+                    format!(
+                        "pool {} is on network {}, which the VM's node does not have",
+                        pool.name, network.name
+                    ),
+                ));
+            }
+        }
+        let now = self.now();
+        // The address is known once leased: the store puts it in the task's parameters.
+        let unknown = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let task =
+            Task::new(TaskKind::AddAddress, Some(id), TaskParams::AddAddress { address: unknown }, now);
+        self.inner.store.add_vm_address(id, spec.ip_pool_id, spec.address, &task).await?;
+        self.notify();
+        self.inner.store.get_task(task.id).await
+    }
+
+    /// Queues taking `address` from the VM with its NIC; the lease ends once it is unplugged.
+    pub async fn remove_vm_address(&self, id: VmId, address: std::net::IpAddr) -> Result<Task> {
+        let vm = self.inner.store.get_vm(id).await?;
+        if !vm.addresses.contains(&address) {
+            return Err(Error::invalid("address", format!("VM {id} does not hold {address}")));
+        }
+        self.enqueue(
+            id,
+            VmAction::ChangeAddresses,
+            TaskKind::RemoveAddress,
+            TaskParams::RemoveAddress { address },
+        )
+        .await
+    }
+
+    /// The last `tail_bytes` of what the VM's serial console printed.
+    pub async fn vm_console_log(&self, id: VmId, tail_bytes: u64) -> Result<Vec<u8>> {
+        let vm = self.inner.store.get_vm(id).await?;
+        let node = self.inner.store.get_node(vm.node_id).await?;
+        self.hypervisor(&node).await?.console_log(id, tail_bytes).await
     }
 
     /// One VM.

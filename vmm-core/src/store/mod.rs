@@ -1,23 +1,45 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
-//! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`]);
+//! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
+//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`]);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
 
+mod images;
 mod ipam;
+mod networks;
 mod nodes;
+mod recipes;
 mod tasks;
 mod vms;
 
 use std::fmt::Debug;
 
+pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
+pub use networks::NetworkStore;
 pub use nodes::NodeStore;
+pub use recipes::RecipeStore;
 pub use tasks::TaskStore;
-pub use vms::{PlacementRequest, VmStore};
+pub use vms::{PlacementRequest, VmGuest, VmStore};
 
 /// Persistence for vmm: every area's store. Implemented for anything that implements all
 /// of them.
-pub trait Store: NodeStore + IpamStore + VmStore + TaskStore + Send + Sync + Debug {}
+pub trait Store:
+    NodeStore + IpamStore + VmStore + TaskStore + ImageStore + RecipeStore + NetworkStore + Send + Sync + Debug
+{
+}
 
-impl<T: NodeStore + IpamStore + VmStore + TaskStore + Send + Sync + Debug> Store for T {}
+impl<T> Store for T where
+    T: NodeStore
+        + IpamStore
+        + VmStore
+        + TaskStore
+        + ImageStore
+        + RecipeStore
+        + NetworkStore
+        + Send
+        + Sync
+        + Debug
+{
+}

@@ -1,21 +1,36 @@
 //! The VMs area of the [`Store`](super::Store).
 
+use std::net::IpAddr;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::id::{NodeId, VmId};
+use crate::guest::GuestSettings;
+use crate::id::{NodeId, PoolId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement::{Demand, Strategy};
 use crate::task::Task;
 use crate::vm::Vm;
 
 /// How the store places a new VM inside [`VmStore::create_vm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlacementRequest {
     /// Only this node.
     pub pinned: Option<NodeId>,
     /// How to choose.
     pub strategy: Strategy,
+    /// Only these nodes (those that have every network the VM needs); any when `None`.
+    pub only: Option<Vec<NodeId>>,
+}
+
+/// What vmm keeps about a VM's guest: the settings its seed was written from, and those of
+/// a reinstall that is queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VmGuest {
+    /// The settings of the current install.
+    pub current: Option<GuestSettings>,
+    /// The settings a queued reinstall will apply.
+    pub next: Option<GuestSettings>,
 }
 
 /// VMs. Creating, resizing and deleting one changes its node's usage in the same
@@ -23,14 +38,21 @@ pub struct PlacementRequest {
 #[async_trait]
 pub trait VmStore: Send + Sync {
     /// Creates a VM and its create task in one transaction: places it on a node under the
-    /// overcommit ratios, leases an address from `vm.ip_pool_id` if set, inserts both, and
-    /// counts the VM in its node's usage. Returns the VM with `node_id` and `addresses`.
-    async fn create_vm(&self, vm: &Vm, task: &Task, placement: PlacementRequest) -> Result<Vm>;
+    /// overcommit ratios, leases an address for each NIC from its pool, inserts both with
+    /// the guest settings, and counts the VM in its node's usage. Returns the VM with
+    /// `node_id`, its NICs' addresses and `addresses`.
+    async fn create_vm(
+        &self,
+        vm: &Vm,
+        task: &Task,
+        placement: &PlacementRequest,
+        guest: Option<&GuestSettings>,
+    ) -> Result<Vm>;
     /// One VM.
     async fn get_vm(&self, id: VmId) -> Result<Vm>;
     /// VMs, newest first.
     async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>>;
-    /// Saves a VM's name and state.
+    /// Saves a VM's name, state, image and hostname.
     async fn update_vm(&self, vm: &Vm) -> Result<()>;
     /// Changes a VM's size if its node has room under its ratios
     /// ([`check_resize`](crate::placement::check_resize));
@@ -39,4 +61,21 @@ pub trait VmStore: Send + Sync {
     async fn resize_vm(&self, id: VmId, target: Demand) -> Result<Vm>;
     /// Removes a VM, releases its leases and gives its node's capacity back.
     async fn delete_vm(&self, id: VmId) -> Result<()>;
+    /// What vmm keeps about the VM's guest.
+    async fn vm_guest(&self, id: VmId) -> Result<VmGuest>;
+    /// Replaces what vmm keeps about the VM's guest.
+    async fn set_vm_guest(&self, id: VmId, guest: &VmGuest) -> Result<()>;
+    /// Leases `address` (or the lowest free one) from `pool` for a new NIC of the VM on the
+    /// pool's network, and queues `task` with the leased address in its parameters, in one
+    /// transaction: the VM must exist, allow the change in its state and have no active
+    /// task. Returns the VM with the new NIC.
+    async fn add_vm_address(
+        &self,
+        id: VmId,
+        pool: PoolId,
+        address: Option<IpAddr>,
+        task: &Task,
+    ) -> Result<Vm>;
+    /// Ends the lease of `address` and removes the NIC that held it. Returns the VM.
+    async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm>;
 }

@@ -2,9 +2,13 @@
 //! fails, times out or is given up (`undo`). Every step is idempotent, so that a task
 //! resumed after a crash may run again from the start.
 
+mod addresses;
+mod clone_vm;
 mod create_vm;
 mod delete_vm;
+mod import_image;
 mod power;
+mod reinstall_vm;
 mod update_vm;
 
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use super::engine::{Outcome, Run};
 use super::Vmm;
 use crate::error::{Error, Result};
-use crate::hypervisor::{DomainSpec, Hypervisor, PowerState};
+use crate::hypervisor::{Hypervisor, PowerState};
 use crate::id::VmId;
 use crate::node::Node;
 use crate::task::TaskKind;
@@ -24,6 +28,11 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::CreateVm => create_vm::run(vmm, run).await,
         TaskKind::DeleteVm => delete_vm::run(vmm, run).await,
         TaskKind::UpdateVm => update_vm::run(vmm, run).await,
+        TaskKind::ReinstallVm => reinstall_vm::run(vmm, run).await,
+        TaskKind::CloneVm => clone_vm::run(vmm, run).await,
+        TaskKind::AddAddress => addresses::add(vmm, run).await,
+        TaskKind::RemoveAddress => addresses::remove(vmm, run).await,
+        TaskKind::ImportImage => import_image::run(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -31,27 +40,18 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 /// Undoes what the task did, as far as it can be undone.
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     match run.task.kind {
-        TaskKind::CreateVm => vmm.undo_create(vm_of(run)?).await,
-        TaskKind::DeleteVm => Ok(()),
+        TaskKind::CreateVm | TaskKind::CloneVm => vmm.undo_create(vm_of(run)?).await,
+        TaskKind::DeleteVm | TaskKind::RemoveAddress => Ok(()),
         TaskKind::UpdateVm => update_vm::undo(vmm, run).await,
+        TaskKind::ReinstallVm => reinstall_vm::undo(vmm, run).await,
+        TaskKind::AddAddress => addresses::undo_add(vmm, run).await,
+        TaskKind::ImportImage => import_image::undo(vmm, run).await,
         _ => power::undo(vmm, run).await,
     }
 }
 
 fn vm_of(run: &Run) -> Result<VmId> {
     run.task.vm_id.ok_or_else(|| Error::invalid("task", "has no VM"))
-}
-
-fn domain_spec(vm: &Vm, node: &Node) -> DomainSpec {
-    DomainSpec {
-        vm_id: vm.id,
-        title: vm.name.clone(),
-        vcpus: vm.vcpus,
-        memory_mib: vm.memory_mib,
-        virt_type: node.virt_type,
-        mac: vm.id.mac_address(),
-        addresses: vm.addresses.clone(),
-    }
 }
 
 impl Vmm {
@@ -87,7 +87,8 @@ impl Vmm {
     }
 }
 
-/// Forces the domain off, undefines it, deletes its volume; each only if present.
+/// Forces the domain off, undefines it, deletes its volume, its seed, its console log and
+/// any disk kept aside; each only if present.
 async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
     if let Some(domain) = hv.domain(vm).await? {
         if !matches!(domain.state, PowerState::Shutoff | PowerState::Crashed) {
@@ -98,5 +99,16 @@ async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
     if hv.volume(vm).await?.is_some() {
         hv.delete_volume(vm).await?;
     }
-    Ok(())
+    hv.delete_seed(vm).await?;
+    hv.delete_previous_volume(vm).await?;
+    // A node that keeps no console log says so; nothing to remove then.
+    match hv.delete_console_log(vm).await {
+        Ok(()) | Err(Error::Unsupported { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long an upload of an image to a node may wait for another one: the rest of the run.
+fn remaining(vmm: &Vmm, run: &Run) -> std::time::Duration {
+    (run.deadline - vmm.now()).to_std().unwrap_or_default()
 }

@@ -4,7 +4,7 @@
 //! the disk with the volume's real capacity rather than with the VM record. Cancel is
 //! honoured until the disk grows; undo gives back what was reserved.
 
-use super::{domain_spec, Outcome, Run, Vmm};
+use super::{Outcome, Run, Vmm};
 use crate::error::{Error, Result};
 use crate::placement::Demand;
 use crate::task::TaskParams;
@@ -40,7 +40,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
             return Ok(Outcome::Cancelled);
         }
         vmm.step(run, 50, "updating the domain").await?;
-        hv.define_domain(&domain_spec(&target, &node)).await?;
+        hv.define_domain(&vmm.domain_spec(&target, &node, target.image_id.is_some()).await?).await?;
         if vmm.cancel_requested(run).await? {
             undo(vmm, run).await?;
             return Ok(Outcome::Cancelled);
@@ -52,7 +52,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         }
     } else {
         // A rename: the title is in the domain's definition.
-        hv.define_domain(&domain_spec(&target, &node)).await?;
+        hv.define_domain(&vmm.domain_spec(&target, &node, target.image_id.is_some()).await?).await?;
     }
     if patch.renames(&vm) {
         let mut saved = vmm.inner.store.get_vm(vm.id).await?;
@@ -80,7 +80,8 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         vmm.inner.store.resize_vm(vm.id, restore).await?;
     }
     if hv.domain(vm.id).await?.is_some() {
-        hv.define_domain(&domain_spec(&sized(&vm, restore), &node)).await?;
+        let restored = sized(&vm, restore);
+        hv.define_domain(&vmm.domain_spec(&restored, &node, restored.image_id.is_some()).await?).await?;
     }
     Ok(())
 }

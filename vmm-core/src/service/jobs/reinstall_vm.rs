@@ -1,0 +1,112 @@
+//! `reinstall_vm`: the disk rewritten from an image, a new seed (a new instance id, so
+//! cloud-init runs again), the VM started; its id, addresses and MACs stay. The old disk is
+//! kept aside until the new one runs: a failure puts it back, with the old seed.
+
+use super::{remaining, Outcome, Run, Vmm};
+use crate::error::{Error, Result};
+use crate::hypervisor::PowerState;
+use crate::store::VmGuest;
+use crate::task::TaskParams;
+use crate::vm::VmState;
+
+/// Checkpoint: the old disk is kept aside.
+const DISK_SAVED: &str = "disk_saved";
+/// Checkpoint: the disk was rewritten from the image.
+const DISK_REPLACED: &str = "disk_replaced";
+
+pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
+    let TaskParams::Reinstall { image_id } = run.task.params else {
+        return Err(Error::invalid("task", "a reinstall without its image"));
+    };
+    let (mut vm, node, hv) = vmm.vm_and_hypervisor(run).await?;
+    let guest = vmm.inner.store.vm_guest(vm.id).await?;
+    let next = match (&guest.next, &guest.current) {
+        (Some(next), _) => next.clone(),
+        (None, Some(current)) => {
+            let mut next = current.clone();
+            next.generation += 1;
+            next
+        }
+        (None, None) => {
+            return Err(Error::conflict(format!("VM {} has no guest settings to reinstall", vm.id)))
+        }
+    };
+    let image = vmm.inner.store.get_image(image_id).await?;
+    if vmm.cancel_requested(run).await? {
+        forget_next(vmm, &guest, vm.id).await?;
+        return Ok(Outcome::Cancelled);
+    }
+    vmm.step(run, 5, "stopping the VM").await?;
+    if hv.domain(vm.id).await?.is_some_and(|d| !matches!(d.state, PowerState::Shutoff | PowerState::Crashed))
+    {
+        hv.stop(vm.id).await?;
+    }
+    if !run.task.reached(DISK_SAVED) {
+        vmm.step(run, 10, "keeping the old disk aside").await?;
+        hv.save_previous_volume(vm.id).await?;
+        vmm.checkpoint(run, DISK_SAVED).await?;
+    }
+    if vmm.cancel_requested(run).await? {
+        undo(vmm, run).await?;
+        return Ok(Outcome::Cancelled);
+    }
+    vmm.step(run, 20, format!("copying image {} to {}", image.name, node.name)).await?;
+    vmm.ensure_image_on_node(&node, &hv, &image, remaining(vmm, run)).await?;
+    if !run.task.reached(DISK_REPLACED) {
+        vmm.step(run, 40, format!("rewriting the disk from image {}", image.name)).await?;
+        if hv.volume(vm.id).await?.is_some() {
+            hv.delete_volume(vm.id).await?;
+        }
+        hv.create_volume_from_image(vm.id, image.id, image.format, vm.disk_gib).await?;
+        vmm.checkpoint(run, DISK_REPLACED).await?;
+    }
+    vmm.step(run, 60, "writing the new seed").await?;
+    vm.image_id = Some(image.id);
+    vm.hostname = Some(next.hostname.clone());
+    vmm.ensure_networks(hv.as_ref(), &vm).await?;
+    vmm.write_seed(hv.as_ref(), &vm, &next).await?;
+    hv.define_domain(&vmm.domain_spec(&vm, &node, true).await?).await?;
+    vmm.step(run, 80, "starting").await?;
+    hv.start(vm.id).await?;
+    vm.state = VmState::Running;
+    vmm.inner.store.set_vm_guest(vm.id, &VmGuest { current: Some(next), next: None }).await?;
+    vmm.inner.store.update_vm(&vm).await?;
+    hv.delete_previous_volume(vm.id).await?;
+    Ok(Outcome::Done)
+}
+
+async fn forget_next(vmm: &Vmm, guest: &VmGuest, vm: crate::id::VmId) -> Result<()> {
+    let kept = VmGuest { current: guest.current.clone(), next: None };
+    vmm.inner.store.set_vm_guest(vm, &kept).await
+}
+
+/// Puts the old disk and seed back (the VM stays stopped) and forgets the settings of the
+/// reinstall.
+pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
+    let (mut vm, node, hv) = match vmm.vm_and_hypervisor(run).await {
+        Err(Error::VmNotFound { .. }) => return Ok(()),
+        other => other?,
+    };
+    let guest = vmm.inner.store.vm_guest(vm.id).await?;
+    if run.task.reached(DISK_SAVED) {
+        if hv
+            .domain(vm.id)
+            .await?
+            .is_some_and(|d| !matches!(d.state, PowerState::Shutoff | PowerState::Crashed))
+        {
+            hv.stop(vm.id).await?;
+        }
+        match hv.restore_previous_volume(vm.id).await {
+            // Put back by an earlier run of this undo.
+            Err(Error::Conflict { .. }) if hv.volume(vm.id).await?.is_some() => {}
+            other => other?,
+        }
+        if let Some(current) = &guest.current {
+            vmm.write_seed(hv.as_ref(), &vm, current).await?;
+        }
+        hv.define_domain(&vmm.domain_spec(&vm, &node, guest.current.is_some()).await?).await?;
+        vm.state = VmState::Stopped;
+        vmm.inner.store.update_vm(&vm).await?;
+    }
+    forget_next(vmm, &guest, vm.id).await
+}
