@@ -4,6 +4,8 @@
 //!   (`test:///default`, `qemu:///system`, `qemu+ssh://…`, `qemu+tcp://…`), every call on
 //!   tokio's blocking pool. [`libvirt::LibvirtConnector`] opens them by URI.
 //! - [`SqlStore`] (features `sqlite`, `postgres`): the store on SQLite or PostgreSQL.
+//! - [`images::DirImageRepo`] and [`images::HttpFetcher`]: image files in a directory,
+//!   checked by `qemu-img`, and fetched from HTTP(S) URLs under the operator's policy.
 //!
 //! Build without libvirt installed with `--no-default-features --features sqlite,postgres`.
 
@@ -13,6 +15,7 @@ pub mod libvirt;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
+pub mod images;
 mod open;
 
 pub use open::{open, NodeConfig, OpenConfig, StoreConfig, POSTGRES_QUERY_PARAMS};

@@ -2,7 +2,7 @@
 //! typed config first, so that a bad one is a clear [`Error::Invalid`] before anything opens.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vmm_core::memory::InMemoryStore;
@@ -148,6 +148,18 @@ impl StoreConfig {
         }
     }
 
+    /// Where images are kept by default: `images/` beside a SQLite file, `data/images` for
+    /// PostgreSQL, in memory for an in-memory store.
+    pub fn default_image_dir(&self) -> Option<PathBuf> {
+        match self {
+            Self::Memory | Self::SqliteMemory => None,
+            Self::Sqlite { path } => Some(
+                path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("images"),
+            ),
+            Self::Postgres { .. } => Some("data/images".into()),
+        }
+    }
+
     /// Opens the store (creating a SQLite file and running migrations as needed).
     pub async fn open(&self) -> Result<Arc<dyn Store>> {
         match self {
@@ -234,19 +246,24 @@ pub struct OpenConfig {
     /// Where libvirt nodes keep disks, which network they use, and their deadlines.
     #[cfg(feature = "libvirt")]
     pub libvirt: crate::libvirt::LibvirtConfig,
-    /// Task engine settings and the node URI policy.
+    /// Task engine settings, the node URI policy, image limits and the image URL policy.
     pub vmm: VmmConfig,
+    /// Where image files are kept on this host; in memory when `None` (an in-memory store).
+    pub image_dir: Option<PathBuf>,
 }
 
 impl OpenConfig {
     /// A config for `database_url` with no nodes and default settings.
     pub fn new(database_url: &str) -> Result<Self> {
+        let store = StoreConfig::parse(database_url)?;
+        let image_dir = store.default_image_dir();
         Ok(Self {
-            store: StoreConfig::parse(database_url)?,
+            store,
             nodes: Vec::new(),
             #[cfg(feature = "libvirt")]
             libvirt: crate::libvirt::LibvirtConfig::default(),
             vmm: VmmConfig::default(),
+            image_dir,
         })
     }
 
@@ -274,8 +291,15 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
     ));
     #[cfg(not(feature = "libvirt"))]
     let connector: Arc<dyn Connector> = Arc::new(vmm_core::memory::InMemoryConnector::new());
-    let vmm =
-        Vmm::builder().with_store(store).with_connector(connector).with_config(config.vmm.clone()).build();
+    let mut builder = Vmm::builder()
+        .with_store(store)
+        .with_connector(connector)
+        .with_config(config.vmm.clone())
+        .with_image_fetcher(Arc::new(crate::images::HttpFetcher::default()));
+    if let Some(dir) = &config.image_dir {
+        builder = builder.with_image_repo(Arc::new(crate::images::DirImageRepo::open(dir)?));
+    }
+    let vmm = builder.build();
     let mut existing = Vec::new();
     let mut page = PageRequest::first(vmm_core::page::MAX_LIMIT);
     loop {

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, Result};
 use crate::id::{RecipeId, VmId};
 use crate::recipe::Recipe;
+use crate::secret::Secret;
 
 /// Largest user-data accepted, in bytes.
 pub const MAX_USER_DATA_BYTES: usize = 64 * 1024;
@@ -28,7 +29,7 @@ pub struct GuestRequest {
     /// The hostname (an RFC 1123 label); default from the VM's name.
     pub hostname: Option<String>,
     /// A root password (hashed before it is kept; never shown again).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// OpenSSH public keys for root.
     pub ssh_keys: Vec<String>,
     /// The user's own user-data (`#cloud-config` or a `#!` script), run after vmm's.
@@ -209,7 +210,7 @@ impl GuestRequest {
                 return Err(Error::invalid("user_data", "must start with #cloud-config or a #! script line"));
             }
         }
-        let password_hash = self.password.as_deref().map(hash_password).transpose()?;
+        let password_hash = self.password.as_ref().map(|p| hash_password(p.expose())).transpose()?;
         Ok(GuestSettings {
             hostname,
             password_hash,
@@ -404,7 +405,7 @@ mod tests {
     fn settings() -> GuestSettings {
         GuestRequest {
             hostname: Some("web-1".into()),
-            password: Some("correct horse battery".into()),
+            password: Some(Secret::new("correct horse battery")),
             ssh_keys: vec![KEY.into()],
             user_data: None,
             recipe_ids: vec![],
@@ -419,9 +420,8 @@ mod tests {
         assert!(s.password_hash.as_deref().unwrap().starts_with("$6$"));
         assert!(!format!("{s:?}").contains("correct horse"));
         let bad = |r: GuestRequest| r.settings("x", VmId::new(), &[]).unwrap_err().to_string();
-        assert!(
-            bad(GuestRequest { password: Some("short".into()), ..Default::default() }).contains("password")
-        );
+        assert!(bad(GuestRequest { password: Some(Secret::new("short")), ..Default::default() })
+            .contains("password"));
         assert!(bad(GuestRequest { ssh_keys: vec!["ssh-rsa nope".into()], ..Default::default() })
             .contains("ssh_keys"));
         assert!(bad(GuestRequest { hostname: Some("Bad_Host".into()), ..Default::default() })

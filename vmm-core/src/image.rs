@@ -311,6 +311,10 @@ pub struct UrlPolicy {
     /// Allow loopback, private and link-local addresses (tests, labs).
     #[serde(default)]
     pub allow_private: bool,
+    /// These addresses may be fetched from even when they are private (a mirror on the
+    /// operator's own network).
+    #[serde(default)]
+    pub allowed_addresses: Vec<IpAddr>,
 }
 
 impl UrlPolicy {
@@ -360,14 +364,14 @@ impl UrlPolicy {
     ///
     /// ```
     /// use vmm_core::image::UrlPolicy;
-    /// let p = UrlPolicy { allowed_hosts: vec!["*".into()], allow_private: false };
+    /// let p = UrlPolicy { allowed_hosts: vec!["*".into()], ..UrlPolicy::default() };
     /// assert!(p.check_ip("198.51.100.7".parse().unwrap()).is_ok());
     /// for bad in ["127.0.0.1", "169.254.169.254", "10.1.2.3", "::1", "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"] {
     ///     assert!(p.check_ip(bad.parse().unwrap()).is_err(), "{bad}");
     /// }
     /// ```
     pub fn check_ip(&self, ip: IpAddr) -> Result<()> {
-        if self.allow_private {
+        if self.allow_private || self.allowed_addresses.contains(&ip) {
             return Ok(());
         }
         if let Some(why) = forbidden(ip) {
@@ -423,7 +427,6 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
-
 /// Where the library keeps image files (on the vmmd host): it stores an image's data while
 /// checking it, and opens it again to copy to nodes. Implementations:
 /// [`InMemoryImageRepo`](crate::memory::InMemoryImageRepo) here, a directory checked by
@@ -450,6 +453,10 @@ pub trait ImageRepo: Send + Sync + std::fmt::Debug {
 /// the same checks. Implementations: HTTP in `vmm-backends`; none here (core does no IO).
 #[async_trait::async_trait]
 pub trait ImageFetcher: Send + Sync + std::fmt::Debug {
+    /// Checks that `url` can be fetched: resolves it, connects, and follows its redirects
+    /// to a success, reading no data. Run when the image is added, so that a refused
+    /// address or redirect is refused there and then; the fetch checks everything again.
+    async fn probe(&self, url: &str, policy: &UrlPolicy) -> Result<()>;
     /// The response body of `url`, to read to its end.
     async fn fetch(&self, url: &str, policy: &UrlPolicy) -> Result<Box<dyn std::io::Read + Send>>;
 }
@@ -498,14 +505,14 @@ mod tests {
     fn urls_and_hosts_follow_the_policy() {
         let p = UrlPolicy {
             allowed_hosts: vec!["images.example".into(), "*.mirror.example".into()],
-            allow_private: false,
+            ..UrlPolicy::default()
         };
         assert!(p.check_url("https://images.example/debian.qcow2").is_ok());
         assert!(p.check_url("http://a.mirror.example/x").is_ok());
         assert!(p.check_url("https://evil.example/x").is_err());
         assert!(p.check_url("ftp://images.example/x").is_err());
         assert!(p.check_url("https://user:pw@images.example/x").is_err());
-        let any = UrlPolicy { allowed_hosts: vec!["*".into()], allow_private: false };
+        let any = UrlPolicy { allowed_hosts: vec!["*".into()], ..UrlPolicy::default() };
         for bad in [
             "http://127.0.0.1/x",
             "http://169.254.169.254/latest",
@@ -514,8 +521,11 @@ mod tests {
         ] {
             assert!(any.check_url(bad).is_err(), "{bad}");
         }
-        let lab = UrlPolicy { allowed_hosts: vec!["*".into()], allow_private: true };
+        let lab = UrlPolicy { allowed_hosts: vec!["*".into()], allow_private: true, ..UrlPolicy::default() };
         assert!(lab.check_url("http://127.0.0.1:8000/x").is_ok());
+        let mirror = UrlPolicy { allowed_addresses: vec!["127.0.0.2".parse().unwrap()], ..any.clone() };
+        assert!(mirror.check_url("http://127.0.0.2:8000/x").is_ok(), "an address the operator allows");
+        assert!(mirror.check_url("http://127.0.0.1:8000/x").is_err(), "only that address");
         assert!(
             UrlPolicy::default().check_url("https://images.example/x").is_err(),
             "URL imports are off by default"

@@ -64,4 +64,6 @@ pub use store::{
     TaskStore, VmGuest, VmStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
-pub use vm::{PowerAction, Vm, VmAction, VmNic, VmPatch, VmSpec, VmState};
+pub use vm::{
+    AddressSpec, CloneSpec, PowerAction, ReinstallSpec, Vm, VmAction, VmNic, VmPatch, VmSpec, VmState,
+};

@@ -155,7 +155,7 @@ impl VmSpec {
     pub fn guest(&self) -> GuestRequest {
         GuestRequest {
             hostname: self.hostname.clone(),
-            password: self.password.as_ref().map(|p| p.expose().to_owned()),
+            password: self.password.clone(),
             ssh_keys: self.ssh_keys.clone(),
             user_data: self.user_data.clone(),
             recipe_ids: self.recipe_ids.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vmm_backends::libvirt::Deadlines;
-use vmm_core::{Error, NodeUriPolicy, Result};
+use vmm_core::{Error, ImageLimits, NodeUriPolicy, Result, UrlPolicy};
 
 use crate::serve::ServeOptions;
 use crate::{AdminToken, Limits, ThrottleConfig};
@@ -48,6 +48,19 @@ struct FileConfig {
     pub auth_max_failures: Option<u32>,
     /// `task_lease_s = 30`: how long a worker's lease on a task lasts unless renewed.
     pub task_lease_s: Option<u64>,
+    /// `image_dir = "./data/images"`: where image files are kept on this host.
+    pub image_dir: Option<PathBuf>,
+    /// `image_max_bytes = 68719476736`: the largest image file accepted.
+    pub image_max_bytes: Option<u64>,
+    /// `image_max_virtual_bytes = 2199023255552`: the largest virtual disk size accepted.
+    pub image_max_virtual_bytes: Option<u64>,
+    /// `image_url_hosts = ["images.example", "*.mirror.example"]`: hosts images may be
+    /// fetched from (none by default: URL imports are off).
+    pub image_url_hosts: Option<Vec<String>>,
+    /// `image_url_addresses = ["10.0.0.5"]`: private addresses images may still be fetched from.
+    pub image_url_addresses: Option<Vec<String>>,
+    /// `image_url_allow_private = false`: allow every loopback, private or link-local address.
+    pub image_url_allow_private: Option<bool>,
 }
 
 /// Resolved settings.
@@ -77,6 +90,12 @@ pub struct Settings {
     pub throttle: ThrottleConfig,
     /// How long a worker's lease on a task lasts unless renewed.
     pub task_lease: Duration,
+    /// Where image files are kept.
+    pub image_dir: PathBuf,
+    /// Image size limits.
+    pub image_limits: ImageLimits,
+    /// Which URLs images may be fetched from.
+    pub image_urls: UrlPolicy,
 }
 
 impl fmt::Debug for Settings {
@@ -95,6 +114,9 @@ impl fmt::Debug for Settings {
             .field("libvirt", &self.libvirt)
             .field("throttle", &self.throttle)
             .field("task_lease", &self.task_lease)
+            .field("image_dir", &self.image_dir)
+            .field("image_limits", &self.image_limits)
+            .field("image_urls", &self.image_urls)
             .finish()
     }
 }
@@ -176,7 +198,43 @@ impl Settings {
             ..ThrottleConfig::default()
         };
         let task_lease = seconds("VMM_TASK_LEASE_S", from_file.task_lease_s, 30)?;
+        let image_dir = env("VMM_IMAGE_DIR")
+            .map(PathBuf::from)
+            .or(from_file.image_dir)
+            .unwrap_or_else(|| data_dir.join("images"));
+        let defaults = ImageLimits::default();
+        let image_limits = ImageLimits {
+            max_bytes: number(&env, "VMM_IMAGE_MAX_BYTES")?
+                .or(from_file.image_max_bytes)
+                .unwrap_or(defaults.max_bytes),
+            max_virtual_bytes: number(&env, "VMM_IMAGE_MAX_VIRTUAL_BYTES")?
+                .or(from_file.image_max_virtual_bytes)
+                .unwrap_or(defaults.max_virtual_bytes),
+        };
+        let list = |key: &str, file: Option<Vec<String>>| -> Vec<String> {
+            match env(key) {
+                Some(v) => v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+                None => file.unwrap_or_default(),
+            }
+        };
+        let image_urls = UrlPolicy {
+            allowed_hosts: list("VMM_IMAGE_URL_HOSTS", from_file.image_url_hosts),
+            allowed_addresses: list("VMM_IMAGE_URL_ADDRESSES", from_file.image_url_addresses)
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        Error::invalid("image_url_addresses", format!("{a:?} is not an address"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            allow_private: flag(&env, "VMM_IMAGE_URL_ALLOW_PRIVATE")?
+                .or(from_file.image_url_allow_private)
+                .unwrap_or(false),
+        };
         Ok(Self {
+            image_dir,
+            image_limits,
+            image_urls,
             task_lease,
             listen,
             database_url,

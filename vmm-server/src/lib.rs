@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -31,8 +31,9 @@ pub use auth::{AdminToken, Throttle, ThrottleConfig};
 pub use error::{ApiError, Problem, PROBLEM_TYPE_PREFIX};
 pub use serve::serve;
 
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest JSON request body accepted, in bytes: room for 64 KiB of user-data, escaped.
+/// Image data (`PUT /images/{id}/data`) is streamed and limited by the image size limit.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// How long a request may take, and its body to arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,9 @@ impl AppState {
         (name = "meta", description = "Version and health"),
         (name = "nodes", description = "Hypervisor nodes"),
         (name = "ip-pools", description = "IP pools and leases"),
+        (name = "networks", description = "Networks VMs plug into"),
+        (name = "images", description = "OS images VMs are installed from"),
+        (name = "recipes", description = "Scripts run at a guest's first boot"),
         (name = "vms", description = "Virtual machines; every change is a task"),
         (name = "tasks", description = "Long operations"),
     )
@@ -121,11 +125,33 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(axum::middleware::from_fn(
+            move |req: Request<axum::body::Body>, next: axum::middleware::Next| {
+                request_timeout(req, next, limits.request_timeout)
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Ends a request that runs past `limit` with 408, except an image upload: that one is
+/// limited by the image size and by the body timeout between its chunks, since a large
+/// image takes longer than any fixed limit.
+async fn request_timeout(
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+    limit: Duration,
+) -> axum::response::Response {
+    let upload = req.method() == axum::http::Method::PUT && req.uri().path().ends_with("/data");
+    if upload {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(StatusCode::REQUEST_TIMEOUT),
+    }
 }

@@ -69,8 +69,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         vmm: VmmConfig {
             node_uris: settings.node_uris.clone(),
             lease: settings.task_lease,
+            image_limits: settings.image_limits,
+            image_urls: settings.image_urls.clone(),
             ..VmmConfig::default()
         },
+        image_dir: Some(settings.image_dir.clone()),
     };
     let vmm = vmm_backends::open(&open).await?;
     if settings.local_node {

@@ -183,7 +183,7 @@ async fn malformed_oversized_and_misdirected_requests() {
         .body(Body::from("{}"))
         .unwrap();
     problem(&api.send(no_type).await, 415, "unsupported_media_type");
-    let huge = json!({"name": "x".repeat(100_000), "uri": "memory://x"});
+    let huge = json!({"name": "x".repeat(300_000), "uri": "memory://x"});
     problem(&api.post("/api/v1/nodes", huge).await, 413, "body_too_large");
     problem(&api.get("/api/v1/nowhere").await, 404, "no_route");
     problem(&api.call(Method::PUT, "/api/v1/vms", None).await, 405, "method_not_allowed");
@@ -413,4 +413,231 @@ async fn repeated_bad_tokens_are_throttled_with_retry_after() {
         api.send(Request::get("/api/v1/health").body(Body::empty()).unwrap()).await.status,
         StatusCode::OK
     );
+}
+
+/// A qcow2 header (version 3) of `virtual_size`, with a backing file name or the external
+/// data file bit when asked: enough for the in-memory image repo's checks.
+fn qcow2(virtual_size: u64, backing: bool, data_file: bool) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    if backing {
+        h[8..16].copy_from_slice(&400u64.to_be_bytes());
+    }
+    h[24..32].copy_from_slice(&virtual_size.to_be_bytes());
+    if data_file {
+        h[72..80].copy_from_slice(&0b100u64.to_be_bytes());
+    }
+    h
+}
+
+const KEYS: [&str; 3] = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz5Q2d5kq2xqk0fZ7J3o1n9Zr1v3p6yX7mWcJmQqG7A alice@example",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0sR3Ugb5pJm1vWcJc5jJ7p1b9n2kqzXc0Jm8c1y4Yb bob@example",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4v0h6Q5Vx1nH4Cq2y1o3Jd9kD3Lw7mN1pZr8sT0uYe carol@example",
+];
+
+impl Api {
+    async fn put_data(&self, image: &str, data: Vec<u8>) -> Reply {
+        let req = Request::put(format!("/api/v1/images/{image}/data"))
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(data))
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn delete(&self, uri: &str) -> Reply {
+        self.call(Method::DELETE, uri, None).await
+    }
+
+    async fn count(&self, uri: &str) -> usize {
+        self.get(uri).await.body["items"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// Images, recipes, networks, a VM installed from an image with keys, a recipe and two
+/// addresses; bad input refused with nothing made; reinstall, addresses, clone; all gone
+/// after delete.
+#[tokio::test]
+async fn servers_from_images_over_http() {
+    let api = api().await;
+    api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://img1?cpus=8&memory_mib=16384"})).await;
+    let hv = api.connector.get("memory://img1?cpus=8&memory_mib=16384").unwrap();
+    let net = api.post("/api/v1/networks", json!({"name": "lab", "kind": "managed"})).await;
+    assert_eq!(net.status, StatusCode::CREATED, "{}", net.body);
+    let net_id = net.body["id"].as_str().unwrap().to_owned();
+    let pool = |name: &str, cidr: &str, gw: &str| json!({"name": name, "cidr": cidr, "gateway": gw, "network_id": net_id, "dns": ["198.51.100.53"]});
+    let p1 =
+        api.post("/api/v1/ip-pools", pool("p1", "198.51.100.0/24", "198.51.100.1")).await.body["id"].clone();
+    let p2 =
+        api.post("/api/v1/ip-pools", pool("p2", "203.0.113.0/24", "203.0.113.1")).await.body["id"].clone();
+    let ghost_net =
+        json!({"name": "px", "cidr": "10.9.0.0/24", "network_id": "0190a5b2-0000-7000-8000-00000000abcd"});
+    problem(&api.post("/api/v1/ip-pools", ghost_net).await, 404, "network_not_found");
+    let recipe = api
+        .post(
+            "/api/v1/recipes",
+            json!({"name": "hello", "os_families": ["debian"], "script": "echo hi > /tmp/hi"}),
+        )
+        .await;
+    assert_eq!(recipe.status, StatusCode::CREATED, "{}", recipe.body);
+    let alpine = api
+        .post("/api/v1/recipes", json!({"name": "apk", "os_families": ["alpine"], "script": "true"}))
+        .await;
+
+    let image = api
+        .post(
+            "/api/v1/images",
+            json!({"name": "deb", "os": {"family": "debian", "version": "12"}, "format": "qcow2"}),
+        )
+        .await;
+    assert_eq!((image.status, image.body["state"].as_str()), (StatusCode::CREATED, Some("importing")));
+    let image_id = image.body["id"].as_str().unwrap().to_owned();
+    let r = api.put_data(&image_id, qcow2(1 << 30, false, false)).await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("ready")), "{}", r.body);
+    assert_eq!(r.body["virtual_size_bytes"], 1u64 << 30);
+    assert_eq!(r.body["sha256"].as_str().map(str::len), Some(64));
+    problem(&api.put_data(&image_id, qcow2(1 << 30, false, false)).await, 409, "conflict");
+    for (name, data, format) in [
+        ("backed", qcow2(1 << 30, true, false), "qcow2"),
+        ("data-file", qcow2(1 << 30, false, true), "qcow2"),
+        ("raw-as-qcow2", vec![0u8; 4096], "qcow2"),
+        ("huge", qcow2(1 << 50, false, false), "qcow2"),
+        ("qcow2-as-raw", qcow2(1 << 30, false, false), "raw"),
+    ] {
+        let spec = json!({"name": name, "os": {"family": "debian"}, "format": format});
+        let id = api.post("/api/v1/images", spec).await.body["id"].as_str().unwrap().to_owned();
+        let r = api.put_data(&id, data).await;
+        problem(&r, 422, "invalid");
+        assert_eq!(
+            api.get(&format!("/api/v1/images/{id}")).await.body["state"],
+            "importing",
+            "{name}: unchanged"
+        );
+        assert_eq!(api.delete(&format!("/api/v1/images/{id}")).await.status, StatusCode::NO_CONTENT);
+    }
+    let urls = json!({"name": "far", "os": {"family": "debian"}, "format": "qcow2", "source_url": "http://127.0.0.1/x"});
+    problem(&api.post("/api/v1/images", urls).await, 422, "invalid");
+
+    let vm_spec = |name: &str| {
+        json!({"name": name, "vcpus": 1, "memory_mib": 512, "disk_gib": 2, "image_id": image_id,
+               "hostname": "web-1", "ssh_keys": [KEYS[0], KEYS[1]], "recipe_ids": [recipe.body["id"]],
+               "ip_pool_ids": [p1, p2], "password": "correct horse battery staple"})
+    };
+    let ghost = "0190a5b2-0000-7000-8000-00000000abcd";
+    let big_user_data = format!("#!/bin/sh\n{}", "x".repeat(70 * 1024));
+    for (patch, status, code, field) in [
+        (json!({"hostname": "Bad_Host"}), 422, "invalid", Some("hostname")),
+        (json!({"ssh_keys": ["ssh-ed25519 nope"]}), 422, "invalid", Some("ssh_keys")),
+        (json!({"user_data": big_user_data}), 422, "invalid", Some("user_data")),
+        (json!({"password": "short"}), 422, "invalid", Some("password")),
+        (json!({"recipe_ids": [alpine.body["id"]]}), 422, "invalid", Some("recipe_ids")),
+        (json!({"disk_gib": 0}), 422, "invalid", Some("disk_gib")),
+        (json!({"image_id": ghost}), 404, "image_not_found", None),
+        (json!({"recipe_ids": [ghost]}), 404, "recipe_not_found", None),
+        (json!({"ip_pool_ids": [ghost]}), 404, "pool_not_found", None),
+    ] {
+        let mut spec = vm_spec("bad");
+        for (k, v) in patch.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let r = api.post("/api/v1/vms", spec).await;
+        problem(&r, status, code);
+        if let Some(field) = field {
+            assert_eq!(r.body["field"], field, "{}", r.body);
+        }
+    }
+    assert_eq!(api.count("/api/v1/vms").await, 0, "bad input made no VM");
+    assert_eq!(
+        api.count(&format!("/api/v1/ip-pools/{}/leases", p1.as_str().unwrap())).await,
+        0,
+        "nor a lease"
+    );
+
+    let r = api.post("/api/v1/vms", vm_spec("web 1")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert!(!r.body.to_string().contains("correct horse"), "the password never comes back");
+    let id = r.body["vm"]["id"].as_str().unwrap().to_owned();
+    let vm_id: vmm_core::VmId = id.parse().unwrap();
+    assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    let vm = api.get(&format!("/api/v1/vms/{id}")).await.body;
+    assert_eq!(vm["addresses"], json!(["198.51.100.2", "203.0.113.2"]), "{vm}");
+    assert_eq!((vm["hostname"].as_str(), vm["nics"].as_array().map(Vec::len)), (Some("web-1"), Some(2)));
+    let seed = vmm_core::guest::read_seed(&hv.seed(vm_id).expect("a seed")).unwrap();
+    assert!(seed.meta_data.contains(&id) && seed.meta_data.contains("web-1"));
+    assert!(seed.user_data.contains("alice@example") && seed.user_data.contains("echo hi > /tmp/hi"));
+    assert!(seed.user_data.contains("$6$") && !seed.user_data.contains("correct horse"));
+    assert!(
+        seed.network_config.contains("198.51.100.2/24") && seed.network_config.contains("203.0.113.2/24")
+    );
+    assert_eq!(hv.networks().len(), 1, "the managed network was defined on the node");
+
+    let r = api
+        .post(&format!("/api/v1/vms/{id}/reinstall"), json!({"image_id": image_id, "ssh_keys": [KEYS[2]]}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    let seed = vmm_core::guest::read_seed(&hv.seed(vm_id).unwrap()).unwrap();
+    assert!(seed.meta_data.contains(&format!("{id}-1")), "a new instance id: {}", seed.meta_data);
+    assert!(seed.user_data.contains("carol@example") && !seed.user_data.contains("alice@example"));
+    assert!(seed.user_data.contains("$6$"), "the password is kept");
+    assert_eq!(
+        api.get(&format!("/api/v1/vms/{id}")).await.body["addresses"],
+        vm["addresses"],
+        "same addresses"
+    );
+
+    let r = api
+        .post(&format!("/api/v1/vms/{id}/addresses"), json!({"ip_pool_id": p1, "address": "198.51.100.9"}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    assert_eq!(hv.live_nics(vm_id).len(), 1, "hot-plugged into the running VM");
+    let seed = vmm_core::guest::read_seed(&hv.seed(vm_id).unwrap()).unwrap();
+    assert!(seed.network_config.contains("198.51.100.9/24"));
+    let taken = api
+        .post(&format!("/api/v1/vms/{id}/addresses"), json!({"ip_pool_id": p1, "address": "198.51.100.9"}))
+        .await;
+    problem(&taken, 409, "address_in_use");
+    let r = api.delete(&format!("/api/v1/vms/{id}/addresses/198.51.100.9")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    assert_eq!(api.get(&format!("/api/v1/vms/{id}")).await.body["addresses"], vm["addresses"]);
+    problem(&api.delete(&format!("/api/v1/vms/{id}/addresses/198.51.100.77")).await, 422, "invalid");
+
+    hv.print(vm_id, "VMM-GUEST-READY {}\n");
+    let log = api.get(&format!("/api/v1/vms/{id}/console-log?tail_bytes=100")).await;
+    assert_eq!(log.status, StatusCode::OK);
+
+    problem(
+        &api.post(&format!("/api/v1/vms/{id}/clone"), json!({"name": "copy"})).await,
+        409,
+        "invalid_state",
+    );
+    api.wait(&api.post(&format!("/api/v1/vms/{id}/stop"), json!(null)).await.body["task"]).await;
+    let r = api.post(&format!("/api/v1/vms/{id}/clone"), json!({"name": "copy"})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let copy = r.body["vm"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    let cloned = api.get(&format!("/api/v1/vms/{copy}")).await.body;
+    assert_eq!(cloned["addresses"], json!(["198.51.100.3", "203.0.113.3"]), "its own addresses");
+    assert_eq!(cloned["state"], "running");
+
+    for vm in [&id, &copy] {
+        let r = api.delete(&format!("/api/v1/vms/{vm}")).await;
+        assert_eq!(api.wait(&r.body["task"]).await["state"], "succeeded");
+    }
+    assert_eq!(hv.leftovers(), 0, "no domain, volume, seed or disk kept aside");
+    for p in [&p1, &p2] {
+        assert_eq!(api.count(&format!("/api/v1/ip-pools/{}/leases", p.as_str().unwrap())).await, 0);
+        assert_eq!(
+            api.delete(&format!("/api/v1/ip-pools/{}", p.as_str().unwrap())).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(api.delete(&format!("/api/v1/images/{image_id}")).await.status, StatusCode::NO_CONTENT);
+    assert!(hv.images().is_empty(), "the node's copy went with the image");
+    assert_eq!(api.delete(&format!("/api/v1/networks/{net_id}")).await.status, StatusCode::NO_CONTENT);
+    assert!(hv.networks().is_empty());
 }

@@ -36,6 +36,18 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "/api/v1/tasks/{id}",
         "/api/v1/tasks/{id}/wait",
         "/api/v1/tasks/{id}/cancel",
+        "/api/v1/images",
+        "/api/v1/images/{id}",
+        "/api/v1/images/{id}/data",
+        "/api/v1/recipes",
+        "/api/v1/recipes/{id}",
+        "/api/v1/networks",
+        "/api/v1/networks/{id}",
+        "/api/v1/vms/{id}/reinstall",
+        "/api/v1/vms/{id}/clone",
+        "/api/v1/vms/{id}/addresses",
+        "/api/v1/vms/{id}/addresses/{address}",
+        "/api/v1/vms/{id}/console-log",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is missing");
     }

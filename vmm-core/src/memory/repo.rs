@@ -57,10 +57,19 @@ impl ImageRepo for InMemoryImageRepo {
         data: Box<dyn Read + Send>,
         limits: ImageLimits,
     ) -> Result<StoredImage> {
-        let mut bytes = Vec::new();
-        data.take(limits.max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::backend("image data", e))?;
+        // The reader may block (an HTTP body bridged from async code): read it on a thread
+        // of its own and wait for that without blocking.
+        let (done, read) = futures::channel::oneshot::channel();
+        let max = limits.max_bytes;
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let result = data.take(max + 1).read_to_end(&mut bytes).map(|_| bytes);
+            done.send(result).ok();
+        });
+        let bytes = read
+            .await
+            .map_err(|e| Error::backend("image data", e))?
+            .map_err(|_| Error::invalid("data", "the data could not be read to its end"))?;
         if bytes.len() as u64 > limits.max_bytes {
             return Err(Error::invalid("data", format!("is over the limit of {} bytes", limits.max_bytes)));
         }

@@ -26,9 +26,12 @@ impl Vmm {
         let image = Image::from_spec(&spec, self.now())?;
         if let Some(url) = &image.source_url {
             self.inner.config.image_urls.check_url(url)?;
-            if self.inner.fetcher.is_none() {
-                return Err(Error::unsupported("this server", "importing images from URLs"));
-            }
+            let fetcher = self
+                .inner
+                .fetcher
+                .as_ref()
+                .ok_or_else(|| Error::unsupported("this server", "importing images from URLs"))?;
+            fetcher.probe(url, &self.inner.config.image_urls).await?;
         }
         self.inner.store.create_image(&image).await?;
         let task = match image.source_url {

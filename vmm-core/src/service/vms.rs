@@ -105,7 +105,7 @@ impl Vmm {
         let current = guest.current.clone().unwrap_or_default();
         let request = GuestRequest {
             hostname: spec.hostname.clone().or(vm.hostname.clone()),
-            password: spec.password.as_ref().map(|p| p.expose().to_owned()),
+            password: spec.password.clone(),
             ssh_keys: spec.ssh_keys.clone(),
             user_data: spec.user_data.clone(),
             recipe_ids: spec.recipe_ids.clone(),

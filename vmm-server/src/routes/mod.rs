@@ -2,9 +2,12 @@
 //! answers JSON; this module holds what they share: the extractors that answer bad input
 //! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
 
+mod images;
 mod ipam;
 mod meta;
+mod networks;
 mod nodes;
+mod recipes;
 mod tasks;
 mod vms;
 
@@ -109,6 +112,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(meta::routes())
         .merge(nodes::routes())
         .merge(ipam::routes())
+        .merge(networks::routes())
+        .merge(images::routes())
+        .merge(recipes::routes())
         .merge(vms::routes())
         .merge(tasks::routes())
 }

@@ -80,8 +80,8 @@ async fn forget_next(vmm: &Vmm, guest: &VmGuest, vm: crate::id::VmId) -> Result<
     vmm.inner.store.set_vm_guest(vm, &kept).await
 }
 
-/// Puts the old disk and seed back (the VM stays stopped) and forgets the settings of the
-/// reinstall.
+/// Puts the old disk and seed back (the VM stays stopped, as the reinstall left it) and
+/// forgets the settings of the reinstall.
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     let (mut vm, node, hv) = match vmm.vm_and_hypervisor(run).await {
         Err(Error::VmNotFound { .. }) => return Ok(()),
@@ -105,8 +105,10 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
             vmm.write_seed(hv.as_ref(), &vm, current).await?;
         }
         hv.define_domain(&vmm.domain_spec(&vm, &node, guest.current.is_some()).await?).await?;
-        vm.state = VmState::Stopped;
-        vmm.inner.store.update_vm(&vm).await?;
     }
+    // The reinstall stopped the VM before it failed; the record says what the node shows.
+    let running = hv.domain(vm.id).await?.is_some_and(|d| d.state == PowerState::Running);
+    vm.state = if running { VmState::Running } else { VmState::Stopped };
+    vmm.inner.store.update_vm(&vm).await?;
     forget_next(vmm, &guest, vm.id).await
 }
