@@ -172,6 +172,60 @@ impl Vmmd {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// PUTs the file at `file` as the body of `path` (streamed, with its length).
+    pub fn upload(&self, path: &str, file: &Path) -> (u16, Value) {
+        let data = std::fs::File::open(file).expect("the file to upload");
+        let len = data.metadata().expect("its size").len();
+        let res = ureq::put(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string())
+            .timeout(Duration::from_secs(120))
+            .send(data);
+        let res = match res {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("PUT {path}: {e}"),
+        };
+        let status = res.status();
+        (status, serde_json::from_str(&res.into_string().expect("a body")).unwrap_or(Value::Null))
+    }
+
+    /// The VM's console log as text.
+    pub fn console_log(&self, vm: &str) -> String {
+        let res = ureq::get(&format!("{}/api/v1/vms/{vm}/console-log?tail_bytes=1048576", self.base))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .timeout(Duration::from_secs(60))
+            .call();
+        match res {
+            Ok(r) => r.into_string().expect("text"),
+            Err(e) => panic!("console-log of {vm}: {e}"),
+        }
+    }
+
+    /// Waits (up to `within`) until the VM's console log has a complete line starting with
+    /// `prefix` after `skip` earlier ones, and returns the rest of that line.
+    pub fn console_line(&self, vm: &str, prefix: &str, skip: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.console_log(vm);
+            // The log is written in pieces: only complete lines count.
+            let complete = match log.rfind('\n') {
+                Some(end) => &log[..end],
+                None => "",
+            };
+            let found: Vec<&str> =
+                complete.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)).collect();
+            if let Some(line) = found.get(skip) {
+                return (*line).to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {prefix:?} line #{skip} from {vm} in time; the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Waits up to a minute for a task to end and returns it.
     pub fn wait(&self, task: &Value) -> Value {
         let id = task["id"].as_str().expect("a task id");

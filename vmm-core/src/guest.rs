@@ -336,10 +336,8 @@ fn multipart(cloud_config: &str, own: &str) -> String {
     out.push_str("Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n");
     out.push_str("Content-Disposition: attachment; filename=\"user-data\"\n\n");
     out.push_str(own);
-    if !own.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&format!("--{boundary}--\n"));
+    // The line break before a boundary belongs to the boundary: the part is `own` exactly.
+    out.push_str(&format!("\n--{boundary}--\n"));
     out
 }
 
