@@ -18,9 +18,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 use vmm_backends::{OpenConfig, StoreConfig};
 use vmm_core::{
-    Error, IpPoolSpec, IpRange, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter,
-    TaskState, VirtType, VmPatch, VmSpec, Vmm,
+    Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter, TaskState, VirtType,
+    VmPatch, VmSpec, Vmm,
 };
+
+mod guests;
 
 create_exception!(vmm._vmm, VmmError, PyException, "Base class of every vmm error.");
 create_exception!(vmm._vmm, NotFoundError, VmmError, "What was asked for does not exist.");
@@ -155,6 +157,11 @@ fn json<T: Serialize>(value: &T) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| VmmError::new_err(e.to_string()))
 }
 
+/// A request body as the HTTP API takes it; a bad one is an `InvalidInputError`.
+fn from_json<T: serde::de::DeserializeOwned>(py: Python<'_>, text: &str) -> PyResult<T> {
+    serde_json::from_str(text).map_err(|e| to_py_err(py, Error::invalid("spec", e.to_string())))
+}
+
 fn parse<T: std::str::FromStr<Err = Error>>(py: Python<'_>, field: &str, s: &str) -> PyResult<T> {
     s.parse().map_err(|_| to_py_err(py, Error::invalid(field, format!("{s:?} is not a valid id"))))
 }
@@ -195,12 +202,22 @@ impl Client {
 impl Client {
     /// Opens the store at `database` and, unless `run_workers` is false, starts the workers.
     /// `test_nodes` accepts `test:///default` and `memory://` nodes.
+    /// `image_dir` keeps image files (default: `images/` beside a SQLite file).
     #[staticmethod]
-    #[pyo3(signature = (database, run_workers = true, test_nodes = false))]
-    fn open(py: Python<'_>, database: &str, run_workers: bool, test_nodes: bool) -> PyResult<Self> {
+    #[pyo3(signature = (database, run_workers = true, test_nodes = false, image_dir = None))]
+    fn open(
+        py: Python<'_>,
+        database: &str,
+        run_workers: bool,
+        test_nodes: bool,
+        image_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
         let mut config = OpenConfig::new(database).map_err(|e| to_py_err(py, e))?;
         if test_nodes {
             config = config.with_test_nodes();
+        }
+        if image_dir.is_some() {
+            config.image_dir = image_dir;
         }
         let vmm =
             py.detach(|| runtime().block_on(vmm_backends::open(&config))).map_err(|e| to_py_err(py, e))?;
@@ -290,28 +307,9 @@ impl Client {
         self.run(py, |v| async move { v.delete_node(id).await })
     }
 
-    #[pyo3(signature = (name, cidr, gateway = None, ranges = None, reserved = None))]
-    fn create_ip_pool(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        cidr: &str,
-        gateway: Option<&str>,
-        ranges: Option<Vec<(String, String)>>,
-        reserved: Option<Vec<String>>,
-    ) -> PyResult<String> {
-        let gateway = gateway.map(|g| parse_ip(py, "gateway", g)).transpose()?;
-        let ranges = ranges
-            .unwrap_or_default()
-            .iter()
-            .map(|(s, e)| Ok(IpRange { start: parse_ip(py, "ranges", s)?, end: parse_ip(py, "ranges", e)? }))
-            .collect::<PyResult<Vec<_>>>()?;
-        let reserved = reserved
-            .unwrap_or_default()
-            .iter()
-            .map(|r| parse_ip(py, "reserved", r))
-            .collect::<PyResult<Vec<_>>>()?;
-        let spec = IpPoolSpec { gateway, ranges, reserved, ..IpPoolSpec::new(name, cidr) };
+    /// Creates a pool from its spec (the JSON of `POST /ip-pools`).
+    fn create_ip_pool(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: IpPoolSpec = from_json(py, spec)?;
         json(&self.run(py, |v| async move { v.create_ip_pool(spec).await })?)
     }
 
@@ -357,23 +355,9 @@ impl Client {
         json(&self.run(py, |v| async move { v.list_leases(pool, &page).await })?)
     }
 
-    /// Creates a VM; returns `{"vm": …, "task": …}`.
-    #[pyo3(signature = (name, vcpus, memory_mib, disk_gib, node_id = None, ip_pool_id = None, start = true))]
-    #[allow(clippy::too_many_arguments)]
-    fn create_vm(
-        &self,
-        py: Python<'_>,
-        name: String,
-        vcpus: u32,
-        memory_mib: u64,
-        disk_gib: u64,
-        node_id: Option<&str>,
-        ip_pool_id: Option<&str>,
-        start: bool,
-    ) -> PyResult<String> {
-        let node_id = node_id.map(|n| parse(py, "node_id", n)).transpose()?;
-        let ip_pool_id = ip_pool_id.map(|p| parse(py, "ip_pool_id", p)).transpose()?;
-        let spec = VmSpec { node_id, ip_pool_id, start, ..VmSpec::new(name, vcpus, memory_mib, disk_gib) };
+    /// Creates a VM from its spec (the JSON of `POST /vms`); returns `{"vm": …, "task": …}`.
+    fn create_vm(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: VmSpec = from_json(py, spec)?;
         let (vm, task) = self.run(py, |v| async move { v.create_vm(spec).await })?;
         json(&serde_json::json!({ "vm": vm, "task": task }))
     }

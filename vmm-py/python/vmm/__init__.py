@@ -34,6 +34,9 @@ __all__ = [
     "Node",
     "IpPool",
     "IpLease",
+    "Network",
+    "Image",
+    "Recipe",
     "Vm",
     "Task",
     "VmmError",
@@ -114,7 +117,69 @@ class IpPool(_Record):
     gateway: Optional[str]
     ranges: List[Dict[str, str]]
     reserved: List[str]
+    network_id: Optional[str]
+    dns: List[str]
     created_at: str
+
+
+class Network(_Record):
+    """A network VMs' NICs plug into: a host bridge, or one vmm manages on each node."""
+
+    _shown = ("id", "name", "kind", "bridge")
+    id: str
+    name: str
+    kind: str
+    bridge: str
+    cidr: Optional[str]
+    vlan: Optional[int]
+    node_ids: List[str]
+    created_at: str
+
+
+class Recipe(_Record):
+    """A script run at a guest's first boot, for the OS families it names."""
+
+    _shown = ("id", "name", "os_families")
+    id: str
+    name: str
+    os_families: List[str]
+    script: str
+    created_at: str
+
+
+class Image(_Record):
+    """An OS image VMs are installed from."""
+
+    _shown = ("id", "name", "state")
+    id: str
+    name: str
+    os: Dict[str, str]
+    format: str
+    state: str
+    size_bytes: Optional[int]
+    virtual_size_bytes: Optional[int]
+    min_disk_gib: Optional[int]
+    sha256: Optional[str]
+    source_url: Optional[str]
+    error: Optional[str]
+    created_at: str
+    task: Optional["Task"]
+    """The import task, on an image added with a ``source_url``."""
+
+    def refresh(self) -> "Image":
+        """Reads the image again."""
+        self._set(json.loads(self._client._native.image(self.id)))
+        return self
+
+    def upload(self, path: str) -> "Image":
+        """Stores the image's data from the file at `path`; it is checked (format, no backing
+        or data file, size) on the way, and the image is then ``ready``."""
+        self._set(json.loads(self._client._native.upload_image(self.id, str(path))))
+        return self
+
+    def delete(self) -> None:
+        """Deletes the image, its data and the nodes' copies of it."""
+        self._client._native.delete_image(self.id)
 
 
 class IpLease(_Record):
@@ -185,8 +250,11 @@ class Vm(_Record):
     state: str
     addresses: List[str]
     created_at: str
+    image_id: Optional[str]
+    hostname: Optional[str]
+    nics: List[Dict[str, Any]]
     task: "Task"
-    """The create task, on a VM returned by :meth:`Client.create_vm`."""
+    """The create task, on a VM returned by :meth:`Client.create_vm` or :meth:`clone`."""
 
     def refresh(self) -> "Vm":
         """Reads the VM again."""
@@ -248,6 +316,64 @@ class Vm(_Record):
         return task
 
 
+    def _run(self, raw: str, wait: bool, timeout: float) -> Task:
+        task = Task(self._client, json.loads(raw))
+        if wait:
+            _raise_if_failed(task.wait(timeout))
+            self.refresh()
+        return task
+
+    def reinstall(
+        self,
+        image: Any,
+        *,
+        hostname: Optional[str] = None,
+        password: Optional[str] = None,
+        ssh_keys: Optional[Sequence[str]] = None,
+        user_data: Optional[str] = None,
+        recipes: Optional[Sequence[Any]] = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Task:
+        """Rewrites the disk from `image`; the VM keeps its id, addresses and MACs, and its
+        hostname, password and keys unless new ones are given. cloud-init runs again."""
+        spec: Dict[str, Any] = {"image_id": _id(image)}
+        _put(spec, "hostname", hostname)
+        _put(spec, "password", password)
+        _put(spec, "ssh_keys", list(ssh_keys) if ssh_keys else None)
+        _put(spec, "user_data", user_data)
+        _put(spec, "recipe_ids", [_id(r) for r in recipes] if recipes else None)
+        return self._run(self._client._native.reinstall_vm(self.id, json.dumps(spec)), wait, timeout)
+
+    def clone(
+        self, name: str, *, start: bool = True, wait: bool = True, timeout: float = DEFAULT_TIMEOUT
+    ) -> "Vm":
+        """Copies this stopped VM into a new one on the same node, with its own addresses."""
+        raw = json.loads(self._client._native.clone_vm(self.id, json.dumps({"name": name, "start": start})))
+        return self._client._created(raw, wait, timeout)
+
+    def add_address(
+        self, pool: Any, address: Optional[str] = None, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT
+    ) -> Task:
+        """Leases `address` (or the lowest free one) from `pool` with a NIC on its network."""
+        spec: Dict[str, Any] = {"ip_pool_id": _id(pool)}
+        _put(spec, "address", address)
+        return self._run(self._client._native.add_vm_address(self.id, json.dumps(spec)), wait, timeout)
+
+    def remove_address(self, address: str, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Task:
+        """Takes `address` and its NIC away from the VM."""
+        return self._run(self._client._native.remove_vm_address(self.id, address), wait, timeout)
+
+    def console_log(self, tail_bytes: int = 65536) -> str:
+        """The end of what the VM's serial console printed."""
+        return bytes(self._client._native.console_log(self.id, tail_bytes)).decode("utf-8", "replace")
+
+
+def _put(spec: Dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        spec[key] = value
+
+
 def _raise_if_failed(task: Task) -> Task:
     """Raises the exception of a failed task's error code (``UnsupportedError``…)."""
     if task.state == "failed":
@@ -277,14 +403,21 @@ class Client:
 
     @classmethod
     def open(
-        cls, database: str = "sqlite://data/vmm.db", *, run_workers: bool = True, test_nodes: bool = False
+        cls,
+        database: str = "sqlite://data/vmm.db",
+        *,
+        run_workers: bool = True,
+        test_nodes: bool = False,
+        image_dir: Optional[str] = None,
     ) -> "Client":
         """Opens ``sqlite://PATH``, ``sqlite::memory:`` or ``postgres://…``.
 
         ``test_nodes=True`` accepts ``test:///default`` and ``memory://`` nodes (for tests and
-        demos); otherwise only ``qemu`` nodes at ``/system`` are accepted.
+        demos); otherwise only ``qemu`` nodes at ``/system`` are accepted. Image files are
+        kept in ``image_dir`` (default: ``images/`` beside a SQLite file; in memory for
+        ``sqlite::memory:``).
         """
-        return cls(_vmm.Client.open(database, run_workers, test_nodes))
+        return cls(_vmm.Client.open(database, run_workers, test_nodes, None if image_dir is None else str(image_dir)))
 
     def close(self) -> None:
         """Stops the background workers (tasks in hand finish first)."""
@@ -354,12 +487,18 @@ class Client:
         gateway: Optional[str] = None,
         ranges: Optional[Sequence[Tuple[str, str]]] = None,
         reserved: Optional[Sequence[str]] = None,
+        network: Any = None,
+        dns: Optional[Sequence[str]] = None,
     ) -> IpPool:
-        """Creates a pool of IPv4 or IPv6 addresses."""
-        raw = self._native.create_ip_pool(
-            name, cidr, gateway, [(r[0], r[1]) for r in ranges] if ranges else None, list(reserved) if reserved else None
-        )
-        return IpPool(self, json.loads(raw))
+        """Creates a pool of IPv4 or IPv6 addresses, on `network` if given (a VM drawing from
+        it then gets a NIC there, configured with the gateway and `dns`)."""
+        spec: Dict[str, Any] = {"name": name, "cidr": cidr}
+        _put(spec, "gateway", gateway)
+        _put(spec, "ranges", [{"start": r[0], "end": r[1]} for r in ranges] if ranges else None)
+        _put(spec, "reserved", list(reserved) if reserved else None)
+        _put(spec, "network_id", _opt_id(network))
+        _put(spec, "dns", list(dns) if dns else None)
+        return IpPool(self, json.loads(self._native.create_ip_pool(json.dumps(spec))))
 
     def ip_pools(self) -> List[IpPool]:
         """Every pool, newest first."""
@@ -395,6 +534,97 @@ class Client:
         """Every lease of a pool, in address order."""
         return [IpLease(self, x) for x in self._pages(lambda c: self._native.leases(_id(pool), _PAGE, c))]
 
+    # Networks
+    def create_network(
+        self,
+        name: str,
+        *,
+        kind: str = "managed",
+        bridge: Optional[str] = None,
+        cidr: Optional[str] = None,
+        vlan: Optional[int] = None,
+        nodes: Optional[Sequence[Any]] = None,
+    ) -> Network:
+        """Adds a network: ``bridge`` names a host bridge (``br0``); ``managed`` has vmm define
+        an isolated libvirt network on each node that needs it."""
+        spec: Dict[str, Any] = {"name": name, "kind": kind}
+        _put(spec, "bridge", bridge)
+        _put(spec, "cidr", cidr)
+        _put(spec, "vlan", vlan)
+        _put(spec, "node_ids", [_id(n) for n in nodes] if nodes else None)
+        return Network(self, json.loads(self._native.create_network(json.dumps(spec))))
+
+    def networks(self) -> List[Network]:
+        """Every network, newest first."""
+        return [Network(self, n) for n in self._pages(lambda c: self._native.networks(_PAGE, c))]
+
+    def network(self, network: Any) -> Network:
+        """One network, by object or id."""
+        return Network(self, json.loads(self._native.network(_id(network))))
+
+    def delete_network(self, network: Any) -> None:
+        """Deletes a network no pool is on."""
+        self._native.delete_network(_id(network))
+
+    # Images and recipes
+    def create_image(
+        self,
+        name: str,
+        *,
+        os_family: str,
+        os_version: str = "",
+        format: str = "qcow2",
+        min_disk_gib: Optional[int] = None,
+        source_url: Optional[str] = None,
+        path: Optional[str] = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Image:
+        """Adds an image, with its data from the file at `path` or fetched from `source_url`
+        (by a task, followed when ``wait``). Without either it waits for
+        :meth:`Image.upload`."""
+        spec: Dict[str, Any] = {"name": name, "os": {"family": os_family, "version": os_version}, "format": format}
+        _put(spec, "min_disk_gib", min_disk_gib)
+        _put(spec, "source_url", source_url)
+        raw = json.loads(self._native.create_image(json.dumps(spec)))
+        image = Image(self, raw["image"])
+        image.task = Task(self, raw["task"]) if raw.get("task") else None
+        if path is not None:
+            image.upload(path)
+        elif image.task is not None and wait:
+            _raise_if_failed(image.task.wait(timeout))
+            image.refresh()
+        return image
+
+    def images(self) -> List[Image]:
+        """Every image, newest first."""
+        return [Image(self, i) for i in self._pages(lambda c: self._native.images(_PAGE, c))]
+
+    def image(self, image: Any) -> Image:
+        """One image, by object or id."""
+        return Image(self, json.loads(self._native.image(_id(image))))
+
+    def delete_image(self, image: Any) -> None:
+        """Deletes an image no VM is being installed from."""
+        self._native.delete_image(_id(image))
+
+    def create_recipe(self, name: str, *, os_families: Sequence[str], script: str) -> Recipe:
+        """Adds a recipe: a script for images of the OS families named."""
+        spec = {"name": name, "os_families": list(os_families), "script": script}
+        return Recipe(self, json.loads(self._native.create_recipe(json.dumps(spec))))
+
+    def recipes(self) -> List[Recipe]:
+        """Every recipe, newest first."""
+        return [Recipe(self, r) for r in self._pages(lambda c: self._native.recipes(_PAGE, c))]
+
+    def recipe(self, recipe: Any) -> Recipe:
+        """One recipe, by object or id."""
+        return Recipe(self, json.loads(self._native.recipe(_id(recipe))))
+
+    def delete_recipe(self, recipe: Any) -> None:
+        """Deletes a recipe."""
+        self._native.delete_recipe(_id(recipe))
+
     # VMs
     def create_vm(
         self,
@@ -405,18 +635,45 @@ class Client:
         disk_gib: int,
         node: Any = None,
         ip_pool: Any = None,
+        ip_pools: Optional[Sequence[Any]] = None,
+        image: Any = None,
+        hostname: Optional[str] = None,
+        password: Optional[str] = None,
+        ssh_keys: Optional[Sequence[str]] = None,
+        user_data: Optional[str] = None,
+        recipes: Optional[Sequence[Any]] = None,
         start: bool = True,
         wait: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Vm:
         """Creates a VM; by default returns it once its create task has ended.
 
+        With `image`, the disk is a copy of it and the guest is set up by cloud-init:
+        `hostname`, root `password`, `ssh_keys`, `recipes`, the user's own `user_data`, and
+        one NIC per pool of `ip_pools` configured with its address.
+
         A create that fails raises the exception of its failure; one that is cancelled
         raises :class:`VmmError`.
         """
-        raw = json.loads(
-            self._native.create_vm(name, vcpus, memory_mib, disk_gib, _opt_id(node), _opt_id(ip_pool), start)
-        )
+        spec: Dict[str, Any] = {
+            "name": name,
+            "vcpus": vcpus,
+            "memory_mib": memory_mib,
+            "disk_gib": disk_gib,
+            "start": start,
+        }
+        _put(spec, "node_id", _opt_id(node))
+        _put(spec, "ip_pool_id", _opt_id(ip_pool))
+        _put(spec, "ip_pool_ids", [_id(p) for p in ip_pools] if ip_pools else None)
+        _put(spec, "image_id", _opt_id(image))
+        _put(spec, "hostname", hostname)
+        _put(spec, "password", password)
+        _put(spec, "ssh_keys", list(ssh_keys) if ssh_keys else None)
+        _put(spec, "user_data", user_data)
+        _put(spec, "recipe_ids", [_id(r) for r in recipes] if recipes else None)
+        return self._created(json.loads(self._native.create_vm(json.dumps(spec))), wait, timeout)
+
+    def _created(self, raw: Dict[str, Any], wait: bool, timeout: float) -> Vm:
         vm = Vm(self, raw["vm"])
         vm.task = Task(self, raw["task"])
         if wait:

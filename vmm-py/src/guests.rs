@@ -1,0 +1,133 @@
+//! The native calls of what runs in a VM: images, recipes, networks, and installing,
+//! reinstalling, cloning and readdressing VMs. Specs come in as the JSON of the HTTP
+//! request bodies (one parser, one set of checks); results go out as the API's JSON.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use vmm_core::network::NetworkSpec;
+use vmm_core::recipe::RecipeSpec;
+use vmm_core::{AddressSpec, CloneSpec, Error, ImageSpec, PageRequest, ReinstallSpec};
+
+use crate::{from_json, json, parse, parse_ip, to_py_err, Client};
+
+/// Most of a console log read at once.
+const MAX_TAIL_BYTES: u64 = 1 << 20;
+
+#[pymethods]
+impl Client {
+    /// Adds an image; returns `{"image": …, "task": … or null}` (a task when it is fetched
+    /// from its URL).
+    fn create_image(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: ImageSpec = from_json(py, spec)?;
+        let (image, task) = self.run(py, |v| async move { v.create_image(spec).await })?;
+        json(&serde_json::json!({ "image": image, "task": task }))
+    }
+
+    /// Stores the image's data from the file at `path`, checked on the way.
+    fn upload_image(&self, py: Python<'_>, id: &str, path: PathBuf) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| to_py_err(py, Error::invalid("path", format!("{}: {e}", path.display()))))?;
+        json(&self.run(py, |v| async move { v.upload_image(id, Box::new(file)).await })?)
+    }
+
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn images(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_images(&page).await })?)
+    }
+
+    fn image(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_image(id).await })?)
+    }
+
+    fn delete_image(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = parse(py, "id", id)?;
+        self.run(py, |v| async move { v.delete_image(id).await })
+    }
+
+    fn create_recipe(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: RecipeSpec = from_json(py, spec)?;
+        json(&self.run(py, |v| async move { v.create_recipe(spec).await })?)
+    }
+
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn recipes(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_recipes(&page).await })?)
+    }
+
+    fn recipe(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_recipe(id).await })?)
+    }
+
+    fn delete_recipe(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = parse(py, "id", id)?;
+        self.run(py, |v| async move { v.delete_recipe(id).await })
+    }
+
+    fn create_network(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: NetworkSpec = from_json(py, spec)?;
+        json(&self.run(py, |v| async move { v.create_network(spec).await })?)
+    }
+
+    #[pyo3(signature = (limit = None, cursor = None))]
+    fn networks(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
+        let page = PageRequest { limit, cursor };
+        json(&self.run(py, |v| async move { v.list_networks(&page).await })?)
+    }
+
+    fn network(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        json(&self.run(py, |v| async move { v.get_network(id).await })?)
+    }
+
+    fn delete_network(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = parse(py, "id", id)?;
+        self.run(py, |v| async move { v.delete_network(id).await })
+    }
+
+    /// Queues a reinstall (the JSON of `POST /vms/{id}/reinstall`); returns the task.
+    fn reinstall_vm(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let spec: ReinstallSpec = from_json(py, spec)?;
+        json(&self.run(py, |v| async move { v.reinstall_vm(id, spec).await })?)
+    }
+
+    /// Queues a clone; returns `{"vm": …, "task": …}`.
+    fn clone_vm(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let spec: CloneSpec = from_json(py, spec)?;
+        let (vm, task) = self.run(py, |v| async move { v.clone_vm(id, spec).await })?;
+        json(&serde_json::json!({ "vm": vm, "task": task }))
+    }
+
+    /// Leases an address and queues plugging it in; returns the task.
+    fn add_vm_address(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let spec: AddressSpec = from_json(py, spec)?;
+        json(&self.run(py, |v| async move { v.add_vm_address(id, spec).await })?)
+    }
+
+    /// Queues taking an address and its NIC away; returns the task.
+    fn remove_vm_address(&self, py: Python<'_>, id: &str, address: &str) -> PyResult<String> {
+        let id = parse(py, "id", id)?;
+        let address = parse_ip(py, "address", address)?;
+        json(&self.run(py, |v| async move { v.remove_vm_address(id, address).await })?)
+    }
+
+    /// The last `tail_bytes` of the VM's serial console.
+    #[pyo3(signature = (id, tail_bytes = 65536))]
+    fn console_log<'py>(&self, py: Python<'py>, id: &str, tail_bytes: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let id = parse(py, "id", id)?;
+        if tail_bytes > MAX_TAIL_BYTES {
+            return Err(to_py_err(py, Error::invalid("tail_bytes", format!("at most {MAX_TAIL_BYTES}"))));
+        }
+        let log = self.run(py, |v| async move { v.vm_console_log(id, tail_bytes).await })?;
+        Ok(PyBytes::new(py, &log))
+    }
+}
