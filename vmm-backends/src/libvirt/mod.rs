@@ -549,7 +549,7 @@ impl Hypervisor for LibvirtHypervisor {
             reboot: true,
             suspend: true,
             resize_volume: !self.is_test_driver(),
-            // The test driver has no volume streams and keeps no console log.
+            // The test driver has no volume streams, and runs no guest whose console to log.
             images: !self.is_test_driver(),
             hotplug: !self.is_test_driver(),
             console_log: !self.is_test_driver(),
@@ -836,8 +836,9 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn console_log(&self, vm: VmId, tail_bytes: u64) -> Result<Vec<u8>> {
-        if !self.capabilities().console_log {
-            return Err(Error::unsupported(self.link.uri(), "console logs"));
+        if self.is_test_driver() {
+            // The test driver runs no guest: its consoles never print anything.
+            return Ok(Vec::new());
         }
         let (pool, path, name) =
             (self.config.storage_pool.clone(), self.config.storage_path.clone(), vm.console_log_name());
