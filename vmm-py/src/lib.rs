@@ -18,8 +18,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use vmm_backends::{OpenConfig, StoreConfig};
 use vmm_core::{
-    Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter, TaskState, VirtType,
-    VmPatch, VmSpec, Vmm,
+    Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter, TaskState,
+    VirtType, VmPatch, VmSpec, Vmm,
 };
 
 mod guests;

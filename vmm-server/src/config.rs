@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vmm_backends::libvirt::Deadlines;
-use vmm_core::{Error, ImageLimits, NodeUriPolicy, Result, UrlPolicy};
+use vmm_core::{Error, ImageLimits, NodeUriPolicy, Result, UrlPolicy, VirtType};
 
 use crate::serve::ServeOptions;
 use crate::{AdminToken, Limits, ThrottleConfig};
@@ -28,6 +28,9 @@ struct FileConfig {
     pub admin_token: Option<String>,
     /// `local_node = false` stops vmmd from registering the local libvirt on first start.
     pub local_node: Option<bool>,
+    /// `local_node_virt_type = "qemu"`: the local node's domain type (default `kvm` when
+    /// /dev/kvm exists; `qemu` where KVM guests cannot run, such as nested).
+    pub local_node_virt_type: Option<String>,
     /// `storage_path = "/var/lib/vmm/images"`: where libvirt nodes keep VM disks.
     pub storage_path: Option<String>,
     /// `test_nodes = true` accepts `test:///default` and `memory://` nodes (tests, demos).
@@ -76,6 +79,8 @@ pub struct Settings {
     pub admin_token: Option<AdminToken>,
     /// Register `qemu:///system` as node `local` on first start when libvirtd answers.
     pub local_node: bool,
+    /// The local node's domain type.
+    pub local_node_virt_type: VirtType,
     /// Where libvirt nodes keep VM disks.
     pub storage_path: String,
     /// Which node URIs are accepted.
@@ -107,6 +112,7 @@ impl fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("admin_token", &self.admin_token)
             .field("local_node", &self.local_node)
+            .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
             .field("node_uris", &self.node_uris)
             .field("serve", &self.serve)
@@ -145,6 +151,11 @@ impl Settings {
         vmm_backends::StoreConfig::parse(&database_url)?;
         let admin_token =
             env("VMM_ADMIN_TOKEN").or(from_file.admin_token).map(AdminToken::new).transpose()?;
+        let local_node_virt_type = match env("VMM_LOCAL_NODE_VIRT_TYPE").or(from_file.local_node_virt_type) {
+            Some(v) => v.parse().map_err(|_| Error::invalid("local_node_virt_type", "must be kvm or qemu"))?,
+            None if Path::new("/dev/kvm").exists() => VirtType::Kvm,
+            None => VirtType::Qemu,
+        };
         let local_node = match env("VMM_LOCAL_NODE") {
             Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
             None => from_file.local_node.unwrap_or(true),
@@ -241,6 +252,7 @@ impl Settings {
             data_dir,
             admin_token,
             local_node,
+            local_node_virt_type,
             storage_path,
             node_uris,
             serve,

@@ -77,7 +77,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     };
     let vmm = vmm_backends::open(&open).await?;
     if settings.local_node {
-        register_local_node(&vmm).await;
+        register_local_node(&vmm, settings.local_node_virt_type).await;
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -121,12 +121,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
 }
 
 /// On a first start (no nodes yet), registers the local libvirt as node `local` when it answers.
-async fn register_local_node(vmm: &Vmm) {
+async fn register_local_node(vmm: &Vmm, virt_type: VirtType) {
     match vmm.list_nodes(&vmm_core::PageRequest::first(1)).await {
         Ok(nodes) if nodes.items.is_empty() => {}
         _ => return,
     }
-    let virt_type = if std::path::Path::new("/dev/kvm").exists() { VirtType::Kvm } else { VirtType::Qemu };
     let spec = NodeSpec::new("local", "qemu:///system").with_virt_type(virt_type);
     match tokio::time::timeout(Duration::from_secs(15), vmm.create_node(spec)).await {
         Ok(Ok(node)) => {
