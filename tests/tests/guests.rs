@@ -176,7 +176,7 @@ fn a_server_from_an_image_boots_with_what_it_was_given() {
 }
 
 /// A listener that counts the connections it gets and answers each with `answer`.
-fn listener(ip: &str, answer: impl Fn(&str) -> String + Send + 'static) -> (u16, Arc<AtomicUsize>) {
+fn listener(ip: &str, answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> (u16, Arc<AtomicUsize>) {
     let l = TcpListener::bind((ip, 0)).unwrap();
     let port = l.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
@@ -189,7 +189,7 @@ fn listener(ip: &str, answer: impl Fn(&str) -> String + Send + 'static) -> (u16,
             let mut line = String::new();
             reader.read_line(&mut line).ok();
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            stream.write_all(answer(&path).as_bytes()).ok();
+            stream.write_all(&answer(&path)).ok();
         }
     });
     (port, count)
@@ -229,16 +229,24 @@ fn hostile_images_and_urls_are_refused_with_422() {
     ]);
     std::fs::write(at("plain.raw"), vec![1u8; 1 << 20]).unwrap();
     qemu_img(&["create", "-q", "-f", "qcow2", at("huge.qcow2").to_str().unwrap(), "64G"]);
+    qemu_img(&["create", "-q", "-f", "qcow2", at("good.qcow2").to_str().unwrap(), "32M"]);
 
     let (victim, connections) =
-        listener("127.0.0.1", |_| "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
+        listener("127.0.0.1", |_| b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec());
+    let served = std::fs::read(at("good.qcow2")).unwrap();
+    let served_copy = served.clone();
     let (mirror, _) = listener("127.0.0.2", move |path| match path {
-        "/to-loopback" => {
-            format!(
-                "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{victim}/x\r\nContent-Length: 0\r\n\r\n"
-            )
+        "/to-loopback" => format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{victim}/x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+        "/moved" => b"HTTP/1.1 301 Moved\r\nLocation: /good.qcow2\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        "/good.qcow2" => {
+            let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", served.len()).into_bytes();
+            out.extend_from_slice(&served);
+            out
         }
-        _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
     });
     let config = VmmdConfig::new(&work)
         .with("VMM_IMAGE_URL_HOSTS", "*")
@@ -278,6 +286,21 @@ fn hostile_images_and_urls_are_refused_with_422() {
     }
     let (_, images) = vmmd.call("GET", "/api/v1/images", None);
     assert_eq!(images["items"].as_array().unwrap().len(), 4, "a refused URL adds no image: {images}");
+
+    // From the mirror the operator allows, through a redirect: fetched by a task and checked.
+    let spec = json!({"name": "fetched", "os": {"family": "linux"}, "format": "qcow2",
+                      "source_url": format!("http://127.0.0.2:{mirror}/moved")});
+    let (status, accepted) = vmmd.call("POST", "/api/v1/images", Some(spec));
+    assert_eq!((status, accepted["image"]["state"].as_str()), (202, Some("importing")), "{accepted}");
+    vmmd.done(&accepted["task"]);
+    let (_, image) = vmmd.call("GET", &format!("/api/v1/images/{}", id(&accepted["image"])), None);
+    let sha: String = Sha256::digest(&served_copy).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        (image["state"].as_str(), image["sha256"].as_str()),
+        (Some("ready"), Some(sha.as_str())),
+        "{image}"
+    );
+    assert_eq!(image["virtual_size_bytes"], 32u64 << 20);
     assert_eq!(connections.load(Ordering::SeqCst), 0, "the loopback listener saw a connection");
     vmmd.stop();
     std::fs::remove_dir_all(work).ok();

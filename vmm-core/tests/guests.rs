@@ -54,15 +54,7 @@ async fn fixture() -> Fixture {
         .build();
     vmm.create_node(NodeSpec::new("g1", NODE_URI)).await.unwrap();
     let hv = connector.get(NODE_URI).unwrap();
-    let spec = NetworkSpec {
-        name: "lab".into(),
-        kind: NetworkKind::Managed,
-        bridge: None,
-        cidr: None,
-        vlan: None,
-        node_ids: vec![],
-    };
-    let network = vmm.create_network(spec).await.unwrap();
+    let network = vmm.create_network(managed("lab", vec![])).await.unwrap();
     let mut pools = Vec::new();
     for (name, cidr) in [("a", "198.51.100.0/28"), ("b", "203.0.113.0/28")] {
         let spec = IpPoolSpec::new(name, cidr).on_network(network.id);
@@ -347,4 +339,45 @@ fn an_image_is_not_deleted_under_an_install() {
         assert!(f.hv.images().is_empty(), "the node's copy went with it");
         assert!(matches!(f.vmm.create_vm(f.spec()).await, Err(Error::ImageNotFound { .. })));
     });
+}
+
+#[test]
+fn a_pool_on_a_network_the_node_lacks_is_refused_naming_the_field() {
+    block_on(async {
+        let f = fixture().await;
+        let other =
+            f.vmm.create_node(NodeSpec::new("g2", "memory://g2?cpus=8&memory_mib=16384")).await.unwrap();
+        let here = f.vmm.list_nodes(&PageRequest::default()).await.unwrap().items;
+        let first = here.iter().find(|n| n.name == "g1").unwrap().id;
+        let ghost = managed("elsewhere", vec![vmm_core::NodeId::new()]);
+        assert!(matches!(f.vmm.create_network(ghost).await, Err(Error::NodeNotFound { .. })));
+        let spec = managed("only-g2", vec![other.id]);
+        let network = f.vmm.create_network(spec).await.unwrap();
+        let pool = f
+            .vmm
+            .create_ip_pool(IpPoolSpec::new("c", "198.51.100.64/28").on_network(network.id))
+            .await
+            .unwrap();
+        let pinned = VmSpec { node_id: Some(first), ip_pool_ids: vec![pool.id], ..f.spec() };
+        match f.vmm.create_vm(pinned).await {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "ip_pool_ids"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let both = VmSpec { ip_pool_ids: vec![f.pools[0].id, pool.id], ..f.spec() };
+        let (vm, _) = f.vmm.create_vm(both).await.unwrap();
+        assert_eq!(vm.node_id, other.id, "placed on the node that has both networks");
+        assert_eq!(f.leases().await, 1, "the refused create took nothing");
+    });
+}
+
+/// A managed network on `node_ids` (every node when empty).
+fn managed(name: &str, node_ids: Vec<vmm_core::NodeId>) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        kind: NetworkKind::Managed,
+        bridge: None,
+        cidr: None,
+        vlan: None,
+        node_ids,
+    }
 }

@@ -152,7 +152,9 @@ impl Settings {
         let admin_token =
             env("VMM_ADMIN_TOKEN").or(from_file.admin_token).map(AdminToken::new).transpose()?;
         let local_node_virt_type = match env("VMM_LOCAL_NODE_VIRT_TYPE").or(from_file.local_node_virt_type) {
-            Some(v) => v.parse().map_err(|_| Error::invalid("local_node_virt_type", "must be kvm or qemu"))?,
+            Some(v) => {
+                v.parse().map_err(|_| Error::invalid("local_node_virt_type", "must be kvm or qemu"))?
+            }
             None if Path::new("/dev/kvm").exists() => VirtType::Kvm,
             None => VirtType::Qemu,
         };

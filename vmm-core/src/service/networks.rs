@@ -10,6 +10,12 @@ impl Vmm {
     /// Adds a network. A managed network is defined on a node when a VM there first needs it.
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network> {
         let network = Network::from_spec(&spec, self.now())?;
+        if network.node_ids.len() > 1024 {
+            return Err(crate::error::Error::invalid("node_ids", "at most 1024 nodes"));
+        }
+        for node in &network.node_ids {
+            self.inner.store.get_node(*node).await?;
+        }
         self.inner.store.create_network(&network).await?;
         Ok(network)
     }

@@ -91,6 +91,9 @@ impl Vmm {
                 Some(nodes) => nodes.into_iter().filter(|n| network.node_ids.contains(n)).collect(),
             });
         }
+        if only.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::invalid("ip_pool_ids", "no node has every network of these pools"));
+        }
         Ok(only)
     }
 
