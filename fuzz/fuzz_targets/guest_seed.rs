@@ -49,6 +49,10 @@ fuzz_target!(|input: Input| {
         })
         .collect();
     let files = seed_files(vm, &settings, &nics);
+    // Printable ASCII, whatever the text: YAML readers refuse or fold some characters JSON
+    // leaves raw.
+    let generated = [&files.meta_data, &files.network_config];
+    assert!(generated.iter().all(|t| t.chars().all(|c| c.is_ascii() && c != '\u{7f}')));
 
     let meta: serde_json::Value = serde_json::from_str(&files.meta_data).expect("meta-data is JSON");
     assert_eq!(meta["local-hostname"], settings.hostname.as_str());

@@ -101,7 +101,9 @@ fn the_seed_passes_cloud_init_s_own_checks() {
     let dir = std::env::temp_dir().join(format!("vmm-cloud-init-{}", uuid::Uuid::new_v4().simple()));
     let vm = VmId::new();
     let hostile = "echo '$(touch /tmp/pwned)' \"; rm -rf / #\n---\nusers: []\n";
-    let recipes = [recipe("hello", "echo hi > /tmp/hi"), recipe("hostile", hostile)];
+    // Characters YAML refuses raw (DEL, C1 controls, U+FFFE) or reads as line breaks.
+    let odd = "echo 'é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{7f}🚀'";
+    let recipes = [recipe("hello", "echo hi > /tmp/hi"), recipe("hostile", hostile), recipe("odd", odd)];
     let base = GuestRequest {
         hostname: Some("web-1".into()),
         password: Some(Secret::new("correct horse battery staple")),
@@ -118,8 +120,14 @@ fn the_seed_passes_cloud_init_s_own_checks() {
     for want in ["198.51.100.7/24", "203.0.113.9/24", "2001:db8:1::9/64", "198.51.100.1", "198.51.100.53"] {
         assert!(eni.contains(want), "{want} missing from\n{eni}");
     }
-    let config: serde_json::Value = serde_json::from_str(out[3].trim_start_matches("#cloud-config")).unwrap();
-    assert_eq!(config["runcmd"][1], serde_json::json!(["sh", "-c", hostile]), "the recipe is data");
+    // As cloud-init reads it: YAML.
+    let loaded = run(Command::new("python3")
+        .arg("-c")
+        .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))['runcmd']))")
+        .arg(dir.join("plain/parts/part-0.cfg")));
+    let runcmd: serde_json::Value = serde_json::from_str(&loaded).unwrap();
+    assert_eq!(runcmd[1], serde_json::json!(["sh", "-c", hostile]), "the recipe is data");
+    assert_eq!(runcmd[2], serde_json::json!(["sh", "-c", odd]), "every character comes back");
 
     let own_config = "#cloud-config\npackages: [nginx]\nruncmd:\n  - [touch, /tmp/mine]\n";
     let with_config = GuestRequest { user_data: Some(own_config.into()), ..base.clone() }

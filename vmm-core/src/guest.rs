@@ -255,8 +255,23 @@ pub fn instance_id(vm: VmId, generation: u32) -> String {
     }
 }
 
+/// JSON with every character outside printable ASCII escaped (`\uXXXX`): cloud-init reads
+/// the files as YAML, which refuses some characters JSON leaves raw (DEL, C1 controls,
+/// U+FFFE) and reads others as line breaks (U+0085, U+2028, U+2029).
 fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).expect("JSON values serialize")
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && c != '\u{7f}' {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The seed of a VM.
@@ -281,6 +296,9 @@ pub fn seed_files(vm: VmId, settings: &GuestSettings, nics: &[NicSetup]) -> Seed
     config.insert("disable_root".into(), json!(false));
     config.insert("ssh_pwauth".into(), json!(settings.password_hash.is_some()));
     config.insert("users".into(), json!([Value::Object(root)]));
+    // The seed is rewritten when an address is added or removed, with the same instance
+    // id: cloud-init applies the network config again at each boot to pick that up.
+    config.insert("updates".into(), json!({"network": {"when": ["boot-new-instance", "boot", "hotplug"]}}));
     if !settings.recipes.is_empty() {
         let runcmd: Vec<Value> = settings.recipes.iter().map(|r| json!(["sh", "-c", r.script])).collect();
         config.insert("runcmd".into(), Value::Array(runcmd));
@@ -450,6 +468,26 @@ mod tests {
             serde_json::from_str(files.user_data.strip_prefix("#cloud-config\n").unwrap()).unwrap();
         assert_eq!(parsed["runcmd"][0][2], recipe.script, "the script comes back byte for byte");
         assert!(parsed.get("evil").is_none());
+        assert_eq!(
+            parsed["updates"]["network"]["when"],
+            json!(["boot-new-instance", "boot", "hotplug"]),
+            "a rewritten network config applies at the next boot"
+        );
+    }
+
+    #[test]
+    fn files_are_printable_ascii_whatever_the_text() {
+        let mut s = settings();
+        let odd = "é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{7f}🚀";
+        s.recipes = vec![RecipeRun { id: RecipeId::new(), name: "r".into(), script: odd.into() }];
+        s.ssh_keys.push(format!("ssh-ed25519 AAAA {odd}"));
+        let files = seed_files(VmId::new(), &s, &[]);
+        for text in [&files.meta_data, &files.user_data, &files.network_config] {
+            assert!(text.chars().all(|c| c.is_ascii() && c != '\u{7f}'), "{text}");
+        }
+        let parsed: Value =
+            serde_json::from_str(files.user_data.strip_prefix("#cloud-config\n").unwrap()).unwrap();
+        assert_eq!(parsed["runcmd"][0][2], odd, "escaped, and the same text");
     }
 
     #[test]
