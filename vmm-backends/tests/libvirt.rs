@@ -3,9 +3,10 @@
 #![cfg(feature = "libvirt")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use proptest::prelude::*;
-use vmm_backends::libvirt::{LibvirtConfig, LibvirtConnector, LibvirtHypervisor};
+use vmm_backends::libvirt::{Deadlines, LibvirtConfig, LibvirtConnector, LibvirtHypervisor};
 use vmm_core::conformance::hypervisor as suite;
 use vmm_core::{
     Connector, Hypervisor, IpPoolSpec, NodeSpec, NodeUriPolicy, PageRequest, PowerAction, TaskState,
@@ -25,6 +26,8 @@ fn system_config() -> LibvirtConfig {
     LibvirtConfig {
         storage_pool: "vmm-ci".into(),
         storage_path: "/var/lib/vmm/ci-images".into(),
+        // The suite's guests have no OS, which never releases an unplugged NIC.
+        deadlines: Deadlines { unplug: Duration::from_secs(2), ..Deadlines::default() },
         ..LibvirtConfig::default()
     }
 }

@@ -285,12 +285,13 @@ pub trait Hypervisor: Send + Sync + Debug {
     }
 
     /// Plugs a NIC into the running domain (its persistent definition is separate).
+    /// Idempotent: a NIC with the same MAC already plugged in is left as it is.
     async fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let _ = (vm, nic);
         Err(Error::unsupported(self.uri(), "hot-plugging NICs"))
     }
 
-    /// Unplugs a NIC from the running domain.
+    /// Unplugs a NIC from the running domain. Idempotent: a NIC already gone is fine.
     async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let _ = (vm, nic);
         Err(Error::unsupported(self.uri(), "hot-plugging NICs"))

@@ -135,18 +135,28 @@ impl VmId {
         format!("vmm-{}.qcow2", self.0)
     }
 
-    /// A stable, locally administered MAC address derived from the id (QEMU's 52:54:00 prefix).
+    /// The MAC address of the only NIC of a VM made before VMs had NICs of their own (it
+    /// keeps it): QEMU's 52:54:00 prefix and 24 bits of the id. New NICs use
+    /// [`Self::nic_mac`], which takes more of the id.
     pub fn mac_address(&self) -> String {
         let b = self.0.as_bytes();
         format!("52:54:00:{:02x}:{:02x}:{:02x}", b[13], b[14], b[15])
     }
 
-    /// The MAC address of the VM's NIC number `index` (0 to 15): the first is
-    /// [`Self::mac_address`], the others flip the high half of its fourth byte, so that
-    /// every NIC of a VM has its own stable MAC.
+    /// The stable, locally administered unicast MAC address of the VM's NIC number `index`
+    /// (0 to 15): `52`, the index, then 36 random bits of the id, so that two VMs on one
+    /// bridge share a MAC only once in tens of billions of pairs.
     pub fn nic_mac(&self, index: u8) -> String {
         let b = self.0.as_bytes();
-        format!("52:54:00:{:02x}:{:02x}:{:02x}", b[13] ^ ((index & 0x0f) << 4), b[14], b[15])
+        format!(
+            "52:{:x}{:x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            index & 0x0f,
+            b[11] & 0x0f,
+            b[12],
+            b[13],
+            b[14],
+            b[15]
+        )
     }
 
     /// The name of this VM's cloud-init seed volume.
@@ -199,5 +209,14 @@ mod tests {
         assert_eq!(id.domain_name(), "vmm-0190a5b2-0000-7000-8000-00000000abcd");
         assert_eq!(id.volume_name(), "vmm-0190a5b2-0000-7000-8000-00000000abcd.qcow2");
         assert_eq!(id.mac_address(), "52:54:00:00:ab:cd");
+        let id: VmId = "0190a5b2-0000-7000-8000-0000f712abcd".parse().unwrap();
+        assert_eq!(id.nic_mac(0), "52:00:f7:12:ab:cd");
+        assert_eq!(id.nic_mac(3), "52:30:f7:12:ab:cd");
+        let macs: std::collections::HashSet<String> = (0..16).map(|i| id.nic_mac(i)).collect();
+        assert_eq!(macs.len(), 16, "each NIC its own");
+        for mac in macs {
+            let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+            assert_eq!(first & 0b11, 0b10, "{mac}: locally administered, unicast");
+        }
     }
 }

@@ -365,8 +365,12 @@ impl UrlPolicy {
     /// ```
     /// use vmm_core::image::UrlPolicy;
     /// let p = UrlPolicy { allowed_hosts: vec!["*".into()], ..UrlPolicy::default() };
-    /// assert!(p.check_ip("198.51.100.7".parse().unwrap()).is_ok());
-    /// for bad in ["127.0.0.1", "169.254.169.254", "10.1.2.3", "::1", "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"] {
+    /// for good in ["198.51.100.7", "2001:db8::7", "64:ff9b::c633:6407", "2002:c633:6407::1"] {
+    ///     assert!(p.check_ip(good.parse().unwrap()).is_ok(), "{good}");
+    /// }
+    /// for bad in ["127.0.0.1", "169.254.169.254", "10.1.2.3", "::1", "::ffff:127.0.0.1", "fe80::1", "0.0.0.0",
+    ///             "64:ff9b::7f00:1", "2002:a9fe:a9fe::1", "fec0::1", "64:ff9b:1::5", "2001:0:4136:e378::1",
+    ///             "192.0.0.8", "198.18.0.1"] {
     ///     assert!(p.check_ip(bad.parse().unwrap()).is_err(), "{bad}");
     /// }
     /// ```
@@ -389,6 +393,9 @@ fn forbidden(ip: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_v4(v4).map(|_| "an IPv4-mapped address of a forbidden one");
             }
+            if let Some(v4) = embedded_v4(v6) {
+                return forbidden_v4(v4).map(|_| "a translated address of a forbidden IPv4 one");
+            }
             forbidden_v6(v6)
         }
     }
@@ -404,6 +411,23 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a private address")
     } else if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || a == 0 || a >= 240 {
         Some("not a unicast address")
+    } else if (a, b, ip.octets()[2]) == (192, 0, 0) || (a == 198 && (b & 0xfe) == 18) {
+        // IETF protocol assignments and the benchmarking range: never a public server.
+        Some("a reserved address")
+    } else {
+        None
+    }
+}
+
+/// The IPv4 address an IPv6 address carries by a translation scheme (NAT64's well-known
+/// prefix 64:ff9b::/96, 6to4's 2002::/16), which a gateway would connect to.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(v4(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(v4(s[1], s[2]))
     } else {
         None
     }
@@ -417,8 +441,12 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("not a unicast address")
     } else if first & 0xffc0 == 0xfe80 {
         Some("a link-local address")
-    } else if first & 0xfe00 == 0xfc00 {
+    } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 || ip.segments()[..3] == [0x64, 0xff9b, 1]
+    {
+        // Unique local, the old site-local, and NAT64's local-use prefix 64:ff9b:1::/48.
         Some("a private address")
+    } else if ip.segments()[..2] == [0x2001, 0] {
+        Some("a Teredo address, which tunnels to an IPv4 one")
     } else if ip.to_ipv4().is_some() {
         // IPv4-compatible ::a.b.c.d, deprecated and never a real peer.
         Some("an IPv4-compatible address")
@@ -444,6 +472,12 @@ pub trait ImageRepo: Send + Sync + std::fmt::Debug {
     ) -> Result<StoredImage>;
     /// The stored data of `image`, and its size.
     async fn open(&self, image: ImageId) -> Result<(Box<dyn std::io::Read + Send>, u64)>;
+    /// The format the repo keeps `image` in, and so the format of the nodes' copies: the
+    /// declared one unless the repo converts (a directory repo keeps raw images as qcow2,
+    /// so that no node ever guesses the format of data a user wrote).
+    fn stored_format(&self, image: &Image) -> ImageFormat {
+        image.format
+    }
     /// Forgets `image`'s data (nothing happens if there is none).
     async fn delete(&self, image: ImageId) -> Result<()>;
 }

@@ -68,6 +68,9 @@ pub struct VmSpec {
     pub recipe_ids: Vec<RecipeId>,
 }
 
+/// Most recipes one install may run.
+pub const MAX_RECIPES: usize = 32;
+
 /// Most NICs (address pools) one VM may have.
 pub const MAX_NICS: usize = 16;
 
@@ -192,8 +195,8 @@ impl VmSpec {
         if self.image_id.is_none() && self.sets_up_guest() {
             return Err(Error::invalid("image_id", "setting up the guest needs an image"));
         }
-        if self.recipe_ids.len() > 32 {
-            return Err(Error::invalid("recipe_ids", "at most 32 recipes"));
+        if self.recipe_ids.len() > MAX_RECIPES {
+            return Err(Error::invalid("recipe_ids", format!("at most {MAX_RECIPES} recipes")));
         }
         Ok(())
     }

@@ -518,6 +518,7 @@ one_at_a_time! {
         delete_vm(id: VmId) -> ();
         vm_guest(id: VmId) -> VmGuest;
         set_vm_guest(id: VmId, guest: &VmGuest) -> ();
+        queue_reinstall(task: &Task, next: &GuestSettings) -> ();
         add_vm_address(id: VmId, pool: PoolId, address: Option<std::net::IpAddr>, task: &Task) -> Vm;
         remove_vm_address(id: VmId, address: std::net::IpAddr) -> Vm;
     }

@@ -215,6 +215,19 @@ impl Settings {
             .map(PathBuf::from)
             .or(from_file.image_dir)
             .unwrap_or_else(|| data_dir.join("images"));
+        // libvirt scans the storage pool's directory and guesses each file's format: the
+        // image library's files, partial uploads among them, must never be in it.
+        let inside = |dir: &Path, parent: &Path| match (std::path::absolute(dir), std::path::absolute(parent))
+        {
+            (Ok(dir), Ok(parent)) => dir.starts_with(parent),
+            _ => false,
+        };
+        if inside(&image_dir, Path::new(&storage_path)) {
+            return Err(Error::invalid(
+                "image_dir",
+                format!("{} is inside storage_path {storage_path}", image_dir.display()),
+            ));
+        }
         let defaults = ImageLimits::default();
         let image_limits = ImageLimits {
             max_bytes: number(&env, "VMM_IMAGE_MAX_BYTES")?
@@ -367,6 +380,8 @@ mod tests {
         assert!(Settings::load(None, env(&[("VMM_DATABASE_URL", "mysql://x")])).is_err());
         assert!(Settings::load(None, env(&[("VMM_NODE_URI_PARAMS", "command")])).is_err(), "never allowable");
         assert!(Settings::load(None, env(&[("VMM_MAX_CONNECTIONS", "many")])).is_err());
+        let nested = env(&[("VMM_STORAGE_PATH", "/srv/pool"), ("VMM_IMAGE_DIR", "/srv/pool/../pool/images")]);
+        assert!(Settings::load(None, nested).unwrap_err().to_string().contains("image_dir"));
         let s = Settings::load(
             None,
             env(&[

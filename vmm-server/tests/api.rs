@@ -456,6 +456,42 @@ impl Api {
     }
 }
 
+/// A second upload of an image while the first is still arriving is refused (409), and
+/// the first completes.
+async fn one_upload_at_a_time(api: &Api) {
+    use futures::SinkExt;
+    let spec = json!({"name": "slow", "os": {"family": "debian"}, "format": "qcow2"});
+    let id = api.post("/api/v1/images", spec).await.body["id"].as_str().unwrap().to_owned();
+    let data = qcow2(1 << 30, false, false);
+    let (head, tail) = data.split_at(data.len() / 2);
+    // One chunk fits in the channel: the second is accepted once the upload has read the
+    // first, that is once the upload is under way.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(0);
+    let req = Request::put(format!("/api/v1/images/{id}/data"))
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let app = api.app.clone();
+    let first = tokio::spawn(async move {
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let body: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        (status, body)
+    });
+    tx.send(Ok(head.to_vec())).await.unwrap();
+    tx.send(Ok(tail[..1].to_vec())).await.unwrap();
+    let second = api.put_data(&id, data.clone()).await;
+    problem(&second, 409, "conflict");
+    assert!(second.body["detail"].as_str().unwrap().contains("being uploaded"), "{}", second.body);
+    tx.send(Ok(tail[1..].to_vec())).await.unwrap();
+    drop(tx);
+    let (status, body) = first.await.unwrap();
+    assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
+    assert_eq!(api.delete(&format!("/api/v1/images/{id}")).await.status, StatusCode::NO_CONTENT);
+}
+
 /// Images, recipes, networks, a VM installed from an image with keys, a recipe and two
 /// addresses; bad input refused with nothing made; reinstall, addresses, clone; all gone
 /// after delete.
@@ -517,6 +553,7 @@ async fn servers_from_images_over_http() {
         );
         assert_eq!(api.delete(&format!("/api/v1/images/{id}")).await.status, StatusCode::NO_CONTENT);
     }
+    one_upload_at_a_time(&api).await;
     let urls = json!({"name": "far", "os": {"family": "debian"}, "format": "qcow2", "source_url": "http://127.0.0.1/x"});
     problem(&api.post("/api/v1/images", urls).await, 422, "invalid");
 

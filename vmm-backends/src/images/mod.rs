@@ -21,12 +21,27 @@ pub use fetch::HttpFetcher;
 /// refused.
 const QEMU_IMG_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long converting a raw image to qcow2 may take.
+const QEMU_IMG_CONVERT_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Removes its files when dropped.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            std::fs::remove_file(path).ok();
+        }
+    }
+}
+
 /// Bytes read and written at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Image files in a directory: `<id>.<format>`. Data being stored goes to a hidden
-/// temporary file first and is renamed into place only once checked, so a crash or a bad
-/// image leaves nothing that counts (temporary files are removed when the repo opens).
+/// Image files in a directory: `<id>.qcow2` (raw images are converted once checked). Data
+/// being stored goes to a hidden temporary file first and is renamed into place only once
+/// checked, so a crash or a bad image leaves nothing that counts (temporary files are
+/// removed when the store call ends, and when the repo opens).
 #[derive(Debug, Clone)]
 pub struct DirImageRepo {
     dir: PathBuf,
@@ -55,9 +70,29 @@ impl DirImageRepo {
         self.dir.join(format!("{id}.{format}"))
     }
 
-    /// The file holding `id`, whichever its format.
+    /// The file holding `id`.
     fn find(&self, id: ImageId) -> Option<PathBuf> {
-        [ImageFormat::Qcow2, ImageFormat::Raw].into_iter().map(|f| self.path(id, f)).find(|p| p.exists())
+        Some(self.path(id, ImageFormat::Qcow2)).filter(|p| p.exists())
+    }
+
+    /// Converts raw `from` to qcow2 `to`, under a deadline.
+    async fn to_qcow2(&self, from: &Path, to: &Path) -> Result<()> {
+        let run = tokio::process::Command::new(&self.qemu_img)
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(from)
+            .arg(to)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(QEMU_IMG_CONVERT_DEADLINE, run)
+            .await
+            .map_err(|_| Error::backend("qemu-img", "converting the image took too long"))?
+            .map_err(|e| Error::backend("qemu-img", e))?;
+        if !out.status.success() {
+            return Err(Error::backend("qemu-img", String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        Ok(())
     }
 
     /// `qemu-img info --output=json -f <format>` of `file`, under a deadline.
@@ -147,6 +182,9 @@ impl ImageRepo for DirImageRepo {
         limits: ImageLimits,
     ) -> Result<StoredImage> {
         let partial = self.dir.join(format!(".partial-{}-{}", image.id, uuid::Uuid::new_v4()));
+        let converted = partial.with_extension("qcow2");
+        // Whatever happens (a refusal, a dropped request), no partial file stays.
+        let _cleanup = RemoveOnDrop(vec![partial.clone(), converted.clone()]);
         let checked = async {
             let (file, max) = (partial.clone(), limits.max_bytes);
             let copied = tokio::task::spawn_blocking(move || copy(data, &file, max))
@@ -155,19 +193,27 @@ impl ImageRepo for DirImageRepo {
             check_header(&copied.head, image.format)?;
             let virtual_size =
                 check_image_info(&self.info(&partial, image.format).await?, image.format, &limits)?;
-            std::fs::rename(&partial, self.path(image.id, image.format))
-                .map_err(|e| Error::backend("image directory", e))?;
+            if image.format == ImageFormat::Raw {
+                // Kept as qcow2: a node refreshing its storage pool guesses the format of
+                // every file from its first bytes, and raw data a user wrote could pass for
+                // a VMDK descriptor naming the node's own files.
+                self.to_qcow2(&partial, &converted).await?;
+                std::fs::rename(&converted, self.path(image.id, ImageFormat::Qcow2))
+            } else {
+                std::fs::rename(&partial, self.path(image.id, ImageFormat::Qcow2))
+            }
+            .map_err(|e| Error::backend("image directory", e))?;
             Ok(StoredImage {
                 size_bytes: copied.size,
                 sha256: copied.sha256,
                 virtual_size_bytes: virtual_size,
             })
         };
-        let stored = checked.await;
-        if stored.is_err() {
-            std::fs::remove_file(&partial).ok();
-        }
-        stored
+        checked.await
+    }
+
+    fn stored_format(&self, _image: &Image) -> ImageFormat {
+        ImageFormat::Qcow2
     }
 
     async fn open(&self, image: ImageId) -> Result<(Box<dyn Read + Send>, u64)> {
@@ -178,14 +224,9 @@ impl ImageRepo for DirImageRepo {
     }
 
     async fn delete(&self, image: ImageId) -> Result<()> {
-        for format in [ImageFormat::Qcow2, ImageFormat::Raw] {
-            match std::fs::remove_file(self.path(image, format)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::backend("image directory", e));
-                }
-                _ => {}
-            }
+        match std::fs::remove_file(self.path(image, ImageFormat::Qcow2)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::backend("image directory", e)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

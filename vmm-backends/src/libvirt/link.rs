@@ -34,6 +34,9 @@ pub struct Deadlines {
     /// made (its thread is left behind). libvirt has no deadline of its own on opening: an
     /// attempt whose request reached a host that then died can wait forever.
     pub abandon_open_after: Duration,
+    /// How long a guest is given to release a NIC being unplugged from the running domain
+    /// (QEMU unplugs it only when the guest lets go; a guest without an OS never does).
+    pub unplug: Duration,
 }
 
 impl Default for Deadlines {
@@ -44,6 +47,7 @@ impl Default for Deadlines {
             keepalive_interval: 5,
             keepalive_count: 3,
             abandon_open_after: Duration::from_secs(300),
+            unplug: Duration::from_secs(20),
         }
     }
 }

@@ -34,8 +34,8 @@ use vmm_core::{
 pub use link::Deadlines;
 use link::Link;
 pub use xml::{
-    domain_facts, domain_xml, interface_xml, named_volume_xml, network_xml, pool_path, pool_xml,
-    volume_format, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
+    domain_facts, domain_xml, interface_macs, interface_xml, named_volume_xml, network_xml, pool_path,
+    pool_xml, volume_format, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -105,6 +105,9 @@ pub struct LibvirtHypervisor {
 /// Transfers (uploads, copies, downloads) get the call deadline plus one second for each
 /// this many bytes: a node that moves data slower than this is treated as gone.
 const SLOWEST_TRANSFER_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
+
+/// Rotated console logs virtlogd may keep beside the current one (`.0`, `.1`, …).
+const ROTATED_LOGS: usize = 10;
 
 /// The chunk size of streams to and from a node.
 const STREAM_CHUNK: usize = 256 * 1024;
@@ -847,8 +850,9 @@ impl Hypervisor for LibvirtHypervisor {
             // virtlogd writes the log, not libvirt: the pool learns of it on a refresh.
             p.refresh(0)?;
             let Some(vol) = lookup_named(&p, &name)? else { return Ok(Vec::new()) };
-            // A plain file's capacity is its length.
-            let size = vol.info()?.capacity;
+            // The file's length: the guest writes the log, so libvirt's guess of a format
+            // (and of a capacity) from its first bytes means nothing.
+            let size = vol.info_flags(virt::sys::VIR_STORAGE_VOL_GET_PHYSICAL)?.allocation;
             let offset = size.saturating_sub(tail_bytes);
             if size == offset {
                 return Ok(Vec::new());
@@ -867,8 +871,11 @@ impl Hypervisor for LibvirtHypervisor {
         self.call("delete a console log", move |c| {
             let p = ensure_pool(c, &pool, &path)?;
             p.refresh(0)?;
-            if let Some(v) = lookup_named(&p, &name)? {
-                v.delete(0)?;
+            let rotated = (0..ROTATED_LOGS).map(|n| format!("{name}.{n}"));
+            for log in std::iter::once(name.clone()).chain(rotated) {
+                if let Some(v) = lookup_named(&p, &log)? {
+                    v.delete(0)?;
+                }
             }
             Ok(())
         })
@@ -905,6 +912,11 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn attach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let xml = self.nic_xml(nic)?;
+        let mac = nic.mac.to_ascii_lowercase();
+        // Plugged in already (by an earlier run of the task): nothing to do.
+        if self.live_macs(vm).await?.contains(&mac) {
+            return Ok(());
+        }
         self.on_domain("plug in a NIC", vm, move |d| {
             d.attach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
         })
@@ -913,14 +925,34 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let xml = self.nic_xml(nic)?;
+        let mac = nic.mac.to_ascii_lowercase();
+        if !self.live_macs(vm).await?.contains(&mac) {
+            return Ok(());
+        }
         self.on_domain("unplug a NIC", vm, move |d| {
             d.detach_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
         })
-        .await
+        .await?;
+        // QEMU unplugs when the guest lets go of the device, which libvirt may not wait
+        // for: the NIC is gone only once the running domain no longer shows it.
+        let deadline = Instant::now() + self.config.deadlines.unplug;
+        while self.live_macs(vm).await?.contains(&mac) {
+            if Instant::now() > deadline {
+                return Err(Error::conflict(format!("the guest of VM {vm} did not release NIC {mac}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 }
 
 impl LibvirtHypervisor {
+    /// The MACs of the running domain's NICs.
+    async fn live_macs(&self, vm: VmId) -> Result<Vec<String>> {
+        let xml = self.on_domain("read a domain", vm, |d| d.xml_desc(0)).await?;
+        interface_macs(&xml).map_err(|e| self.to_error("read a domain", LibvirtError::Parse(e)))
+    }
+
     fn images_supported(&self) -> Result<()> {
         if self.capabilities().images {
             Ok(())

@@ -371,6 +371,40 @@ struct MetadataIn {
     vm: Option<VmMetadata>,
 }
 
+#[derive(Debug, Deserialize)]
+struct LiveDomainIn {
+    #[serde(default)]
+    devices: Option<LiveDevicesIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LiveDevicesIn {
+    #[serde(default, rename = "interface")]
+    interfaces: Vec<LiveInterfaceIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LiveInterfaceIn {
+    #[serde(default)]
+    mac: Option<LiveMacIn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LiveMacIn {
+    #[serde(rename = "@address")]
+    address: String,
+}
+
+/// The MAC addresses of a domain's NICs, from its XML (lower case).
+pub fn interface_macs(xml: &str) -> Result<Vec<String>, String> {
+    let d: LiveDomainIn = quick_xml::de::from_str(xml).map_err(|e| e.to_string())?;
+    Ok(d.devices
+        .map(|d| {
+            d.interfaces.into_iter().filter_map(|i| i.mac.map(|m| m.address.to_ascii_lowercase())).collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Scales a libvirt size (`unit` as libvirt writes it) to MiB.
 fn to_mib(value: u64, unit: &str) -> u64 {
     match unit {
@@ -581,6 +615,17 @@ mod tests {
         assert!(domain_facts(&xml).unwrap().ours);
         let foreign = domain_xml(&s, "qemu", &AT).unwrap().replace(METADATA_NS, "urn:someone-else");
         assert!(!domain_facts(&foreign).unwrap().ours);
+    }
+
+    #[test]
+    fn nic_macs_are_read_from_any_domain_xml() {
+        let mut s = spec("nics");
+        s.seed = true;
+        s.nics.push(NicSpec { mac: "52:54:00:AB:00:01".into(), network: NicNetwork::Network("n".into()) });
+        let xml = domain_xml(&s, "qemu", &AT).unwrap();
+        assert_eq!(interface_macs(&xml).unwrap(), [s.vm_id.mac_address(), "52:54:00:ab:00:01".to_owned()]);
+        let none = "<domain><name>x</name><devices><disk/></devices></domain>";
+        assert!(interface_macs(none).unwrap().is_empty());
     }
 
     #[test]

@@ -39,8 +39,10 @@ fn vm(r: &AnyRow) -> Result<Vm> {
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,
+        // A VM made before VMs had NICs of their own keeps the MAC it was defined with.
         None => {
             let mut nic = VmNic::new(vm.id, 0, vm.ip_pool_id);
+            nic.mac = vm.id.mac_address();
             nic.addresses.clone_from(&vm.addresses);
             vec![nic]
         }
@@ -55,6 +57,20 @@ impl SqlStore {
         let row =
             self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::VmNotFound { id }).await?;
         vm(&row)
+    }
+
+    /// `ActiveTask` when the VM has a queued or running task, read in `tx`.
+    async fn refuse_active(&self, tx: &mut Tx, vm: VmId) -> Result<()> {
+        let active = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+            .bind(vm.to_string())
+            .fetch_all(&mut **tx)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        match active {
+            Some(r) => Err(Error::ActiveTask { vm, task: r.parsed("id")? }),
+            None => Ok(()),
+        }
     }
 
     /// Saves a VM's NICs and the flat view of them.
@@ -73,9 +89,16 @@ impl SqlStore {
     /// Leases an address for each NIC of `vm` that has a pool, and puts each NIC on its
     /// pool's network.
     async fn lease_nics(&self, tx: &mut Tx, vm: &mut Vm) -> Result<()> {
+        // Pools are locked in one order whatever the order of the NICs, so that two
+        // transactions taking the same pools never wait for each other in a cycle.
+        let pools: std::collections::BTreeSet<_> = vm.nics.iter().filter_map(|n| n.pool_id).collect();
+        let mut networks = std::collections::HashMap::new();
+        for pool in pools {
+            networks.insert(pool, self.lock_pool(tx, pool).await?.network_id);
+        }
         for nic in &mut vm.nics {
             let Some(pool) = nic.pool_id else { continue };
-            nic.network_id = self.lock_pool(tx, pool).await?.network_id;
+            nic.network_id = networks[&pool];
             nic.addresses = vec![self.lease_in(tx, pool, None, Some(vm.id), vm.created_at).await?.address];
         }
         vm.refresh_addresses();
@@ -233,6 +256,35 @@ impl VmStore for SqlStore {
         Ok(())
     }
 
+    async fn queue_reinstall(&self, task: &Task, next: &GuestSettings) -> Result<()> {
+        let id = task.vm_id.ok_or_else(|| Error::invalid("task", "a reinstall names its VM"))?;
+        let mut tx = self.begin().await?;
+        if let Some(image) = task.image_id() {
+            self.lock_image(&mut tx, image).await?;
+        }
+        let vm = self.vm_in(&mut tx, id).await?;
+        self.refuse_active(&mut tx, id).await?;
+        vm.state.apply(id, VmAction::Reinstall)?;
+        let row = self
+            .row(
+                sqlx::query("SELECT guest FROM vms WHERE id = $1").bind(id.to_string()),
+                &mut *tx,
+                Error::VmNotFound { id },
+            )
+            .await?;
+        let mut guest: VmGuest =
+            row.opt_text("guest")?.map(|g| from_json(&g)).transpose()?.unwrap_or_default();
+        guest.next = Some(next.clone());
+        sqlx::query("UPDATE vms SET guest = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(to_json(&guest)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.insert_task(&mut tx, task).await?;
+        self.commit(tx).await
+    }
+
     async fn add_vm_address(
         &self,
         id: VmId,
@@ -242,15 +294,7 @@ impl VmStore for SqlStore {
     ) -> Result<Vm> {
         let mut tx = self.begin().await?;
         let mut vm = self.vm_in(&mut tx, id).await?;
-        let active = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await
-            .map(first)
-            .map_err(|e| self.err(e))?;
-        if let Some(r) = active {
-            return Err(Error::ActiveTask { vm: id, task: r.parsed("id")? });
-        }
+        self.refuse_active(&mut tx, id).await?;
         vm.state.apply(id, VmAction::ChangeAddresses)?;
         let index = vmm_core::vm::free_nic_index(&vm)?;
         let network = self.lock_pool(&mut tx, pool).await?.network_id;

@@ -181,7 +181,14 @@ pub async fn images_disks_and_seeds(hv: &dyn Hypervisor, virt_type: VirtType) {
     hv.start(vm).await.expect("start");
     if caps.hotplug {
         hv.attach_nic(vm, &nic(1)).await.expect("attach_nic");
-        hv.detach_nic(vm, &nic(1)).await.expect("detach_nic");
+        hv.attach_nic(vm, &nic(1)).await.expect("attach_nic again (a retried step)");
+        match hv.detach_nic(vm, &nic(1)).await {
+            Ok(()) => hv.detach_nic(vm, &nic(1)).await.expect("detach_nic again"),
+            // A guest with no OS never lets go of the device: the NIC stays, and saying
+            // so is right (the step fails and is undone).
+            Err(Error::Conflict { reason }) if reason.contains("did not release") => {}
+            Err(e) => panic!("detach_nic: {e:?}"),
+        }
     }
     if caps.console_log {
         hv.console_log(vm, 4096).await.expect("console_log");

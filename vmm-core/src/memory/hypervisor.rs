@@ -656,7 +656,11 @@ impl Hypervisor for InMemoryHypervisor {
             let mut s = self.state();
             match s.domains.get(&vm) {
                 Some((_, PowerState::Running | PowerState::Paused)) => {
-                    s.live_nics.entry(vm).or_default().push(nic.clone());
+                    // Like libvirt's: attaching a NIC the domain already has changes nothing.
+                    let live = s.live_nics.entry(vm).or_default();
+                    if !live.iter().any(|n| n.mac == nic.mac) {
+                        live.push(nic.clone());
+                    }
                     Ok(())
                 }
                 Some(_) => Err(Error::conflict(format!("domain {} is not running", vm.domain_name()))),

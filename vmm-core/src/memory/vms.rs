@@ -122,6 +122,27 @@ impl VmStore for InMemoryStore {
         Ok(())
     }
 
+    async fn queue_reinstall(&self, task: &Task, next: &GuestSettings) -> Result<()> {
+        let id = task.vm_id.ok_or_else(|| Error::invalid("task", "a reinstall names its VM"))?;
+        let mut s = self.state();
+        if s.tasks.contains_key(&task.id) {
+            return Err(Error::conflict(format!("task {} exists", task.id)));
+        }
+        if let Some(image) = task.image_id().filter(|i| !s.images.contains_key(i)) {
+            return Err(Error::ImageNotFound { id: image });
+        }
+        let vm = s.vms.get(&id).ok_or(Error::VmNotFound { id })?;
+        if let Some(&active) = s.vm_active.get(&id) {
+            return Err(Error::ActiveTask { vm: id, task: active });
+        }
+        vm.state.apply(id, VmAction::Reinstall)?;
+        s.guests.entry(id).or_default().next = Some(next.clone());
+        s.tasks.insert(task.id, task.clone());
+        s.active.insert(task.id);
+        s.vm_active.insert(id, task.id);
+        Ok(())
+    }
+
     async fn add_vm_address(
         &self,
         id: VmId,

@@ -65,6 +65,7 @@ impl Vmm {
         if image.state == ImageState::Ready {
             return Err(Error::conflict(format!("image {id} already has its data")));
         }
+        let _uploading = UploadGuard::take(self, id)?;
         let stored = self.inner.images.store(&image, data, self.inner.config.image_limits).await?;
         let ready = image.imported(&stored);
         if let Err(e) = self.inner.store.update_image(&ready).await {
@@ -92,7 +93,7 @@ impl Vmm {
         for node in nodes {
             let removed = async {
                 let node = self.inner.store.get_node(node).await?;
-                self.hypervisor(&node).await?.delete_image(id, image.format).await
+                self.hypervisor(&node).await?.delete_image(id, self.inner.images.stored_format(&image)).await
             };
             if let Err(e) = removed.await {
                 tracing::warn!(image = %id, node = %node, error = %error_chain(&e), "a node keeps its copy of a deleted image");
@@ -111,11 +112,12 @@ impl Vmm {
         wait: Duration,
     ) -> Result<()> {
         let store = &self.inner.store;
+        let format = self.inner.images.stored_format(image);
         let started = std::time::Instant::now();
         loop {
             match store.node_image(node.id, image.id).await? {
                 Some(NodeImage::Ready) => {
-                    if hv.has_image(image.id, image.format).await? {
+                    if hv.has_image(image.id, format).await? {
                         return Ok(());
                     }
                     // The node lost its copy: upload it again.
@@ -137,17 +139,38 @@ impl Vmm {
             }
             let upload = async {
                 let (data, size) = self.inner.images.open(image.id).await?;
-                hv.upload_image(image.id, image.format, data, size).await?;
+                hv.upload_image(image.id, format, data, size).await?;
                 // The image may have been deleted meanwhile: then the claim is gone.
                 store.set_node_image_ready(node.id, image.id).await
             };
             if let Err(e) = upload.await {
                 // No partial copy stays behind, nor a claim.
-                hv.delete_image(image.id, image.format).await.ok();
+                hv.delete_image(image.id, format).await.ok();
                 store.forget_node_image(node.id, image.id).await.ok();
                 return Err(e);
             }
             return Ok(());
         }
+    }
+}
+
+/// Holds an image's upload slot in this service until dropped (also when the request is).
+struct UploadGuard<'a> {
+    vmm: &'a Vmm,
+    id: ImageId,
+}
+
+impl<'a> UploadGuard<'a> {
+    fn take(vmm: &'a Vmm, id: ImageId) -> Result<Self> {
+        if !vmm.inner.uploads.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            return Err(Error::conflict(format!("image {id} is being uploaded")));
+        }
+        Ok(Self { vmm, id })
+    }
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.vmm.inner.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
     }
 }

@@ -19,7 +19,7 @@ mod recipes;
 mod tasks;
 mod vms;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use event_listener::Event;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::hypervisor::{Connector, Hypervisor};
-use crate::id::NodeId;
+use crate::id::{ImageId, NodeId};
 use crate::image::{ImageFetcher, ImageLimits, ImageRepo, UrlPolicy};
 use crate::memory::{InMemoryConnector, InMemoryImageRepo, InMemoryStore};
 use crate::node::{Node, NodeUriPolicy};
@@ -143,6 +143,7 @@ impl VmmBuilder {
                 fetcher: self.fetcher,
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
+                uploads: Mutex::new(HashSet::new()),
                 changed: Event::new(),
             }),
         }
@@ -158,6 +159,8 @@ struct Inner {
     fetcher: Option<Arc<dyn ImageFetcher>>,
     config: VmmConfig,
     hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
+    /// Images whose data is being uploaded through this service: one upload at a time each.
+    uploads: Mutex<HashSet<ImageId>>,
     /// Notified whenever a task is queued or changes state.
     changed: Event,
 }

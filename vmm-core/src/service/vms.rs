@@ -100,12 +100,14 @@ impl Vmm {
     /// Queues a reinstall: the disk is rewritten from `spec.image_id`, the guest set up
     /// again (new instance id), the VM's id, addresses and MACs kept.
     pub async fn reinstall_vm(&self, id: VmId, spec: ReinstallSpec) -> Result<Task> {
+        if spec.recipe_ids.len() > crate::vm::MAX_RECIPES {
+            return Err(Error::invalid("recipe_ids", format!("at most {} recipes", crate::vm::MAX_RECIPES)));
+        }
         let vm = self.inner.store.get_vm(id).await?;
         vm.state.apply(id, VmAction::Reinstall)?;
         let image = self.inner.store.get_image(spec.image_id).await?;
         image.check_disk(vm.disk_gib)?;
-        let mut guest = self.inner.store.vm_guest(id).await?;
-        let current = guest.current.clone().unwrap_or_default();
+        let current = self.inner.store.vm_guest(id).await?.current.unwrap_or_default();
         let request = GuestRequest {
             hostname: spec.hostname.clone().or(vm.hostname.clone()),
             password: spec.password.clone(),
@@ -121,19 +123,13 @@ impl Vmm {
             next.ssh_keys = current.ssh_keys.clone();
         }
         next.generation = current.generation + 1;
-        // The worker reads the settings when it runs the task: they are stored first, and
-        // put back as they were when the task cannot be queued.
-        let before = guest.clone();
-        guest.next = Some(next);
-        self.inner.store.set_vm_guest(id, &guest).await?;
+        // The settings are kept with the task, in one transaction: a refused reinstall
+        // changes nothing, and no other request's settings can reach this task's worker.
         let params = TaskParams::Reinstall { image_id: image.id };
-        match self.enqueue(id, VmAction::Reinstall, TaskKind::ReinstallVm, params).await {
-            Ok(task) => Ok(task),
-            Err(e) => {
-                self.inner.store.set_vm_guest(id, &before).await.ok();
-                Err(e)
-            }
-        }
+        let task = Task::new(TaskKind::ReinstallVm, Some(id), params, self.now());
+        self.inner.store.queue_reinstall(&task, &next).await?;
+        self.notify();
+        Ok(task)
     }
 
     /// Places a new VM on the same node as `source` (stopped), with new addresses from the

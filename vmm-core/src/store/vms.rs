@@ -65,6 +65,10 @@ pub trait VmStore: Send + Sync {
     async fn vm_guest(&self, id: VmId) -> Result<VmGuest>;
     /// Replaces what vmm keeps about the VM's guest.
     async fn set_vm_guest(&self, id: VmId, guest: &VmGuest) -> Result<()>;
+    /// Queues `task`, a reinstall of its VM, with the guest settings it will apply (as
+    /// `next`), in one transaction: the VM must exist, allow a reinstall in its state and
+    /// have no active task; the image the task names must exist.
+    async fn queue_reinstall(&self, task: &Task, next: &GuestSettings) -> Result<()>;
     /// Leases `address` (or the lowest free one) from `pool` for a new NIC of the VM on the
     /// pool's network, and queues `task` with the leased address in its parameters, in one
     /// transaction: the VM must exist, allow the change in its state and have no active

@@ -56,10 +56,11 @@ pub(super) async fn add(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 /// seed without it.
 pub(super) async fn undo_add(vmm: &Vmm, run: &mut Run) -> Result<()> {
     let address = address_of(run)?;
-    let (vm, node, hv) = match vmm.vm_and_hypervisor(run).await {
+    let (mut vm, node, hv) = match vmm.vm_and_hypervisor(run).await {
         Err(Error::VmNotFound { .. }) => return Ok(()),
         other => other?,
     };
+    // An earlier run of this undo may have taken the address away already.
     if let Some(nic) = vm.nics.iter().find(|n| n.addresses.contains(&address)) {
         if hv.domain(vm.id).await?.is_some_and(|d| d.state == PowerState::Running) {
             match hv.detach_nic(vm.id, &vmm.nic_spec(nic).await?).await {
@@ -67,45 +68,55 @@ pub(super) async fn undo_add(vmm: &Vmm, run: &mut Run) -> Result<()> {
                 Err(e) => return Err(e),
             }
         }
+        vm = vmm.inner.store.remove_vm_address(vm.id, address).await?;
     }
-    let vm = vmm.inner.store.remove_vm_address(vm.id, address).await?;
-    let seed = vm.image_id.is_some();
-    hv.define_domain(&vmm.domain_spec(&vm, &node, seed).await?).await?;
-    if seed {
-        let guest = vmm.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();
-        vmm.write_seed(hv.as_ref(), &vm, &guest).await?;
-    }
-    Ok(())
+    redefine(vmm, &vm, &node, hv.as_ref()).await
 }
 
 pub(super) async fn remove(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let address = address_of(run)?;
-    let (vm, node, hv) = vmm.vm_and_hypervisor(run).await?;
+    let (mut vm, node, hv) = vmm.vm_and_hypervisor(run).await?;
     if vmm.cancel_requested(run).await? {
         return Ok(Outcome::Cancelled);
     }
-    let Some(nic) = vm.nics.iter().find(|n| n.addresses.contains(&address)) else {
-        // An earlier run finished the job.
-        return Ok(Outcome::Done);
-    };
-    vmm.step(run, 20, format!("removing the NIC of {address}")).await?;
-    if nic.addresses.len() == 1 && hv.domain(vm.id).await?.is_some_and(|d| d.state == PowerState::Running) {
-        match hv.detach_nic(vm.id, &vmm.nic_spec(nic).await?).await {
-            Ok(()) => {}
-            Err(Error::Unsupported { .. }) => {
-                vmm.step(run, 40, "the node cannot unplug NICs while the VM runs; it goes at the next boot")
+    // Without the NIC, an earlier run unplugged it and ended the lease; the definition and
+    // the seed are written again all the same.
+    if let Some(nic) = vm.nics.iter().find(|n| n.addresses.contains(&address)) {
+        vmm.step(run, 20, format!("removing the NIC of {address}")).await?;
+        let running = hv.domain(vm.id).await?.is_some_and(|d| d.state == PowerState::Running);
+        if nic.addresses.len() == 1 && running {
+            match hv.detach_nic(vm.id, &vmm.nic_spec(nic).await?).await {
+                Ok(()) => {}
+                Err(Error::Unsupported { .. }) => {
+                    vmm.step(
+                        run,
+                        40,
+                        "the node cannot unplug NICs while the VM runs; it goes at the next boot",
+                    )
                     .await?;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
+        vm = vmm.inner.store.remove_vm_address(vm.id, address).await?;
     }
-    let vm = vmm.inner.store.remove_vm_address(vm.id, address).await?;
-    let seed = vm.image_id.is_some();
-    hv.define_domain(&vmm.domain_spec(&vm, &node, seed).await?).await?;
-    if seed {
-        vmm.step(run, 60, "writing the seed").await?;
-        let guest = vmm.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();
-        vmm.write_seed(hv.as_ref(), &vm, &guest).await?;
-    }
+    vmm.step(run, 60, "writing the definition and the seed").await?;
+    redefine(vmm, &vm, &node, hv.as_ref()).await?;
     Ok(Outcome::Done)
+}
+
+/// Writes the VM's definition, and its seed when it has one, from its NICs as they are.
+async fn redefine(
+    vmm: &Vmm,
+    vm: &crate::vm::Vm,
+    node: &crate::node::Node,
+    hv: &dyn crate::hypervisor::Hypervisor,
+) -> Result<()> {
+    let seed = vm.image_id.is_some();
+    hv.define_domain(&vmm.domain_spec(vm, node, seed).await?).await?;
+    if seed {
+        let guest = vmm.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();
+        vmm.write_seed(hv, vm, &guest).await?;
+    }
+    Ok(())
 }

@@ -7,6 +7,9 @@ use crate::hypervisor::PowerState;
 use crate::task::TaskParams;
 use crate::vm::VmState;
 
+/// Checkpoint: the copy of the source's disk is complete.
+const DISK_MADE: &str = "disk_made";
+
 pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let (source, start) = match run.task.params {
         TaskParams::Clone { source, start } => (source, start),
@@ -17,14 +20,19 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         vmm.undo_create(vm.id).await?;
         return Ok(Outcome::Cancelled);
     }
-    if hv.volume(vm.id).await?.is_none() {
+    if !run.task.reached(DISK_MADE) {
         // The source must stay off while its disk is read.
         let observed = hv.domain(source).await?.map(|d| d.state);
         if observed != Some(PowerState::Shutoff) {
             return Err(Error::conflict(format!("VM {source} must be stopped to be cloned")));
         }
         vmm.step(run, 20, "copying the disk").await?;
+        // A copy left by an interrupted run may be partial: it is made again.
+        if hv.volume(vm.id).await?.is_some() {
+            hv.delete_volume(vm.id).await?;
+        }
         hv.copy_volume(source, vm.id).await?;
+        vmm.checkpoint(run, DISK_MADE).await?;
     }
     vmm.step(run, 50, "preparing networks and the seed").await?;
     vmm.ensure_networks(hv.as_ref(), &vm).await?;

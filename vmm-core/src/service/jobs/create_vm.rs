@@ -10,6 +10,9 @@ use crate::hypervisor::PowerState;
 use crate::task::TaskParams;
 use crate::vm::VmState;
 
+/// Checkpoint: the disk copied from the image is complete.
+const DISK_MADE: &str = "disk_made";
+
 pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let (start, image_id) = match run.task.params {
         TaskParams::Create { start, image_id } => (start, image_id),
@@ -30,8 +33,14 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
                 return cancelled(vmm, run).await;
             }
             vmm.step(run, 30, format!("making a {} GiB disk from image {}", vm.disk_gib, image.name)).await?;
-            if hv.volume(vm.id).await?.is_none() {
-                hv.create_volume_from_image(vm.id, image.id, image.format, vm.disk_gib).await?;
+            if !run.task.reached(DISK_MADE) {
+                // A disk left by an interrupted copy may be partial: it is made again.
+                if hv.volume(vm.id).await?.is_some() {
+                    hv.delete_volume(vm.id).await?;
+                }
+                let format = vmm.inner.images.stored_format(&image);
+                hv.create_volume_from_image(vm.id, image.id, format, vm.disk_gib).await?;
+                vmm.checkpoint(run, DISK_MADE).await?;
             }
             vmm.step(run, 40, "writing the cloud-init seed").await?;
             let guest = vmm.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();

@@ -13,65 +13,73 @@ use crate::vm::VmState;
 const DISK_SAVED: &str = "disk_saved";
 /// Checkpoint: the disk was rewritten from the image.
 const DISK_REPLACED: &str = "disk_replaced";
+/// Checkpoint: the new install runs; only its records and the cleanup are left.
+const INSTALLED: &str = "installed";
 
 pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let TaskParams::Reinstall { image_id } = run.task.params else {
         return Err(Error::invalid("task", "a reinstall without its image"));
     };
     let (mut vm, node, hv) = vmm.vm_and_hypervisor(run).await?;
-    let guest = vmm.inner.store.vm_guest(vm.id).await?;
-    let next = match (&guest.next, &guest.current) {
-        (Some(next), _) => next.clone(),
-        (None, Some(current)) => {
-            let mut next = current.clone();
-            next.generation += 1;
-            next
+    if !run.task.reached(INSTALLED) {
+        let guest = vmm.inner.store.vm_guest(vm.id).await?;
+        let Some(next) = guest.next.clone() else {
+            return Err(Error::conflict(format!("VM {} has no settings queued for a reinstall", vm.id)));
+        };
+        let image = vmm.inner.store.get_image(image_id).await?;
+        if vmm.cancel_requested(run).await? {
+            forget_next(vmm, &guest, vm.id).await?;
+            return Ok(Outcome::Cancelled);
         }
-        (None, None) => {
-            return Err(Error::conflict(format!("VM {} has no guest settings to reinstall", vm.id)))
+        vmm.step(run, 5, "stopping the VM").await?;
+        if hv
+            .domain(vm.id)
+            .await?
+            .is_some_and(|d| !matches!(d.state, PowerState::Shutoff | PowerState::Crashed))
+        {
+            hv.stop(vm.id).await?;
         }
-    };
-    let image = vmm.inner.store.get_image(image_id).await?;
-    if vmm.cancel_requested(run).await? {
-        forget_next(vmm, &guest, vm.id).await?;
-        return Ok(Outcome::Cancelled);
-    }
-    vmm.step(run, 5, "stopping the VM").await?;
-    if hv.domain(vm.id).await?.is_some_and(|d| !matches!(d.state, PowerState::Shutoff | PowerState::Crashed))
-    {
-        hv.stop(vm.id).await?;
-    }
-    if !run.task.reached(DISK_SAVED) {
-        vmm.step(run, 10, "keeping the old disk aside").await?;
-        hv.save_previous_volume(vm.id).await?;
-        vmm.checkpoint(run, DISK_SAVED).await?;
-    }
-    if vmm.cancel_requested(run).await? {
-        undo(vmm, run).await?;
-        return Ok(Outcome::Cancelled);
-    }
-    vmm.step(run, 20, format!("copying image {} to {}", image.name, node.name)).await?;
-    vmm.ensure_image_on_node(&node, &hv, &image, remaining(vmm, run)).await?;
-    if !run.task.reached(DISK_REPLACED) {
-        vmm.step(run, 40, format!("rewriting the disk from image {}", image.name)).await?;
-        if hv.volume(vm.id).await?.is_some() {
-            hv.delete_volume(vm.id).await?;
+        if !run.task.reached(DISK_SAVED) {
+            vmm.step(run, 10, "keeping the old disk aside").await?;
+            hv.save_previous_volume(vm.id).await?;
+            vmm.checkpoint(run, DISK_SAVED).await?;
         }
-        hv.create_volume_from_image(vm.id, image.id, image.format, vm.disk_gib).await?;
-        vmm.checkpoint(run, DISK_REPLACED).await?;
+        if vmm.cancel_requested(run).await? {
+            undo(vmm, run).await?;
+            return Ok(Outcome::Cancelled);
+        }
+        vmm.step(run, 20, format!("copying image {} to {}", image.name, node.name)).await?;
+        vmm.ensure_image_on_node(&node, &hv, &image, remaining(vmm, run)).await?;
+        if !run.task.reached(DISK_REPLACED) {
+            vmm.step(run, 40, format!("rewriting the disk from image {}", image.name)).await?;
+            // A disk left by an interrupted copy is remade.
+            if hv.volume(vm.id).await?.is_some() {
+                hv.delete_volume(vm.id).await?;
+            }
+            let format = vmm.inner.images.stored_format(&image);
+            hv.create_volume_from_image(vm.id, image.id, format, vm.disk_gib).await?;
+            vmm.checkpoint(run, DISK_REPLACED).await?;
+        }
+        vmm.step(run, 60, "writing the new seed").await?;
+        vm.image_id = Some(image.id);
+        vm.hostname = Some(next.hostname.clone());
+        vmm.ensure_networks(hv.as_ref(), &vm).await?;
+        vmm.write_seed(hv.as_ref(), &vm, &next).await?;
+        hv.define_domain(&vmm.domain_spec(&vm, &node, true).await?).await?;
+        vmm.step(run, 80, "starting").await?;
+        if hv.domain(vm.id).await?.is_none_or(|d| d.state != PowerState::Running) {
+            hv.start(vm.id).await?;
+        }
+        // The new install counts from here: a crash after this line finishes the task
+        // without installing again, and a failure after it undoes nothing.
+        vmm.checkpoint(run, INSTALLED).await?;
+        vm.state = VmState::Running;
+        vmm.inner.store.set_vm_guest(vm.id, &VmGuest { current: Some(next), next: None }).await?;
+        vmm.inner.store.update_vm(&vm).await?;
     }
-    vmm.step(run, 60, "writing the new seed").await?;
-    vm.image_id = Some(image.id);
-    vm.hostname = Some(next.hostname.clone());
-    vmm.ensure_networks(hv.as_ref(), &vm).await?;
-    vmm.write_seed(hv.as_ref(), &vm, &next).await?;
-    hv.define_domain(&vmm.domain_spec(&vm, &node, true).await?).await?;
-    vmm.step(run, 80, "starting").await?;
-    hv.start(vm.id).await?;
-    vm.state = VmState::Running;
-    vmm.inner.store.set_vm_guest(vm.id, &VmGuest { current: Some(next), next: None }).await?;
-    vmm.inner.store.update_vm(&vm).await?;
-    hv.delete_previous_volume(vm.id).await?;
+    if let Err(e) = hv.delete_previous_volume(vm.id).await {
+        tracing::warn!(vm = %vm.id, error = %crate::error::error_chain(&e), "the disk kept aside stays; a delete of the VM removes it");
+    }
     Ok(Outcome::Done)
 }
 
@@ -87,6 +95,20 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         Err(Error::VmNotFound { .. }) => return Ok(()),
         other => other?,
     };
+    if run.task.reached(INSTALLED) {
+        // The new install runs: it stays, with its settings.
+        let mut guest = vmm.inner.store.vm_guest(vm.id).await?;
+        if let Some(next) = guest.next.take() {
+            guest.current = Some(next);
+            vmm.inner.store.set_vm_guest(vm.id, &guest).await?;
+        }
+        if let TaskParams::Reinstall { image_id } = run.task.params {
+            vm.image_id = Some(image_id);
+        }
+        vm.hostname = guest.current.map(|g| g.hostname);
+        vm.state = VmState::Running;
+        return vmm.inner.store.update_vm(&vm).await;
+    }
     let guest = vmm.inner.store.vm_guest(vm.id).await?;
     if run.task.reached(DISK_SAVED) {
         if hv
