@@ -49,10 +49,18 @@ fuzz_target!(|input: Input| {
         })
         .collect();
     let files = seed_files(vm, &settings, &nics);
-    // Printable ASCII, whatever the text: YAML readers refuse or fold some characters JSON
-    // leaves raw.
-    let generated = [&files.meta_data, &files.network_config];
-    assert!(generated.iter().all(|t| t.chars().all(|c| c.is_ascii() && c != '\u{7f}')));
+    // YAML 1.1's printable characters less its line breaks other than \n, whatever the text:
+    // YAML readers refuse or fold some characters JSON leaves raw.
+    let yaml_safe = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}'
+            | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}' | '\u{10000}'..)
+    };
+    let mut generated = vec![&files.meta_data, &files.network_config];
+    if settings.user_data.is_none() {
+        // With the user's own user-data, the multipart carries it as they wrote it.
+        generated.push(&files.user_data);
+    }
+    assert!(generated.iter().all(|t| t.chars().all(yaml_safe)));
 
     let meta: serde_json::Value = serde_json::from_str(&files.meta_data).expect("meta-data is JSON");
     assert_eq!(meta["local-hostname"], settings.hostname.as_str());

@@ -102,7 +102,7 @@ fn the_seed_passes_cloud_init_s_own_checks() {
     let vm = VmId::new();
     let hostile = "echo '$(touch /tmp/pwned)' \"; rm -rf / #\n---\nusers: []\n";
     // Characters YAML refuses raw (DEL, C1 controls, U+FFFE) or reads as line breaks.
-    let odd = "echo 'é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{7f}🚀'";
+    let odd = "echo 'é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{feff}\u{7f}🚀 𝄞'";
     let recipes = [recipe("hello", "echo hi > /tmp/hi"), recipe("hostile", hostile), recipe("odd", odd)];
     let base = GuestRequest {
         hostname: Some("web-1".into()),
@@ -123,7 +123,8 @@ fn the_seed_passes_cloud_init_s_own_checks() {
     // As cloud-init reads it: YAML.
     let loaded = run(Command::new("python3")
         .arg("-c")
-        .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))['runcmd']))")
+        // Written as UTF-8, which fails on a lone surrogate as cloud-init's own writes would.
+        .arg("import json, sys, yaml; r = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))['runcmd']; sys.stdout.buffer.write(json.dumps(r, ensure_ascii=False).encode('utf-8'))")
         .arg(dir.join("plain/parts/part-0.cfg")));
     let runcmd: serde_json::Value = serde_json::from_str(&loaded).unwrap();
     assert_eq!(runcmd[1], serde_json::json!(["sh", "-c", hostile]), "the recipe is data");

@@ -255,23 +255,26 @@ pub fn instance_id(vm: VmId, generation: u32) -> String {
     }
 }
 
-/// JSON with every character outside printable ASCII escaped (`\uXXXX`): cloud-init reads
-/// the files as YAML, which refuses some characters JSON leaves raw (DEL, C1 controls,
-/// U+FFFE) and reads others as line breaks (U+0085, U+2028, U+2029).
+/// JSON in which the characters YAML refuses (DEL, C1 controls, U+FFFE, U+FFFF) or reads as
+/// line breaks (U+0085, U+2028, U+2029), and the byte order mark, are `\uXXXX` escapes:
+/// cloud-init reads the files as YAML. Everything else stays UTF-8 as it is; characters
+/// beyond U+FFFF in particular, which YAML readers do not join back from surrogate escapes.
 fn pretty(value: &Value) -> String {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_ascii() && c != '\u{7f}' {
-            out.push(c);
+        if yaml_refuses_or_folds(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
+            out.push(c);
         }
     }
     out
+}
+
+/// Characters YAML 1.1 does not take as they are inside a quoted string (all in the BMP).
+fn yaml_refuses_or_folds(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// The seed of a VM.
@@ -476,15 +479,21 @@ mod tests {
     }
 
     #[test]
-    fn files_are_printable_ascii_whatever_the_text() {
+    fn files_are_yaml_whatever_the_text() {
         let mut s = settings();
-        let odd = "é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{7f}🚀";
+        let odd = "é\u{85}\u{2028}\u{2029}\u{9f}\u{fffe}\u{feff}\u{7f}🚀";
         s.recipes = vec![RecipeRun { id: RecipeId::new(), name: "r".into(), script: odd.into() }];
         s.ssh_keys.push(format!("ssh-ed25519 AAAA {odd}"));
         let files = seed_files(VmId::new(), &s, &[]);
+        // YAML 1.1's printable characters, less its line breaks other than \n.
+        let yaml_safe = |c: char| {
+            matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{a0}'..='\u{2027}' | '\u{202a}'..='\u{d7ff}'
+                | '\u{e000}'..='\u{fefe}' | '\u{ff00}'..='\u{fffd}' | '\u{10000}'..)
+        };
         for text in [&files.meta_data, &files.user_data, &files.network_config] {
-            assert!(text.chars().all(|c| c.is_ascii() && c != '\u{7f}'), "{text}");
+            assert!(text.chars().all(yaml_safe), "{text}");
         }
+        assert!(files.user_data.contains("é") && files.user_data.contains('🚀'), "the rest stays UTF-8");
         let parsed: Value =
             serde_json::from_str(files.user_data.strip_prefix("#cloud-config\n").unwrap()).unwrap();
         assert_eq!(parsed["runcmd"][0][2], odd, "escaped, and the same text");

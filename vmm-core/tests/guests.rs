@@ -250,6 +250,79 @@ fn a_reinstall_whose_worker_died_is_finished_by_another() {
 }
 
 #[test]
+fn a_reinstall_whose_worker_died_after_the_install_records_it() {
+    block_on(async {
+        let f = fixture().await;
+        let vm = f.installed().await;
+        let spec = ReinstallSpec {
+            image_id: f.image.id,
+            hostname: Some("web-2".into()),
+            password: None,
+            ssh_keys: vec![OTHER_KEY.into()],
+            user_data: None,
+            recipe_ids: vec![],
+        };
+        let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
+        // A worker claims it, installs, reaches the last checkpoint, and dies before
+        // recording the new install.
+        let mut claimed =
+            f.store.claim_task("dead", chrono::Utc::now(), Duration::from_secs(30)).await.unwrap().unwrap();
+        assert_eq!(claimed.id, task.id);
+        claimed.checkpoints = ["disk_saved", "disk_replaced", "installed"].map(String::from).to_vec();
+        f.store.save_task(&claimed, claimed.fence()).await.unwrap();
+        f.clock.advance(chrono::Duration::seconds(31));
+        f.vmm.run_until_idle().await.unwrap();
+        assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        let after = f.vmm.get_vm(vm).await.unwrap();
+        assert_eq!((after.state, after.hostname.as_deref()), (VmState::Running, Some("web-2")));
+        let guest = f.store.vm_guest(vm).await.unwrap();
+        assert!(guest.next.is_none(), "the queued settings are the current ones");
+        assert_eq!(guest.current.map(|g| g.generation), Some(1));
+        // A later seed rewrite (an address change) carries the new install's instance id.
+        let spec = AddressSpec { ip_pool_id: f.pools[0].id, address: None };
+        let task = f.vmm.add_vm_address(vm, spec).await.unwrap();
+        f.vmm.run_until_idle().await.unwrap();
+        assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        let seed = f.seed(vm);
+        assert!(seed.meta_data.contains(&format!("{vm}-1")), "{}", seed.meta_data);
+        assert!(seed.user_data.contains("bob@example") && !seed.user_data.contains("alice@example"));
+    });
+}
+
+#[test]
+fn a_reinstall_cancelled_after_its_worker_died_puts_the_old_disk_back() {
+    block_on(async {
+        let f = fixture().await;
+        let vm = f.installed().await;
+        let spec = ReinstallSpec {
+            image_id: f.image.id,
+            hostname: None,
+            password: None,
+            ssh_keys: vec![],
+            user_data: None,
+            recipe_ids: vec![],
+        };
+        let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
+        let disk = f.hv.volume_of(vm).expect("a disk");
+        // A worker keeps the disk aside and dies; then the user cancels.
+        let mut claimed =
+            f.store.claim_task("dead", chrono::Utc::now(), Duration::from_secs(30)).await.unwrap().unwrap();
+        vmm_core::Hypervisor::stop(f.hv.as_ref(), vm).await.unwrap();
+        vmm_core::Hypervisor::save_previous_volume(f.hv.as_ref(), vm).await.unwrap();
+        claimed.checkpoints = vec!["disk_saved".into()];
+        f.store.save_task(&claimed, claimed.fence()).await.unwrap();
+        f.vmm.cancel_task(task.id).await.unwrap();
+        f.clock.advance(chrono::Duration::seconds(31));
+        f.vmm.run_until_idle().await.unwrap();
+        assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Cancelled);
+        assert_eq!(f.hv.volume_of(vm), Some(disk), "the old disk is back");
+        assert_eq!(f.hv.leftovers(), 1, "the seed, and no disk kept aside");
+        assert!(f.store.vm_guest(vm).await.unwrap().next.is_none());
+        assert_eq!(f.vmm.get_vm(vm).await.unwrap().state, VmState::Stopped);
+    });
+}
+
+#[test]
 fn a_failed_clone_leaves_nothing_of_the_copy() {
     for step in [
         HypervisorCall::CopyVolume,

@@ -217,12 +217,7 @@ impl Settings {
             .unwrap_or_else(|| data_dir.join("images"));
         // libvirt scans the storage pool's directory and guesses each file's format: the
         // image library's files, partial uploads among them, must never be in it.
-        let inside = |dir: &Path, parent: &Path| match (std::path::absolute(dir), std::path::absolute(parent))
-        {
-            (Ok(dir), Ok(parent)) => dir.starts_with(parent),
-            _ => false,
-        };
-        if inside(&image_dir, Path::new(&storage_path)) {
+        if resolved(&image_dir).starts_with(resolved(Path::new(&storage_path))) {
             return Err(Error::invalid(
                 "image_dir",
                 format!("{} is inside storage_path {storage_path}", image_dir.display()),
@@ -298,6 +293,30 @@ impl Settings {
 
 /// 1024 connections, or fewer when the process may not open that many files: room is kept
 /// for the database, libvirt connections and logs (128 descriptors).
+/// `path` as the system finds it: symbolic links followed as far as the path exists, the
+/// rest made absolute with `.` and `..` taken lexically.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    match (out.parent(), out.file_name()) {
+        // The part that exists may itself be or hold a link.
+        (Some(parent), Some(name)) => resolved(parent).join(name),
+        _ => out,
+    }
+}
+
 fn default_max_connections() -> usize {
     let soft_limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| {
         let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
@@ -380,8 +399,21 @@ mod tests {
         assert!(Settings::load(None, env(&[("VMM_DATABASE_URL", "mysql://x")])).is_err());
         assert!(Settings::load(None, env(&[("VMM_NODE_URI_PARAMS", "command")])).is_err(), "never allowable");
         assert!(Settings::load(None, env(&[("VMM_MAX_CONNECTIONS", "many")])).is_err());
-        let nested = env(&[("VMM_STORAGE_PATH", "/srv/pool"), ("VMM_IMAGE_DIR", "/srv/pool/../pool/images")]);
-        assert!(Settings::load(None, nested).unwrap_err().to_string().contains("image_dir"));
+        for image_dir in ["/srv/pool/../pool/images", "/srv/x/../pool", "/srv/./pool/a/../b"] {
+            let nested = env(&[("VMM_STORAGE_PATH", "/srv/pool"), ("VMM_IMAGE_DIR", image_dir)]);
+            assert!(
+                Settings::load(None, nested).unwrap_err().to_string().contains("image_dir"),
+                "{image_dir}"
+            );
+        }
+        let beside = env(&[("VMM_STORAGE_PATH", "/srv/pool"), ("VMM_IMAGE_DIR", "/srv/pool-images")]);
+        assert!(Settings::load(None, beside).is_ok());
+        let link = dir.join("link-to-pool");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let through_link = link.join("images").display().to_string();
+        let storage = dir.display().to_string();
+        let linked = env(&[("VMM_STORAGE_PATH", storage.as_str()), ("VMM_IMAGE_DIR", through_link.as_str())]);
+        assert!(Settings::load(None, linked).is_err(), "a link into the pool");
         let s = Settings::load(
             None,
             env(&[

@@ -58,6 +58,9 @@ impl Vmm {
     /// ready. Refused for an image that is ready or fetched from a URL; bad data is refused
     /// and changes nothing (the upload may be tried again).
     pub async fn upload_image(&self, id: ImageId, data: Box<dyn Read + Send>) -> Result<Image> {
+        // Taken first: an upload that ends between this one's check and its start cannot be
+        // overwritten by it.
+        let _uploading = UploadGuard::take(self, id)?;
         let image = self.inner.store.get_image(id).await?;
         if image.source_url.is_some() {
             return Err(Error::conflict(format!("image {id} is fetched from its URL")));
@@ -65,7 +68,6 @@ impl Vmm {
         if image.state == ImageState::Ready {
             return Err(Error::conflict(format!("image {id} already has its data")));
         }
-        let _uploading = UploadGuard::take(self, id)?;
         let stored = self.inner.images.store(&image, data, self.inner.config.image_limits).await?;
         let ready = image.imported(&stored);
         if let Err(e) = self.inner.store.update_image(&ready).await {

@@ -28,7 +28,8 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         };
         let image = vmm.inner.store.get_image(image_id).await?;
         if vmm.cancel_requested(run).await? {
-            forget_next(vmm, &guest, vm.id).await?;
+            // A resumed run may have set the old disk aside already: undo puts it back.
+            undo(vmm, run).await?;
             return Ok(Outcome::Cancelled);
         }
         vmm.step(run, 5, "stopping the VM").await?;
@@ -73,14 +74,27 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         // The new install counts from here: a crash after this line finishes the task
         // without installing again, and a failure after it undoes nothing.
         vmm.checkpoint(run, INSTALLED).await?;
-        vm.state = VmState::Running;
-        vmm.inner.store.set_vm_guest(vm.id, &VmGuest { current: Some(next), next: None }).await?;
-        vmm.inner.store.update_vm(&vm).await?;
     }
+    keep_install(vmm, vm.clone(), image_id).await?;
     if let Err(e) = hv.delete_previous_volume(vm.id).await {
         tracing::warn!(vm = %vm.id, error = %crate::error::error_chain(&e), "the disk kept aside stays; a delete of the VM removes it");
     }
     Ok(Outcome::Done)
+}
+
+/// Records the new install, which runs: its settings become the current ones, the VM shows
+/// its image and hostname. Idempotent, so a run resumed after [`INSTALLED`] (or an undo
+/// after it) does the same.
+async fn keep_install(vmm: &Vmm, mut vm: crate::vm::Vm, image_id: crate::id::ImageId) -> Result<()> {
+    let mut guest = vmm.inner.store.vm_guest(vm.id).await?;
+    if let Some(next) = guest.next.take() {
+        guest.current = Some(next);
+        vmm.inner.store.set_vm_guest(vm.id, &guest).await?;
+    }
+    vm.image_id = Some(image_id);
+    vm.hostname = guest.current.map(|g| g.hostname);
+    vm.state = VmState::Running;
+    vmm.inner.store.update_vm(&vm).await
 }
 
 async fn forget_next(vmm: &Vmm, guest: &VmGuest, vm: crate::id::VmId) -> Result<()> {
@@ -97,17 +111,10 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     };
     if run.task.reached(INSTALLED) {
         // The new install runs: it stays, with its settings.
-        let mut guest = vmm.inner.store.vm_guest(vm.id).await?;
-        if let Some(next) = guest.next.take() {
-            guest.current = Some(next);
-            vmm.inner.store.set_vm_guest(vm.id, &guest).await?;
-        }
-        if let TaskParams::Reinstall { image_id } = run.task.params {
-            vm.image_id = Some(image_id);
-        }
-        vm.hostname = guest.current.map(|g| g.hostname);
-        vm.state = VmState::Running;
-        return vmm.inner.store.update_vm(&vm).await;
+        let TaskParams::Reinstall { image_id } = run.task.params else {
+            return Err(Error::invalid("task", "a reinstall without its image"));
+        };
+        return keep_install(vmm, vm, image_id).await;
     }
     let guest = vmm.inner.store.vm_guest(vm.id).await?;
     if run.task.reached(DISK_SAVED) {
