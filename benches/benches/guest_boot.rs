@@ -84,6 +84,8 @@ struct Bench {
     vmm: Vmm,
     node: vmm_core::NodeId,
     image: vmm_core::ImageId,
+    /// The bench's own vmmd data (database and image library), removed at the end.
+    data: PathBuf,
 }
 
 fn setup() -> Option<Bench> {
@@ -133,13 +135,19 @@ fn setup() -> Option<Bench> {
     let (image, _) = rt.block_on(vmm.create_image(spec)).unwrap();
     let file = std::fs::File::open(tiny_guest()).unwrap();
     rt.block_on(vmm.upload_image(image.id, Box::new(file))).unwrap();
-    let bench = Bench { rt, vmm, node, image: image.id };
+    let bench = Bench { rt, vmm, node, image: image.id, data };
     // The first VM copies the image to the node; the timed ones find it there.
     bench.through_vmm();
     Some(bench)
 }
 
 impl Bench {
+    /// Deletes the image, with the node's cached copy, and the bench's data.
+    fn finish(self) {
+        self.rt.block_on(self.vmm.delete_image(self.image)).unwrap();
+        std::fs::remove_dir_all(&self.data).ok();
+    }
+
     /// The VM's serial log on the node.
     fn log_of(vm: VmId) -> PathBuf {
         Path::new(POOL_DIR).join(vm.console_log_name())
@@ -265,4 +273,5 @@ fn main() {
         show(c),
         a.as_secs_f64() / c.as_secs_f64()
     );
+    bench.finish();
 }
