@@ -35,11 +35,11 @@ api:
 python:
 	bash .ci/python
 
-## Every fuzz target: the kept inputs, then a fixed seed for a fixed number of runs (deterministic).
+## Every fuzz target: each kept input and each input of the committed corpus, once (deterministic).
 fuzz:
 	bash .ci/fuzz
 
-## Open-ended fuzzing, FUZZ_SECONDS (600) per target; findings become kept inputs (fuzz/regressions).
+## Open-ended fuzzing, FUZZ_SECONDS (600) per target; grows and minimises fuzz/corpus, crashes become kept inputs (fuzz/regressions).
 fuzz-long:
 	bash .ci/fuzz-long
 
