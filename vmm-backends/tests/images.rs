@@ -40,6 +40,27 @@ fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
 
+/// A raw image kept as it came by an earlier version becomes the qcow2 file this version
+/// reads, with the same data, when the repo opens.
+#[tokio::test]
+async fn a_raw_image_kept_by_an_earlier_version_is_converted_on_open() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = vmm_core::ImageId::new();
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join(format!("{id}.raw")), &data).unwrap();
+    let repo = DirImageRepo::open(&dir).unwrap();
+    assert!(!dir.join(format!("{id}.raw")).exists());
+    assert_eq!(files_in(&dir), 1, "only the qcow2 file");
+    let (_, size) = repo.open(id).await.expect("found as qcow2");
+    assert!(size > 0);
+    let back = work.path().join("back.raw");
+    let qcow2 = dir.join(format!("{id}.qcow2"));
+    qemu_img(&["convert", "-q", "-f", "qcow2", "-O", "raw", qcow2.to_str().unwrap(), back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(back).unwrap(), data);
+}
+
 #[tokio::test]
 async fn images_are_checked_by_qemu_img_and_only_good_ones_are_kept() {
     let work = tempfile::tempdir().unwrap();

@@ -53,12 +53,37 @@ impl DirImageRepo {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| Error::backend("image directory", e))?;
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::backend("image directory", e))?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+        let repo = Self { dir, qemu_img: PathBuf::from("qemu-img") };
+        let entries = std::fs::read_dir(&repo.dir).map_err(|e| Error::backend("image directory", e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".partial-") {
                 std::fs::remove_file(entry.path()).ok();
+            } else if let Some(id) = name.strip_suffix(".raw").and_then(|id| id.parse::<ImageId>().ok()) {
+                repo.convert_kept_raw(id)?;
             }
         }
-        Ok(Self { dir, qemu_img: PathBuf::from("qemu-img") })
+        Ok(repo)
+    }
+
+    /// Converts a raw image kept by an earlier version (which kept raw images as they came)
+    /// to the qcow2 file this version looks for. Runs once, when the repo opens.
+    fn convert_kept_raw(&self, id: ImageId) -> Result<()> {
+        let (raw, qcow2) = (self.path(id, ImageFormat::Raw), self.path(id, ImageFormat::Qcow2));
+        let partial = self.dir.join(format!(".partial-{id}-convert.qcow2"));
+        let _cleanup = RemoveOnDrop(vec![partial.clone()]);
+        let out = std::process::Command::new(&self.qemu_img)
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&partial)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::backend("qemu-img", e))?;
+        if !out.status.success() {
+            return Err(Error::backend("qemu-img", String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        std::fs::rename(&partial, &qcow2).map_err(|e| Error::backend("image directory", e))?;
+        std::fs::remove_file(&raw).map_err(|e| Error::backend("image directory", e))
     }
 
     /// The directory.

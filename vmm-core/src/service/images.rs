@@ -95,7 +95,14 @@ impl Vmm {
         for node in nodes {
             let removed = async {
                 let node = self.inner.store.get_node(node).await?;
-                self.hypervisor(&node).await?.delete_image(id, self.inner.images.stored_format(&image)).await
+                let hv = self.hypervisor(&node).await?;
+                let stored = self.inner.images.stored_format(&image);
+                hv.delete_image(id, stored).await?;
+                if image.format != stored {
+                    // A copy made before the repo converted images, under the declared format.
+                    hv.delete_image(id, image.format).await?;
+                }
+                Ok::<_, Error>(())
             };
             if let Err(e) = removed.await {
                 tracing::warn!(image = %id, node = %node, error = %error_chain(&e), "a node keeps its copy of a deleted image");
