@@ -108,6 +108,18 @@ impl Fixture {
         vm.id
     }
 
+    /// A reinstall from the fixture's image, with these hostname and keys and nothing else.
+    fn reinstall(&self, hostname: Option<&str>, ssh_keys: &[&str]) -> ReinstallSpec {
+        ReinstallSpec {
+            image_id: self.image.id,
+            hostname: hostname.map(str::to_owned),
+            password: None,
+            ssh_keys: ssh_keys.iter().map(|k| (*k).to_owned()).collect(),
+            user_data: None,
+            recipe_ids: vec![],
+        }
+    }
+
     fn seed(&self, vm: VmId) -> vmm_core::guest::SeedFiles {
         read_seed(&self.hv.seed(vm).expect("a seed")).unwrap()
     }
@@ -170,14 +182,7 @@ fn a_failed_reinstall_puts_the_old_disk_and_seed_back() {
             let before = f.seed(vm);
             let disk = f.hv.volume_of(vm).unwrap();
             f.hv.fail_next(step);
-            let spec = ReinstallSpec {
-                image_id: f.image.id,
-                hostname: None,
-                password: None,
-                ssh_keys: vec![OTHER_KEY.into()],
-                user_data: None,
-                recipe_ids: vec![],
-            };
+            let spec = f.reinstall(None, &[OTHER_KEY]);
             let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
             f.vmm.run_until_idle().await.unwrap();
             assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Failed, "{step:?}");
@@ -198,12 +203,8 @@ fn a_reinstall_keeps_id_addresses_and_macs_and_runs_cloud_init_again() {
         let vm = f.installed().await;
         let before = f.vmm.get_vm(vm).await.unwrap();
         let spec = ReinstallSpec {
-            image_id: f.image.id,
-            hostname: Some("web-2".into()),
-            password: None,
-            ssh_keys: vec![OTHER_KEY.into()],
             user_data: Some("#!/bin/sh\necho mine\n".into()),
-            recipe_ids: vec![],
+            ..f.reinstall(Some("web-2"), &[OTHER_KEY])
         };
         let task = f.vmm.reinstall_vm(vm, spec.clone()).await.unwrap();
         // A second reinstall while one is queued is refused and changes nothing.
@@ -226,14 +227,7 @@ fn a_reinstall_whose_worker_died_is_finished_by_another() {
     block_on(async {
         let f = fixture().await;
         let vm = f.installed().await;
-        let spec = ReinstallSpec {
-            image_id: f.image.id,
-            hostname: None,
-            password: None,
-            ssh_keys: vec![],
-            user_data: None,
-            recipe_ids: vec![],
-        };
+        let spec = f.reinstall(None, &[]);
         let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
         // A worker claims it, keeps the disk aside, replaces it, and dies.
         let claimed =
@@ -254,14 +248,7 @@ fn a_reinstall_whose_worker_died_after_the_install_records_it() {
     block_on(async {
         let f = fixture().await;
         let vm = f.installed().await;
-        let spec = ReinstallSpec {
-            image_id: f.image.id,
-            hostname: Some("web-2".into()),
-            password: None,
-            ssh_keys: vec![OTHER_KEY.into()],
-            user_data: None,
-            recipe_ids: vec![],
-        };
+        let spec = f.reinstall(Some("web-2"), &[OTHER_KEY]);
         let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
         // A worker claims it, installs, reaches the last checkpoint, and dies before
         // recording the new install.
@@ -294,14 +281,7 @@ fn a_reinstall_cancelled_after_its_worker_died_puts_the_old_disk_back() {
     block_on(async {
         let f = fixture().await;
         let vm = f.installed().await;
-        let spec = ReinstallSpec {
-            image_id: f.image.id,
-            hostname: None,
-            password: None,
-            ssh_keys: vec![],
-            user_data: None,
-            recipe_ids: vec![],
-        };
+        let spec = f.reinstall(None, &[]);
         let task = f.vmm.reinstall_vm(vm, spec).await.unwrap();
         let disk = f.hv.volume_of(vm).expect("a disk");
         // A worker keeps the disk aside and dies; then the user cancels.

@@ -121,13 +121,7 @@ impl VmStore for SqlStore {
         }
         let nodes = self.lock_nodes(&mut tx).await?;
         let demand = new.demand();
-        let chosen = placement::place(
-            &demand,
-            &nodes,
-            placement.strategy,
-            placement.pinned,
-            placement.only.as_deref(),
-        )?;
+        let chosen = placement.place(&demand, &nodes)?;
         let mut vm = Vm { node_id: chosen.node_id, ..new.clone() };
         self.lease_nics(&mut tx, &mut vm).await?;
         let guest = VmGuest { current: guest.cloned(), next: None };

@@ -32,13 +32,7 @@ impl VmStore for InMemoryStore {
         }
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
-        let chosen = placement::place(
-            &demand,
-            &nodes,
-            placement.strategy,
-            placement.pinned,
-            placement.only.as_deref(),
-        )?;
+        let chosen = placement.place(&demand, &nodes)?;
         let mut vm = Vm { node_id: chosen.node_id, ..vm.clone() };
         // Last fallible steps: a lease that fails gives back those taken before it.
         s.lease_nics(&mut vm)?;

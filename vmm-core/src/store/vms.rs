@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::guest::GuestSettings;
 use crate::id::{NodeId, PoolId, VmId};
+use crate::node::Node;
 use crate::page::{Page, PageRequest};
-use crate::placement::{Demand, Strategy};
+use crate::placement::{Demand, Placement, Strategy};
 use crate::task::Task;
 use crate::vm::Vm;
 
@@ -21,6 +22,14 @@ pub struct PlacementRequest {
     pub strategy: Strategy,
     /// Only these nodes (those that have every network the VM needs); any when `None`.
     pub only: Option<Vec<NodeId>>,
+}
+
+impl PlacementRequest {
+    /// Chooses the node for `demand` among `nodes` (as a store reads them in its
+    /// transaction), with this request's pin, strategy and node filter.
+    pub fn place(&self, demand: &Demand, nodes: &[Node]) -> Result<Placement> {
+        crate::placement::place(demand, nodes, self.strategy, self.pinned, self.only.as_deref())
+    }
 }
 
 /// What vmm keeps about a VM's guest: the settings its seed was written from, and those of
