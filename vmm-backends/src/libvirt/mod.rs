@@ -139,6 +139,12 @@ impl LibvirtHypervisor {
         Ok(hv)
     }
 
+    /// How long a pool refresh waits for a volume being built or copied: half a call's
+    /// deadline, so the call still ends in time to say why.
+    fn pool_patience(&self) -> Duration {
+        self.link.call_deadline() / 2
+    }
+
     fn is_test_driver(&self) -> bool {
         self.link.uri().starts_with("test:")
     }
@@ -218,6 +224,10 @@ impl LibvirtHypervisor {
             {
                 Error::unsupported(uri, op)
             }
+            LibvirtError::Virt(v) if pool_is_busy(&v) => Error::unavailable(
+                uri,
+                format!("the storage pool stayed busy building or copying a volume; could not {op}"),
+            ),
             LibvirtError::Virt(v) if code_is(&v, &[ErrorNumber::OperationInvalid]) => {
                 Error::conflict(format!("the node cannot {op} in the domain's current state"))
             }
@@ -523,6 +533,28 @@ fn ensure_pool(c: &Connect, name: &str, path: &str) -> Result<StoragePool, Libvi
         }
     }
     Ok(pool)
+}
+
+/// Re-reads the pool's directory, so that libvirt learns of files it did not create itself
+/// (virtlogd writes the console logs). libvirt refuses a refresh while any volume of the
+/// pool is being built or copied, which on a busy node is whenever a VM is being installed:
+/// the refresh waits for that, up to `patience`.
+fn refresh_pool(p: &StoragePool, patience: Duration) -> Result<(), LibvirtError> {
+    let give_up = Instant::now() + patience;
+    loop {
+        match p.refresh(0) {
+            Err(e) if pool_is_busy(&e) && Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other.map(drop).map_err(Into::into),
+        }
+    }
+}
+
+/// libvirt's answer to a refresh of a pool in which a volume is being built or copied. It
+/// has no code of its own (an internal error), only these words.
+fn pool_is_busy(e: &virt::error::Error) -> bool {
+    code_is(e, &[ErrorNumber::InternalError]) && e.message().contains("asynchronous jobs running")
 }
 
 fn facts(d: &Domain) -> Result<DomainFacts, LibvirtError> {
@@ -845,11 +877,18 @@ impl Hypervisor for LibvirtHypervisor {
         }
         let (pool, path, name) =
             (self.config.storage_pool.clone(), self.config.storage_path.clone(), vm.console_log_name());
+        let patience = self.pool_patience();
         self.call_moving("read a console log", tail_bytes, move |c| {
             let p = ensure_pool(c, &pool, &path)?;
             // virtlogd writes the log, not libvirt: the pool learns of it on a refresh.
-            p.refresh(0)?;
-            let Some(vol) = lookup_named(&p, &name)? else { return Ok(Vec::new()) };
+            let vol = match lookup_named(&p, &name)? {
+                Some(vol) => vol,
+                None => {
+                    refresh_pool(&p, patience)?;
+                    let Some(vol) = lookup_named(&p, &name)? else { return Ok(Vec::new()) };
+                    vol
+                }
+            };
             // The file's length: the guest writes the log, so libvirt's guess of a format
             // (and of a capacity) from its first bytes means nothing.
             let size = vol.info_flags(virt::sys::VIR_STORAGE_VOL_GET_PHYSICAL)?.allocation;
@@ -868,9 +907,11 @@ impl Hypervisor for LibvirtHypervisor {
         }
         let (pool, path, name) =
             (self.config.storage_pool.clone(), self.config.storage_path.clone(), vm.console_log_name());
+        let patience = self.pool_patience();
         self.call("delete a console log", move |c| {
             let p = ensure_pool(c, &pool, &path)?;
-            p.refresh(0)?;
+            // Rotated logs are virtlogd's: only a refresh shows them to libvirt.
+            refresh_pool(&p, patience)?;
             let rotated = (0..ROTATED_LOGS).map(|n| format!("{name}.{n}"));
             for log in std::iter::once(name.clone()).chain(rotated) {
                 if let Some(v) = lookup_named(&p, &log)? {
