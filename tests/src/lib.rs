@@ -155,9 +155,32 @@ impl Vmmd {
         body: Option<Value>,
         timeout: Duration,
     ) -> (u16, Value) {
-        let req = ureq::request(method, &format!("{}{path}", self.base))
-            .set("Authorization", &format!("Bearer {TOKEN}"))
-            .timeout(timeout);
+        self.request(Some(TOKEN), method, path, body, timeout)
+    }
+
+    /// Calls the API with `token` (none: no `Authorization` header).
+    pub fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.request(token, method, path, body, Duration::from_secs(90))
+    }
+
+    fn request(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> (u16, Value) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.base)).timeout(timeout);
+        if let Some(token) = token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),

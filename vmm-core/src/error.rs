@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use crate::id::{BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, VmId};
+use crate::id::{
+    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, TokenId, UserId, VmId,
+};
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
 
@@ -79,6 +81,30 @@ pub enum Error {
     NetworkNotFound {
         /// The network asked for.
         id: NetworkId,
+    },
+    /// No user with this id (or one the caller may not see).
+    #[error("User {id} not found")]
+    UserNotFound {
+        /// The user asked for.
+        id: UserId,
+    },
+    /// No token with this id (or one the caller may not see).
+    #[error("Token {id} not found")]
+    TokenNotFound {
+        /// The token asked for.
+        id: TokenId,
+    },
+    /// The caller sees the object but their role may not do this.
+    #[error("Forbidden: {reason}")]
+    Forbidden {
+        /// What was refused, in a sentence.
+        reason: String,
+    },
+    /// A sign-in or a token did not check out. Says nothing of which part was wrong.
+    #[error("Not authenticated: {reason}")]
+    Unauthenticated {
+        /// In a few words, the same for every cause of the same kind.
+        reason: &'static str,
     },
     /// The VM already has a task queued or running; one at a time.
     #[error("VM {vm} already has an active task {task}")]
@@ -181,6 +207,10 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state (HTTP 409).
     Conflict,
+    /// The caller's role may not do this (HTTP 403).
+    Forbidden,
+    /// No valid credentials (HTTP 401).
+    Unauthenticated,
     /// The request is invalid (HTTP 422).
     Invalid,
     /// The backend cannot do this (HTTP 501).
@@ -247,7 +277,11 @@ impl Error {
             | Self::ScheduleNotFound { .. }
             | Self::ImageNotFound { .. }
             | Self::RecipeNotFound { .. }
-            | Self::NetworkNotFound { .. } => ErrorKind::NotFound,
+            | Self::NetworkNotFound { .. }
+            | Self::UserNotFound { .. }
+            | Self::TokenNotFound { .. } => ErrorKind::NotFound,
+            Self::Forbidden { .. } => ErrorKind::Forbidden,
+            Self::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             Self::ActiveTask { .. }
             | Self::InvalidState { .. }
             | Self::Conflict { .. }
@@ -276,6 +310,10 @@ impl Error {
             Self::ImageNotFound { .. } => "image_not_found",
             Self::RecipeNotFound { .. } => "recipe_not_found",
             Self::NetworkNotFound { .. } => "network_not_found",
+            Self::UserNotFound { .. } => "user_not_found",
+            Self::TokenNotFound { .. } => "token_not_found",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Unauthenticated { .. } => "unauthorized",
             Self::ActiveTask { .. } => "active_task",
             Self::InvalidState { .. } => "invalid_state",
             Self::Conflict { .. } => "conflict",
@@ -311,6 +349,8 @@ impl Error {
             Self::ImageNotFound { id } => vec![("image_id", id.to_string())],
             Self::RecipeNotFound { id } => vec![("recipe_id", id.to_string())],
             Self::NetworkNotFound { id } => vec![("network_id", id.to_string())],
+            Self::UserNotFound { id } => vec![("user_id", id.to_string())],
+            Self::TokenNotFound { id } => vec![("token_id", id.to_string())],
             Self::LeaseNotFound { pool, address } | Self::AddressInUse { pool, address } => {
                 vec![("pool_id", pool.to_string()), ("address", address.to_string())]
             }

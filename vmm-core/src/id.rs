@@ -123,6 +123,14 @@ id_type!(
     /// Identifies a network.
     NetworkId
 );
+id_type!(
+    /// Identifies a user.
+    UserId
+);
+id_type!(
+    /// Identifies an API or session token.
+    TokenId
+);
 
 impl VmId {
     /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.

@@ -36,6 +36,7 @@ mod secret;
 mod service;
 pub mod store;
 pub mod task;
+pub mod users;
 pub mod vm;
 
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
@@ -46,7 +47,9 @@ pub use hypervisor::{
     Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicNetwork, NicSpec, NodeInfo,
     PowerState, VolumeInfo,
 };
-pub use id::{BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, VmId};
+pub use id::{
+    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, TokenId, UserId, VmId,
+};
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
     UrlPolicy,
@@ -58,12 +61,16 @@ pub use page::{Page, PageRequest};
 pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
 pub use recipe::{Recipe, RecipeSpec};
 pub use secret::Secret;
-pub use service::{Vmm, VmmBuilder, VmmConfig};
+pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use store::{
     ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, Store,
-    TaskStore, VmGuest, VmStore,
+    StoredToken, TaskStore, UserStore, VmGuest, VmStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
+pub use users::{
+    Access, Actor, ApiToken, Area, AuthSource, Decision, Quota, Role, Target, TokenKind, TokenSpec, User,
+    UserPatch, UserSpec, UserState,
+};
 pub use vm::{
     AddressSpec, CloneSpec, PowerAction, ReinstallSpec, Vm, VmAction, VmNic, VmPatch, VmSpec, VmState,
 };

@@ -488,8 +488,9 @@ macro_rules! one_at_a_time {
 
 use chrono::{DateTime, Utc};
 use vmm_core::{
-    Demand, GuestSettings, Image, ImageId, IpLease, Network, NetworkId, NodeId, NodeImage, Page,
-    PlacementRequest, PoolId, Recipe, RecipeId, Task, TaskId, Vm, VmGuest, VmId,
+    ApiToken, Demand, GuestSettings, Image, ImageId, IpLease, Network, NetworkId, NodeId, NodeImage, Page,
+    PlacementRequest, PoolId, Recipe, RecipeId, StoredToken, Task, TaskId, TokenId, User, UserId, Vm,
+    VmGuest, VmId,
 };
 
 one_at_a_time! {
@@ -544,6 +545,19 @@ one_at_a_time! {
         get_network(id: NetworkId) -> Network;
         list_networks(page: &PageRequest) -> Page<Network>;
         delete_network(id: NetworkId) -> ();
+    }
+    UserStore {
+        create_user(user: &User, password_hash: Option<&str>) -> ();
+        get_user(id: UserId) -> User;
+        user_by_email(email: &str) -> Option<(User, Option<String>)>;
+        list_users(page: &PageRequest) -> Page<User>;
+        update_user(user: &User, password_hash: Option<&str>) -> ();
+        delete_user(id: UserId) -> ();
+        create_token(token: &ApiToken, prefix: &str, hash: &str) -> ();
+        token_by_prefix(prefix: &str) -> Option<StoredToken>;
+        get_token(id: TokenId) -> ApiToken;
+        list_tokens(user: Option<UserId>, page: &PageRequest) -> Page<ApiToken>;
+        delete_token(id: TokenId) -> ();
     }
     TaskStore {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();

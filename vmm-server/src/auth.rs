@@ -1,6 +1,8 @@
-//! The admin bearer token: compared in constant time, never logged, never shown by `Debug`.
-//! A client address that presents bad tokens again and again is throttled: 429 with
-//! `Retry-After`, before its token is even looked at.
+//! Who a request comes from: the bootstrap admin token (compared in constant time, never
+//! logged, never shown by `Debug`) or a user's token, checked by the core. A client address
+//! that presents bad tokens or passwords again and again is throttled: 429 with
+//! `Retry-After`, before its token is even looked at. [`gate`] applies the roles' rules to
+//! each area's routes.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use vmm_core::{Access, Actor, Area};
 
 use crate::{ApiError, AppState};
 
@@ -160,17 +165,38 @@ impl Default for Throttle {
     }
 }
 
-/// Refuses requests without the admin bearer token, and addresses that presented too many
-/// bad ones.
+/// The client address of a request (0.0.0.0 when the server was not told).
+pub(crate) fn client_ip(request: &Request) -> IpAddr {
+    ip_of(request.extensions())
+}
+
+fn ip_of(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// The client address, as an extractor.
+pub(crate) struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(ip_of(&parts.extensions)))
+    }
+}
+
+/// Finds who presents the request's bearer token and hands the [`Actor`] to the handler;
+/// refuses requests without a valid token, and addresses that presented too many bad ones.
+/// The bootstrap admin token acts as the first admin.
 pub async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let ip = client_ip(&request);
     let now = Instant::now();
     state.throttle.check(ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let presented = request
@@ -179,19 +205,55 @@ pub async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(token) if state.token.matches(token) => {
+    let actor = match presented {
+        Some(token) if state.token.matches(token) => Some(state.bootstrap_actor().await?),
+        Some(token) => match state.vmm.authenticate(token).await {
+            Ok(actor) => Some(actor),
+            Err(vmm_core::Error::Unauthenticated { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    match actor {
+        Some(actor) => {
             state.throttle.succeed(ip);
+            request.extensions_mut().insert(actor);
             Ok(next.run(request).await)
         }
-        _ => match state.throttle.fail(ip, now) {
-            Some(retry_after) => {
-                tracing::warn!(client = %ip, "too many bad tokens; refusing the address for a while");
-                Err(ApiError::TooManyRequests { retry_after })
-            }
-            None => Err(ApiError::Unauthorized),
-        },
+        None => Err(refuse(&state, ip, now)),
     }
+}
+
+/// Counts a failed attempt to authenticate from `ip`: 401, or 429 once it is too many.
+pub(crate) fn refuse(state: &AppState, ip: IpAddr, now: Instant) -> ApiError {
+    match state.throttle.fail(ip, now) {
+        Some(retry_after) => {
+            tracing::warn!(client = %ip, "too many failed attempts to authenticate; refusing the address for a while");
+            ApiError::TooManyRequests { retry_after }
+        }
+        None => ApiError::Unauthorized,
+    }
+}
+
+/// Lets through only actors whose role may read (GET) or change (anything else) the
+/// routes' area; the handlers check ownership of the objects they touch.
+pub async fn gate(area: Area, request: Request, next: Next) -> Result<Response, ApiError> {
+    let access = if request.method() == Method::GET || request.method() == Method::HEAD {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    let actor = request.extensions().get::<Actor>().copied().ok_or(ApiError::Unauthorized)?;
+    actor.may(area, access)?;
+    // VMs and their tasks have no owner yet: until they do, only roles that see them all
+    // may reach them (a `user` would otherwise see everyone's).
+    if matches!(area, Area::Vms | Area::Tasks) && !vmm_core::users::sees_all(actor.role, area) {
+        return Err(vmm_core::Error::Forbidden {
+            reason: format!("a {} token may not reach {area} yet", actor.role),
+        }
+        .into());
+    }
+    Ok(next.run(request).await)
 }
 
 /// Declares the bearer scheme in the OpenAPI document.

@@ -26,6 +26,10 @@ struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// `admin_token = "…"`.
     pub admin_token: Option<String>,
+    /// `admin_email = "admin@localhost"`: the first admin, whom the admin token acts as.
+    pub admin_email: Option<String>,
+    /// `session_ttl_s = 43200`: how long a sign-in lasts.
+    pub session_ttl_s: Option<u64>,
     /// `local_node = false` stops vmmd from registering the local libvirt on first start.
     pub local_node: Option<bool>,
     /// `local_node_virt_type = "qemu"`: the local node's domain type (default `kvm` when
@@ -77,6 +81,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The admin token, if configured (else read from or written to the token file).
     pub admin_token: Option<AdminToken>,
+    /// The first admin's email.
+    pub admin_email: String,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
     /// Register `qemu:///system` as node `local` on first start when libvirtd answers.
     pub local_node: bool,
     /// The local node's domain type.
@@ -111,6 +119,8 @@ impl fmt::Debug for Settings {
             .field("database", &store.map(|s| format!("{s:?}")).unwrap_or_else(|_| "<invalid>".into()))
             .field("data_dir", &self.data_dir)
             .field("admin_token", &self.admin_token)
+            .field("admin_email", &self.admin_email)
+            .field("session_ttl", &self.session_ttl)
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
@@ -151,6 +161,15 @@ impl Settings {
         vmm_backends::StoreConfig::parse(&database_url)?;
         let admin_token =
             env("VMM_ADMIN_TOKEN").or(from_file.admin_token).map(AdminToken::new).transpose()?;
+        let admin_email = env("VMM_ADMIN_EMAIL")
+            .or(from_file.admin_email)
+            .unwrap_or_else(|| crate::DEFAULT_ADMIN_EMAIL.to_owned());
+        let admin_email = vmm_core::users::normalize_email(&admin_email)
+            .map_err(|_| Error::invalid("admin_email", format!("{admin_email:?} is not an email address")))?;
+        let session_ttl = Duration::from_secs(from_file.session_ttl_s.unwrap_or(12 * 3600));
+        if session_ttl.is_zero() {
+            return Err(Error::invalid("session_ttl_s", "must be at least 1"));
+        }
         let local_node_virt_type = match env("VMM_LOCAL_NODE_VIRT_TYPE").or(from_file.local_node_virt_type) {
             Some(v) => {
                 v.parse().map_err(|_| Error::invalid("local_node_virt_type", "must be kvm or qemu"))?
@@ -261,6 +280,8 @@ impl Settings {
             database_url,
             data_dir,
             admin_token,
+            admin_email,
+            session_ttl,
             local_node,
             local_node_virt_type,
             storage_path,

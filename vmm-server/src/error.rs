@@ -80,6 +80,8 @@ fn status_of(kind: ErrorKind) -> (u16, &'static str) {
     match kind {
         ErrorKind::NotFound => (404, "Not found"),
         ErrorKind::Conflict => (409, "Conflict"),
+        ErrorKind::Forbidden => (403, "Forbidden"),
+        ErrorKind::Unauthenticated => (401, "Unauthorized"),
         ErrorKind::Invalid => (422, "Invalid request"),
         ErrorKind::Unsupported => (501, "Not supported by the backend"),
         ErrorKind::Unavailable => (503, "Backend unavailable"),

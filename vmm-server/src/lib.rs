@@ -24,7 +24,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
-use vmm_core::Vmm;
+use vmm_core::{Actor, UserId, Vmm};
 
 use auth::BearerScheme;
 pub use auth::{AdminToken, Throttle, ThrottleConfig};
@@ -61,6 +61,10 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Request timeouts.
     pub limits: Limits,
+    /// The email of the first admin, whom the bootstrap token acts as.
+    pub admin_email: String,
+    /// The first admin's id, once made or found.
+    pub admin: Arc<tokio::sync::OnceCell<UserId>>,
 }
 
 impl AppState {
@@ -71,9 +75,23 @@ impl AppState {
             token: Arc::new(token),
             throttle: Arc::new(Throttle::default()),
             limits: Limits::default(),
+            admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
+            admin: Arc::default(),
         }
     }
+
+    /// The actor of the bootstrap admin token: the first admin, made on first use.
+    pub async fn bootstrap_actor(&self) -> Result<Actor, ApiError> {
+        let id = self
+            .admin
+            .get_or_try_init(|| async { self.vmm.bootstrap_admin(&self.admin_email).await.map(|u| u.id) })
+            .await?;
+        Ok(self.vmm.bootstrap_actor(*id).await?)
+    }
 }
+
+/// The first admin's email unless configured.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -90,6 +108,7 @@ impl AppState {
         (name = "recipes", description = "Scripts run at a guest's first boot"),
         (name = "vms", description = "Virtual machines; every change is a task"),
         (name = "tasks", description = "Long operations"),
+        (name = "users", description = "Users, sign-in and API tokens"),
     )
 )]
 struct ApiDoc;

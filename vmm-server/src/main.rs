@@ -71,6 +71,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
             lease: settings.task_lease,
             image_limits: settings.image_limits,
             image_urls: settings.image_urls.clone(),
+            session_ttl: settings.session_ttl,
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),
@@ -102,9 +103,13 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         tracing::info!("stopping: no new requests; running tasks finish");
         let _ = stop_tx.send(true);
     });
+    let admin = vmm.bootstrap_admin(&settings.admin_email).await?;
+    tracing::info!(email = %admin.email, "the admin token acts as this admin");
     let state = AppState {
         throttle: std::sync::Arc::new(Throttle::new(settings.throttle)),
         limits: settings.limits,
+        admin_email: settings.admin_email.clone(),
+        admin: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(admin.id))),
         ..AppState::new(vmm, token)
     };
     vmm_server::serve(listener, app(state), settings.serve, stopped())

@@ -3,98 +3,17 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use vmm_core::memory::{Failure, HypervisorCall, InMemoryConnector};
-use vmm_core::{NodeSpec, NodeUriPolicy, Vmm, VmmConfig};
-use vmm_server::{app, AdminToken, AppState, PROBLEM_TYPE_PREFIX};
+use vmm_core::{NodeSpec, Vmm};
+use vmm_server::{app, AdminToken, AppState};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+mod common;
 
-struct Api {
-    app: Router,
-    connector: Arc<InMemoryConnector>,
-}
-
-fn test_vmm(connector: Arc<InMemoryConnector>) -> Vmm {
-    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
-    Vmm::builder().with_connector(connector).with_config(config).build()
-}
-
-async fn api() -> Api {
-    let connector = Arc::new(InMemoryConnector::new());
-    let vmm = test_vmm(connector.clone());
-    tokio::spawn({
-        let vmm = vmm.clone();
-        async move { vmm.run_workers(std::future::pending()).await }
-    });
-    let state = AppState::new(vmm, AdminToken::new(TOKEN).unwrap());
-    Api { app: app(state), connector }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Api {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Reply { status, headers, body }
-    }
-
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        let body = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(req.body(body).unwrap()).await
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.call(Method::GET, uri, None).await
-    }
-
-    async fn post(&self, uri: &str, body: Value) -> Reply {
-        self.call(Method::POST, uri, Some(body)).await
-    }
-
-    /// Waits for the task and returns it.
-    async fn wait(&self, task: &Value) -> Value {
-        let r = self.get(&format!("/api/v1/tasks/{}/wait?timeout_s=30", task["id"].as_str().unwrap())).await;
-        assert_eq!(r.status, StatusCode::OK);
-        r.body
-    }
-}
-
-/// A problem+json answer with this status and code.
-#[track_caller]
-fn problem(r: &Reply, status: u16, code: &str) {
-    assert_eq!(r.status.as_u16(), status, "{}", r.body);
-    assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
-    assert_eq!(r.body["code"], code, "{}", r.body);
-    assert_eq!(r.body["status"], status);
-    assert_eq!(r.body["type"], format!("{PROBLEM_TYPE_PREFIX}{}", code.replace('_', "-")));
-}
+use common::*;
 
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_the_token() {

@@ -48,6 +48,13 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "/api/v1/vms/{id}/addresses",
         "/api/v1/vms/{id}/addresses/{address}",
         "/api/v1/vms/{id}/console-log",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/users",
+        "/api/v1/users/me",
+        "/api/v1/users/{id}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is missing");
     }
@@ -55,6 +62,11 @@ fn the_document_is_openapi_3_1_with_every_route() {
         spec["paths"]["/api/v1/health"]["get"]["security"],
         serde_json::json!([{}]),
         "health needs no token"
+    );
+    assert_eq!(
+        spec["paths"]["/api/v1/auth/login"]["post"]["security"],
+        serde_json::json!([{}]),
+        "nor does sign-in"
     );
 }
 

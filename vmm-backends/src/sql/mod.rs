@@ -18,6 +18,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod tasks;
+mod users;
 mod vms;
 
 use std::str::FromStr;

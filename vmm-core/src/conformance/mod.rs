@@ -4,3 +4,4 @@
 
 pub mod hypervisor;
 pub mod store;
+pub mod users;

@@ -37,6 +37,7 @@ where
     resize_respects_capacity(new_store().await.as_ref()).await;
     delete_vm_releases_its_leases(new_store().await.as_ref()).await;
     usage_follows_every_change(new_store().await.as_ref()).await;
+    super::users::users_and_tokens(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

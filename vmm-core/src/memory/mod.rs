@@ -12,6 +12,7 @@ mod nodes;
 mod recipes;
 mod repo;
 mod tasks;
+mod users;
 mod vms;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock};
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, TaskId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, TaskId, TokenId, UserId, VmId};
 use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
 use crate::network::Network;
@@ -27,6 +28,7 @@ use crate::node::Node;
 use crate::recipe::Recipe;
 use crate::store::{NodeImage, VmGuest};
 use crate::task::Task;
+use crate::users::{ApiToken, User};
 use crate::vm::Vm;
 
 pub use hypervisor::{
@@ -64,6 +66,10 @@ struct StoreState {
     node_images: HashMap<(NodeId, ImageId), NodeImage>,
     recipes: BTreeMap<RecipeId, Recipe>,
     networks: BTreeMap<NetworkId, Network>,
+    /// Users with their password hashes.
+    users: BTreeMap<UserId, (User, Option<String>)>,
+    /// Tokens with their lookup prefixes and hashes.
+    tokens: BTreeMap<TokenId, (ApiToken, String, String)>,
 }
 
 impl StoreState {

@@ -17,7 +17,10 @@ mod networks;
 mod nodes;
 mod recipes;
 mod tasks;
+mod users;
 mod vms;
+
+pub use users::{Session, TOKEN_PREFIX};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -63,6 +66,8 @@ pub struct VmmConfig {
     pub image_limits: ImageLimits,
     /// Which URLs images may be fetched from.
     pub image_urls: UrlPolicy,
+    /// How long a sign-in's session token works.
+    pub session_ttl: Duration,
 }
 
 impl Default for VmmConfig {
@@ -79,6 +84,7 @@ impl Default for VmmConfig {
             node_uris: NodeUriPolicy::default(),
             image_limits: ImageLimits::default(),
             image_urls: UrlPolicy::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
 //! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
-//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`]);
+//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`]);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
@@ -11,6 +11,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod tasks;
+mod users;
 mod vms;
 
 use std::fmt::Debug;
@@ -21,12 +22,23 @@ pub use networks::NetworkStore;
 pub use nodes::NodeStore;
 pub use recipes::RecipeStore;
 pub use tasks::TaskStore;
+pub use users::{StoredToken, UserStore};
 pub use vms::{PlacementRequest, VmGuest, VmStore};
 
 /// Persistence for vmm: every area's store. Implemented for anything that implements all
 /// of them.
 pub trait Store:
-    NodeStore + IpamStore + VmStore + TaskStore + ImageStore + RecipeStore + NetworkStore + Send + Sync + Debug
+    NodeStore
+    + IpamStore
+    + VmStore
+    + TaskStore
+    + ImageStore
+    + RecipeStore
+    + NetworkStore
+    + UserStore
+    + Send
+    + Sync
+    + Debug
 {
 }
 
@@ -38,6 +50,7 @@ impl<T> Store for T where
         + ImageStore
         + RecipeStore
         + NetworkStore
+        + UserStore
         + Send
         + Sync
         + Debug

@@ -9,6 +9,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod tasks;
+mod users;
 mod vms;
 
 use axum::extract::{FromRequest, FromRequestParts};
@@ -17,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses};
 use utoipa_axum::router::OpenApiRouter;
-use vmm_core::{PageRequest, Task};
+use vmm_core::{Area, PageRequest, Task};
 
 use crate::{ApiError, AppState, Problem};
 
@@ -54,6 +55,9 @@ pub enum Problems {
     /// No or a wrong bearer token.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
+    /// The token's role may not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
     /// No such resource.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
@@ -106,20 +110,25 @@ fn created<T: Serialize>(location: String, body: T) -> Response {
     (StatusCode::CREATED, [(LOCATION, location)], Json(body)).into_response()
 }
 
-/// Routes behind the bearer token.
+/// Routes behind the bearer token, each area behind the roles' rules for it.
 pub fn routes() -> OpenApiRouter<AppState> {
+    let gated = |routes: OpenApiRouter<AppState>, area: Area| {
+        routes.route_layer(axum::middleware::from_fn(move |req, next| crate::auth::gate(area, req, next)))
+    };
     OpenApiRouter::new()
         .merge(meta::routes())
-        .merge(nodes::routes())
-        .merge(ipam::routes())
-        .merge(networks::routes())
-        .merge(images::routes())
-        .merge(recipes::routes())
-        .merge(vms::routes())
-        .merge(tasks::routes())
+        .merge(gated(nodes::routes(), Area::Nodes))
+        .merge(gated(ipam::routes(), Area::IpPools))
+        .merge(gated(networks::routes(), Area::Networks))
+        .merge(gated(images::routes(), Area::Images))
+        .merge(gated(recipes::routes(), Area::Recipes))
+        .merge(gated(vms::routes(), Area::Vms))
+        .merge(gated(tasks::routes(), Area::Tasks))
+        // Users and tokens: the core checks each call against the object it names.
+        .merge(users::routes())
 }
 
-/// Routes open to all (health).
+/// Routes open to all (health, sign-in).
 pub fn public() -> OpenApiRouter<AppState> {
-    meta::public()
+    meta::public().merge(users::public())
 }

@@ -1,0 +1,98 @@
+//! The users area of the [`Store`](crate::Store) suite.
+
+use chrono::{Duration, Utc};
+
+use crate::{
+    ApiToken, AuthSource, Error, PageRequest, Quota, Role, Store, TokenId, TokenKind, User, UserId, UserState,
+};
+
+fn user(email: &str, role: Role) -> User {
+    User {
+        id: UserId::new(),
+        email: email.into(),
+        role,
+        state: UserState::Active,
+        auth: AuthSource::Local,
+        quota: Quota { max_vms: Some(3), ..Quota::default() },
+        created_at: Utc::now(),
+    }
+}
+
+fn token(user: &User, name: &str) -> ApiToken {
+    ApiToken {
+        id: TokenId::new(),
+        user_id: user.id,
+        name: name.into(),
+        kind: TokenKind::Api,
+        role: Some(Role::User),
+        expires_at: Some(Utc::now() + Duration::hours(1)),
+        created_at: Utc::now(),
+    }
+}
+
+/// Users: unique emails, password hashes kept beside them, updates, paging, and deleting a
+/// user takes their tokens with them.
+pub async fn users_and_tokens(s: &dyn Store) {
+    let ann = user("ann@example.com", Role::User);
+    s.create_user(&ann, Some("hash-a")).await.expect("create_user");
+    let dup = user("ann@example.com", Role::Admin);
+    assert!(matches!(s.create_user(&dup, None).await, Err(Error::Conflict { .. })), "duplicate email");
+    assert_eq!(s.get_user(ann.id).await.unwrap(), ann);
+    let (found, hash) = s.user_by_email("ann@example.com").await.unwrap().expect("by email");
+    assert_eq!((found, hash.as_deref()), (ann.clone(), Some("hash-a")));
+    assert!(s.user_by_email("nobody@example.com").await.unwrap().is_none());
+
+    let mut changed = ann.clone();
+    changed.state = UserState::Disabled;
+    changed.quota.max_vcpus = Some(8);
+    s.update_user(&changed, None).await.unwrap();
+    let (after, hash) = s.user_by_email("ann@example.com").await.unwrap().unwrap();
+    assert_eq!((after, hash.as_deref()), (changed.clone(), Some("hash-a")), "no hash given: kept");
+    s.update_user(&changed, Some("hash-b")).await.unwrap();
+    assert_eq!(s.user_by_email("ann@example.com").await.unwrap().unwrap().1.as_deref(), Some("hash-b"));
+    let ghost = user("ghost@example.com", Role::User);
+    assert!(matches!(s.update_user(&ghost, None).await, Err(Error::UserNotFound { .. })));
+
+    let bob = user("bob@example.com", Role::Operator);
+    s.create_user(&bob, None).await.unwrap();
+    let first = s.list_users(&PageRequest::first(1)).await.unwrap();
+    assert_eq!(first.items, vec![bob.clone()], "newest first");
+    let rest =
+        s.list_users(&PageRequest { limit: Some(1), cursor: first.next_cursor.clone() }).await.unwrap();
+    assert_eq!(rest.items, vec![changed.clone()]);
+
+    // Tokens: found by prefix with their user as they are now; prefixes are unique.
+    let t1 = token(&ann, "ci");
+    s.create_token(&t1, "prefix-1", "h1").await.unwrap();
+    assert!(
+        matches!(s.create_token(&token(&bob, "x"), "prefix-1", "h2").await, Err(Error::Conflict { .. })),
+        "a prefix in use"
+    );
+    assert!(
+        matches!(
+            s.create_token(&token(&ghost, "x"), "prefix-9", "h9").await,
+            Err(Error::UserNotFound { .. })
+        ),
+        "a token of no user"
+    );
+    let stored = s.token_by_prefix("prefix-1").await.unwrap().expect("by prefix");
+    assert_eq!((stored.token, stored.hash.as_str(), stored.user), (t1.clone(), "h1", changed.clone()));
+    assert!(s.token_by_prefix("prefix-2").await.unwrap().is_none());
+    let t2 = token(&bob, "deploy");
+    s.create_token(&t2, "prefix-2", "h2").await.unwrap();
+    assert_eq!(s.list_tokens(Some(ann.id), &PageRequest::default()).await.unwrap().items, vec![t1.clone()]);
+    assert_eq!(
+        s.list_tokens(None, &PageRequest::default()).await.unwrap().items,
+        vec![t2.clone(), t1.clone()]
+    );
+    assert_eq!(s.get_token(t2.id).await.unwrap(), t2);
+    s.delete_token(t2.id).await.unwrap();
+    assert!(matches!(s.delete_token(t2.id).await, Err(Error::TokenNotFound { .. })));
+    assert!(s.token_by_prefix("prefix-2").await.unwrap().is_none(), "revoked at once");
+
+    s.delete_user(ann.id).await.unwrap();
+    assert!(matches!(s.get_user(ann.id).await, Err(Error::UserNotFound { .. })));
+    assert!(s.token_by_prefix("prefix-1").await.unwrap().is_none(), "a deleted user's tokens go with them");
+    assert!(matches!(s.get_token(t1.id).await, Err(Error::TokenNotFound { .. })));
+    assert!(matches!(s.delete_user(ann.id).await, Err(Error::UserNotFound { .. })));
+}

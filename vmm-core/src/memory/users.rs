@@ -1,0 +1,103 @@
+//! [`UserStore`] in memory.
+
+use async_trait::async_trait;
+
+use super::InMemoryStore;
+use crate::error::{Error, Result};
+use crate::id::{TokenId, UserId};
+use crate::page::{Page, PageRequest};
+use crate::store::{StoredToken, UserStore};
+use crate::users::{ApiToken, User};
+
+#[async_trait]
+impl UserStore for InMemoryStore {
+    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        let mut s = self.state();
+        if s.users.contains_key(&user.id) || s.users.values().any(|(u, _)| u.email == user.email) {
+            return Err(Error::conflict(format!("a user with email {:?} exists", user.email)));
+        }
+        s.users.insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
+        Ok(())
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        self.state().users.get(&id).map(|(u, _)| u.clone()).ok_or(Error::UserNotFound { id })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
+        Ok(self.state().users.values().find(|(u, _)| u.email == email).cloned())
+    }
+
+    async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
+        let limit = page.limit()?;
+        let before: Option<UserId> = page.cursor()?;
+        let s = self.state();
+        let items = match before {
+            Some(b) => s.users.range(..b),
+            None => s.users.range(..),
+        };
+        let items = items.rev().take(limit + 1).map(|(_, (u, _))| u.clone()).collect();
+        Ok(Page::from_overfetch(items, limit, |u: &User| u.id.to_string()))
+    }
+
+    async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        let mut s = self.state();
+        let (kept, hash) = s.users.get_mut(&user.id).ok_or(Error::UserNotFound { id: user.id })?;
+        *kept = user.clone();
+        if let Some(h) = password_hash {
+            *hash = Some(h.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let mut s = self.state();
+        s.users.remove(&id).ok_or(Error::UserNotFound { id })?;
+        s.tokens.retain(|_, (t, _, _)| t.user_id != id);
+        Ok(())
+    }
+
+    async fn create_token(&self, token: &ApiToken, prefix: &str, hash: &str) -> Result<()> {
+        let mut s = self.state();
+        if !s.users.contains_key(&token.user_id) {
+            return Err(Error::UserNotFound { id: token.user_id });
+        }
+        if s.tokens.values().any(|(_, p, _)| p == prefix) {
+            return Err(Error::conflict("a token with this prefix exists"));
+        }
+        s.tokens.insert(token.id, (token.clone(), prefix.to_owned(), hash.to_owned()));
+        Ok(())
+    }
+
+    async fn token_by_prefix(&self, prefix: &str) -> Result<Option<StoredToken>> {
+        let s = self.state();
+        let Some((token, _, hash)) = s.tokens.values().find(|(_, p, _)| p == prefix) else { return Ok(None) };
+        let Some((user, _)) = s.users.get(&token.user_id) else { return Ok(None) };
+        Ok(Some(StoredToken { token: token.clone(), hash: hash.clone(), user: user.clone() }))
+    }
+
+    async fn get_token(&self, id: TokenId) -> Result<ApiToken> {
+        self.state().tokens.get(&id).map(|(t, _, _)| t.clone()).ok_or(Error::TokenNotFound { id })
+    }
+
+    async fn list_tokens(&self, user: Option<UserId>, page: &PageRequest) -> Result<Page<ApiToken>> {
+        let limit = page.limit()?;
+        let before: Option<TokenId> = page.cursor()?;
+        let s = self.state();
+        let items = match before {
+            Some(b) => s.tokens.range(..b),
+            None => s.tokens.range(..),
+        };
+        let items = items
+            .rev()
+            .filter(|(_, (t, _, _))| user.is_none_or(|u| t.user_id == u))
+            .take(limit + 1)
+            .map(|(_, (t, _, _))| t.clone())
+            .collect();
+        Ok(Page::from_overfetch(items, limit, |t: &ApiToken| t.id.to_string()))
+    }
+
+    async fn delete_token(&self, id: TokenId) -> Result<()> {
+        self.state().tokens.remove(&id).map(drop).ok_or(Error::TokenNotFound { id })
+    }
+}

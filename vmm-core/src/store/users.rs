@@ -1,0 +1,48 @@
+//! The users area of the [`Store`](super::Store): users with their password hashes, and
+//! tokens kept as a lookup prefix and a hash.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::{TokenId, UserId};
+use crate::page::{Page, PageRequest};
+use crate::users::{ApiToken, User};
+
+/// A token's record as the store keeps it, with its user, for a sign-in check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// The record.
+    pub token: ApiToken,
+    /// The SHA-256 of the whole token, hex.
+    pub hash: String,
+    /// Its user, as they are now.
+    pub user: User,
+}
+
+/// Users and their tokens.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a user with their password hash (none for LDAP users and for the bootstrap
+    /// admin). A duplicate email is a conflict.
+    async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
+    /// One user.
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// The user with this (lower-cased) email, and their password hash.
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>>;
+    /// Users, newest first.
+    async fn list_users(&self, page: &PageRequest) -> Result<Page<User>>;
+    /// Saves a user's role, state and quota, and their password hash when one is given.
+    async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
+    /// Removes a user and every token of theirs.
+    async fn delete_user(&self, id: UserId) -> Result<()>;
+    /// Adds a token with its lookup prefix and hash. A prefix in use is a conflict.
+    async fn create_token(&self, token: &ApiToken, prefix: &str, hash: &str) -> Result<()>;
+    /// The token with this lookup prefix, with its hash and its user.
+    async fn token_by_prefix(&self, prefix: &str) -> Result<Option<StoredToken>>;
+    /// One token.
+    async fn get_token(&self, id: TokenId) -> Result<ApiToken>;
+    /// Tokens, newest first: `user`'s, or everyone's.
+    async fn list_tokens(&self, user: Option<UserId>, page: &PageRequest) -> Result<Page<ApiToken>>;
+    /// Removes a token; it stops working on the next request.
+    async fn delete_token(&self, id: TokenId) -> Result<()>;
+}

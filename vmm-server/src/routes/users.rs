@@ -1,0 +1,201 @@
+//! Who: sign-in and sign-out, users, and API tokens. The core decides who may do what; a
+//! sign-in that fails counts against the client address like a bad token.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use vmm_core::{Actor, ApiToken, Page, Secret, TokenId, TokenSpec, User, UserId, UserPatch, UserSpec};
+
+use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use crate::auth::ClientIp;
+use crate::{ApiError, AppState};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(delete_token))
+}
+
+pub(super) fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login))
+}
+
+/// An email and a password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The user's email.
+    pub email: String,
+    /// Their password.
+    pub password: Secret,
+}
+
+/// A session: its token (shown this once), when it ends, and who signed in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginAnswer {
+    /// Present it as `Authorization: Bearer …`.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Who signed in.
+    pub user: User,
+}
+
+/// A new token: its record and the token itself, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewToken {
+    /// The record (as listed later).
+    #[serde(flatten)]
+    pub record: ApiToken,
+    /// The token; only its hash is kept.
+    pub token: String,
+}
+
+/// Sign in with an email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "users", security(()),
+    request_body(content = Login, example = json!({"email": "ann@example.com", "password": "correct horse battery"})),
+    responses((status = 200, body = LoginAnswer), Problems))]
+async fn login(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<Login>,
+) -> ApiResult<Json<LoginAnswer>> {
+    let now = Instant::now();
+    s.throttle.check(ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    match s.vmm.login(&body.email, &body.password).await {
+        Ok(session) => {
+            s.throttle.succeed(ip);
+            Ok(Json(LoginAnswer {
+                token: session.token.expose().to_owned(),
+                expires_at: session.record.expires_at,
+                user: session.user,
+            }))
+        }
+        Err(e @ vmm_core::Error::Unauthenticated { .. }) => match crate::auth::refuse(&s, ip, now) {
+            ApiError::Unauthorized => Err(e.into()),
+            throttled => Err(throttled),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// End the session (or revoke the token) this request presents.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "users", responses((status = 204), Problems))]
+async fn logout(State(s): State<AppState>, Extension(actor): Extension<Actor>) -> ApiResult<StatusCode> {
+    s.vmm.logout(&actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who this token acts as.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", responses((status = 200, body = User), Problems))]
+async fn me(State(s): State<AppState>, Extension(actor): Extension<Actor>) -> ApiResult<Json<User>> {
+    Ok(Json(s.vmm.get_user(&actor, actor.user_id).await?))
+}
+
+/// Add a user (admins).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body(content = UserSpec, example = json!({"email": "ann@example.com", "password": "correct horse battery", "role": "user", "quota": {"max_vms": 5, "max_vcpus": 8}})),
+    responses((status = 201, body = User), Problems))]
+async fn create_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Json(spec): Json<UserSpec>,
+) -> ApiResult<Response> {
+    let user = s.vmm.create_user(&actor, spec).await?;
+    Ok(created(format!("/api/v1/users/{}", user.id), user))
+}
+
+/// Users, newest first (admins and read-only).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery), responses((status = 200, body = Page<User>), Problems))]
+async fn list_users(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<User>>> {
+    Ok(Json(s.vmm.list_users(&actor, &q.page()).await?))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)),
+    responses((status = 200, body = User), Problems))]
+async fn get_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(s.vmm.get_user(&actor, id).await?))
+}
+
+/// Change a user's role, state, password or quota (admins).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)),
+    request_body(content = UserPatch, example = json!({"state": "disabled"})),
+    responses((status = 200, body = User), Problems))]
+async fn update_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<UserId>,
+    Json(patch): Json<UserPatch>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(s.vmm.update_user(&actor, id, patch).await?))
+}
+
+/// Delete a user and their tokens (admins).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)),
+    responses((status = 204), Problems))]
+async fn delete_user(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<UserId>,
+) -> ApiResult<StatusCode> {
+    s.vmm.delete_user(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Make a named token, optionally with a narrower role and an expiry; it is shown once.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "users",
+    request_body(content = TokenSpec, example = json!({"name": "ci", "role": "user", "expires_at": "2030-01-01T00:00:00Z"})),
+    responses((status = 201, body = NewToken), Problems))]
+async fn create_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Json(spec): Json<TokenSpec>,
+) -> ApiResult<Response> {
+    let (record, token) = s.vmm.create_token(&actor, spec).await?;
+    Ok(created(
+        format!("/api/v1/tokens/{}", record.id),
+        NewToken { token: token.expose().to_owned(), record },
+    ))
+}
+
+/// Tokens: your own (everyone's for admins and read-only), newest first.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "users", params(PageQuery), responses((status = 200, body = Page<ApiToken>), Problems))]
+async fn list_tokens(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<ApiToken>>> {
+    Ok(Json(s.vmm.list_tokens(&actor, &q.page()).await?))
+}
+
+/// Revoke a token; it stops working on the next request.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "users", params(("id" = TokenId, Path)),
+    responses((status = 204), Problems))]
+async fn delete_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<TokenId>,
+) -> ApiResult<StatusCode> {
+    s.vmm.delete_token(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

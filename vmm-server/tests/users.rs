@@ -1,0 +1,316 @@
+//! Users, sign-in, tokens and roles through `app()` on the in-memory fakes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use vmm_core::memory::InMemoryConnector;
+use vmm_core::{Clock, ManualClock, NodeUriPolicy, Vmm, VmmConfig};
+use vmm_server::{app, AdminToken, AppState};
+
+mod common;
+
+use common::*;
+
+impl Api {
+    /// Adds a user as the admin; their id.
+    async fn add_user(&self, email: &str, role: &str) -> String {
+        let r = self
+            .post("/api/v1/users", json!({"email": email, "password": "correct horse battery", "role": role}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Reply {
+        let req = Request::post("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"email": email, "password": password}).to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Signs in; the session token.
+    async fn session(&self, email: &str) -> String {
+        let r = self.login(email, "correct horse battery").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn get_as(&self, token: &str, uri: &str) -> Reply {
+        self.call_as(token, Method::GET, uri, None).await
+    }
+
+    async fn post_as(&self, token: &str, uri: &str, body: Value) -> Reply {
+        self.call_as(token, Method::POST, uri, Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn users_are_checked_and_sign_in_alike_for_every_wrong_answer() {
+    let api = api().await;
+    let me = api.get("/api/v1/users/me").await;
+    assert_eq!(
+        (me.status, me.body["email"].as_str(), me.body["role"].as_str()),
+        (StatusCode::OK, Some("admin@localhost"), Some("admin"))
+    );
+    api.add_user("Ann@Example.com", "user").await;
+    let users = api.get("/api/v1/users").await;
+    assert_eq!(users.body["items"][0]["email"], "ann@example.com", "emails are kept lower-cased");
+    assert!(users.body.to_string().find("correct horse").is_none(), "no password comes back");
+    for (body, status, code) in [
+        (
+            json!({"email": "ann@example.com", "password": "correct horse battery", "role": "user"}),
+            409,
+            "conflict",
+        ),
+        (json!({"email": "bob@example.com", "password": "short", "role": "user"}), 422, "invalid"),
+        (
+            json!({"email": "not-an-email", "password": "correct horse battery", "role": "user"}),
+            422,
+            "invalid",
+        ),
+        (json!({"email": "bob@example.com", "role": "user"}), 422, "invalid"),
+        (
+            json!({"email": "bob@example.com", "password": "correct horse battery", "role": "god"}),
+            422,
+            "invalid",
+        ),
+        (
+            json!({"email": "bob@example.com", "password": "correct horse battery", "role": "user", "is_admin": true}),
+            422,
+            "invalid",
+        ),
+    ] {
+        problem(&api.post("/api/v1/users", body.clone()).await, status, code);
+    }
+    assert_eq!(
+        api.get("/api/v1/users").await.body["items"].as_array().unwrap().len(),
+        2,
+        "nothing was added"
+    );
+
+    let wrong = api.login("ann@example.com", "wrong horse battery").await;
+    let unknown = api.login("nobody@example.com", "correct horse battery").await;
+    problem(&wrong, 401, "unauthorized");
+    problem(&unknown, 401, "unauthorized");
+    assert_eq!(wrong.body["detail"], unknown.body["detail"], "the same answer for both");
+    let ok = api.login("ANN@example.com", "correct horse battery").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert!(ok.body["token"].as_str().unwrap().starts_with("vmm_"));
+    assert!(ok.body["expires_at"].is_string());
+    assert_eq!(ok.body["user"]["role"], "user");
+}
+
+#[tokio::test]
+async fn each_role_reaches_what_its_rules_allow() {
+    let api = api().await;
+    for (email, role) in
+        [("u@example.com", "user"), ("o@example.com", "operator"), ("r@example.com", "readonly")]
+    {
+        api.add_user(email, role).await;
+    }
+    let (user, operator, readonly) = (
+        api.session("u@example.com").await,
+        api.session("o@example.com").await,
+        api.session("r@example.com").await,
+    );
+
+    // A user: themselves, images and recipes; no nodes, no users list; VMs not until they have owners.
+    assert_eq!(api.get_as(&user, "/api/v1/users/me").await.body["email"], "u@example.com");
+    assert_eq!(api.get_as(&user, "/api/v1/images").await.status, StatusCode::OK);
+    assert_eq!(api.get_as(&user, "/api/v1/recipes").await.status, StatusCode::OK);
+    problem(&api.get_as(&user, "/api/v1/nodes").await, 403, "forbidden");
+    problem(&api.get_as(&user, "/api/v1/users").await, 403, "forbidden");
+    problem(&api.get_as(&user, "/api/v1/vms").await, 403, "forbidden");
+    problem(
+        &api.post_as(
+            &user,
+            "/api/v1/recipes",
+            json!({"name": "r", "os_families": ["debian"], "script": "true"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+
+    // An operator: the fleet, not users.
+    let node = api.post_as(&operator, "/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1"})).await;
+    assert_eq!(node.status, StatusCode::CREATED, "{}", node.body);
+    assert_eq!(api.get_as(&operator, "/api/v1/vms").await.status, StatusCode::OK);
+    problem(&api.get_as(&operator, "/api/v1/users").await, 403, "forbidden");
+    problem(
+        &api.post_as(
+            &operator,
+            "/api/v1/users",
+            json!({"email": "x@example.com", "password": "correct horse battery", "role": "admin"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+
+    // Read-only: reads what an admin reads, changes nothing.
+    assert_eq!(api.get_as(&readonly, "/api/v1/nodes").await.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get_as(&readonly, "/api/v1/users").await.status, StatusCode::OK);
+    problem(
+        &api.post_as(&readonly, "/api/v1/nodes", json!({"name": "n2", "uri": "memory://n2"})).await,
+        403,
+        "forbidden",
+    );
+    let id = node.body["id"].as_str().unwrap();
+    problem(
+        &api.call_as(&readonly, Method::DELETE, &format!("/api/v1/nodes/{id}"), None).await,
+        403,
+        "forbidden",
+    );
+    assert_eq!(api.get("/api/v1/nodes").await.body["items"].as_array().unwrap().len(), 1, "nothing changed");
+
+    // Another user's token is not found for a user; an admin sees it.
+    let other = api.get("/api/v1/tokens").await;
+    let admin_sees: Vec<&str> =
+        other.body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(admin_sees.len(), 3, "three sessions: {admin_sees:?}");
+    let mine = api.get_as(&user, "/api/v1/tokens").await;
+    assert_eq!(mine.body["items"].as_array().unwrap().len(), 1, "a user lists only their own");
+    let operators =
+        api.get_as(&operator, "/api/v1/tokens").await.body["items"][0]["id"].as_str().unwrap().to_owned();
+    problem(
+        &api.call_as(&user, Method::DELETE, &format!("/api/v1/tokens/{operators}"), None).await,
+        404,
+        "token_not_found",
+    );
+    assert_eq!(api.get_as(&operator, "/api/v1/users/me").await.status, StatusCode::OK, "still works");
+}
+
+#[tokio::test]
+async fn tokens_are_narrower_revocable_and_die_with_their_user() {
+    let api = api().await;
+    let ann = api.add_user("ann@example.com", "operator").await;
+    let session = api.session("ann@example.com").await;
+    let made = api.post_as(&session, "/api/v1/tokens", json!({"name": "ci", "role": "user"})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let ci = made.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(made.body["role"], "user");
+    // Narrower: the user token cannot reach nodes, the session can.
+    problem(&api.get_as(&ci, "/api/v1/nodes").await, 403, "forbidden");
+    assert_eq!(api.get_as(&session, "/api/v1/nodes").await.status, StatusCode::OK);
+    // Never more than the holder.
+    problem(
+        &api.post_as(&session, "/api/v1/tokens", json!({"name": "up", "role": "admin"})).await,
+        422,
+        "invalid",
+    );
+    problem(
+        &api.post_as(&ci, "/api/v1/tokens", json!({"name": "up", "role": "operator"})).await,
+        422,
+        "invalid",
+    );
+    let child = api.post_as(&ci, "/api/v1/tokens", json!({"name": "child"})).await;
+    assert_eq!(child.body["role"], "user", "a token made with a narrow token is as narrow");
+    problem(
+        &api.post_as(
+            &session,
+            "/api/v1/tokens",
+            json!({"name": "past", "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await,
+        422,
+        "invalid",
+    );
+    problem(&api.post_as(&session, "/api/v1/tokens", json!({"name": " padded"})).await, 422, "invalid");
+
+    // The token itself is never listed.
+    let listed = api.get_as(&session, "/api/v1/tokens").await;
+    assert!(!listed.body.to_string().contains(&ci[4..]), "{}", listed.body);
+
+    // Revoked: refused on the next request.
+    let id = made.body["id"].as_str().unwrap();
+    let r = api.call_as(&session, Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    problem(&api.get_as(&ci, "/api/v1/users/me").await, 401, "unauthorized");
+
+    // Logout ends the session.
+    let second = api.session("ann@example.com").await;
+    assert_eq!(api.post_as(&second, "/api/v1/auth/logout", json!({})).await.status, StatusCode::NO_CONTENT);
+    problem(&api.get_as(&second, "/api/v1/users/me").await, 401, "unauthorized");
+
+    // Disabled: every token stops, sign-in is refused; enabled again, the session works.
+    let r =
+        api.call(Method::PATCH, &format!("/api/v1/users/{ann}"), Some(json!({"state": "disabled"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    problem(&api.get_as(&session, "/api/v1/users/me").await, 401, "unauthorized");
+    problem(&api.login("ann@example.com", "correct horse battery").await, 401, "unauthorized");
+    api.call(Method::PATCH, &format!("/api/v1/users/{ann}"), Some(json!({"state": "active"}))).await;
+    assert_eq!(api.get_as(&session, "/api/v1/users/me").await.status, StatusCode::OK);
+
+    // Demoted below a token's role: the token stops rather than outrank its user.
+    let op = api.post_as(&session, "/api/v1/tokens", json!({"name": "op", "role": "operator"})).await;
+    let op = op.body["token"].as_str().unwrap().to_owned();
+    api.call(Method::PATCH, &format!("/api/v1/users/{ann}"), Some(json!({"role": "user"}))).await;
+    problem(&api.get_as(&op, "/api/v1/users/me").await, 401, "unauthorized");
+    assert_eq!(
+        api.get_as(&session, "/api/v1/users/me").await.body["role"],
+        "user",
+        "the session follows the user"
+    );
+
+    // Deleted: their tokens go with them.
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/users/{ann}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    problem(&api.get_as(&session, "/api/v1/users/me").await, 401, "unauthorized");
+    assert!(api.get("/api/v1/tokens").await.body["items"].as_array().unwrap().is_empty());
+    // The first admin cannot lock themselves out.
+    let me = api.get("/api/v1/users/me").await.body["id"].as_str().unwrap().to_owned();
+    problem(
+        &api.call(Method::PATCH, &format!("/api/v1/users/{me}"), Some(json!({"role": "user"}))).await,
+        409,
+        "conflict",
+    );
+    problem(&api.call(Method::DELETE, &format!("/api/v1/users/{me}"), None).await, 409, "conflict");
+}
+
+#[tokio::test]
+async fn sessions_and_tokens_expire_by_the_clock() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let config = VmmConfig {
+        node_uris: NodeUriPolicy::for_tests(),
+        session_ttl: std::time::Duration::from_secs(3600),
+        ..VmmConfig::default()
+    };
+    let vmm = Vmm::builder()
+        .with_connector(Arc::new(InMemoryConnector::new()))
+        .with_clock(clock.clone())
+        .with_config(config)
+        .build();
+    let api =
+        Api { app: app(AppState::new(vmm, AdminToken::new(TOKEN).unwrap())), connector: Default::default() };
+    api.add_user("ann@example.com", "user").await;
+    let session = api.session("ann@example.com").await;
+    let soon = (clock.now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let short = api.post_as(&session, "/api/v1/tokens", json!({"name": "short", "expires_at": soon})).await;
+    let short = short.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.get_as(&short, "/api/v1/users/me").await.status, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(11));
+    problem(&api.get_as(&short, "/api/v1/users/me").await, 401, "unauthorized");
+    assert_eq!(api.get_as(&session, "/api/v1/users/me").await.status, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(50));
+    problem(&api.get_as(&session, "/api/v1/users/me").await, 401, "unauthorized");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_address() {
+    let api = api().await;
+    api.add_user("ann@example.com", "user").await;
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        last = api.login("ann@example.com", "wrong horse battery").await.status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    let r = api.login("ann@example.com", "correct horse battery").await;
+    problem(&r, 429, "too_many_requests");
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
