@@ -79,6 +79,38 @@ fn users_on(config: &VmmdConfig) -> Vec<String> {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(vmmd.call_as(Some(&brief), "GET", "/api/v1/users/me", None).0, 401);
 
+    // Tenancy: a user's VM is theirs; another user finds nothing, by list or by id.
+    let (status, node) =
+        vmmd.call("POST", "/api/v1/nodes", Some(json!({"name": "n1", "uri": "test:///default"})));
+    assert_eq!(status, 201, "{node}");
+    for email in ["bea@example.com", "cal@example.com"] {
+        let (status, r) = vmmd.call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"email": email, "password": PASSWORD, "role": "user"})),
+        );
+        assert_eq!(status, 201, "{r}");
+    }
+    let bea = login(&vmmd, "bea@example.com", PASSWORD).1["token"].as_str().unwrap().to_owned();
+    let cal = login(&vmmd, "cal@example.com", PASSWORD).1["token"].as_str().unwrap().to_owned();
+    let (status, made) = vmmd.call_as(
+        Some(&bea),
+        "POST",
+        "/api/v1/vms",
+        Some(json!({"name": "bea-1", "vcpus": 1, "memory_mib": 128, "disk_gib": 1})),
+    );
+    assert_eq!(status, 202, "{made}");
+    vmmd.done(&made["task"]);
+    let vm = made["vm"]["id"].as_str().unwrap();
+    assert_eq!(vmmd.call_as(Some(&bea), "GET", &format!("/api/v1/vms/{vm}"), None).1["state"], "running");
+    assert_eq!(vmmd.call_as(Some(&cal), "GET", &format!("/api/v1/vms/{vm}"), None).0, 404);
+    assert_eq!(vmmd.call_as(Some(&cal), "POST", &format!("/api/v1/vms/{vm}/stop"), None).0, 404);
+    assert_eq!(vmmd.call_as(Some(&cal), "GET", "/api/v1/vms", None).1["items"], json!([]));
+    assert_eq!(vmmd.call_as(Some(&cal), "GET", "/api/v1/tasks", None).1["items"], json!([]));
+    let (status, gone) = vmmd.call_as(Some(&bea), "DELETE", &format!("/api/v1/vms/{vm}"), None);
+    assert_eq!(status, 202, "{gone}");
+    vmmd.done(&gone["task"]);
+
     // A run of wrong passwords from one address: 429 with Retry-After, even for the right one.
     let statuses: Vec<u16> =
         (0..12).map(|_| login(&vmmd, "ann@example.com", "wrong horse battery").0).collect();
@@ -86,10 +118,10 @@ fn users_on(config: &VmmdConfig) -> Vec<String> {
     assert_eq!(login(&vmmd, "ann@example.com", PASSWORD).0, 429);
     let log = vmmd.log();
     vmmd.stop();
-    for secret in [PASSWORD, &session, &deploy, &brief, TOKEN] {
+    for secret in [PASSWORD, &session, &deploy, &brief, &bea, &cal, TOKEN] {
         assert!(!log.contains(secret), "vmmd's log holds a secret in clear");
     }
-    vec![session, deploy, brief]
+    vec![session, deploy, brief, bea, cal]
 }
 
 #[test]

@@ -16,3 +16,8 @@ CREATE TABLE tokens (
     record TEXT NOT NULL -- the ApiToken as JSON
 );
 CREATE INDEX tokens_by_user ON tokens (user_id, id);
+
+-- A VM belongs to a user (none for VMs made before VMs had owners); a user who owns VMs
+-- cannot be deleted.
+ALTER TABLE vms ADD COLUMN owner_id TEXT REFERENCES users (id);
+CREATE INDEX vms_by_owner ON vms (owner_id, id);

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{ImageId, TaskId, VmId};
+use crate::id::{ImageId, TaskId, UserId, VmId};
 use crate::placement::Demand;
 use crate::vm::{PowerAction, VmAction, VmPatch};
 
@@ -434,10 +434,13 @@ pub struct TaskFilter {
     pub vm_id: Option<VmId>,
     /// Only tasks in this state.
     pub state: Option<TaskState>,
+    /// Only tasks of this user's VMs.
+    #[serde(default)]
+    pub owner_id: Option<UserId>,
 }
 
 impl TaskFilter {
-    /// Whether `task` passes.
+    /// Whether `task` passes, owner aside: whose VM a task is on is the store's to know.
     pub fn matches(&self, task: &Task) -> bool {
         self.vm_id.is_none_or(|v| task.vm_id == Some(v)) && self.state.is_none_or(|s| task.state == s)
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::guest::GuestRequest;
 use crate::hypervisor::PowerState;
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, UserId, VmId};
 use crate::placement::Demand;
 use crate::secret::Secret;
 
@@ -66,6 +66,10 @@ pub struct VmSpec {
     /// Recipes to run at first boot, for the image's OS family. Needs an image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipe_ids: Vec<RecipeId>,
+    /// Whose VM it is: admins and operators may name any user; a user's VMs are theirs
+    /// (by default, the caller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
 }
 
 /// Most recipes one install may run.
@@ -146,6 +150,7 @@ impl VmSpec {
             ssh_keys: Vec::new(),
             user_data: None,
             recipe_ids: Vec::new(),
+            owner_id: None,
         }
     }
 
@@ -333,6 +338,10 @@ pub struct Vm {
     /// Its NICs: one per pool it draws from, in order.
     #[serde(default)]
     pub nics: Vec<VmNic>,
+    /// The user it belongs to (none for a VM made before VMs had owners: only those who
+    /// see every VM reach it).
+    #[serde(default)]
+    pub owner_id: Option<UserId>,
 }
 
 /// One NIC of a VM.
@@ -728,6 +737,7 @@ mod tests {
             image_id: None,
             hostname: None,
             nics: vec![],
+            owner_id: None,
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

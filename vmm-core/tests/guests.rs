@@ -94,7 +94,7 @@ impl Fixture {
     async fn active_tasks(&self) -> usize {
         let mut n = 0;
         for state in [TaskState::Queued, TaskState::Running] {
-            let filter = TaskFilter { vm_id: None, state: Some(state) };
+            let filter = TaskFilter { state: Some(state), ..TaskFilter::default() };
             n += self.vmm.list_tasks(&filter, &PageRequest::default()).await.unwrap().items.len();
         }
         n

@@ -71,7 +71,7 @@ impl Fixture {
         assert!(leases.items.is_empty(), "leases left: {:?}", leases.items);
         assert!(self.vmm.list_vms(&PageRequest::default()).await.unwrap().items.is_empty(), "VMs left");
         for state in [TaskState::Queued, TaskState::Running] {
-            let filter = TaskFilter { vm_id: None, state: Some(state) };
+            let filter = TaskFilter { state: Some(state), ..TaskFilter::default() };
             let page = self.vmm.list_tasks(&filter, &PageRequest::default()).await.unwrap();
             assert!(page.items.is_empty(), "{state} tasks left");
         }
@@ -514,6 +514,7 @@ one_at_a_time! {
         create_vm(vm: &Vm, task: &Task, placement: &PlacementRequest, guest: Option<&GuestSettings>) -> Vm;
         get_vm(id: VmId) -> Vm;
         list_vms(page: &PageRequest) -> Page<Vm>;
+        list_owned_vms(owner: UserId, page: &PageRequest) -> Page<Vm>;
         update_vm(vm: &Vm) -> ();
         resize_vm(id: VmId, target: Demand) -> Vm;
         delete_vm(id: VmId) -> ();

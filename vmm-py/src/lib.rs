@@ -422,7 +422,7 @@ impl Client {
                     .map_err(|_| to_py_err(py, Error::invalid("state", format!("{s:?} is not a task state"))))
             })
             .transpose()?;
-        let filter = TaskFilter { vm_id, state };
+        let filter = TaskFilter { vm_id, state, owner_id: None };
         let page = PageRequest { limit, cursor };
         json(&self.run(py, |v| async move { v.list_tasks(&filter, &page).await })?)
     }

@@ -117,13 +117,13 @@ async fn each_role_reaches_what_its_rules_allow() {
         api.session("r@example.com").await,
     );
 
-    // A user: themselves, images and recipes; no nodes, no users list; VMs not until they have owners.
+    // A user: themselves, their VMs, images and recipes; no nodes, no users list.
     assert_eq!(api.get_as(&user, "/api/v1/users/me").await.body["email"], "u@example.com");
     assert_eq!(api.get_as(&user, "/api/v1/images").await.status, StatusCode::OK);
     assert_eq!(api.get_as(&user, "/api/v1/recipes").await.status, StatusCode::OK);
     problem(&api.get_as(&user, "/api/v1/nodes").await, 403, "forbidden");
     problem(&api.get_as(&user, "/api/v1/users").await, 403, "forbidden");
-    problem(&api.get_as(&user, "/api/v1/vms").await, 403, "forbidden");
+    assert_eq!(api.get_as(&user, "/api/v1/vms").await.body["items"], json!([]));
     problem(
         &api.post_as(
             &user,
@@ -313,4 +313,88 @@ async fn failed_sign_ins_are_throttled_per_address() {
     let r = api.login("ann@example.com", "correct horse battery").await;
     problem(&r, 429, "too_many_requests");
     assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn another_users_vms_and_tasks_are_not_found_anywhere() {
+    let api = api().await;
+    assert_eq!(
+        api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1"})).await.status,
+        StatusCode::CREATED
+    );
+    let a_id = api.add_user("a@example.com", "user").await;
+    let b_id = api.add_user("b@example.com", "user").await;
+    api.add_user("o@example.com", "operator").await;
+    api.add_user("r@example.com", "readonly").await;
+    let (a, b) = (api.session("a@example.com").await, api.session("b@example.com").await);
+    let (operator, readonly) = (api.session("o@example.com").await, api.session("r@example.com").await);
+
+    let spec = json!({"name": "a-vm", "vcpus": 1, "memory_mib": 128, "disk_gib": 1});
+    let made = api.post_as(&a, "/api/v1/vms", spec.clone()).await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+    assert_eq!(made.body["vm"]["owner_id"], a_id.as_str(), "a user's VM is theirs");
+    let vm = made.body["vm"]["id"].as_str().unwrap().to_owned();
+    let task = made.body["task"]["id"].as_str().unwrap().to_owned();
+    let done = api.get_as(&a, &format!("/api/v1/tasks/{task}/wait?timeout_s=30")).await;
+    assert_eq!(done.body["state"], "succeeded", "{}", done.body);
+
+    // B: nothing of A's, anywhere, and the same answer as for what does not exist.
+    assert!(api.get_as(&b, "/api/v1/vms").await.body["items"].as_array().unwrap().is_empty());
+    assert!(api.get_as(&b, "/api/v1/tasks").await.body["items"].as_array().unwrap().is_empty());
+    assert!(api.get_as(&b, &format!("/api/v1/tasks?vm_id={vm}")).await.body["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    for (method, uri, body) in [
+        (Method::GET, format!("/api/v1/vms/{vm}"), None),
+        (Method::GET, format!("/api/v1/vms/{vm}/console-log"), None),
+        (Method::PATCH, format!("/api/v1/vms/{vm}"), Some(json!({"name": "mine now"}))),
+        (Method::POST, format!("/api/v1/vms/{vm}/stop"), None),
+        (Method::POST, format!("/api/v1/vms/{vm}/clone"), Some(json!({"name": "copy"}))),
+        (Method::DELETE, format!("/api/v1/vms/{vm}"), None),
+    ] {
+        let r = api.call_as(&b, method.clone(), &uri, body.clone()).await;
+        problem(&r, 404, "vm_not_found");
+        let missing = uri.replace(&vm, "01900000-0000-7000-8000-000000000009");
+        let r2 = api.call_as(&b, method, &missing, body).await;
+        assert_eq!(r2.status, r.status, "{uri}: the same as for a VM that does not exist");
+    }
+    for (method, uri) in [
+        (Method::GET, format!("/api/v1/tasks/{task}")),
+        (Method::GET, format!("/api/v1/tasks/{task}/wait?timeout_s=0")),
+        (Method::POST, format!("/api/v1/tasks/{task}/cancel")),
+    ] {
+        problem(&api.call_as(&b, method, &uri, None).await, 404, "task_not_found");
+    }
+
+    // A sees their own; an operator sees and acts on everyone's; read-only sees, cannot act.
+    assert_eq!(api.get_as(&a, "/api/v1/vms").await.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get_as(&a, &format!("/api/v1/tasks/{task}")).await.status, StatusCode::OK);
+    assert_eq!(api.get_as(&readonly, &format!("/api/v1/vms/{vm}")).await.status, StatusCode::OK);
+    problem(
+        &api.call_as(&readonly, Method::POST, &format!("/api/v1/vms/{vm}/stop"), None).await,
+        403,
+        "forbidden",
+    );
+    let stop = api.call_as(&operator, Method::POST, &format!("/api/v1/vms/{vm}/stop"), None).await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.body);
+    let stopped = stop.body["task"]["id"].as_str().unwrap();
+    api.get_as(&operator, &format!("/api/v1/tasks/{stopped}/wait?timeout_s=30")).await;
+    assert_eq!(
+        api.get_as(&a, "/api/v1/tasks").await.body["items"].as_array().unwrap().len(),
+        2,
+        "A sees the operator's task on their VM"
+    );
+
+    // Owners: a user makes VMs for themselves only; an admin for anyone who exists.
+    let for_b = json!({"name": "b-vm", "vcpus": 1, "memory_mib": 128, "disk_gib": 1, "owner_id": b_id});
+    problem(&api.post_as(&a, "/api/v1/vms", for_b.clone()).await, 403, "forbidden");
+    let by_admin = api.post("/api/v1/vms", for_b).await;
+    assert_eq!(by_admin.body["vm"]["owner_id"], b_id.as_str(), "{}", by_admin.body);
+    let nobody = json!({"name": "x", "vcpus": 1, "memory_mib": 128, "disk_gib": 1, "owner_id": "01900000-0000-7000-8000-000000000009"});
+    problem(&api.post("/api/v1/vms", nobody).await, 422, "invalid");
+    assert_eq!(api.get_as(&b, "/api/v1/vms").await.body["items"].as_array().unwrap().len(), 1);
+
+    // A user who owns VMs is not deleted from under them.
+    problem(&api.call(Method::DELETE, &format!("/api/v1/users/{a_id}"), None).await, 409, "conflict");
 }

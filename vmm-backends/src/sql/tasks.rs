@@ -170,6 +170,11 @@ impl TaskStore for SqlStore {
         if let Some(state) = filter.state {
             clause(&mut sql, "state", "=", state.to_string());
         }
+        if let Some(owner) = filter.owner_id {
+            // A user's tasks are those of their VMs (the VMs that still exist).
+            clause(&mut sql, "vm_id IN (SELECT id FROM vms WHERE owner_id", "=", owner.to_string());
+            sql.push(')');
+        }
         if let Some(b) = before {
             clause(&mut sql, "id", "<", b.to_string());
         }

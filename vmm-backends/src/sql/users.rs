@@ -86,12 +86,19 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
-        // The tokens go by the foreign key's cascade, in the same statement.
+        // The tokens go by the foreign key's cascade, in the same statement; a VM of theirs
+        // holds the user by its own key.
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.write)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| {
+                if is_foreign_key_violation(&e) {
+                    Error::conflict("the user owns VMs: delete them or give them to another user first")
+                } else {
+                    self.err(e)
+                }
+            })?;
         if done.rows_affected() == 0 {
             return Err(Error::UserNotFound { id });
         }

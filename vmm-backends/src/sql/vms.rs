@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use vmm_core::placement::{self, Demand};
 use vmm_core::{
-    Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task, TaskParams, Vm,
+    Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task, TaskParams, UserId, Vm,
     VmAction, VmGuest, VmId, VmNic, VmStore,
 };
 
@@ -19,7 +19,7 @@ use super::{
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-    image_id, hostname, nics";
+    image_id, hostname, nics, owner_id";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
     let mut vm = Vm {
@@ -36,6 +36,7 @@ fn vm(r: &AnyRow) -> Result<Vm> {
         image_id: r.opt_text("image_id")?.map(|i| i.parse()).transpose()?,
         hostname: r.opt_text("hostname")?,
         nics: Vec::new(),
+        owner_id: r.opt_text("owner_id")?.map(|o| o.parse()).transpose()?,
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,
@@ -127,7 +128,8 @@ impl VmStore for SqlStore {
         let guest = VmGuest { current: guest.cloned(), next: None };
         sqlx::query(
             "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-             image_id, hostname, nics, guest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             image_id, hostname, nics, guest, owner_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(vm.id.to_string())
         .bind(&vm.name)
@@ -143,6 +145,7 @@ impl VmStore for SqlStore {
         .bind(vm.hostname.clone())
         .bind(to_json(&vm.nics)?)
         .bind(to_json(&guest)?)
+        .bind(vm.owner_id.map(|o| o.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("VM {} exists", vm.id)) } else { self.err(e) })?;
@@ -172,6 +175,32 @@ impl VmStore for SqlStore {
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM vms ORDER BY id DESC LIMIT $1");
                 sqlx::query(&sql).bind(over).fetch_all(&self.read).await
+            }
+        }
+        .map_err(|e| self.err(e))?;
+        let items = rows.iter().map(vm).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, |v| v.id.to_string()))
+    }
+
+    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>> {
+        let limit = page.limit()?;
+        let before: Option<VmId> = page.cursor()?;
+        let over = signed(limit as u64 + 1);
+        let rows = match before {
+            Some(b) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM vms WHERE owner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                );
+                sqlx::query(&sql)
+                    .bind(owner.to_string())
+                    .bind(b.to_string())
+                    .bind(over)
+                    .fetch_all(&self.read)
+                    .await
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM vms WHERE owner_id = $1 ORDER BY id DESC LIMIT $2");
+                sqlx::query(&sql).bind(owner.to_string()).bind(over).fetch_all(&self.read).await
             }
         }
         .map_err(|e| self.err(e))?;

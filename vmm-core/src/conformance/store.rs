@@ -38,6 +38,7 @@ where
     delete_vm_releases_its_leases(new_store().await.as_ref()).await;
     usage_follows_every_change(new_store().await.as_ref()).await;
     super::users::users_and_tokens(new_store().await.as_ref()).await;
+    super::users::owners(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -71,6 +72,7 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
         image_id: None,
         hostname: None,
         nics: vec![],
+        owner_id: None,
     };
     let vm = Vm { nics: pool.map(|p| vec![VmNic::new(vm.id, 0, Some(p.id))]).unwrap_or_default(), ..vm };
     let task =
@@ -437,11 +439,11 @@ pub async fn paging(s: &dyn Store) {
     }
     assert_eq!(seen, ids, "newest first, each once");
     let tasks = s
-        .list_tasks(&TaskFilter { vm_id: Some(ids[0]), state: None }, &PageRequest::default())
+        .list_tasks(&TaskFilter { vm_id: Some(ids[0]), ..TaskFilter::default() }, &PageRequest::default())
         .await
         .unwrap();
     assert_eq!(tasks.items.len(), 1);
-    let queued = TaskFilter { vm_id: None, state: Some(TaskState::Queued) };
+    let queued = TaskFilter { state: Some(TaskState::Queued), ..TaskFilter::default() };
     assert!(s.list_tasks(&queued, &PageRequest::default()).await.unwrap().items.is_empty());
     let all = s.list_tasks(&TaskFilter::default(), &PageRequest::first(5)).await.unwrap();
     assert_eq!(all.items.len(), 5);

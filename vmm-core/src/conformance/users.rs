@@ -3,7 +3,8 @@
 use chrono::{Duration, Utc};
 
 use crate::{
-    ApiToken, AuthSource, Error, PageRequest, Quota, Role, Store, TokenId, TokenKind, User, UserId, UserState,
+    ApiToken, AuthSource, Error, PageRequest, PlacementRequest, Quota, Role, Store, Strategy, TaskFilter,
+    TokenId, TokenKind, User, UserId, UserState, Vm,
 };
 
 fn user(email: &str, role: Role) -> User {
@@ -95,4 +96,42 @@ pub async fn users_and_tokens(s: &dyn Store) {
     assert!(s.token_by_prefix("prefix-1").await.unwrap().is_none(), "a deleted user's tokens go with them");
     assert!(matches!(s.get_token(t1.id).await, Err(Error::TokenNotFound { .. })));
     assert!(matches!(s.delete_user(ann.id).await, Err(Error::UserNotFound { .. })));
+}
+
+/// VMs have owners: a user's VMs and their tasks list a page at a time without anyone
+/// else's, and a user who owns a VM cannot be deleted.
+pub async fn owners(s: &dyn Store) {
+    s.create_node(&super::store::node("n1", 64)).await.expect("create_node");
+    let (ann, bob) = (user("ann@example.com", Role::User), user("bob@example.com", Role::User));
+    s.create_user(&ann, None).await.unwrap();
+    s.create_user(&bob, None).await.unwrap();
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let mut mine = Vec::new();
+    for owner in [Some(ann.id), Some(bob.id), Some(ann.id), None, Some(ann.id)] {
+        let (vm, task) = super::store::new_vm(None);
+        let vm = Vm { owner_id: owner, ..vm };
+        let made = s.create_vm(&vm, &task, &placement, None).await.expect("create_vm");
+        assert_eq!(made.owner_id, owner, "the owner is kept");
+        if owner == Some(ann.id) {
+            mine.push((vm.id, task.id));
+        }
+    }
+    mine.reverse();
+    let first = s.list_owned_vms(ann.id, &PageRequest::first(2)).await.unwrap();
+    assert_eq!(first.items.iter().map(|v| v.id).collect::<Vec<_>>(), [mine[0].0, mine[1].0], "newest first");
+    let rest =
+        s.list_owned_vms(ann.id, &PageRequest { limit: Some(2), cursor: first.next_cursor }).await.unwrap();
+    assert_eq!(rest.items.iter().map(|v| v.id).collect::<Vec<_>>(), [mine[2].0]);
+    assert!(rest.next_cursor.is_none());
+    assert_eq!(s.get_vm(mine[0].0).await.unwrap().owner_id, Some(ann.id));
+    let tasks = s
+        .list_tasks(&TaskFilter { owner_id: Some(ann.id), ..TaskFilter::default() }, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        tasks.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        mine.iter().map(|m| m.1).collect::<Vec<_>>()
+    );
+    assert!(matches!(s.delete_user(ann.id).await, Err(Error::Conflict { .. })), "ann owns VMs");
+    assert_eq!(s.get_user(ann.id).await.unwrap(), ann, "nothing changed");
 }

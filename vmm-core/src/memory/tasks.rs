@@ -54,8 +54,18 @@ impl TaskStore for InMemoryStore {
             Some(b) => s.tasks.range(..b),
             None => s.tasks.range(..),
         };
-        let items =
-            all.rev().map(|(_, t)| t).filter(|t| filter.matches(t)).take(limit + 1).cloned().collect();
+        let owned = |t: &Task| {
+            filter
+                .owner_id
+                .is_none_or(|o| t.vm_id.and_then(|v| s.vms.get(&v)).is_some_and(|vm| vm.owner_id == Some(o)))
+        };
+        let items = all
+            .rev()
+            .map(|(_, t)| t)
+            .filter(|t| filter.matches(t) && owned(t))
+            .take(limit + 1)
+            .cloned()
+            .collect();
         Ok(Page::from_overfetch(items, limit, |t: &Task| t.id.to_string()))
     }
 

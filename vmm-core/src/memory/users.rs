@@ -52,7 +52,13 @@ impl UserStore for InMemoryStore {
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
         let mut s = self.state();
-        s.users.remove(&id).ok_or(Error::UserNotFound { id })?;
+        if !s.users.contains_key(&id) {
+            return Err(Error::UserNotFound { id });
+        }
+        if s.vms.values().any(|vm| vm.owner_id == Some(id)) {
+            return Err(Error::conflict("the user owns VMs: delete them or give them to another user first"));
+        }
+        s.users.remove(&id);
         s.tokens.retain(|_, (t, _, _)| t.user_id != id);
         Ok(())
     }

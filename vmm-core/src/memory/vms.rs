@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::InMemoryStore;
 use crate::error::{Error, Result};
 use crate::guest::GuestSettings;
-use crate::id::{PoolId, VmId};
+use crate::id::{PoolId, UserId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement::{self, Demand};
 use crate::store::{PlacementRequest, VmGuest, VmStore};
@@ -61,6 +61,23 @@ impl VmStore for InMemoryStore {
             None => s.vms.range(..),
         };
         let items = vms.rev().take(limit + 1).map(|(_, v)| v.clone()).collect();
+        Ok(Page::from_overfetch(items, limit, |v: &Vm| v.id.to_string()))
+    }
+
+    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>> {
+        let limit = page.limit()?;
+        let before: Option<VmId> = page.cursor()?;
+        let s = self.state();
+        let vms = match before {
+            Some(b) => s.vms.range(..b),
+            None => s.vms.range(..),
+        };
+        let items = vms
+            .rev()
+            .filter(|(_, v)| v.owner_id == Some(owner))
+            .take(limit + 1)
+            .map(|(_, v)| v.clone())
+            .collect();
         Ok(Page::from_overfetch(items, limit, |v: &Vm| v.id.to_string()))
     }
 

@@ -17,6 +17,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod tasks;
+mod tenancy;
 mod users;
 mod vms;
 

@@ -55,6 +55,7 @@ impl Vmm {
             image_id: spec.image_id,
             hostname: guest.as_ref().map(|g| g.hostname.clone()),
             nics,
+            owner_id: spec.owner_id,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = Task::new(TaskKind::CreateVm, Some(vm.id), params, now);

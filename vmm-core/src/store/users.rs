@@ -33,7 +33,7 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>>;
     /// Saves a user's role, state and quota, and their password hash when one is given.
     async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
-    /// Removes a user and every token of theirs.
+    /// Removes a user and every token of theirs; a conflict while they own VMs.
     async fn delete_user(&self, id: UserId) -> Result<()>;
     /// Adds a token with its lookup prefix and hash. A prefix in use is a conflict.
     async fn create_token(&self, token: &ApiToken, prefix: &str, hash: &str) -> Result<()>;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::guest::GuestSettings;
-use crate::id::{NodeId, PoolId, VmId};
+use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::node::Node;
 use crate::page::{Page, PageRequest};
 use crate::placement::{Demand, Placement, Strategy};
@@ -61,6 +61,8 @@ pub trait VmStore: Send + Sync {
     async fn get_vm(&self, id: VmId) -> Result<Vm>;
     /// VMs, newest first.
     async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>>;
+    /// `owner`'s VMs, newest first.
+    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>>;
     /// Saves a VM's name, state, image and hostname.
     async fn update_vm(&self, vm: &Vm) -> Result<()>;
     /// Changes a VM's size if its node has room under its ratios

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::Extension;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use vmm_core::{Page, PageRequest, Task, TaskFilter, TaskId, TaskState, VmId};
+use vmm_core::{Access, Actor, Page, PageRequest, Task, TaskFilter, TaskId, TaskState, VmId};
 
 use super::{ApiResult, Json, Path, Problems, Query};
 use crate::{ApiError, AppState};
@@ -43,15 +44,23 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// Tasks, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery), responses((status = 200, body = Page<Task>), Problems))]
-async fn list_tasks(State(s): State<AppState>, Query(q): Query<TaskQuery>) -> ApiResult<Json<Page<Task>>> {
-    let filter = TaskFilter { vm_id: q.vm_id, state: q.state };
-    Ok(Json(s.vmm.list_tasks(&filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
+async fn list_tasks(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<TaskQuery>,
+) -> ApiResult<Json<Page<Task>>> {
+    let filter = TaskFilter { vm_id: q.vm_id, state: q.state, owner_id: None };
+    Ok(Json(s.vmm.list_tasks_for(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
 }
 
 /// One task.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = TaskId, Path)), responses((status = 200, body = Task), Problems))]
-async fn get_task(State(s): State<AppState>, Path(id): Path<TaskId>) -> ApiResult<Json<Task>> {
-    Ok(Json(s.vmm.get_task(id).await?))
+async fn get_task(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<TaskId>,
+) -> ApiResult<Json<Task>> {
+    Ok(Json(s.vmm.task_for(&actor, id, Access::Read).await?))
 }
 
 /// Wait until the task ends or the timeout passes; answers the task as it is then.
@@ -59,9 +68,11 @@ async fn get_task(State(s): State<AppState>, Path(id): Path<TaskId>) -> ApiResul
     responses((status = 200, body = Task), Problems))]
 async fn wait_task(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<TaskId>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
+    s.vmm.task_for(&actor, id, Access::Read).await?;
     let seconds = q.timeout_s.unwrap_or(30.0);
     if !(0.0..=60.0).contains(&seconds) {
         return Err(ApiError::invalid("timeout_s", "must be between 0 and 60"));
@@ -72,6 +83,11 @@ async fn wait_task(
 /// Cancel a queued task, or ask a running one to stop and undo what it did.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = TaskId, Path)),
     responses((status = 200, body = Task), Problems))]
-async fn cancel_task(State(s): State<AppState>, Path(id): Path<TaskId>) -> ApiResult<Json<Task>> {
+async fn cancel_task(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<TaskId>,
+) -> ApiResult<Json<Task>> {
+    s.vmm.task_for(&actor, id, Access::Write).await?;
     Ok(Json(s.vmm.cancel_task(id).await?))
 }

@@ -5,10 +5,13 @@ use std::net::IpAddr;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use vmm_core::{AddressSpec, CloneSpec, Page, PowerAction, ReinstallSpec, Task, Vm, VmId, VmPatch, VmSpec};
+use vmm_core::{
+    Access, Actor, AddressSpec, CloneSpec, Page, PowerAction, ReinstallSpec, Task, Vm, VmId, VmPatch, VmSpec,
+};
 
 use super::{accepted, ApiResult, Json, PageQuery, Path, Problems, Query};
 use crate::AppState;
@@ -64,21 +67,33 @@ const MAX_TAIL_BYTES: u64 = 1 << 20;
             "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx5ZWNR0v1Jbf5Jz1Ubs5YqQ2t4aH1r0WAXLrNQHdCX you@laptop"],
             "ip_pool_ids": ["01900000-0000-7000-8000-000000000002"]}))))),
     responses((status = 202, body = VmAccepted, headers(("Location" = String, description = "The task"))), Problems))]
-async fn create_vm(State(s): State<AppState>, Json(spec): Json<VmSpec>) -> ApiResult<Response> {
-    let (vm, task) = s.vmm.create_vm(spec).await?;
+async fn create_vm(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Json(spec): Json<VmSpec>,
+) -> ApiResult<Response> {
+    let (vm, task) = s.vmm.create_vm_for(&actor, spec).await?;
     Ok(accepted(&task, VmAccepted { vm, task: task.clone() }))
 }
 
 /// VMs, newest first.
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(PageQuery), responses((status = 200, body = Page<Vm>), Problems))]
-async fn list_vms(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Vm>>> {
-    Ok(Json(s.vmm.list_vms(&q.page()).await?))
+async fn list_vms(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Vm>>> {
+    Ok(Json(s.vmm.list_vms_for(&actor, &q.page()).await?))
 }
 
 /// One VM.
 #[utoipa::path(get, path = "/api/v1/vms/{id}", tag = "vms", params(("id" = VmId, Path)), responses((status = 200, body = Vm), Problems))]
-async fn get_vm(State(s): State<AppState>, Path(id): Path<VmId>) -> ApiResult<Json<Vm>> {
-    Ok(Json(s.vmm.get_vm(id).await?))
+async fn get_vm(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<VmId>,
+) -> ApiResult<Json<Vm>> {
+    Ok(Json(s.vmm.vm_for(&actor, id, Access::Read).await?))
 }
 
 /// Rename and/or resize a VM (disks only grow).
@@ -87,9 +102,11 @@ async fn get_vm(State(s): State<AppState>, Path(id): Path<VmId>) -> ApiResult<Js
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn update_vm(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Json(patch): Json<VmPatch>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.update_vm(id, patch).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -97,7 +114,12 @@ async fn update_vm(
 /// Delete a VM with its disk and leases (again, if an earlier delete failed half-way).
 #[utoipa::path(delete, path = "/api/v1/vms/{id}", tag = "vms", params(("id" = VmId, Path)),
     responses((status = 202, body = TaskAccepted), Problems))]
-async fn delete_vm(State(s): State<AppState>, Path(id): Path<VmId>) -> ApiResult<Response> {
+async fn delete_vm(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<VmId>,
+) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.delete_vm(id).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -108,8 +130,10 @@ async fn delete_vm(State(s): State<AppState>, Path(id): Path<VmId>) -> ApiResult
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn power_vm(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path((id, action)): Path<(VmId, PowerAction)>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.power_vm(id, action).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -122,9 +146,11 @@ async fn power_vm(
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn reinstall_vm(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Json(spec): Json<ReinstallSpec>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.reinstall_vm(id, spec).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -136,10 +162,11 @@ async fn reinstall_vm(
     responses((status = 202, body = VmAccepted), Problems))]
 async fn clone_vm(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Json(spec): Json<CloneSpec>,
 ) -> ApiResult<Response> {
-    let (vm, task) = s.vmm.clone_vm(id, spec).await?;
+    let (vm, task) = s.vmm.clone_vm_for(&actor, id, spec).await?;
     Ok(accepted(&task, VmAccepted { vm, task: task.clone() }))
 }
 
@@ -150,9 +177,11 @@ async fn clone_vm(
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn add_address(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Json(spec): Json<AddressSpec>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.add_vm_address(id, spec).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -163,8 +192,10 @@ async fn add_address(
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn remove_address(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path((id, address)): Path<(VmId, IpAddr)>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.remove_vm_address(id, address).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
@@ -174,9 +205,11 @@ async fn remove_address(
     responses((status = 200, body = String, content_type = "text/plain"), Problems))]
 async fn console_log(
     State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Query(q): Query<TailQuery>,
 ) -> ApiResult<Response> {
+    s.vmm.vm_for(&actor, id, Access::Read).await?;
     let tail = q.tail_bytes.unwrap_or(64 * 1024);
     if tail > MAX_TAIL_BYTES {
         return Err(vmm_core::Error::invalid("tail_bytes", format!("at most {MAX_TAIL_BYTES}")).into());
