@@ -94,6 +94,16 @@ pub enum Error {
         /// The token asked for.
         id: TokenId,
     },
+    /// The change would take the VM's owner past a limit of their quota.
+    #[error("Quota exceeded: {limit} is {max}, this needs {wanted}")]
+    QuotaExceeded {
+        /// The limit (`max_vcpus`, …).
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+        /// What the change would bring the user to.
+        wanted: u64,
+    },
     /// The caller sees the object but their role may not do this.
     #[error("Forbidden: {reason}")]
     Forbidden {
@@ -287,7 +297,8 @@ impl Error {
             | Self::Conflict { .. }
             | Self::AddressInUse { .. }
             | Self::PoolExhausted { .. }
-            | Self::NoCapacity { .. } => ErrorKind::Conflict,
+            | Self::NoCapacity { .. }
+            | Self::QuotaExceeded { .. } => ErrorKind::Conflict,
             Self::Invalid { .. } => ErrorKind::Invalid,
             Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::Unavailable { .. } => ErrorKind::Unavailable,
@@ -320,6 +331,7 @@ impl Error {
             Self::AddressInUse { .. } => "address_in_use",
             Self::PoolExhausted { .. } => "pool_exhausted",
             Self::NoCapacity { .. } => "no_capacity",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Invalid { .. } => "invalid",
             Self::Unsupported { .. } => "unsupported",
             Self::Unavailable { .. } => "unavailable",
@@ -364,6 +376,7 @@ impl Error {
         match self {
             Self::Invalid { field, .. } => Some(field),
             Self::AddressInUse { .. } => Some("address"),
+            Self::QuotaExceeded { limit, .. } => Some(limit),
             _ => None,
         }
     }

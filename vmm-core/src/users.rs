@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{TokenId, UserId};
+use crate::placement::Demand;
 use crate::secret::Secret;
+use crate::vm::Vm;
 
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -104,6 +106,107 @@ pub struct Quota {
     /// IP addresses over all their VMs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_addresses: Option<u32>,
+}
+
+/// What a user holds, summed over their VMs (or what a change adds to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserUsage {
+    /// VMs.
+    pub vms: u64,
+    /// vCPUs.
+    pub vcpus: u64,
+    /// Memory, in MiB.
+    pub memory_mib: u64,
+    /// Disk, in GiB.
+    pub disk_gib: u64,
+    /// IP addresses.
+    pub addresses: u64,
+}
+
+impl UserUsage {
+    /// What a new VM takes: itself, its size, and an address for each NIC on a pool.
+    pub fn of_new(vm: &Vm) -> Self {
+        Self {
+            vms: 1,
+            vcpus: u64::from(vm.vcpus),
+            memory_mib: vm.memory_mib,
+            disk_gib: vm.disk_gib,
+            addresses: vm.nics.iter().filter(|n| n.pool_id.is_some()).count() as u64,
+        }
+    }
+
+    /// What a resize from `from` to `to` adds (nothing for what shrinks).
+    pub fn growth(from: &Demand, to: &Demand) -> Self {
+        Self {
+            vcpus: u64::from(to.vcpus.saturating_sub(from.vcpus)),
+            memory_mib: to.memory_mib.saturating_sub(from.memory_mib),
+            disk_gib: to.disk_gib.saturating_sub(from.disk_gib),
+            ..Self::default()
+        }
+    }
+
+    /// One more address.
+    pub fn address() -> Self {
+        Self { addresses: 1, ..Self::default() }
+    }
+
+    /// Adds what `vm` holds.
+    pub fn add(&mut self, vm: &Vm) {
+        self.vms += 1;
+        self.vcpus += u64::from(vm.vcpus);
+        self.memory_mib += vm.memory_mib;
+        self.disk_gib += vm.disk_gib;
+        self.addresses += vm.addresses.len() as u64;
+    }
+}
+
+impl Quota {
+    fn limits(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("max_vms", self.max_vms.map(u64::from)),
+            ("max_vcpus", self.max_vcpus.map(u64::from)),
+            ("max_memory_mib", self.max_memory_mib),
+            ("max_disk_gib", self.max_disk_gib),
+            ("max_addresses", self.max_addresses.map(u64::from)),
+        ]
+    }
+
+    /// Whether `adding` fits beside `usage`: [`Error::QuotaExceeded`] naming the first
+    /// limit it would pass. What `adding` does not grow is never refused, so that a user
+    /// over a lowered quota may still shrink.
+    pub fn check(&self, usage: &UserUsage, adding: &UserUsage) -> Result<()> {
+        let used = [usage.vms, usage.vcpus, usage.memory_mib, usage.disk_gib, usage.addresses];
+        let more = [adding.vms, adding.vcpus, adding.memory_mib, adding.disk_gib, adding.addresses];
+        for (((limit, max), used), more) in self.limits().into_iter().zip(used).zip(more) {
+            if let Some(max) = max {
+                let wanted = used.saturating_add(more);
+                if more > 0 && wanted > max {
+                    return Err(Error::QuotaExceeded { limit, max, wanted });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `usage` is within the quota (a quota below what a user holds is refused).
+    pub fn admits(&self, usage: &UserUsage) -> Result<()> {
+        let used = [usage.vms, usage.vcpus, usage.memory_mib, usage.disk_gib, usage.addresses];
+        for ((limit, max), used) in self.limits().into_iter().zip(used) {
+            if max.is_some_and(|max| used > max) {
+                return Err(Error::invalid(
+                    "quota",
+                    format!("{limit} is below what the user holds ({used})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the quota limits anything.
+    pub fn is_unlimited(&self) -> bool {
+        self.limits().iter().all(|(_, max)| max.is_none())
+    }
 }
 
 /// A user.
@@ -620,6 +723,33 @@ mod tests {
                 assert_eq!(actor.is_some(), user.may_grant(asked), "{user} granting {asked}");
             }
         }
+    }
+
+    #[test]
+    fn quotas_refuse_only_what_grows_past_a_limit() {
+        let q = Quota { max_vms: Some(2), max_memory_mib: Some(1024), ..Quota::default() };
+        let used = UserUsage { vms: 1, vcpus: 40, memory_mib: 512, disk_gib: 100, addresses: 9 };
+        let vm = UserUsage { vms: 1, vcpus: 1, memory_mib: 512, ..UserUsage::default() };
+        assert!(q.check(&used, &vm).is_ok(), "exactly at the limits; unlimited vCPUs");
+        let more = UserUsage { memory_mib: 513, ..vm };
+        match q.check(&used, &more) {
+            Err(Error::QuotaExceeded { limit: "max_memory_mib", max: 1024, wanted: 1025 }) => {}
+            other => panic!("{other:?}"),
+        }
+        let over = UserUsage { vms: 3, memory_mib: 4096, ..used };
+        let shrink = UserUsage::growth(
+            &Demand { vcpus: 2, memory_mib: 2048, disk_gib: 10 },
+            &Demand { vcpus: 4, memory_mib: 1024, disk_gib: 10 },
+        );
+        assert_eq!(shrink, UserUsage { vcpus: 2, ..UserUsage::default() });
+        assert!(
+            q.check(&over, &shrink).is_ok(),
+            "a user over a lowered quota may still change what it does not limit"
+        );
+        assert!(q.check(&over, &UserUsage::address()).is_ok());
+        assert!(q.admits(&used).is_ok());
+        assert!(q.admits(&over).is_err());
+        assert!(Quota::default().is_unlimited() && !q.is_unlimited());
     }
 
     #[test]

@@ -553,6 +553,7 @@ one_at_a_time! {
         user_by_email(email: &str) -> Option<(User, Option<String>)>;
         list_users(page: &PageRequest) -> Page<User>;
         update_user(user: &User, password_hash: Option<&str>) -> ();
+        user_usage(id: UserId) -> vmm_core::users::UserUsage;
         delete_user(id: UserId) -> ();
         create_token(token: &ApiToken, prefix: &str, hash: &str) -> ();
         token_by_prefix(prefix: &str) -> Option<StoredToken>;

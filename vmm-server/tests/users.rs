@@ -398,3 +398,63 @@ async fn another_users_vms_and_tasks_are_not_found_anywhere() {
     // A user who owns VMs is not deleted from under them.
     problem(&api.call(Method::DELETE, &format!("/api/v1/users/{a_id}"), None).await, 409, "conflict");
 }
+
+#[tokio::test]
+async fn quotas_refuse_what_does_not_fit_and_cannot_drop_below_usage() {
+    let api = api().await;
+    api.post("/api/v1/nodes", json!({"name": "n1", "uri": "memory://n1"})).await;
+    let r = api
+        .post(
+            "/api/v1/users",
+            json!({"email": "q@example.com", "password": "correct horse battery", "role": "user", "quota": {"max_vms": 1, "max_memory_mib": 256}}),
+        )
+        .await;
+    assert_eq!(r.body["quota"], json!({"max_vms": 1, "max_memory_mib": 256}), "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    problem(
+        &api.call(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"quota": {"max_vms": 1, "disk": 2}})),
+        )
+        .await,
+        422,
+        "invalid",
+    );
+    let q = api.session("q@example.com").await;
+    let big = api
+        .post_as(&q, "/api/v1/vms", json!({"name": "big", "vcpus": 1, "memory_mib": 512, "disk_gib": 1}))
+        .await;
+    problem(&big, 409, "quota_exceeded");
+    assert_eq!(big.body["field"], "max_memory_mib");
+    assert!(big.body["detail"].as_str().unwrap().contains("max_memory_mib is 256"), "{}", big.body);
+    let ok = api
+        .post_as(&q, "/api/v1/vms", json!({"name": "ok", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}))
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.body);
+    let task = ok.body["task"]["id"].as_str().unwrap();
+    api.get_as(&q, &format!("/api/v1/tasks/{task}/wait?timeout_s=30")).await;
+    let vm = ok.body["vm"]["id"].as_str().unwrap();
+    let grow =
+        api.call_as(&q, Method::PATCH, &format!("/api/v1/vms/{vm}"), Some(json!({"memory_mib": 512}))).await;
+    problem(&grow, 409, "quota_exceeded");
+    problem(
+        &api.post_as(&q, "/api/v1/vms", json!({"name": "two", "vcpus": 1, "memory_mib": 128, "disk_gib": 1}))
+            .await,
+        409,
+        "quota_exceeded",
+    );
+    // Below what the user holds: refused, nothing changed.
+    let lower = api
+        .call(Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"quota": {"max_memory_mib": 128}})))
+        .await;
+    problem(&lower, 422, "invalid");
+    assert_eq!(api.get(&format!("/api/v1/users/{id}")).await.body["quota"]["max_memory_mib"], 256);
+    let raised =
+        api.call(Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"quota": {"max_vms": 2}}))).await;
+    assert_eq!(raised.status, StatusCode::OK, "{}", raised.body);
+    let two = api
+        .post_as(&q, "/api/v1/vms", json!({"name": "two", "vcpus": 1, "memory_mib": 128, "disk_gib": 1}))
+        .await;
+    assert_eq!(two.status, StatusCode::ACCEPTED, "{}", two.body);
+}

@@ -2,12 +2,61 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
+use vmm_core::users::UserUsage;
 use vmm_core::{ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserStore};
 
-use super::{from_json, is_unique_violation, signed, to_json, Columns, SqlStore};
+use super::{from_json, is_unique_violation, signed, to_json, unsigned, Columns, SqlStore, Tx};
 
 fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+impl SqlStore {
+    /// What `owner`'s VMs hold, read through `executor` in one statement.
+    async fn usage_through<'c, E>(&self, executor: E, owner: UserId) -> Result<UserUsage>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS vms, CAST(COALESCE(SUM(vcpus), 0) AS BIGINT) AS vcpus, \
+             CAST(COALESCE(SUM(memory_mib), 0) AS BIGINT) AS memory_mib, \
+             CAST(COALESCE(SUM(disk_gib), 0) AS BIGINT) AS disk_gib, \
+             (SELECT COUNT(*) FROM ip_leases WHERE vm_id IN (SELECT id FROM vms WHERE owner_id = $1)) AS addresses \
+             FROM vms WHERE owner_id = $1",
+        )
+        .bind(owner.to_string())
+        .fetch_one(executor)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(UserUsage {
+            vms: unsigned(&row, "vms")?,
+            vcpus: unsigned(&row, "vcpus")?,
+            memory_mib: unsigned(&row, "memory_mib")?,
+            disk_gib: unsigned(&row, "disk_gib")?,
+            addresses: unsigned(&row, "addresses")?,
+        })
+    }
+
+    /// Locks the row of `owner` (if any) in `tx` and checks that `adding` fits in their
+    /// quota beside what their VMs hold. The lock makes concurrent changes of one user's
+    /// VMs check one after the other.
+    pub(super) async fn check_quota(
+        &self,
+        tx: &mut Tx,
+        owner: Option<UserId>,
+        adding: &UserUsage,
+    ) -> Result<()> {
+        let Some(owner) = owner else { return Ok(()) };
+        let sql = format!("SELECT record FROM users WHERE id = $1{}", self.dialect.lock());
+        let query = sqlx::query(&sql).bind(owner.to_string());
+        let row = self.row(query, &mut **tx, Error::UserNotFound { id: owner }).await?;
+        let user: User = from_json(&row.text("record")?)?;
+        if user.quota.is_unlimited() {
+            return Ok(());
+        }
+        let usage = self.usage_through(&mut **tx, owner).await?;
+        user.quota.check(&usage, adding)
+    }
 }
 
 #[async_trait]
@@ -83,6 +132,11 @@ impl UserStore for SqlStore {
             return Err(Error::UserNotFound { id: user.id });
         }
         Ok(())
+    }
+
+    async fn user_usage(&self, id: UserId) -> Result<UserUsage> {
+        self.get_user(id).await?;
+        self.usage_through(&self.read, id).await
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {

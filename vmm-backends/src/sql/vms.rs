@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use vmm_core::placement::{self, Demand};
 use vmm_core::{
-    Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task, TaskParams, UserId, Vm,
-    VmAction, VmGuest, VmId, VmNic, VmStore,
+    users::UserUsage, Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task,
+    TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
 };
 
 use super::{
@@ -121,6 +121,7 @@ impl VmStore for SqlStore {
             self.lock_image(&mut tx, image).await?;
         }
         let nodes = self.lock_nodes(&mut tx).await?;
+        self.check_quota(&mut tx, new.owner_id, &UserUsage::of_new(new)).await?;
         let demand = new.demand();
         let chosen = placement.place(&demand, &nodes)?;
         let mut vm = Vm { node_id: chosen.node_id, ..new.clone() };
@@ -230,6 +231,7 @@ impl VmStore for SqlStore {
         let mut current = self.vm_in(&mut tx, id).await?;
         let node = self.lock_node(&mut tx, current.node_id).await?;
         placement::check_resize(&node, &current.demand(), &target)?;
+        self.check_quota(&mut tx, current.owner_id, &UserUsage::growth(&current.demand(), &target)).await?;
         sqlx::query("UPDATE vms SET vcpus = $2, memory_mib = $3, disk_gib = $4 WHERE id = $1")
             .bind(id.to_string())
             .bind(i64::from(target.vcpus))
@@ -321,6 +323,7 @@ impl VmStore for SqlStore {
         vm.state.apply(id, VmAction::ChangeAddresses)?;
         let index = vmm_core::vm::free_nic_index(&vm)?;
         let network = self.lock_pool(&mut tx, pool).await?.network_id;
+        self.check_quota(&mut tx, vm.owner_id, &UserUsage::address()).await?;
         let lease = self.lease_in(&mut tx, pool, address, Some(id), task.created_at).await?;
         let mut nic = VmNic::new(id, index, Some(pool));
         nic.network_id = network;

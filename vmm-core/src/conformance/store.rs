@@ -39,6 +39,8 @@ where
     usage_follows_every_change(new_store().await.as_ref()).await;
     super::users::users_and_tokens(new_store().await.as_ref()).await;
     super::users::owners(new_store().await.as_ref()).await;
+    super::users::quotas(new_store().await.as_ref()).await;
+    super::users::quota_race(new_store().await.as_ref(), 32).await;
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -135,3 +135,67 @@ pub async fn owners(s: &dyn Store) {
     assert!(matches!(s.delete_user(ann.id).await, Err(Error::Conflict { .. })), "ann owns VMs");
     assert_eq!(s.get_user(ann.id).await.unwrap(), ann, "nothing changed");
 }
+
+/// A new VM of `owner` with `vcpus`, 1 GiB and 10 GiB, and its create task.
+fn vm_of(owner: UserId, vcpus: u32) -> (Vm, crate::Task) {
+    let (vm, task) = super::store::new_vm(None);
+    (Vm { owner_id: Some(owner), vcpus, ..vm }, task)
+}
+
+/// Quotas hold in the transaction that takes the resource: a create, a resize that grows,
+/// an address; what shrinks is never refused; a VM of no one is not counted.
+pub async fn quotas(s: &dyn Store) {
+    s.create_node(&super::store::node("n1", 64)).await.unwrap();
+    let mut ann = user("ann@example.com", Role::User);
+    ann.quota = Quota { max_vms: Some(2), max_vcpus: Some(3), ..Quota::default() };
+    s.create_user(&ann, None).await.unwrap();
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let (first, task) = vm_of(ann.id, 2);
+    s.create_vm(&first, &task, &placement, None).await.expect("within the quota");
+    let (big, task) = vm_of(ann.id, 2);
+    match s.create_vm(&big, &task, &placement, None).await {
+        Err(Error::QuotaExceeded { limit: "max_vcpus", max: 3, wanted: 4 }) => {}
+        other => panic!("over max_vcpus: {other:?}"),
+    }
+    assert!(matches!(s.get_vm(big.id).await, Err(Error::VmNotFound { .. })), "nothing was made");
+    let (second, task) = vm_of(ann.id, 1);
+    s.create_vm(&second, &task, &placement, None).await.expect("exactly at the quota");
+    let (third, task) = vm_of(ann.id, 0);
+    assert!(matches!(
+        s.create_vm(&third, &task, &placement, None).await,
+        Err(Error::QuotaExceeded { limit: "max_vms", .. })
+    ));
+    let (unowned, task) = super::store::new_vm(None);
+    s.create_vm(&unowned, &task, &placement, None).await.expect("a VM of no one counts for no one");
+    let usage = s.user_usage(ann.id).await.unwrap();
+    assert_eq!((usage.vms, usage.vcpus, usage.memory_mib, usage.disk_gib), (2, 3, 2048, 20));
+
+    let grow = crate::Demand { vcpus: 2, memory_mib: 1024, disk_gib: 10 };
+    assert!(matches!(
+        s.resize_vm(second.id, grow).await,
+        Err(Error::QuotaExceeded { limit: "max_vcpus", .. })
+    ));
+    let shrink = crate::Demand { vcpus: 1, memory_mib: 512, disk_gib: 10 };
+    s.resize_vm(first.id, shrink).await.expect("shrinking is never refused");
+    s.resize_vm(second.id, grow).await.expect("room again after the other shrank");
+}
+
+/// `n` creates at once for a user with room for one: exactly one gets through.
+pub async fn quota_race(s: &dyn Store, n: usize) {
+    s.create_node(&super::store::node("n1", 4096)).await.unwrap();
+    let mut ann = user("ann@example.com", Role::User);
+    ann.quota = Quota { max_vms: Some(1), ..Quota::default() };
+    s.create_user(&ann, None).await.unwrap();
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let attempts = (0..n).map(|_| {
+        let (vm, task) = vm_of(ann.id, 1);
+        let placement = &placement;
+        async move { s.create_vm(&vm, &task, placement, None).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let made = results.iter().filter(|r| r.is_ok()).count();
+    let refused =
+        results.iter().filter(|r| matches!(r, Err(Error::QuotaExceeded { limit: "max_vms", .. }))).count();
+    assert_eq!((made, refused), (1, n - 1), "{results:?}");
+    assert_eq!(s.user_usage(ann.id).await.unwrap().vms, 1);
+}

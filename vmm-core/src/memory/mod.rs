@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
 use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, TaskId, TokenId, UserId, VmId};
 use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
@@ -28,7 +29,7 @@ use crate::node::Node;
 use crate::recipe::Recipe;
 use crate::store::{NodeImage, VmGuest};
 use crate::task::Task;
-use crate::users::{ApiToken, User};
+use crate::users::{ApiToken, User, UserUsage};
 use crate::vm::Vm;
 
 pub use hypervisor::{
@@ -73,6 +74,25 @@ struct StoreState {
 }
 
 impl StoreState {
+    /// What `owner`'s VMs hold.
+    fn usage_of(&self, owner: UserId) -> UserUsage {
+        let mut usage = UserUsage::default();
+        for vm in self.vms.values().filter(|v| v.owner_id == Some(owner)) {
+            usage.add(vm);
+        }
+        usage
+    }
+
+    /// Whether `adding` fits in the quota of `owner` (if any) beside what they hold.
+    fn check_quota(&self, owner: Option<UserId>, adding: &UserUsage) -> Result<()> {
+        let Some(owner) = owner else { return Ok(()) };
+        let (user, _) = self.users.get(&owner).ok_or(Error::UserNotFound { id: owner })?;
+        if user.quota.is_unlimited() {
+            return Ok(());
+        }
+        user.quota.check(&self.usage_of(owner), adding)
+    }
+
     fn finish(&mut self, task: &Task) {
         if !task.state.is_active() {
             self.active.remove(&task.id);

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::{TokenId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::store::{StoredToken, UserStore};
-use crate::users::{ApiToken, User};
+use crate::users::{ApiToken, User, UserUsage};
 
 #[async_trait]
 impl UserStore for InMemoryStore {
@@ -48,6 +48,14 @@ impl UserStore for InMemoryStore {
             *hash = Some(h.to_owned());
         }
         Ok(())
+    }
+
+    async fn user_usage(&self, id: UserId) -> Result<UserUsage> {
+        let s = self.state();
+        if !s.users.contains_key(&id) {
+            return Err(Error::UserNotFound { id });
+        }
+        Ok(s.usage_of(id))
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {

@@ -12,6 +12,7 @@ use crate::page::{Page, PageRequest};
 use crate::placement::{self, Demand};
 use crate::store::{PlacementRequest, VmGuest, VmStore};
 use crate::task::{Task, TaskParams};
+use crate::users::UserUsage;
 use crate::vm::{Vm, VmAction, VmNic};
 
 #[async_trait]
@@ -30,6 +31,7 @@ impl VmStore for InMemoryStore {
         if let Some(id) = task.image_id().filter(|i| !s.images.contains_key(i)) {
             return Err(Error::ImageNotFound { id });
         }
+        s.check_quota(vm.owner_id, &UserUsage::of_new(vm))?;
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
         let chosen = placement.place(&demand, &nodes)?;
@@ -97,6 +99,8 @@ impl VmStore for InMemoryStore {
         let node = s.nodes.get_mut(&vm.node_id).ok_or(Error::NodeNotFound { id: vm.node_id })?;
         let current = vm.demand();
         placement::check_resize(node, &current, &target)?;
+        s.check_quota(vm.owner_id, &UserUsage::growth(&current, &target))?;
+        let node = s.nodes.get_mut(&vm.node_id).expect("read above");
         node.allocated = node.allocated.without(&current).with(&target);
         let stored = s.vms.get_mut(&id).expect("read above");
         stored.vcpus = target.vcpus;
@@ -168,6 +172,7 @@ impl VmStore for InMemoryStore {
         }
         vm.state.apply(id, VmAction::ChangeAddresses)?;
         let index = crate::vm::free_nic_index(&vm)?;
+        s.check_quota(vm.owner_id, &UserUsage::address())?;
         let network = s.pools.get(&pool).ok_or(Error::PoolNotFound { id: pool })?.pool.network_id;
         let lease = s.lease(pool, address, Some(id), task.created_at)?;
         let mut nic = VmNic::new(id, index, Some(pool));

@@ -244,6 +244,9 @@ impl Vmm {
         actor.check(Area::Users, Access::Write, actor.target(id), || Error::UserNotFound { id })?;
         let mut user = self.inner.store.get_user(id).await?;
         user.apply(&patch)?;
+        if patch.quota.is_some() {
+            user.quota.admits(&self.inner.store.user_usage(id).await?)?;
+        }
         if id == actor.user_id && (user.role != Role::Admin || user.state != UserState::Active) {
             return Err(Error::conflict("an admin cannot demote or disable themselves"));
         }

@@ -9,6 +9,7 @@ use crate::page::{Page, PageRequest};
 use crate::placement;
 use crate::store::PlacementRequest;
 use crate::task::{Task, TaskKind, TaskParams};
+use crate::users::UserUsage;
 use crate::vm::{
     validate_name, AddressSpec, CloneSpec, PowerAction, ReinstallSpec, Vm, VmAction, VmNic, VmPatch, VmSpec,
     VmState,
@@ -246,7 +247,13 @@ impl Vmm {
             // An early answer; the task checks again in one transaction.
             vm.state.apply(id, action)?;
             let node = self.inner.store.get_node(vm.node_id).await?;
-            placement::check_resize(&node, &vm.demand(), &patch.applied_to(&vm).demand())?;
+            let target = patch.applied_to(&vm).demand();
+            placement::check_resize(&node, &vm.demand(), &target)?;
+            if let Some(owner) = vm.owner_id {
+                let quota = self.inner.store.get_user(owner).await?.quota;
+                let usage = self.inner.store.user_usage(owner).await?;
+                quota.check(&usage, &UserUsage::growth(&vm.demand(), &target))?;
+            }
         }
         let params = TaskParams::Update { patch, before: Some(vm.demand()) };
         self.enqueue(id, action, TaskKind::UpdateVm, params).await

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{TokenId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::users::{ApiToken, User};
+use crate::users::{ApiToken, User, UserUsage};
 
 /// A token's record as the store keeps it, with its user, for a sign-in check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>>;
     /// Saves a user's role, state and quota, and their password hash when one is given.
     async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
+    /// What the user's VMs hold.
+    async fn user_usage(&self, id: UserId) -> Result<UserUsage>;
     /// Removes a user and every token of theirs; a conflict while they own VMs.
     async fn delete_user(&self, id: UserId) -> Result<()>;
     /// Adds a token with its lookup prefix and hash. A prefix in use is a conflict.
