@@ -75,6 +75,57 @@ pub struct ThrottleConfig {
     pub lockout: Duration,
 }
 
+impl ThrottleConfig {
+    /// Sign-ins: the fifth failed one in five minutes, per account and per address, shuts
+    /// both out for five minutes.
+    pub const LOGIN: Self =
+        Self { max_failures: 4, window: Duration::from_secs(300), lockout: Duration::from_secs(300) };
+}
+
+/// Failed sign-ins, counted per account (whether it exists or not) and per client address.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    accounts: Throttle<String>,
+    addresses: Throttle<IpAddr>,
+}
+
+impl LoginThrottle {
+    /// Both counted under `config`.
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self { accounts: Throttle::new(config), addresses: Throttle::new(config) }
+    }
+
+    /// `Err(retry_after)` while the account or the address is shut out.
+    pub fn check(&self, email: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let account = self.accounts.check(&email.to_owned(), now);
+        let address = self.addresses.check(&ip, now);
+        match (account, address) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(d), _) | (_, Err(d)) => Err(d),
+        }
+    }
+
+    /// Counts a failed sign-in; `Some(lockout)` once the account or the address is shut out.
+    pub fn fail(&self, email: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let account = self.accounts.fail(&email.to_owned(), now);
+        let address = self.addresses.fail(&ip, now);
+        account.max(address)
+    }
+
+    /// Forgets the account's and the address's failures after a sign-in.
+    pub fn succeed(&self, email: &str, ip: IpAddr) {
+        self.accounts.succeed(&email.to_owned());
+        self.addresses.succeed(&ip);
+    }
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::new(ThrottleConfig::LOGIN)
+    }
+}
+
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self { max_failures: 10, window: Duration::from_secs(60), lockout: Duration::from_secs(60) }
@@ -88,12 +139,30 @@ struct Failures {
     blocked_until: Option<Instant>,
 }
 
-/// Counts bad tokens per client address (IPv6 by /64, so that one host cannot rotate its
-/// way around it) and refuses an address that presented too many.
+/// What failures are counted by: a client address (IPv6 by /64, so that one host cannot
+/// rotate its way around it) or an account (its email, as typed, lower-cased).
+pub trait ThrottleKey: std::hash::Hash + Eq + Clone + Send {
+    /// The key failures are counted under.
+    fn normalized(&self) -> Self;
+}
+
+impl ThrottleKey for IpAddr {
+    fn normalized(&self) -> Self {
+        client_key(*self)
+    }
+}
+
+impl ThrottleKey for String {
+    fn normalized(&self) -> Self {
+        self.trim().to_lowercase()
+    }
+}
+
+/// Counts failures per key and refuses a key that had too many.
 #[derive(Debug)]
-pub struct Throttle {
+pub struct Throttle<K = IpAddr> {
     config: ThrottleConfig,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: Mutex<HashMap<K, Failures>>,
 }
 
 /// Addresses tracked at most; past it, entries whose window and lockout ended go first.
@@ -109,26 +178,26 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl Throttle {
+impl<K: ThrottleKey> Throttle<K> {
     /// A throttle with `config`.
     pub fn new(config: ThrottleConfig) -> Self {
         Self { config, failures: Mutex::new(HashMap::new()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Failures>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Err(retry_after)` while `ip` is refused.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        match self.lock().get(&client_key(ip)).and_then(|f| f.blocked_until) {
+    /// `Err(retry_after)` while `key` is refused.
+    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        match self.lock().get(&key.normalized()).and_then(|f| f.blocked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
     }
 
-    /// Counts a bad token from `ip`; `Some(lockout)` once the address is refused.
-    pub fn fail(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    /// Counts a failure of `key`; `Some(lockout)` once it is refused.
+    pub fn fail(&self, key: &K, now: Instant) -> Option<Duration> {
         let config = self.config;
         let mut failures = self.lock();
         if failures.len() >= MAX_TRACKED {
@@ -140,8 +209,11 @@ impl Throttle {
             // Still full of live entries: refuse the newcomer rather than forget an attacker.
             return Some(config.lockout);
         }
-        let entry =
-            failures.entry(client_key(ip)).or_insert(Failures { count: 0, since: now, blocked_until: None });
+        let entry = failures.entry(key.normalized()).or_insert(Failures {
+            count: 0,
+            since: now,
+            blocked_until: None,
+        });
         if now.duration_since(entry.since) >= config.window {
             *entry = Failures { count: 0, since: now, blocked_until: None };
         }
@@ -153,13 +225,13 @@ impl Throttle {
         None
     }
 
-    /// Forgets `ip`'s failures after it presented a good token.
-    pub fn succeed(&self, ip: IpAddr) {
-        self.lock().remove(&client_key(ip));
+    /// Forgets `key`'s failures after a success.
+    pub fn succeed(&self, key: &K) {
+        self.lock().remove(&key.normalized());
     }
 }
 
-impl Default for Throttle {
+impl Default for Throttle<IpAddr> {
     fn default() -> Self {
         Self::new(ThrottleConfig::default())
     }
@@ -198,7 +270,7 @@ pub async fn require_token(
 ) -> Result<Response, ApiError> {
     let ip = client_ip(&request);
     let now = Instant::now();
-    state.throttle.check(ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    state.throttle.check(&ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -216,7 +288,7 @@ pub async fn require_token(
     };
     match actor {
         Some(actor) => {
-            state.throttle.succeed(ip);
+            state.throttle.succeed(&ip);
             request.extensions_mut().insert(actor);
             Ok(next.run(request).await)
         }
@@ -226,7 +298,7 @@ pub async fn require_token(
 
 /// Counts a failed attempt to authenticate from `ip`: 401, or 429 once it is too many.
 pub(crate) fn refuse(state: &AppState, ip: IpAddr, now: Instant) -> ApiError {
-    match state.throttle.fail(ip, now) {
+    match state.throttle.fail(&ip, now) {
         Some(retry_after) => {
             tracing::warn!(client = %ip, "too many failed attempts to authenticate; refusing the address for a while");
             ApiError::TooManyRequests { retry_after }
@@ -267,32 +339,32 @@ mod tests {
 
     #[test]
     fn an_address_is_refused_after_too_many_bad_tokens_and_forgiven_later() {
-        let t = Throttle::new(ThrottleConfig {
+        let t: Throttle = Throttle::new(ThrottleConfig {
             max_failures: 3,
             window: Duration::from_secs(60),
             lockout: Duration::from_secs(30),
         });
-        let (ip, other) = ("192.0.2.9".parse().unwrap(), "192.0.2.10".parse().unwrap());
+        let (ip, other): (IpAddr, IpAddr) = ("192.0.2.9".parse().unwrap(), "192.0.2.10".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(t.fail(ip, t0), None);
-            assert!(t.check(ip, t0).is_ok());
+            assert_eq!(t.fail(&ip, t0), None);
+            assert!(t.check(&ip, t0).is_ok());
         }
-        assert_eq!(t.fail(ip, t0), Some(Duration::from_secs(30)));
-        assert_eq!(t.check(ip, t0 + Duration::from_secs(10)), Err(Duration::from_secs(20)));
-        assert!(t.check(other, t0).is_ok(), "other addresses are not affected");
-        assert!(t.check(ip, t0 + Duration::from_secs(31)).is_ok(), "the lockout ends");
+        assert_eq!(t.fail(&ip, t0), Some(Duration::from_secs(30)));
+        assert_eq!(t.check(&ip, t0 + Duration::from_secs(10)), Err(Duration::from_secs(20)));
+        assert!(t.check(&other, t0).is_ok(), "other addresses are not affected");
+        assert!(t.check(&ip, t0 + Duration::from_secs(31)).is_ok(), "the lockout ends");
         // A new window starts after the old one ends.
-        assert_eq!(t.fail(ip, t0 + Duration::from_secs(120)), None);
+        assert_eq!(t.fail(&ip, t0 + Duration::from_secs(120)), None);
     }
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
-        let t = Throttle::new(ThrottleConfig { max_failures: 1, ..ThrottleConfig::default() });
+        let t: Throttle = Throttle::new(ThrottleConfig { max_failures: 1, ..ThrottleConfig::default() });
         let now = Instant::now();
-        t.fail("2001:db8::1".parse().unwrap(), now);
-        t.fail("2001:db8::2".parse().unwrap(), now);
-        assert!(t.check("2001:db8::ffff".parse().unwrap(), now).is_err());
-        assert!(t.check("2001:db8:1::1".parse().unwrap(), now).is_ok());
+        t.fail(&"2001:db8::1".parse().unwrap(), now);
+        t.fail(&"2001:db8::2".parse().unwrap(), now);
+        assert!(t.check(&"2001:db8::ffff".parse().unwrap(), now).is_err());
+        assert!(t.check(&"2001:db8:1::1".parse().unwrap(), now).is_ok());
     }
 }

@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use vmm_core::{Actor, UserId, Vmm};
 
 use auth::BearerScheme;
-pub use auth::{AdminToken, Throttle, ThrottleConfig};
+pub use auth::{AdminToken, LoginThrottle, Throttle, ThrottleConfig, ThrottleKey};
 pub use error::{ApiError, Problem, PROBLEM_TYPE_PREFIX};
 pub use serve::serve;
 
@@ -59,6 +59,8 @@ pub struct AppState {
     pub token: Arc<AdminToken>,
     /// Bad tokens counted per client address.
     pub throttle: Arc<Throttle>,
+    /// Failed sign-ins counted per account and per client address.
+    pub logins: Arc<LoginThrottle>,
     /// Request timeouts.
     pub limits: Limits,
     /// The email of the first admin, whom the bootstrap token acts as.
@@ -74,6 +76,7 @@ impl AppState {
             vmm,
             token: Arc::new(token),
             throttle: Arc::new(Throttle::default()),
+            logins: Arc::new(LoginThrottle::default()),
             limits: Limits::default(),
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
             admin: Arc::default(),

@@ -72,19 +72,23 @@ async fn login(
     Json(body): Json<Login>,
 ) -> ApiResult<Json<LoginAnswer>> {
     let now = Instant::now();
-    s.throttle.check(ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    // Refused before the password is looked at, alike for accounts that exist or not.
+    s.logins.check(&body.email, ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     match s.vmm.login(&body.email, &body.password).await {
         Ok(session) => {
-            s.throttle.succeed(ip);
+            s.logins.succeed(&body.email, ip);
             Ok(Json(LoginAnswer {
                 token: session.token.expose().to_owned(),
                 expires_at: session.record.expires_at,
                 user: session.user,
             }))
         }
-        Err(e @ vmm_core::Error::Unauthenticated { .. }) => match crate::auth::refuse(&s, ip, now) {
-            ApiError::Unauthorized => Err(e.into()),
-            throttled => Err(throttled),
+        Err(e @ vmm_core::Error::Unauthenticated { .. }) => match s.logins.fail(&body.email, ip, now) {
+            None => Err(e.into()),
+            Some(retry_after) => {
+                tracing::warn!(client = %ip, "too many failed sign-ins; refusing the account and the address for a while");
+                Err(ApiError::TooManyRequests { retry_after })
+            }
         },
         Err(e) => Err(e.into()),
     }
