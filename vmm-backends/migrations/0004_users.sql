@@ -21,3 +21,13 @@ CREATE INDEX tokens_by_user ON tokens (user_id, id);
 -- cannot be deleted.
 ALTER TABLE vms ADD COLUMN owner_id TEXT REFERENCES users (id);
 CREATE INDEX vms_by_owner ON vms (owner_id, id);
+
+-- Each user's SSH keys; a fingerprint once per library.
+CREATE TABLE ssh_keys (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL,
+    record TEXT NOT NULL, -- the SshKey as JSON
+    UNIQUE (owner_id, fingerprint)
+);
+CREATE INDEX ssh_keys_by_owner ON ssh_keys (owner_id, id);

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use crate::id::{
-    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, TokenId, UserId, VmId,
+    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId,
+    VmId,
 };
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
@@ -103,6 +104,12 @@ pub enum Error {
         max: u64,
         /// What the change would bring the user to.
         wanted: u64,
+    },
+    /// No SSH key with this id (or one the caller may not see).
+    #[error("SSH key {id} not found")]
+    SshKeyNotFound {
+        /// The key asked for.
+        id: SshKeyId,
     },
     /// The caller sees the object but their role may not do this.
     #[error("Forbidden: {reason}")]
@@ -289,7 +296,8 @@ impl Error {
             | Self::RecipeNotFound { .. }
             | Self::NetworkNotFound { .. }
             | Self::UserNotFound { .. }
-            | Self::TokenNotFound { .. } => ErrorKind::NotFound,
+            | Self::TokenNotFound { .. }
+            | Self::SshKeyNotFound { .. } => ErrorKind::NotFound,
             Self::Forbidden { .. } => ErrorKind::Forbidden,
             Self::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             Self::ActiveTask { .. }
@@ -323,6 +331,7 @@ impl Error {
             Self::NetworkNotFound { .. } => "network_not_found",
             Self::UserNotFound { .. } => "user_not_found",
             Self::TokenNotFound { .. } => "token_not_found",
+            Self::SshKeyNotFound { .. } => "ssh_key_not_found",
             Self::Forbidden { .. } => "forbidden",
             Self::Unauthenticated { .. } => "unauthorized",
             Self::ActiveTask { .. } => "active_task",
@@ -363,6 +372,7 @@ impl Error {
             Self::NetworkNotFound { id } => vec![("network_id", id.to_string())],
             Self::UserNotFound { id } => vec![("user_id", id.to_string())],
             Self::TokenNotFound { id } => vec![("token_id", id.to_string())],
+            Self::SshKeyNotFound { id } => vec![("ssh_key_id", id.to_string())],
             Self::LeaseNotFound { pool, address } | Self::AddressInUse { pool, address } => {
                 vec![("pool_id", pool.to_string()), ("address", address.to_string())]
             }

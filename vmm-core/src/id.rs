@@ -131,6 +131,10 @@ id_type!(
     /// Identifies an API or session token.
     TokenId
 );
+id_type!(
+    /// Identifies an SSH key of a user's key library.
+    SshKeyId
+);
 
 impl VmId {
     /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.

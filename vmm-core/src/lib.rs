@@ -34,6 +34,7 @@ pub mod placement;
 pub mod recipe;
 mod secret;
 mod service;
+pub mod ssh_keys;
 pub mod store;
 pub mod task;
 pub mod users;
@@ -48,7 +49,8 @@ pub use hypervisor::{
     PowerState, VolumeInfo,
 };
 pub use id::{
-    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, TaskId, TokenId, UserId, VmId,
+    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId,
+    VmId,
 };
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
@@ -62,9 +64,10 @@ pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
 pub use recipe::{Recipe, RecipeSpec};
 pub use secret::Secret;
 pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
+pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, Store,
-    StoredToken, TaskStore, UserStore, VmGuest, VmStore,
+    ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SshKeyStore,
+    Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

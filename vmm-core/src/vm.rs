@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::guest::GuestRequest;
 use crate::hypervisor::PowerState;
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, UserId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, UserId, VmId};
 use crate::placement::Demand;
 use crate::secret::Secret;
 
@@ -59,6 +59,9 @@ pub struct VmSpec {
     /// OpenSSH public keys for root. Needs an image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys: Vec<String>,
+    /// Keys from the SSH key library, by id, for root besides `ssh_keys`. Needs an image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_key_ids: Vec<SshKeyId>,
     /// The user's own user-data (`#cloud-config` or a `#!` script, at most 64 KiB). Needs
     /// an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +98,9 @@ pub struct ReinstallSpec {
     /// New SSH keys (replacing the old ones when given).
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// New SSH keys from the key library, by id (with `ssh_keys`, replacing the old ones).
+    #[serde(default)]
+    pub ssh_key_ids: Vec<SshKeyId>,
     /// The user's own user-data.
     #[serde(default)]
     pub user_data: Option<String>,
@@ -148,6 +154,7 @@ impl VmSpec {
             hostname: None,
             password: None,
             ssh_keys: Vec::new(),
+            ssh_key_ids: Vec::new(),
             user_data: None,
             recipe_ids: Vec::new(),
             owner_id: None,
@@ -175,6 +182,7 @@ impl VmSpec {
         self.hostname.is_some()
             || self.password.is_some()
             || !self.ssh_keys.is_empty()
+            || !self.ssh_key_ids.is_empty()
             || self.user_data.is_some()
             || !self.recipe_ids.is_empty()
     }

@@ -11,9 +11,9 @@ use vmm_core::guest::read_seed;
 use vmm_core::memory::{HypervisorCall, InMemoryConnector, InMemoryHypervisor, InMemoryStore};
 use vmm_core::network::{NetworkKind, NetworkSpec};
 use vmm_core::{
-    AddressSpec, CloneSpec, Error, Image, ImageFormat, ImageSpec, IpPool, IpPoolSpec, ManualClock, NodeSpec,
-    NodeUriPolicy, OsInfo, PageRequest, ReinstallSpec, TaskFilter, TaskState, TaskStore, VmId, VmSpec,
-    VmState, VmStore, Vmm, VmmConfig,
+    Actor, AddressSpec, AuthSource, CloneSpec, Error, Image, ImageFormat, ImageSpec, IpPool, IpPoolSpec,
+    ManualClock, NodeSpec, NodeUriPolicy, OsInfo, PageRequest, Quota, ReinstallSpec, Role, Secret,
+    SshKeySpec, TaskFilter, TaskState, TaskStore, UserSpec, VmId, VmSpec, VmState, VmStore, Vmm, VmmConfig,
 };
 
 const NODE_URI: &str = "memory://g1?cpus=8&memory_mib=16384&storage_gib=200";
@@ -115,6 +115,7 @@ impl Fixture {
             hostname: hostname.map(str::to_owned),
             password: None,
             ssh_keys: ssh_keys.iter().map(|k| (*k).to_owned()).collect(),
+            ssh_key_ids: vec![],
             user_data: None,
             recipe_ids: vec![],
         }
@@ -433,4 +434,61 @@ fn managed(name: &str, node_ids: Vec<vmm_core::NodeId>) -> NetworkSpec {
         vlan: None,
         node_ids,
     }
+}
+
+/// Keys from a user's library reach the guest by id, beside the keys given as text, at
+/// create and at reinstall; a key the caller may not see is refused as if it did not exist.
+#[test]
+fn library_keys_reach_the_guest_by_id_and_only_the_callers() {
+    block_on(async {
+        let f = fixture().await;
+        let admin = f.vmm.bootstrap_admin("admin@localhost").await.unwrap();
+        let admin = Actor::new(&admin, None).unwrap();
+        let spec = UserSpec {
+            email: "ann@example.com".into(),
+            password: Some(Secret::new("correct horse battery")),
+            role: Role::User,
+            auth: AuthSource::Local,
+            quota: Quota::default(),
+        };
+        let ann = f.vmm.create_user(&admin, spec.clone()).await.unwrap();
+        let ann = Actor::new(&ann, None).unwrap();
+        let bob =
+            f.vmm.create_user(&admin, UserSpec { email: "bob@example.com".into(), ..spec }).await.unwrap();
+        let bob = Actor::new(&bob, None).unwrap();
+        let other = SshKeySpec { name: "bob's".into(), public_key: OTHER_KEY.into() };
+        let anns = f.vmm.create_ssh_key(&ann, other.clone()).await.unwrap();
+        let bobs = f.vmm.create_ssh_key(&bob, other).await.unwrap();
+
+        let refused = VmSpec { ssh_key_ids: vec![bobs.id], ..f.spec() };
+        match f.vmm.create_vm_for(&ann, refused).await {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "ssh_key_ids"),
+            other => panic!("another user's key: {other:?}"),
+        }
+        let (vm, task) =
+            f.vmm.create_vm_for(&ann, VmSpec { ssh_key_ids: vec![anns.id], ..f.spec() }).await.unwrap();
+        f.vmm.run_until_idle().await.unwrap();
+        assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        let seed = f.seed(vm.id);
+        assert!(
+            seed.user_data.contains("alice@example") && seed.user_data.contains("bob@example"),
+            "{}",
+            seed.user_data
+        );
+
+        let again = ReinstallSpec { ssh_key_ids: vec![anns.id], ..f.reinstall(None, &[]) };
+        let task = f.vmm.reinstall_vm_for(&ann, vm.id, again).await.unwrap();
+        f.vmm.run_until_idle().await.unwrap();
+        assert_eq!(f.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        let seed = f.seed(vm.id);
+        assert!(
+            seed.user_data.contains("bob@example") && !seed.user_data.contains("alice@example"),
+            "{}",
+            seed.user_data
+        );
+        assert!(matches!(
+            f.vmm.reinstall_vm_for(&bob, vm.id, f.reinstall(None, &[])).await,
+            Err(Error::VmNotFound { .. })
+        ));
+    });
 }

@@ -561,6 +561,12 @@ one_at_a_time! {
         list_tokens(user: Option<UserId>, page: &PageRequest) -> Page<ApiToken>;
         delete_token(id: TokenId) -> ();
     }
+    SshKeyStore {
+        create_ssh_key(key: &vmm_core::SshKey) -> ();
+        get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;
+        list_ssh_keys(owner: Option<UserId>, page: &PageRequest) -> Page<vmm_core::SshKey>;
+        delete_ssh_key(id: vmm_core::SshKeyId) -> ();
+    }
     TaskStore {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();
         get_task(id: TaskId) -> Task;

@@ -55,6 +55,8 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "/api/v1/users/{id}",
         "/api/v1/tokens",
         "/api/v1/tokens/{id}",
+        "/api/v1/ssh-keys",
+        "/api/v1/ssh-keys/{id}",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is missing");
     }

@@ -467,3 +467,60 @@ async fn quotas_refuse_what_does_not_fit_and_cannot_drop_below_usage() {
         .await;
     assert_eq!(two.status, StatusCode::ACCEPTED, "{}", two.body);
 }
+
+#[tokio::test]
+async fn ssh_keys_are_each_users_own() {
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx5ZWNR0v1Jbf5Jz1Ubs5YqQ2t4aH1r0WAXLrNQHdCX you@laptop";
+    let api = api().await;
+    api.add_user("a@example.com", "user").await;
+    api.add_user("b@example.com", "user").await;
+    api.add_user("r@example.com", "readonly").await;
+    let (a, b, r) = (
+        api.session("a@example.com").await,
+        api.session("b@example.com").await,
+        api.session("r@example.com").await,
+    );
+    let made = api.post_as(&a, "/api/v1/ssh-keys", json!({"name": "laptop", "public_key": KEY})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(made.body["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    problem(
+        &api.post_as(&a, "/api/v1/ssh-keys", json!({"name": "again", "public_key": KEY})).await,
+        409,
+        "conflict",
+    );
+    for bad in [
+        json!({"name": "two", "public_key": format!("{KEY}\n{KEY}")}),
+        json!({"name": "junk", "public_key": "ssh-rsa nope"}),
+        json!({"name": "x", "public_key": KEY, "extra": 1}),
+    ] {
+        problem(&api.post_as(&a, "/api/v1/ssh-keys", bad).await, 422, "invalid");
+    }
+    assert_eq!(
+        api.post_as(&b, "/api/v1/ssh-keys", json!({"name": "mine too", "public_key": KEY})).await.status,
+        StatusCode::CREATED,
+        "another library may hold it"
+    );
+    assert_eq!(api.get_as(&a, "/api/v1/ssh-keys").await.body["items"].as_array().unwrap().len(), 1);
+    problem(&api.get_as(&b, &format!("/api/v1/ssh-keys/{id}")).await, 404, "ssh_key_not_found");
+    problem(
+        &api.call_as(&b, Method::DELETE, &format!("/api/v1/ssh-keys/{id}"), None).await,
+        404,
+        "ssh_key_not_found",
+    );
+    assert_eq!(
+        api.get_as(&r, "/api/v1/ssh-keys").await.body["items"].as_array().unwrap().len(),
+        2,
+        "read-only reads all"
+    );
+    problem(
+        &api.post_as(&r, "/api/v1/ssh-keys", json!({"name": "ro", "public_key": KEY})).await,
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        api.call_as(&a, Method::DELETE, &format!("/api/v1/ssh-keys/{id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+}

@@ -17,6 +17,7 @@ mod ipam;
 mod networks;
 mod nodes;
 mod recipes;
+mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;

@@ -7,7 +7,7 @@ use vmm_core::{ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId,
 
 use super::{from_json, is_unique_violation, signed, to_json, unsigned, Columns, SqlStore, Tx};
 
-fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 

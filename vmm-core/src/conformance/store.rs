@@ -40,6 +40,7 @@ where
     super::users::users_and_tokens(new_store().await.as_ref()).await;
     super::users::owners(new_store().await.as_ref()).await;
     super::users::quotas(new_store().await.as_ref()).await;
+    super::users::ssh_keys(new_store().await.as_ref()).await;
     super::users::quota_race(new_store().await.as_ref(), 32).await;
 }
 

@@ -3,8 +3,8 @@
 use chrono::{Duration, Utc};
 
 use crate::{
-    ApiToken, AuthSource, Error, PageRequest, PlacementRequest, Quota, Role, Store, Strategy, TaskFilter,
-    TokenId, TokenKind, User, UserId, UserState, Vm,
+    ApiToken, AuthSource, Error, PageRequest, PlacementRequest, Quota, Role, SshKey, Store, Strategy,
+    TaskFilter, TokenId, TokenKind, User, UserId, UserState, Vm,
 };
 
 fn user(email: &str, role: Role) -> User {
@@ -198,4 +198,50 @@ pub async fn quota_race(s: &dyn Store, n: usize) {
         results.iter().filter(|r| matches!(r, Err(Error::QuotaExceeded { limit: "max_vms", .. }))).count();
     assert_eq!((made, refused), (1, n - 1), "{results:?}");
     assert_eq!(s.user_usage(ann.id).await.unwrap().vms, 1);
+}
+
+/// SSH key libraries: a fingerprint once per owner, lists per owner, keys go with their user.
+pub async fn ssh_keys(s: &dyn Store) {
+    let (ann, bob) = (user("ann@example.com", Role::User), user("bob@example.com", Role::User));
+    s.create_user(&ann, None).await.unwrap();
+    s.create_user(&bob, None).await.unwrap();
+    let key = |owner: &User, name: &str, fingerprint: &str| SshKey {
+        id: crate::SshKeyId::new(),
+        owner_id: owner.id,
+        name: name.into(),
+        public_key: format!("ssh-ed25519 AAAA {name}"),
+        fingerprint: fingerprint.into(),
+        created_at: Utc::now(),
+    };
+    let a1 = key(&ann, "a1", "SHA256:one");
+    s.create_ssh_key(&a1).await.expect("create_ssh_key");
+    assert!(
+        matches!(s.create_ssh_key(&key(&ann, "again", "SHA256:one")).await, Err(Error::Conflict { .. })),
+        "a fingerprint once per library"
+    );
+    let b1 = key(&bob, "b1", "SHA256:one");
+    s.create_ssh_key(&b1).await.expect("the same key in another library");
+    let a2 = key(&ann, "a2", "SHA256:two");
+    s.create_ssh_key(&a2).await.unwrap();
+    let ghost = user("ghost@example.com", Role::User);
+    assert!(matches!(s.create_ssh_key(&key(&ghost, "g", "SHA256:g")).await, Err(Error::UserNotFound { .. })));
+    assert_eq!(s.get_ssh_key(a1.id).await.unwrap(), a1);
+    let anns = s.list_ssh_keys(Some(ann.id), &PageRequest::first(1)).await.unwrap();
+    assert_eq!(anns.items, vec![a2.clone()]);
+    let rest = s
+        .list_ssh_keys(Some(ann.id), &PageRequest { limit: Some(1), cursor: anns.next_cursor })
+        .await
+        .unwrap();
+    assert_eq!((rest.items, rest.next_cursor), (vec![a1.clone()], None));
+    assert_eq!(
+        s.list_ssh_keys(None, &PageRequest::default()).await.unwrap().items,
+        vec![a2.clone(), b1.clone(), a1.clone()]
+    );
+    s.delete_ssh_key(a2.id).await.unwrap();
+    assert!(matches!(s.delete_ssh_key(a2.id).await, Err(Error::SshKeyNotFound { .. })));
+    s.delete_user(bob.id).await.unwrap();
+    assert!(
+        matches!(s.get_ssh_key(b1.id).await, Err(Error::SshKeyNotFound { .. })),
+        "keys go with their user"
+    );
 }

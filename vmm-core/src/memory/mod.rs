@@ -11,6 +11,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod repo;
+mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
@@ -21,12 +22,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, TaskId, TokenId, UserId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, TaskId, TokenId, UserId, VmId};
 use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
 use crate::network::Network;
 use crate::node::Node;
 use crate::recipe::Recipe;
+use crate::ssh_keys::SshKey;
 use crate::store::{NodeImage, VmGuest};
 use crate::task::Task;
 use crate::users::{ApiToken, User, UserUsage};
@@ -71,6 +73,7 @@ struct StoreState {
     users: BTreeMap<UserId, (User, Option<String>)>,
     /// Tokens with their lookup prefixes and hashes.
     tokens: BTreeMap<TokenId, (ApiToken, String, String)>,
+    ssh_keys: BTreeMap<SshKeyId, SshKey>,
 }
 
 impl StoreState {

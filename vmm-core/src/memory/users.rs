@@ -68,6 +68,7 @@ impl UserStore for InMemoryStore {
         }
         s.users.remove(&id);
         s.tokens.retain(|_, (t, _, _)| t.user_id != id);
+        s.ssh_keys.retain(|_, k| k.owner_id != id);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod jobs;
 mod networks;
 mod nodes;
 mod recipes;
+mod ssh_keys;
 mod tasks;
 mod tenancy;
 mod users;

@@ -8,7 +8,7 @@ use crate::id::{TaskId, UserId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::task::{Task, TaskFilter};
 use crate::users::{sees_all, Access, Actor, Area, Target};
-use crate::vm::{CloneSpec, Vm, VmSpec};
+use crate::vm::{CloneSpec, ReinstallSpec, Vm, VmSpec};
 
 /// Whose an object of `owner` is, from `actor`'s side: a VM of no one (made before VMs had
 /// owners) is nobody's own.
@@ -55,7 +55,13 @@ impl Vmm {
             Some(_) => {}
             None => spec.owner_id = Some(actor.user_id),
         }
-        self.create_vm(spec).await
+        self.create_vm_as(Some(actor), spec).await
+    }
+
+    /// Reinstalls a VM `actor` may change, with library keys they may see.
+    pub async fn reinstall_vm_for(&self, actor: &Actor, id: VmId, spec: ReinstallSpec) -> Result<Task> {
+        self.vm_for(actor, id, Access::Write).await?;
+        self.reinstall_vm_as(Some(actor), id, spec).await
     }
 
     /// Clones a VM `actor` may change; the clone has the source's owner.

@@ -9,7 +9,7 @@ use crate::page::{Page, PageRequest};
 use crate::placement;
 use crate::store::PlacementRequest;
 use crate::task::{Task, TaskKind, TaskParams};
-use crate::users::UserUsage;
+use crate::users::{Actor, UserUsage};
 use crate::vm::{
     validate_name, AddressSpec, CloneSpec, PowerAction, ReinstallSpec, Vm, VmAction, VmNic, VmPatch, VmSpec,
     VmState,
@@ -20,7 +20,16 @@ impl Vmm {
     /// all in one transaction; the task then makes the disk (from the image, when one is
     /// given, with a cloud-init seed), defines and (if asked) starts it.
     pub async fn create_vm(&self, spec: VmSpec) -> Result<(Vm, Task)> {
+        self.create_vm_as(None, spec).await
+    }
+
+    /// [`create_vm`](Self::create_vm), with the library keys `actor` (if any) may see.
+    pub(crate) async fn create_vm_as(&self, actor: Option<&Actor>, mut spec: VmSpec) -> Result<(Vm, Task)> {
         spec.validate()?;
+        if !spec.ssh_key_ids.is_empty() {
+            let ids = std::mem::take(&mut spec.ssh_key_ids);
+            spec.ssh_keys = self.with_library_keys(actor, &ids, std::mem::take(&mut spec.ssh_keys)).await?;
+        }
         let now = self.now();
         let id = VmId::new();
         let image = match spec.image_id {
@@ -102,6 +111,20 @@ impl Vmm {
     /// Queues a reinstall: the disk is rewritten from `spec.image_id`, the guest set up
     /// again (new instance id), the VM's id, addresses and MACs kept.
     pub async fn reinstall_vm(&self, id: VmId, spec: ReinstallSpec) -> Result<Task> {
+        self.reinstall_vm_as(None, id, spec).await
+    }
+
+    /// [`reinstall_vm`](Self::reinstall_vm), with the library keys `actor` (if any) may see.
+    pub(crate) async fn reinstall_vm_as(
+        &self,
+        actor: Option<&Actor>,
+        id: VmId,
+        mut spec: ReinstallSpec,
+    ) -> Result<Task> {
+        if !spec.ssh_key_ids.is_empty() {
+            let ids = std::mem::take(&mut spec.ssh_key_ids);
+            spec.ssh_keys = self.with_library_keys(actor, &ids, std::mem::take(&mut spec.ssh_keys)).await?;
+        }
         if spec.recipe_ids.len() > crate::vm::MAX_RECIPES {
             return Err(Error::invalid("recipe_ids", format!("at most {} recipes", crate::vm::MAX_RECIPES)));
         }

@@ -10,6 +10,7 @@ mod ipam;
 mod networks;
 mod nodes;
 mod recipes;
+mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
@@ -21,6 +22,7 @@ pub use ipam::IpamStore;
 pub use networks::NetworkStore;
 pub use nodes::NodeStore;
 pub use recipes::RecipeStore;
+pub use ssh_keys::SshKeyStore;
 pub use tasks::TaskStore;
 pub use users::{StoredToken, UserStore};
 pub use vms::{PlacementRequest, VmGuest, VmStore};
@@ -36,6 +38,7 @@ pub trait Store:
     + RecipeStore
     + NetworkStore
     + UserStore
+    + SshKeyStore
     + Send
     + Sync
     + Debug
@@ -51,6 +54,7 @@ impl<T> Store for T where
         + RecipeStore
         + NetworkStore
         + UserStore
+        + SshKeyStore
         + Send
         + Sync
         + Debug

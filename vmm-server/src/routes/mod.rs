@@ -8,6 +8,7 @@ mod meta;
 mod networks;
 mod nodes;
 mod recipes;
+mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
@@ -124,6 +125,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(recipes::routes(), Area::Recipes))
         .merge(gated(vms::routes(), Area::Vms))
         .merge(gated(tasks::routes(), Area::Tasks))
+        .merge(gated(ssh_keys::routes(), Area::SshKeys))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())
 }

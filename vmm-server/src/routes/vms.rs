@@ -150,8 +150,7 @@ async fn reinstall_vm(
     Path(id): Path<VmId>,
     Json(spec): Json<ReinstallSpec>,
 ) -> ApiResult<Response> {
-    s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.reinstall_vm(id, spec).await?;
+    let task = s.vmm.reinstall_vm_for(&actor, id, spec).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
