@@ -31,3 +31,13 @@ CREATE TABLE ssh_keys (
     UNIQUE (owner_id, fingerprint)
 );
 CREATE INDEX ssh_keys_by_owner ON ssh_keys (owner_id, id);
+
+-- The audit log: appended to, never changed; it outlives the users it names.
+CREATE TABLE audit (
+    id TEXT PRIMARY KEY,
+    actor_id TEXT,
+    target_id TEXT,
+    record TEXT NOT NULL -- the AuditEntry as JSON
+);
+CREATE INDEX audit_by_actor ON audit (actor_id, id);
+CREATE INDEX audit_by_target ON audit (target_id, id);

@@ -135,6 +135,10 @@ id_type!(
     /// Identifies an SSH key of a user's key library.
     SshKeyId
 );
+id_type!(
+    /// Identifies an entry of the audit log.
+    AuditId
+);
 
 impl VmId {
     /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.

@@ -16,6 +16,7 @@
 //! runtime: the host runs [`Vmm::run_workers`] on the executor it has.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod backup;
 pub mod clock;
 #[cfg(feature = "conformance")]
@@ -40,6 +41,7 @@ pub mod task;
 pub mod users;
 pub mod vm;
 
+pub use audit::{AuditEntry, AuditFilter};
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
@@ -49,8 +51,8 @@ pub use hypervisor::{
     PowerState, VolumeInfo,
 };
 pub use id::{
-    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId,
-    VmId,
+    AuditId, BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId,
+    UserId, VmId,
 };
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
@@ -66,8 +68,8 @@ pub use secret::Secret;
 pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SshKeyStore,
-    Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
+    AuditStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore,
+    SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

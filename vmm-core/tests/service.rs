@@ -561,6 +561,10 @@ one_at_a_time! {
         list_tokens(user: Option<UserId>, page: &PageRequest) -> Page<ApiToken>;
         delete_token(id: TokenId) -> ();
     }
+    AuditStore {
+        append_audit(entry: &vmm_core::AuditEntry) -> ();
+        list_audit(filter: &vmm_core::AuditFilter, page: &PageRequest) -> Page<vmm_core::AuditEntry>;
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

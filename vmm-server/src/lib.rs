@@ -7,6 +7,7 @@
 //! [`serve()`] serves it with the limits a public endpoint needs (header-read and request
 //! timeouts, a connection cap).
 
+mod audit;
 mod auth;
 pub mod config;
 mod error;
@@ -136,7 +137,9 @@ pub fn app(state: AppState) -> Router {
     let (guarded, public, spec) = parts();
     let limits = state.limits;
     let request_id = HeaderName::from_static("x-request-id");
+    // The token is checked first, then the request runs and is recorded.
     let api = guarded
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
         .with_state(state);

@@ -57,6 +57,7 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "/api/v1/tokens/{id}",
         "/api/v1/ssh-keys",
         "/api/v1/ssh-keys/{id}",
+        "/api/v1/audit",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is missing");
     }

@@ -524,3 +524,59 @@ async fn ssh_keys_are_each_users_own() {
         StatusCode::NO_CONTENT
     );
 }
+
+#[tokio::test]
+async fn every_change_and_sign_in_is_audited_and_users_read_only_their_own() {
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx5ZWNR0v1Jbf5Jz1Ubs5YqQ2t4aH1r0WAXLrNQHdCX you@laptop";
+    let api = api().await;
+    let admin = api.get("/api/v1/users/me").await.body["id"].as_str().unwrap().to_owned();
+    let ann = api.add_user("ann@example.com", "user").await;
+    problem(&api.login("Ann@example.com", "wrong horse battery").await, 401, "unauthorized");
+    let session = api.session("ann@example.com").await;
+    let key = api.post_as(&session, "/api/v1/ssh-keys", json!({"name": "k", "public_key": KEY})).await;
+    problem(
+        &api.post_as(&session, "/api/v1/nodes", json!({"name": "n", "uri": "memory://n"})).await,
+        403,
+        "forbidden",
+    );
+
+    let all = api.get("/api/v1/audit").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    let rows = all.body["items"].as_array().unwrap();
+    let summary: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap().to_owned(), r["outcome"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("POST /api/v1/nodes".to_owned(), 403),
+            ("POST /api/v1/ssh-keys".to_owned(), 201),
+            ("POST /api/v1/auth/login".to_owned(), 200),
+            ("POST /api/v1/auth/login".to_owned(), 401),
+            ("POST /api/v1/users".to_owned(), 201),
+        ],
+        "newest first"
+    );
+    assert_eq!(rows[4]["actor_id"], admin.as_str());
+    assert_eq!(rows[4]["target_id"], ann.as_str(), "the user made");
+    assert!(rows[4]["request_id"].is_string() && rows[4]["client"].is_string());
+    assert_eq!(
+        (rows[3]["actor_id"].is_null(), rows[3]["target_id"].as_str()),
+        (true, Some("ann@example.com"))
+    );
+    assert_eq!(rows[1]["target_id"], key.body["id"]);
+    assert!(rows[1]["token_id"].is_string(), "the session token that made it");
+    assert!(!all.body.to_string().contains("horse"), "no password in the log");
+
+    let own = api.get_as(&session, "/api/v1/audit").await.body["items"].as_array().unwrap().len();
+    assert_eq!(own, 3, "ann reads her own: her sign-in, her key, her refused node");
+    let others = api.get_as(&session, &format!("/api/v1/audit?actor_id={admin}")).await;
+    assert_eq!(others.body["items"], json!([]));
+    let on_key = api.get(&format!("/api/v1/audit?target_id={}", key.body["id"].as_str().unwrap())).await;
+    assert_eq!(on_key.body["items"].as_array().unwrap().len(), 1);
+    let paged = api.get("/api/v1/audit?limit=2").await;
+    assert_eq!(paged.body["items"].as_array().unwrap().len(), 2);
+    assert!(paged.body["next_cursor"].is_string());
+}

@@ -12,6 +12,7 @@
 //! claiming tasks). SQLite has one writer connection and a pool of read-only readers (WAL),
 //! so reads never wait behind a write. Task leases expire by the database's clock.
 
+mod audit;
 mod images;
 mod ipam;
 mod networks;

@@ -41,6 +41,7 @@ where
     super::users::owners(new_store().await.as_ref()).await;
     super::users::quotas(new_store().await.as_ref()).await;
     super::users::ssh_keys(new_store().await.as_ref()).await;
+    super::users::audit(new_store().await.as_ref()).await;
     super::users::quota_race(new_store().await.as_ref(), 32).await;
 }
 

@@ -245,3 +245,43 @@ pub async fn ssh_keys(s: &dyn Store) {
         "keys go with their user"
     );
 }
+
+/// The audit log: appended, listed newest first by actor or by target, a page at a time.
+pub async fn audit(s: &dyn Store) {
+    let (ann, bob) = (UserId::new(), UserId::new());
+    let entry = |actor: Option<UserId>, target: Option<&str>, outcome: u16| crate::AuditEntry {
+        id: crate::AuditId::new(),
+        at: Utc::now(),
+        actor_id: actor,
+        token_id: None,
+        action: "POST /api/v1/vms".into(),
+        target_id: target.map(str::to_owned),
+        request_id: Some("r-1".into()),
+        client: Some("192.0.2.7".into()),
+        outcome,
+    };
+    let entries = [
+        entry(Some(ann), Some("vm-1"), 202),
+        entry(Some(bob), Some("vm-1"), 404),
+        entry(None, Some("ann@example.com"), 401),
+        entry(Some(ann), Some("vm-2"), 202),
+    ];
+    for e in &entries {
+        s.append_audit(e).await.expect("append_audit");
+    }
+    let by_ann = crate::AuditFilter { actor_id: Some(ann), target_id: None };
+    let first = s.list_audit(&by_ann, &PageRequest::first(1)).await.unwrap();
+    assert_eq!(first.items, vec![entries[3].clone()], "newest first");
+    let rest =
+        s.list_audit(&by_ann, &PageRequest { limit: Some(1), cursor: first.next_cursor }).await.unwrap();
+    assert_eq!((rest.items, rest.next_cursor), (vec![entries[0].clone()], None));
+    let on_vm = crate::AuditFilter { actor_id: None, target_id: Some("vm-1".into()) };
+    assert_eq!(
+        s.list_audit(&on_vm, &PageRequest::default()).await.unwrap().items,
+        vec![entries[1].clone(), entries[0].clone()]
+    );
+    assert_eq!(
+        s.list_audit(&crate::AuditFilter::default(), &PageRequest::default()).await.unwrap().items.len(),
+        4
+    );
+}

@@ -4,6 +4,7 @@
 //! server tests and Python tests. The store implements each area's sub-trait in a file of
 //! that area.
 
+mod audit;
 mod hypervisor;
 mod images;
 mod ipam;
@@ -20,9 +21,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::audit::AuditEntry;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, TaskId, TokenId, UserId, VmId};
+use crate::id::{
+    AuditId, ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, TaskId, TokenId, UserId, VmId,
+};
 use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
 use crate::network::Network;
@@ -74,6 +78,7 @@ struct StoreState {
     /// Tokens with their lookup prefixes and hashes.
     tokens: BTreeMap<TokenId, (ApiToken, String, String)>,
     ssh_keys: BTreeMap<SshKeyId, SshKey>,
+    audit: BTreeMap<AuditId, AuditEntry>,
 }
 
 impl StoreState {

@@ -8,6 +8,7 @@
 //! a fenced lease ([`Vmm::run_workers`]); the host supplies the executor (the server and the
 //! Python package use tokio; tests here use a thread or `block_on`).
 
+mod audit;
 mod engine;
 mod guests;
 mod images;

@@ -5,6 +5,7 @@
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
 
+mod audit;
 mod images;
 mod ipam;
 mod networks;
@@ -17,6 +18,7 @@ mod vms;
 
 use std::fmt::Debug;
 
+pub use audit::AuditStore;
 pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
 pub use networks::NetworkStore;
@@ -39,6 +41,7 @@ pub trait Store:
     + NetworkStore
     + UserStore
     + SshKeyStore
+    + AuditStore
     + Send
     + Sync
     + Debug
@@ -55,6 +58,7 @@ impl<T> Store for T where
         + NetworkStore
         + UserStore
         + SshKeyStore
+        + AuditStore
         + Send
         + Sync
         + Debug

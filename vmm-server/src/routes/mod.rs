@@ -2,6 +2,7 @@
 //! answers JSON; this module holds what they share: the extractors that answer bad input
 //! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
 
+mod audit;
 mod images;
 mod ipam;
 mod meta;
@@ -126,6 +127,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(vms::routes(), Area::Vms))
         .merge(gated(tasks::routes(), Area::Tasks))
         .merge(gated(ssh_keys::routes(), Area::SshKeys))
+        .merge(gated(audit::routes(), Area::Audit))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())
 }

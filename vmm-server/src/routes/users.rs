@@ -4,14 +4,16 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use vmm_core::{Actor, ApiToken, Page, Secret, TokenId, TokenSpec, User, UserId, UserPatch, UserSpec};
+use vmm_core::{
+    Actor, ApiToken, AuditEntry, AuditId, Page, Secret, TokenId, TokenSpec, User, UserId, UserPatch, UserSpec,
+};
 
 use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
 use crate::auth::ClientIp;
@@ -69,19 +71,38 @@ pub struct NewToken {
 async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<Json<LoginAnswer>> {
+    let answer = sign_in(&s, ip, &body).await;
+    // Every sign-in is recorded, the failed ones with the email that was tried.
+    let entry = AuditEntry {
+        id: AuditId::new(),
+        at: Utc::now(),
+        actor_id: answer.as_ref().ok().map(|a| a.user.id),
+        token_id: None,
+        action: "POST /api/v1/auth/login".into(),
+        target_id: Some(body.email.trim().to_lowercase()).filter(|e| e.len() <= 254),
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        client: Some(ip.to_string()),
+        outcome: answer.as_ref().map_or_else(|e| e.status().as_u16(), |_| 200),
+    };
+    crate::audit::write(&s, entry).await;
+    answer.map(Json)
+}
+
+async fn sign_in(s: &AppState, ip: std::net::IpAddr, body: &Login) -> ApiResult<LoginAnswer> {
     let now = Instant::now();
     // Refused before the password is looked at, alike for accounts that exist or not.
     s.logins.check(&body.email, ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     match s.vmm.login(&body.email, &body.password).await {
         Ok(session) => {
             s.logins.succeed(&body.email, ip);
-            Ok(Json(LoginAnswer {
+            Ok(LoginAnswer {
                 token: session.token.expose().to_owned(),
                 expires_at: session.record.expires_at,
                 user: session.user,
-            }))
+            })
         }
         Err(e @ vmm_core::Error::Unauthenticated { .. }) => match s.logins.fail(&body.email, ip, now) {
             None => Err(e.into()),

@@ -1,0 +1,40 @@
+//! The audit log: who changed what, from where, with what outcome. Every change asked of
+//! the API is recorded, refused ones and failed sign-ins included.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{AuditId, TokenId, UserId};
+
+/// One recorded request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// The id; entries sort by it in the order they were written.
+    pub id: AuditId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (none for a sign-in that failed).
+    pub actor_id: Option<UserId>,
+    /// With which token (none for the bootstrap admin token and sign-ins).
+    pub token_id: Option<TokenId>,
+    /// What: the method and the route (`POST /api/v1/vms/{id}/stop`).
+    pub action: String,
+    /// The object it named or made, if any (for a sign-in, the email given).
+    pub target_id: Option<String>,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The client's address.
+    pub client: Option<String>,
+    /// The HTTP status answered.
+    pub outcome: u16,
+}
+
+/// Which entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Only this actor's.
+    pub actor_id: Option<UserId>,
+    /// Only those naming this object.
+    pub target_id: Option<String>,
+}

@@ -1,0 +1,37 @@
+//! [`AuditStore`] in memory.
+
+use async_trait::async_trait;
+
+use super::InMemoryStore;
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::error::Result;
+use crate::id::AuditId;
+use crate::page::{Page, PageRequest};
+use crate::store::AuditStore;
+
+#[async_trait]
+impl AuditStore for InMemoryStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.state().audit.insert(entry.id, entry.clone());
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>> {
+        let limit = page.limit()?;
+        let before: Option<AuditId> = page.cursor()?;
+        let s = self.state();
+        let entries = match before {
+            Some(b) => s.audit.range(..b),
+            None => s.audit.range(..),
+        };
+        let items = entries
+            .rev()
+            .map(|(_, e)| e)
+            .filter(|e| filter.actor_id.is_none_or(|a| e.actor_id == Some(a)))
+            .filter(|e| filter.target_id.as_ref().is_none_or(|t| e.target_id.as_ref() == Some(t)))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(items, limit, |e: &AuditEntry| e.id.to_string()))
+    }
+}

@@ -1,0 +1,35 @@
+//! The audit log: `impl Vmm` for recording what was asked and reading it back.
+
+use super::Vmm;
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::error::Result;
+use crate::id::AuditId;
+use crate::page::{Page, PageRequest};
+use crate::users::{sees_all, Access, Actor, Area};
+
+impl Vmm {
+    /// Appends `entry`, with a fresh id and the service clock's time.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        let entry = AuditEntry { id: AuditId::new(), at: self.now(), ..entry };
+        self.inner.store.append_audit(&entry).await
+    }
+
+    /// Entries that pass `filter`, newest first: everyone's for those who see all, else the
+    /// actor's own (asking for another actor's finds nothing).
+    pub async fn list_audit(
+        &self,
+        actor: &Actor,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>> {
+        actor.may(Area::Audit, Access::Read)?;
+        let mut filter = filter.clone();
+        if !sees_all(actor.role, Area::Audit) {
+            if filter.actor_id.is_some_and(|a| a != actor.user_id) {
+                return Ok(Page { items: Vec::new(), next_cursor: None });
+            }
+            filter.actor_id = Some(actor.user_id);
+        }
+        self.inner.store.list_audit(&filter, page).await
+    }
+}

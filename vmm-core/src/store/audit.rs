@@ -1,0 +1,16 @@
+//! The audit area of the [`Store`](super::Store).
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::error::Result;
+use crate::page::{Page, PageRequest};
+
+/// The audit log: appended to, never changed.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Entries that pass `filter`, newest first.
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>>;
+}
