@@ -27,14 +27,19 @@ pub fn test_vmm(connector: Arc<InMemoryConnector>) -> Vmm {
 }
 
 pub async fn api() -> Api {
+    api_with_vmm().await.0
+}
+
+/// [`api`], and the service under it (with its workers running).
+pub async fn api_with_vmm() -> (Api, Vmm) {
     let connector = Arc::new(InMemoryConnector::new());
     let vmm = test_vmm(connector.clone());
     tokio::spawn({
         let vmm = vmm.clone();
         async move { vmm.run_workers(std::future::pending()).await }
     });
-    let state = AppState::new(vmm, AdminToken::new(TOKEN).unwrap());
-    Api { app: app(state), connector }
+    let state = AppState::new(vmm.clone(), AdminToken::new(TOKEN).unwrap());
+    (Api { app: app(state), connector }, vmm)
 }
 
 pub struct Reply {
