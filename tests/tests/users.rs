@@ -124,6 +124,55 @@ fn users_on(config: &VmmdConfig) -> Vec<String> {
     vec![session, deploy, brief, bea, cal]
 }
 
+/// 32 creates at once over HTTP by a user with room for one VM: one is made.
+fn quota_race(config: &VmmdConfig) {
+    let vmmd = Vmmd::start(config);
+    let (status, node) =
+        vmmd.call("POST", "/api/v1/nodes", Some(json!({"name": "n1", "uri": "test:///default"})));
+    assert_eq!(status, 201, "{node}");
+    let (status, r) = vmmd.call(
+        "POST",
+        "/api/v1/users",
+        Some(
+            json!({"email": "q@example.com", "password": PASSWORD, "role": "user", "quota": {"max_vms": 1}}),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    let token = login(&vmmd, "q@example.com", PASSWORD).1["token"].as_str().unwrap().to_owned();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..32)
+            .map(|i| {
+                let (vmmd, token) = (&vmmd, &token);
+                scope.spawn(move || {
+                    let spec = json!({"name": format!("q-{i}"), "vcpus": 1, "memory_mib": 64, "disk_gib": 1, "start": false});
+                    vmmd.call_as(Some(token), "POST", "/api/v1/vms", Some(spec)).0
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let made = statuses.iter().filter(|s| **s == 202).count();
+    let refused = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!((made, refused), (1, 31), "{statuses:?}");
+    let (_, vms) = vmmd.call_as(Some(&token), "GET", "/api/v1/vms", None);
+    assert_eq!(vms["items"].as_array().unwrap().len(), 1);
+    vmmd.stop();
+}
+
+#[test]
+fn a_quota_race_over_http_makes_one_vm_on_sqlite() {
+    let data = data_dir();
+    quota_race(&VmmdConfig::new(&data));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_quota_race_over_http_makes_one_vm_on_postgres() {
+    let data = data_dir();
+    quota_race(&VmmdConfig { database_url: Some(postgres_db()), ..VmmdConfig::new(&data) });
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 #[test]
 fn users_and_tokens_on_sqlite_keep_no_secret_in_clear() {
     let data = data_dir();
