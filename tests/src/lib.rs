@@ -58,12 +58,20 @@ pub struct VmmdConfig {
     pub env: Vec<(String, String)>,
     /// Open-file limit of the process (`ulimit -n`), if lowered.
     pub max_open_files: Option<u32>,
+    /// A configuration file (`--config`), if any.
+    pub config_file: Option<PathBuf>,
 }
 
 impl VmmdConfig {
     /// SQLite under `data`, test nodes on, the local libvirt not registered.
     pub fn new(data: &Path) -> Self {
-        Self { data: data.to_owned(), database_url: None, env: Vec::new(), max_open_files: None }
+        Self {
+            data: data.to_owned(),
+            database_url: None,
+            env: Vec::new(),
+            max_open_files: None,
+            config_file: None,
+        }
     }
 
     /// The same config with `key=value` in the environment.
@@ -94,8 +102,11 @@ impl Vmmd {
             }
             None => Command::new(&binary),
         };
+        command.arg("serve");
+        if let Some(file) = &config.config_file {
+            command.arg("--config").arg(file);
+        }
         command
-            .arg("serve")
             .env("VMM_LISTEN", "127.0.0.1:0")
             .env("VMM_DATA_DIR", &config.data)
             .env("VMM_ADMIN_TOKEN", TOKEN)
@@ -393,5 +404,92 @@ impl Tarpit {
     /// The node URI that reaches it.
     pub fn uri(&self) -> String {
         format!("qemu+tcp://127.0.0.1:{}/system", self.listener.local_addr().expect("its address").port())
+    }
+}
+
+/// A `slapd` of the test's own on a loopback port, serving `dc=example,dc=com` from a
+/// temporary directory; stopped and removed when dropped.
+#[derive(Debug)]
+pub struct Slapd {
+    child: Child,
+    dir: PathBuf,
+    /// `ldap://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Slapd {
+    /// The directory manager.
+    pub const ROOT_DN: &'static str = "cn=admin,dc=example,dc=com";
+    /// Its password.
+    pub const ROOT_PASSWORD: &'static str = "directory-manager-password";
+
+    /// Starts slapd and adds the entries of `ldif` (the suffix entry included).
+    pub fn start(ldif: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vmm-slapd-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("db")).expect("slapd's directory");
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             pidfile {dir}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             database mdb\n\
+             maxsize 10485760\n\
+             suffix \"dc=example,dc=com\"\n\
+             rootdn \"{}\"\n\
+             rootpw {}\n\
+             directory {dir}/db\n",
+            Self::ROOT_DN,
+            Self::ROOT_PASSWORD,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("slapd.conf"), conf).expect("slapd.conf");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("ldap://127.0.0.1:{port}");
+        // `-d 0`: stay in the foreground, so that the test owns the process.
+        let child = Command::new("slapd")
+            .arg("-f")
+            .arg(dir.join("slapd.conf"))
+            .args(["-h", &format!("{url}/"), "-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd starts (Debian package slapd)");
+        let slapd = Self { child, dir, url };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "slapd did not listen on {}", slapd.url);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        slapd.apply("ldapadd", ldif);
+        slapd
+    }
+
+    /// Runs `ldapmodify` with `ldif` as the directory manager.
+    pub fn modify(&self, ldif: &str) {
+        self.apply("ldapmodify", ldif);
+    }
+
+    fn apply(&self, tool: &str, ldif: &str) {
+        let file = self.dir.join(format!("{}.ldif", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, ldif).expect("an LDIF file");
+        let out = Command::new(tool)
+            .args(["-x", "-H", &self.url, "-D", Self::ROOT_DN, "-w", Self::ROOT_PASSWORD, "-f"])
+            .arg(&file)
+            .output()
+            .expect("ldap-utils");
+        assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -16,6 +16,7 @@ pub mod libvirt;
 mod sql;
 
 pub mod images;
+pub mod ldap;
 mod open;
 
 pub use open::{open, NodeConfig, OpenConfig, StoreConfig, POSTGRES_QUERY_PARAMS};

@@ -250,6 +250,8 @@ pub struct OpenConfig {
     pub vmm: VmmConfig,
     /// Where image files are kept on this host; in memory when `None` (an in-memory store).
     pub image_dir: Option<PathBuf>,
+    /// The LDAP directory users with auth source `ldap` sign in against, if any.
+    pub ldap: Option<crate::ldap::LdapConfig>,
 }
 
 impl OpenConfig {
@@ -264,6 +266,7 @@ impl OpenConfig {
             libvirt: crate::libvirt::LibvirtConfig::default(),
             vmm: VmmConfig::default(),
             image_dir,
+            ldap: None,
         })
     }
 
@@ -298,6 +301,9 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
         .with_image_fetcher(Arc::new(crate::images::HttpFetcher::default()));
     if let Some(dir) = &config.image_dir {
         builder = builder.with_image_repo(Arc::new(crate::images::DirImageRepo::open(dir)?));
+    }
+    if let Some(ldap) = &config.ldap {
+        builder = builder.with_directory(Arc::new(crate::ldap::LdapDirectory::new(ldap.clone())?));
     }
     let vmm = builder.build();
     let mut existing = Vec::new();

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod directory;
 mod error;
 pub mod guest;
 pub mod hypervisor;
@@ -44,6 +45,7 @@ pub mod vm;
 pub use audit::{AuditEntry, AuditFilter};
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use directory::{Directory, DirectoryUser, InMemoryDirectory};
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use guest::{GuestRequest, GuestSettings};
 pub use hypervisor::{

@@ -68,6 +68,60 @@ struct FileConfig {
     pub image_url_addresses: Option<Vec<String>>,
     /// `image_url_allow_private = false`: allow every loopback, private or link-local address.
     pub image_url_allow_private: Option<bool>,
+    /// `[ldap]`: the directory users with auth source `ldap` sign in against.
+    pub ldap: Option<LdapFile>,
+}
+
+/// The `[ldap]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LdapFile {
+    /// `url = "ldaps://ldap.example.com"` (plain `ldap://` only on loopback or with StartTLS).
+    url: String,
+    /// `starttls = false`.
+    starttls: Option<bool>,
+    /// `bind_dn = "cn=vmm,ou=services,dc=example,dc=com"`: the account users are searched
+    /// as (anonymously if absent).
+    bind_dn: Option<String>,
+    /// `bind_password = "…"`.
+    bind_password: Option<String>,
+    /// `user_base = "ou=people,dc=example,dc=com"`.
+    user_base: String,
+    /// `user_filter = "(mail={email})"`.
+    user_filter: Option<String>,
+    /// `group_base = "ou=groups,dc=example,dc=com"`.
+    group_base: String,
+    /// `roles = [{ group = "cn=vmm-admins,ou=groups,dc=example,dc=com", role = "admin" }]`:
+    /// the first group a user is a member of decides their role.
+    roles: Vec<LdapRole>,
+    /// `timeout_s = 10`.
+    timeout_s: Option<u64>,
+}
+
+/// One group → role of `[ldap] roles`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LdapRole {
+    group: String,
+    role: vmm_core::Role,
+}
+
+impl LdapFile {
+    fn resolve(self) -> Result<vmm_backends::ldap::LdapConfig> {
+        let config = vmm_backends::ldap::LdapConfig {
+            url: self.url,
+            starttls: self.starttls.unwrap_or(false),
+            bind_dn: self.bind_dn,
+            bind_password: self.bind_password.map(vmm_core::Secret::new),
+            user_base: self.user_base,
+            user_filter: self.user_filter.unwrap_or_else(|| "(mail={email})".into()),
+            group_base: self.group_base,
+            roles: self.roles.into_iter().map(|r| (r.group, r.role)).collect(),
+            timeout: Duration::from_secs(self.timeout_s.unwrap_or(10).max(1)),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Resolved settings.
@@ -85,6 +139,8 @@ pub struct Settings {
     pub admin_email: String,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
+    /// The LDAP directory, if configured.
+    pub ldap: Option<vmm_backends::ldap::LdapConfig>,
     /// Register `qemu:///system` as node `local` on first start when libvirtd answers.
     pub local_node: bool,
     /// The local node's domain type.
@@ -121,6 +177,7 @@ impl fmt::Debug for Settings {
             .field("admin_token", &self.admin_token)
             .field("admin_email", &self.admin_email)
             .field("session_ttl", &self.session_ttl)
+            .field("ldap", &self.ldap)
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
@@ -166,6 +223,7 @@ impl Settings {
             .unwrap_or_else(|| crate::DEFAULT_ADMIN_EMAIL.to_owned());
         let admin_email = vmm_core::users::normalize_email(&admin_email)
             .map_err(|_| Error::invalid("admin_email", format!("{admin_email:?} is not an email address")))?;
+        let ldap = from_file.ldap.map(LdapFile::resolve).transpose()?;
         let session_ttl = Duration::from_secs(from_file.session_ttl_s.unwrap_or(12 * 3600));
         if session_ttl.is_zero() {
             return Err(Error::invalid("session_ttl_s", "must be at least 1"));
@@ -282,6 +340,7 @@ impl Settings {
             admin_token,
             admin_email,
             session_ttl,
+            ldap,
             local_node,
             local_node_virt_type,
             storage_path,

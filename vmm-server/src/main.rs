@@ -75,6 +75,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),
+        ldap: settings.ldap.clone(),
     };
     let vmm = vmm_backends::open(&open).await?;
     if settings.local_node {

@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use event_listener::Event;
 
 use crate::clock::{Clock, SystemClock};
+use crate::directory::Directory;
 use crate::error::Result;
 use crate::hypervisor::{Connector, Hypervisor};
 use crate::id::{ImageId, NodeId};
@@ -100,6 +101,7 @@ pub struct VmmBuilder {
     clock: Option<Arc<dyn Clock>>,
     images: Option<Arc<dyn ImageRepo>>,
     fetcher: Option<Arc<dyn ImageFetcher>>,
+    directory: Option<Arc<dyn Directory>>,
     config: VmmConfig,
 }
 
@@ -140,6 +142,12 @@ impl VmmBuilder {
         self
     }
 
+    /// Where LDAP users are checked (default: none; they cannot sign in).
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
     /// The service.
     pub fn build(self) -> Vmm {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -150,6 +158,7 @@ impl VmmBuilder {
                 clock,
                 images: self.images.unwrap_or_else(|| Arc::new(InMemoryImageRepo::new())),
                 fetcher: self.fetcher,
+                directory: self.directory,
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashSet::new()),
@@ -166,6 +175,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     images: Arc<dyn ImageRepo>,
     fetcher: Option<Arc<dyn ImageFetcher>>,
+    directory: Option<Arc<dyn Directory>>,
     config: VmmConfig,
     hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
     /// Images whose data is being uploaded through this service: one upload at a time each.

@@ -133,27 +133,38 @@ impl Vmm {
         }
     }
 
-    /// Checks an email and password; a session token on success. An unknown email, a
-    /// wrong password, an LDAP user (until a directory is configured) and a disabled
-    /// user all get the same answer, after the same work.
+    /// Checks an email and password; a session token on success. A local user's password
+    /// is checked against their hash; an LDAP user's (or, with a directory configured, an
+    /// unknown email's) by the directory, which makes the user on their first sign-in and
+    /// sets their role from their groups at each. An unknown email, a wrong password, a
+    /// disabled user and a directory user in no mapped group all get the same answer.
     pub async fn login(&self, email: &str, password: &Secret) -> Result<Session> {
-        let found = match normalize_email(email) {
-            Ok(email) => self.inner.store.user_by_email(&email).await?,
-            Err(_) => None,
-        };
-        let Some((mut user, Some(hash))) = found else {
+        let Ok(email) = normalize_email(email) else {
             verify_password(password, dummy_hash());
             return Err(BAD_LOGIN);
         };
-        let (ok, stale) = verify_password(password, &hash);
-        if !ok || user.state != UserState::Active || user.auth != AuthSource::Local {
-            return Err(BAD_LOGIN);
-        }
-        if stale {
-            let rehashed = hash_password(password)?;
-            self.inner.store.update_user(&user, Some(&rehashed)).await?;
-            user = self.inner.store.get_user(user.id).await?;
-        }
+        let found = self.inner.store.user_by_email(&email).await?;
+        let user = match found {
+            Some((user, Some(hash))) if user.auth == AuthSource::Local => {
+                let (ok, stale) = verify_password(password, &hash);
+                if !ok || user.state != UserState::Active {
+                    return Err(BAD_LOGIN);
+                }
+                if stale {
+                    let rehashed = hash_password(password)?;
+                    self.inner.store.update_user(&user, Some(&rehashed)).await?;
+                }
+                user
+            }
+            Some((user, _)) if user.auth == AuthSource::Ldap => {
+                self.directory_login(&email, password, Some(user)).await?
+            }
+            None if self.inner.directory.is_some() => self.directory_login(&email, password, None).await?,
+            _ => {
+                verify_password(password, dummy_hash());
+                return Err(BAD_LOGIN);
+            }
+        };
         let now = self.now();
         let ttl =
             chrono::Duration::from_std(self.inner.config.session_ttl).unwrap_or(chrono::Duration::hours(12));
@@ -168,6 +179,47 @@ impl Vmm {
         };
         let token = self.store_token(&record).await?;
         Ok(Session { token, record, user })
+    }
+
+    /// Signs a directory user in: the directory checks the password and names the role;
+    /// the user is made on their first sign-in, their role follows their groups after.
+    async fn directory_login(&self, email: &str, password: &Secret, known: Option<User>) -> Result<User> {
+        let Some(directory) = &self.inner.directory else { return Err(BAD_LOGIN) };
+        if password.expose().is_empty() {
+            // An empty password would be an anonymous bind, which many directories accept.
+            return Err(BAD_LOGIN);
+        }
+        let Some(found) = directory.authenticate(email, password).await? else { return Err(BAD_LOGIN) };
+        let Some(role) = found.role else { return Err(BAD_LOGIN) };
+        match known {
+            Some(user) if user.state != UserState::Active => Err(BAD_LOGIN),
+            Some(mut user) => {
+                if user.role != role {
+                    user.role = role;
+                    self.inner.store.update_user(&user, None).await?;
+                }
+                Ok(user)
+            }
+            None => {
+                let user = User {
+                    id: UserId::new(),
+                    email: email.to_owned(),
+                    role,
+                    state: UserState::Active,
+                    auth: AuthSource::Ldap,
+                    quota: Default::default(),
+                    created_at: self.now(),
+                };
+                match self.inner.store.create_user(&user, None).await {
+                    Ok(()) => Ok(user),
+                    // Made by a sign-in in between.
+                    Err(Error::Conflict { .. }) => {
+                        self.inner.store.user_by_email(email).await?.map(|(u, _)| u).ok_or(BAD_LOGIN)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     /// Keeps `record` with a fresh token; the token, to be shown once.
@@ -332,6 +384,38 @@ impl Vmm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_users_are_made_at_their_first_sign_in_and_follow_their_groups() {
+        futures::executor::block_on(async {
+            let directory = std::sync::Arc::new(crate::InMemoryDirectory::default());
+            directory.set("dana@example.com", "directory password", Some(Role::Operator));
+            let vmm = Vmm::builder().with_directory(directory.clone()).build();
+            let pw = Secret::new("directory password");
+            assert!(matches!(
+                vmm.login("dana@example.com", &Secret::new("wrong")).await,
+                Err(Error::Unauthenticated { .. })
+            ));
+            let first = vmm.login("Dana@Example.com", &pw).await.unwrap();
+            assert_eq!((first.user.auth, first.user.role), (AuthSource::Ldap, Role::Operator));
+            directory.set("dana@example.com", "directory password", Some(Role::User));
+            let again = vmm.login("dana@example.com", &pw).await.unwrap();
+            assert_eq!(
+                (again.user.id, again.user.role),
+                (first.user.id, Role::User),
+                "the role follows the groups"
+            );
+            assert_eq!(vmm.authenticate(again.token.expose()).await.unwrap().role, Role::User);
+            directory.set("dana@example.com", "directory password", None);
+            assert!(vmm.login("dana@example.com", &pw).await.is_err(), "in no mapped group: no sign-in");
+            assert!(vmm.login("dana@example.com", &Secret::new("")).await.is_err(), "no anonymous bind");
+            assert!(vmm.login("nobody@example.com", &pw).await.is_err());
+            // A local user is never checked against the directory, nor a directory user locally.
+            let admin = vmm.bootstrap_admin("admin@localhost").await.unwrap();
+            directory.set("admin@localhost", "directory password", Some(Role::Admin));
+            assert!(vmm.login(&admin.email, &pw).await.is_err());
+        });
+    }
 
     #[test]
     fn tokens_have_their_shape_and_only_that_shape_is_looked_up() {
