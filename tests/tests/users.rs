@@ -185,21 +185,29 @@ fn users_and_tokens_on_sqlite_keep_no_secret_in_clear() {
             bytes.extend(std::fs::read(&path).unwrap());
         }
     }
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("argon2id"), "the password is kept as an Argon2id hash");
-    for secret in tokens.iter().map(String::as_str).chain([PASSWORD]) {
-        assert!(!text.contains(secret), "the database holds a secret in clear");
-        // Nor the part after the lookup prefix, the token's secret half.
-        if let Some(rest) = secret.strip_prefix("vmm_") {
-            assert!(!text.contains(&rest[12..]), "the database holds a token's secret half");
-        }
-    }
+    assert_no_secret_in(&String::from_utf8_lossy(&bytes), &tokens);
     let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
-fn users_and_tokens_on_postgres() {
+fn users_and_tokens_on_postgres_keep_no_secret_in_clear() {
     let data = data_dir();
-    users_on(&VmmdConfig { database_url: Some(postgres_db()), ..VmmdConfig::new(&data) });
+    let url = postgres_db();
+    let tokens = users_on(&VmmdConfig { database_url: Some(url.clone()), ..VmmdConfig::new(&data) });
+    let dump = std::process::Command::new("pg_dump").arg(&url).output().expect("pg_dump (postgresql-client)");
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert_no_secret_in(&String::from_utf8_lossy(&dump.stdout), &tokens);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `text` (a database's bytes or dump) holds password hashes, and neither the password nor
+/// any of `tokens`, nor a token's secret half.
+fn assert_no_secret_in(text: &str, tokens: &[String]) {
+    assert!(text.contains("argon2id"), "the password is kept as an Argon2id hash");
+    for secret in tokens.iter().map(String::as_str).chain([PASSWORD]) {
+        assert!(!text.contains(secret), "the database holds a secret in clear");
+        if let Some(rest) = secret.strip_prefix("vmm_") {
+            assert!(!text.contains(&rest[12..]), "the database holds a token's secret half");
+        }
+    }
 }
