@@ -407,6 +407,12 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The program that holds the database (an embedding program, a migration): an admin
+    /// who is no user.
+    pub fn system() -> Self {
+        Self { user_id: UserId::from_uuid(uuid::Uuid::nil()), role: Role::Admin, token_id: None }
+    }
+
     /// The actor for `user` presenting `token` (`None` for the bootstrap admin token): the
     /// token's narrower role if it has one, else the user's own. `None` when the token
     /// asks for more than the user now holds (the user's role was lowered since): such a

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use vmm_core::network::NetworkSpec;
 use vmm_core::recipe::RecipeSpec;
-use vmm_core::{AddressSpec, CloneSpec, Error, ImageSpec, PageRequest, ReinstallSpec};
+use vmm_core::{Access, AddressSpec, Area, CloneSpec, Error, ImageSpec, PageRequest, ReinstallSpec};
 
 use crate::{from_json, json, parse, parse_ip, to_py_err, Client};
 
@@ -21,7 +21,8 @@ impl Client {
     /// from its URL).
     fn create_image(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
         let spec: ImageSpec = from_json(py, spec)?;
-        let (image, task) = self.run(py, |v| async move { v.create_image(spec).await })?;
+        let (image, task) =
+            self.run_in(py, Area::Images, Access::Write, |v| async move { v.create_image(spec).await })?;
         json(&serde_json::json!({ "image": image, "task": task }))
     }
 
@@ -30,79 +31,106 @@ impl Client {
         let id = parse(py, "id", id)?;
         let file = std::fs::File::open(&path)
             .map_err(|e| to_py_err(py, Error::invalid("path", format!("{}: {e}", path.display()))))?;
-        json(&self.run(py, |v| async move { v.upload_image(id, Box::new(file)).await })?)
+        json(&self.run_in(py, Area::Images, Access::Write, |v| async move {
+            v.upload_image(id, Box::new(file)).await
+        })?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn images(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_images(&page).await })?)
+        json(&self.run_in(py, Area::Images, Access::Read, |v| async move { v.list_images(&page).await })?)
     }
 
     fn image(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_image(id).await })?)
+        json(&self.run_in(py, Area::Images, Access::Read, |v| async move { v.get_image(id).await })?)
     }
 
     fn delete_image(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.delete_image(id).await })
+        self.run_in(py, Area::Images, Access::Write, |v| async move { v.delete_image(id).await })
     }
 
     fn create_recipe(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
         let spec: RecipeSpec = from_json(py, spec)?;
-        json(&self.run(py, |v| async move { v.create_recipe(spec).await })?)
+        json(&self.run_in(
+            py,
+            Area::Recipes,
+            Access::Write,
+            |v| async move { v.create_recipe(spec).await },
+        )?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn recipes(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_recipes(&page).await })?)
+        json(&self.run_in(py, Area::Recipes, Access::Read, |v| async move { v.list_recipes(&page).await })?)
     }
 
     fn recipe(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_recipe(id).await })?)
+        json(&self.run_in(py, Area::Recipes, Access::Read, |v| async move { v.get_recipe(id).await })?)
     }
 
     fn delete_recipe(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.delete_recipe(id).await })
+        self.run_in(py, Area::Recipes, Access::Write, |v| async move { v.delete_recipe(id).await })
     }
 
     fn create_network(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
         let spec: NetworkSpec = from_json(py, spec)?;
-        json(&self.run(py, |v| async move { v.create_network(spec).await })?)
+        json(&self.run_in(
+            py,
+            Area::Networks,
+            Access::Write,
+            |v| async move { v.create_network(spec).await },
+        )?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn networks(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_networks(&page).await })?)
+        json(&self.run_in(
+            py,
+            Area::Networks,
+            Access::Read,
+            |v| async move { v.list_networks(&page).await },
+        )?)
     }
 
     fn network(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_network(id).await })?)
+        json(&self.run_in(py, Area::Networks, Access::Read, |v| async move { v.get_network(id).await })?)
     }
 
     fn delete_network(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.delete_network(id).await })
+        self.run_in(py, Area::Networks, Access::Write, |v| async move { v.delete_network(id).await })
     }
 
     /// Queues a reinstall (the JSON of `POST /vms/{id}/reinstall`); returns the task.
     fn reinstall_vm(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         let spec: ReinstallSpec = from_json(py, spec)?;
-        json(&self.run(py, |v| async move { v.reinstall_vm(id, spec).await })?)
+        json(&self.run_as(py, |v, actor| async move {
+            match actor {
+                Some(actor) => v.reinstall_vm_for(&actor, id, spec).await,
+                None => v.reinstall_vm(id, spec).await,
+            }
+        })?)
     }
 
     /// Queues a clone; returns `{"vm": …, "task": …}`.
     fn clone_vm(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         let spec: CloneSpec = from_json(py, spec)?;
-        let (vm, task) = self.run(py, |v| async move { v.clone_vm(id, spec).await })?;
+        let (vm, task) = self.run_as(py, |v, actor| async move {
+            match actor {
+                Some(actor) => v.clone_vm_for(&actor, id, spec).await,
+                None => v.clone_vm(id, spec).await,
+            }
+        })?;
         json(&serde_json::json!({ "vm": vm, "task": task }))
     }
 
@@ -110,14 +138,19 @@ impl Client {
     fn add_vm_address(&self, py: Python<'_>, id: &str, spec: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         let spec: AddressSpec = from_json(py, spec)?;
-        json(&self.run(py, |v| async move { v.add_vm_address(id, spec).await })?)
+        json(&self.run_on_vm(py, id, Access::Write, |v| async move { v.add_vm_address(id, spec).await })?)
     }
 
     /// Queues taking an address and its NIC away; returns the task.
     fn remove_vm_address(&self, py: Python<'_>, id: &str, address: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         let address = parse_ip(py, "address", address)?;
-        json(&self.run(py, |v| async move { v.remove_vm_address(id, address).await })?)
+        json(&self.run_on_vm(
+            py,
+            id,
+            Access::Write,
+            |v| async move { v.remove_vm_address(id, address).await },
+        )?)
     }
 
     /// The last `tail_bytes` of the VM's serial console.
@@ -127,7 +160,8 @@ impl Client {
         if tail_bytes > MAX_TAIL_BYTES {
             return Err(to_py_err(py, Error::invalid("tail_bytes", format!("at most {MAX_TAIL_BYTES}"))));
         }
-        let log = self.run(py, |v| async move { v.vm_console_log(id, tail_bytes).await })?;
+        let log =
+            self.run_on_vm(py, id, Access::Read, |v| async move { v.vm_console_log(id, tail_bytes).await })?;
         Ok(PyBytes::new(py, &log))
     }
 }

@@ -18,8 +18,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use vmm_backends::{OpenConfig, StoreConfig};
 use vmm_core::{
-    Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction, TaskFilter, TaskState,
-    VirtType, VmPatch, VmSpec, Vmm,
+    Access, Actor, Area, Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, PageRequest, PowerAction,
+    TaskFilter, TaskId, TaskState, UserSpec, VirtType, VmId, VmPatch, VmSpec, Vmm,
 };
 
 mod guests;
@@ -31,6 +31,12 @@ create_exception!(vmm._vmm, ActiveTaskError, ConflictError, "The VM already has 
 create_exception!(vmm._vmm, InvalidStateError, ConflictError, "The action is not allowed in the VM's state.");
 create_exception!(vmm._vmm, PoolExhaustedError, ConflictError, "The IP pool has no free address.");
 create_exception!(vmm._vmm, NoCapacityError, ConflictError, "No node can take the VM.");
+create_exception!(
+    vmm._vmm,
+    QuotaExceededError,
+    ConflictError,
+    "The change would pass a limit of the owner's quota."
+);
 create_exception!(vmm._vmm, InvalidInputError, VmmError, "A value in the request is invalid.");
 create_exception!(
     vmm._vmm,
@@ -44,18 +50,41 @@ create_exception!(vmm._vmm, UnsupportedError, VmmError, "The backend does not su
 /// `except TimeoutError` catches it too. Made at module import (`create_exception!` takes
 /// one base).
 static TIMEOUT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `vmm.PermissionError`: a [`VmmError`] and the builtin `PermissionError`.
+static PERMISSION_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn timeout_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    let ty = TIMEOUT_ERROR.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+/// A class named `name` deriving from [`VmmError`] and the builtin `builtin`.
+fn both<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+    builtin: &str,
+    doc: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    let ty = cell.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let builtins = py.import("builtins")?;
-        let bases = (py.get_type::<VmmError>(), builtins.getattr("TimeoutError")?);
+        let bases = (py.get_type::<VmmError>(), builtins.getattr(builtin)?);
         let namespace = PyDict::new(py);
-        namespace.set_item("__doc__", "A wait ran out of time.")?;
+        namespace.set_item("__doc__", doc)?;
         namespace.set_item("__module__", "vmm._vmm")?;
-        let made = builtins.getattr("type")?.call1(("TimeoutError", bases, namespace))?;
+        let made = builtins.getattr("type")?.call1((name, bases, namespace))?;
         Ok(made.cast_into::<PyType>()?.unbind())
     })?;
     Ok(ty.bind(py))
+}
+
+fn timeout_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    both(py, &TIMEOUT_ERROR, "TimeoutError", "TimeoutError", "A wait ran out of time.")
+}
+
+fn permission_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    both(
+        py,
+        &PERMISSION_ERROR,
+        "PermissionError",
+        "PermissionError",
+        "The user may not do this, or is not signed in.",
+    )
 }
 
 /// Longest wait accepted, in seconds (a day).
@@ -84,6 +113,8 @@ fn exception_type<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyTyp
         "invalid_state" => py.get_type::<InvalidStateError>(),
         "pool_exhausted" => py.get_type::<PoolExhaustedError>(),
         "no_capacity" => py.get_type::<NoCapacityError>(),
+        "quota_exceeded" => py.get_type::<QuotaExceededError>(),
+        "forbidden" | "unauthorized" => permission_error_type(py)?.clone(),
         "conflict" | "address_in_use" => py.get_type::<ConflictError>(),
         "invalid" => py.get_type::<InvalidInputError>(),
         "unavailable" => py.get_type::<BackendUnavailableError>(),
@@ -184,6 +215,9 @@ fn virt_type(py: Python<'_>, s: &str) -> PyResult<VirtType> {
 pub struct Client {
     vmm: Vmm,
     stop: Mutex<Option<watch::Sender<bool>>>,
+    /// The email of the user this client acts as; every call is checked as them, their
+    /// state and role read afresh. `None`: the program holding the database, unchecked.
+    user: Option<String>,
 }
 
 impl Client {
@@ -196,6 +230,83 @@ impl Client {
         let vmm = self.vmm.clone();
         py.detach(|| runtime().block_on(f(vmm))).map_err(|e| to_py_err(py, e))
     }
+
+    /// Runs `f` with the actor this client acts as (if any).
+    fn run_as<T, F>(&self, py: Python<'_>, f: impl FnOnce(Vmm, Option<Actor>) -> F + Send) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+    {
+        let user = self.user.clone();
+        self.run(py, move |v| async move {
+            let actor = match &user {
+                Some(email) => Some(v.actor_for_email(email).await?),
+                None => None,
+            };
+            f(v, actor).await
+        })
+    }
+
+    /// Runs `f` once the rules allow this client's user `access` to `area`.
+    pub(crate) fn run_in<T, F>(
+        &self,
+        py: Python<'_>,
+        area: Area,
+        access: Access,
+        f: impl FnOnce(Vmm) -> F + Send,
+    ) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+    {
+        self.run_as(py, move |v, actor| async move {
+            if let Some(actor) = actor {
+                actor.may(area, access)?;
+            }
+            f(v).await
+        })
+    }
+
+    /// Runs `f` once this client's user may have `access` to the VM (another user's is not
+    /// found).
+    pub(crate) fn run_on_vm<T, F>(
+        &self,
+        py: Python<'_>,
+        id: VmId,
+        access: Access,
+        f: impl FnOnce(Vmm) -> F + Send,
+    ) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+    {
+        self.run_as(py, move |v, actor| async move {
+            if let Some(actor) = actor {
+                v.vm_for(&actor, id, access).await?;
+            }
+            f(v).await
+        })
+    }
+
+    /// Runs `f` once this client's user may have `access` to the task.
+    fn run_on_task<T, F>(
+        &self,
+        py: Python<'_>,
+        id: TaskId,
+        access: Access,
+        f: impl FnOnce(Vmm) -> F + Send,
+    ) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+    {
+        self.run_as(py, move |v, actor| async move {
+            if let Some(actor) = actor {
+                v.task_for(&actor, id, access).await?;
+            }
+            f(v).await
+        })
+    }
 }
 
 #[pymethods]
@@ -204,13 +315,14 @@ impl Client {
     /// `test_nodes` accepts `test:///default` and `memory://` nodes.
     /// `image_dir` keeps image files (default: `images/` beside a SQLite file).
     #[staticmethod]
-    #[pyo3(signature = (database, run_workers = true, test_nodes = false, image_dir = None))]
+    #[pyo3(signature = (database, run_workers = true, test_nodes = false, image_dir = None, user = None))]
     fn open(
         py: Python<'_>,
         database: &str,
         run_workers: bool,
         test_nodes: bool,
         image_dir: Option<std::path::PathBuf>,
+        user: Option<String>,
     ) -> PyResult<Self> {
         let mut config = OpenConfig::new(database).map_err(|e| to_py_err(py, e))?;
         if test_nodes {
@@ -235,7 +347,10 @@ impl Client {
         } else {
             None
         };
-        Ok(Self { vmm, stop: Mutex::new(stop) })
+        let client = Self { vmm, stop: Mutex::new(stop), user };
+        // An unknown or disabled user is refused at once, not at the first call.
+        client.run_as(py, |_, _| async { Ok(()) })?;
+        Ok(client)
     }
 
     /// Checks a store URL without opening it.
@@ -264,18 +379,18 @@ impl Client {
         let vt = self::virt_type(py, virt_type)?;
         let spec =
             NodeSpec { cpu_overcommit, memory_overcommit, ..NodeSpec::new(name, uri).with_virt_type(vt) };
-        json(&self.run(py, |v| async move { v.create_node(spec).await })?)
+        json(&self.run_in(py, Area::Nodes, Access::Write, |v| async move { v.create_node(spec).await })?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn nodes(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_nodes(&page).await })?)
+        json(&self.run_in(py, Area::Nodes, Access::Read, |v| async move { v.list_nodes(&page).await })?)
     }
 
     fn node(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_node(id).await })?)
+        json(&self.run_in(py, Area::Nodes, Access::Read, |v| async move { v.get_node(id).await })?)
     }
 
     #[pyo3(signature = (id, name = None, cpu_overcommit = None, memory_overcommit = None, state = None))]
@@ -299,47 +414,64 @@ impl Client {
             }
         };
         let patch = NodePatch { name, cpu_overcommit, memory_overcommit, state };
-        json(&self.run(py, |v| async move { v.update_node(id, patch).await })?)
+        json(&self.run_in(
+            py,
+            Area::Nodes,
+            Access::Write,
+            |v| async move { v.update_node(id, patch).await },
+        )?)
     }
 
     fn delete_node(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.delete_node(id).await })
+        self.run_in(py, Area::Nodes, Access::Write, |v| async move { v.delete_node(id).await })
     }
 
     /// Creates a pool from its spec (the JSON of `POST /ip-pools`).
     fn create_ip_pool(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
         let spec: IpPoolSpec = from_json(py, spec)?;
-        json(&self.run(py, |v| async move { v.create_ip_pool(spec).await })?)
+        json(&self.run_in(
+            py,
+            Area::IpPools,
+            Access::Write,
+            |v| async move { v.create_ip_pool(spec).await },
+        )?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn ip_pools(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_ip_pools(&page).await })?)
+        json(&self.run_in(
+            py,
+            Area::IpPools,
+            Access::Read,
+            |v| async move { v.list_ip_pools(&page).await },
+        )?)
     }
 
     fn ip_pool(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_ip_pool(id).await })?)
+        json(&self.run_in(py, Area::IpPools, Access::Read, |v| async move { v.get_ip_pool(id).await })?)
     }
 
     fn delete_ip_pool(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
-        self.run(py, |v| async move { v.delete_ip_pool(id).await })
+        self.run_in(py, Area::IpPools, Access::Write, |v| async move { v.delete_ip_pool(id).await })
     }
 
     #[pyo3(signature = (pool_id, address = None))]
     fn create_lease(&self, py: Python<'_>, pool_id: &str, address: Option<&str>) -> PyResult<String> {
         let pool = parse(py, "pool_id", pool_id)?;
         let address = address.map(|a| parse_ip(py, "address", a)).transpose()?;
-        json(&self.run(py, |v| async move { v.create_lease(pool, address).await })?)
+        json(&self.run_in(py, Area::IpPools, Access::Write, |v| async move {
+            v.create_lease(pool, address).await
+        })?)
     }
 
     fn delete_lease(&self, py: Python<'_>, pool_id: &str, address: &str) -> PyResult<()> {
         let pool = parse(py, "pool_id", pool_id)?;
         let address = parse_ip(py, "address", address)?;
-        self.run(py, |v| async move { v.delete_lease(pool, address).await })
+        self.run_in(py, Area::IpPools, Access::Write, |v| async move { v.delete_lease(pool, address).await })
     }
 
     #[pyo3(signature = (pool_id, limit = None, cursor = None))]
@@ -352,25 +484,40 @@ impl Client {
     ) -> PyResult<String> {
         let pool = parse(py, "pool_id", pool_id)?;
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_leases(pool, &page).await })?)
+        json(&self.run_in(
+            py,
+            Area::IpPools,
+            Access::Read,
+            |v| async move { v.list_leases(pool, &page).await },
+        )?)
     }
 
     /// Creates a VM from its spec (the JSON of `POST /vms`); returns `{"vm": …, "task": …}`.
     fn create_vm(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
         let spec: VmSpec = from_json(py, spec)?;
-        let (vm, task) = self.run(py, |v| async move { v.create_vm(spec).await })?;
+        let (vm, task) = self.run_as(py, |v, actor| async move {
+            match actor {
+                Some(actor) => v.create_vm_for(&actor, spec).await,
+                None => v.create_vm(spec).await,
+            }
+        })?;
         json(&serde_json::json!({ "vm": vm, "task": task }))
     }
 
     fn vm(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_vm(id).await })?)
+        json(&self.run_on_vm(py, id, Access::Read, |v| async move { v.get_vm(id).await })?)
     }
 
     #[pyo3(signature = (limit = None, cursor = None))]
     fn vms(&self, py: Python<'_>, limit: Option<u32>, cursor: Option<String>) -> PyResult<String> {
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_vms(&page).await })?)
+        json(&self.run_as(py, |v, actor| async move {
+            match actor {
+                Some(actor) => v.list_vms_for(&actor, &page).await,
+                None => v.list_vms(&page).await,
+            }
+        })?)
     }
 
     /// Queues a power action (`start`, `stop`, `shutdown`, `reboot`, `suspend`, `resume`) or
@@ -378,12 +525,12 @@ impl Client {
     fn act(&self, py: Python<'_>, id: &str, action: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         if action == "delete" {
-            return json(&self.run(py, |v| async move { v.delete_vm(id).await })?);
+            return json(&self.run_on_vm(py, id, Access::Write, |v| async move { v.delete_vm(id).await })?);
         }
         let action: PowerAction = action
             .parse()
             .map_err(|_| to_py_err(py, Error::invalid("action", format!("{action:?} is not an action"))))?;
-        json(&self.run(py, |v| async move { v.power_vm(id, action).await })?)
+        json(&self.run_on_vm(py, id, Access::Write, |v| async move { v.power_vm(id, action).await })?)
     }
 
     #[pyo3(signature = (id, name = None, vcpus = None, memory_mib = None, disk_gib = None))]
@@ -398,12 +545,12 @@ impl Client {
     ) -> PyResult<String> {
         let id = parse(py, "id", id)?;
         let patch = VmPatch { name, vcpus, memory_mib, disk_gib };
-        json(&self.run(py, |v| async move { v.update_vm(id, patch).await })?)
+        json(&self.run_on_vm(py, id, Access::Write, |v| async move { v.update_vm(id, patch).await })?)
     }
 
     fn task(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.get_task(id).await })?)
+        json(&self.run_on_task(py, id, Access::Read, |v| async move { v.get_task(id).await })?)
     }
 
     #[pyo3(signature = (vm_id = None, state = None, limit = None, cursor = None))]
@@ -424,7 +571,12 @@ impl Client {
             .transpose()?;
         let filter = TaskFilter { vm_id, state, owner_id: None };
         let page = PageRequest { limit, cursor };
-        json(&self.run(py, |v| async move { v.list_tasks(&filter, &page).await })?)
+        json(&self.run_as(py, |v, actor| async move {
+            match actor {
+                Some(actor) => v.list_tasks_for(&actor, &filter, &page).await,
+                None => v.list_tasks(&filter, &page).await,
+            }
+        })?)
     }
 
     /// Waits up to `timeout` seconds (at most [`MAX_WAIT_SECONDS`]); returns the task as it
@@ -438,7 +590,8 @@ impl Client {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout);
         loop {
             let slice = deadline.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK);
-            let task = self.run(py, |v| async move { v.wait_task(id, slice).await })?;
+            let task =
+                self.run_on_task(py, id, Access::Read, |v| async move { v.wait_task(id, slice).await })?;
             if !task.state.is_active() || std::time::Instant::now() >= deadline {
                 return json(&task);
             }
@@ -446,9 +599,18 @@ impl Client {
         }
     }
 
+    /// Adds a user from its spec (the JSON of `POST /users`): as this client's user, who
+    /// must be an admin, or as the program holding the database.
+    fn create_user(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        let spec: UserSpec = from_json(py, spec)?;
+        json(&self.run_as(py, |v, actor| async move {
+            v.create_user(&actor.unwrap_or_else(Actor::system), spec).await
+        })?)
+    }
+
     fn cancel_task(&self, py: Python<'_>, id: &str) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        json(&self.run(py, |v| async move { v.cancel_task(id).await })?)
+        json(&self.run_on_task(py, id, Access::Write, |v| async move { v.cancel_task(id).await })?)
     }
 }
 
@@ -472,6 +634,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("InvalidStateError", py.get_type::<InvalidStateError>()),
         ("PoolExhaustedError", py.get_type::<PoolExhaustedError>()),
         ("NoCapacityError", py.get_type::<NoCapacityError>()),
+        ("QuotaExceededError", py.get_type::<QuotaExceededError>()),
         ("InvalidInputError", py.get_type::<InvalidInputError>()),
         ("BackendUnavailableError", py.get_type::<BackendUnavailableError>()),
         ("UnsupportedError", py.get_type::<UnsupportedError>()),
@@ -479,5 +642,6 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(name, ty)?;
     }
     m.add("TimeoutError", timeout_error_type(py)?)?;
+    m.add("PermissionError", permission_error_type(py)?)?;
     Ok(())
 }

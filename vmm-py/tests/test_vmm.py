@@ -38,7 +38,7 @@ def test_objects_are_plain_and_shaped_like_the_http_api(client, node, pool):
     vm = client.create_vm("shape", vcpus=1, memory_mib=128, disk_gib=1, ip_pool=pool, node=node)
     d = vm.to_dict()
     assert set(d) == {"id", "name", "vcpus", "memory_mib", "disk_gib", "node_id", "ip_pool_id", "state",
-                      "addresses", "created_at", "image_id", "hostname", "nics"}
+                      "addresses", "created_at", "image_id", "hostname", "nics", "owner_id"}
     assert d["nics"] == [{"index": 0, "mac": d["nics"][0]["mac"], "pool_id": pool.id, "network_id": None,
                           "addresses": ["192.0.2.2"]}]
     assert repr(vm).startswith("Vm(id=")
@@ -201,3 +201,30 @@ def test_a_vm_on_real_qemu(client, pool):
     assert vm.stop().state == "succeeded"
     assert vm.delete().state == "succeeded"
     client.delete_node(node)
+
+
+def test_a_client_acting_as_a_user_sees_and_does_only_what_their_role_allows(database, client, node):
+    ann = client.create_user("ann@example.com", password="correct horse battery", quota={"max_vms": 1})
+    assert (ann.email, ann.role, ann.state, ann.quota) == ("ann@example.com", "user", "active", {"max_vms": 1})
+    client.create_user("bob@example.com", password="correct horse battery")
+    with pytest.raises(vmm.InvalidInputError):
+        client.create_user("weak@example.com", password="short")
+    with vmm.Client.open(database=database, test_nodes=True, run_workers=False, user="ann@example.com") as as_ann, \
+            vmm.Client.open(database=database, test_nodes=True, run_workers=False, user="bob@example.com") as as_bob:
+        vm = as_ann.create_vm("mine", vcpus=1, memory_mib=128, disk_gib=1, wait=False)
+        assert vm.owner_id == ann.id
+        assert [v.id for v in as_ann.vms()] == [vm.id]
+        with pytest.raises(vmm.QuotaExceededError) as e:
+            as_ann.create_vm("second", vcpus=1, memory_mib=128, disk_gib=1, wait=False)
+        assert isinstance(e.value, vmm.ConflictError) and "max_vms" in e.value.message
+        # Bob: Ann's VM and its tasks are not found, nodes and users are not his to touch.
+        assert as_bob.vms() == [] and as_bob.tasks() == []
+        with pytest.raises(vmm.NotFoundError):
+            as_bob.vm(vm.id)
+        with pytest.raises(PermissionError):
+            as_bob.nodes()
+        with pytest.raises(vmm.PermissionError):
+            as_bob.create_user("eve@example.com", password="correct horse battery", role="admin")
+        assert issubclass(vmm.PermissionError, vmm.VmmError)
+    with pytest.raises(PermissionError):
+        vmm.Client.open(database=database, user="nobody@example.com")

@@ -249,6 +249,23 @@ impl Vmm {
         Actor::new(&stored.user, Some(&stored.token)).ok_or(BAD_TOKEN)
     }
 
+    /// The actor for the user with `email`, with their own role: for an embedding program
+    /// that holds the database already and acts on a user's behalf. Refused for an unknown
+    /// or disabled user.
+    pub async fn actor_for_email(&self, email: &str) -> Result<Actor> {
+        let email = normalize_email(email)?;
+        let (user, _) = self
+            .inner
+            .store
+            .user_by_email(&email)
+            .await?
+            .ok_or(Error::Unauthenticated { reason: "no active user with this email" })?;
+        if user.state != UserState::Active {
+            return Err(Error::Unauthenticated { reason: "no active user with this email" });
+        }
+        Actor::new(&user, None).ok_or(BAD_TOKEN)
+    }
+
     /// The actor of the bootstrap admin token: the first admin.
     pub async fn bootstrap_actor(&self, admin: UserId) -> Result<Actor> {
         let user = self.inner.store.get_user(admin).await?;

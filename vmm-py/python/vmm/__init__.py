@@ -23,7 +23,9 @@ from ._vmm import (
     InvalidStateError,
     NoCapacityError,
     NotFoundError,
+    PermissionError,
     PoolExhaustedError,
+    QuotaExceededError,
     TimeoutError,
     UnsupportedError,
     VmmError,
@@ -39,12 +41,15 @@ __all__ = [
     "Recipe",
     "Vm",
     "Task",
+    "User",
     "VmmError",
     "NotFoundError",
     "ConflictError",
     "ActiveTaskError",
     "InvalidStateError",
     "PoolExhaustedError",
+    "QuotaExceededError",
+    "PermissionError",
     "NoCapacityError",
     "InvalidInputError",
     "BackendUnavailableError",
@@ -133,6 +138,19 @@ class Network(_Record):
     cidr: Optional[str]
     vlan: Optional[int]
     node_ids: List[str]
+    created_at: str
+
+
+class User(_Record):
+    """Someone who signs in: an email, a role, a state and a quota."""
+
+    _shown = ("id", "email", "role", "state")
+    id: str
+    email: str
+    role: str
+    state: str
+    auth: str
+    quota: Dict[str, int]
     created_at: str
 
 
@@ -409,6 +427,7 @@ class Client:
         run_workers: bool = True,
         test_nodes: bool = False,
         image_dir: Optional[str] = None,
+        user: Optional[str] = None,
     ) -> "Client":
         """Opens ``sqlite://PATH``, ``sqlite::memory:`` or ``postgres://…``.
 
@@ -416,8 +435,14 @@ class Client:
         demos); otherwise only ``qemu`` nodes at ``/system`` are accepted. Image files are
         kept in ``image_dir`` (default: ``images/`` beside a SQLite file; in memory for
         ``sqlite::memory:``).
+
+        ``user="ann@example.com"`` acts as that user: every call is checked with their role
+        (read afresh, so disabling them stops the client), another user's VMs and tasks
+        raise ``NotFoundError`` and what the role may not do raises ``PermissionError``.
+        Without it the client is the program that holds the database, unchecked.
         """
-        return cls(_vmm.Client.open(database, run_workers, test_nodes, None if image_dir is None else str(image_dir)))
+        image = None if image_dir is None else str(image_dir)
+        return cls(_vmm.Client.open(database, run_workers, test_nodes, image, user))
 
     def close(self) -> None:
         """Stops the background workers (tasks in hand finish first)."""
@@ -693,6 +718,24 @@ class Client:
     def vms(self) -> List[Vm]:
         """Every VM, newest first."""
         return [Vm(self, v) for v in self._pages(lambda c: self._native.vms(_PAGE, c))]
+
+    # Users
+    def create_user(
+        self,
+        email: str,
+        *,
+        role: str = "user",
+        password: Optional[str] = None,
+        auth: str = "local",
+        quota: Optional[Dict[str, int]] = None,
+    ) -> User:
+        """Adds a user (``role``: admin, operator, user or readonly; a local user needs a
+        password of 12 characters or more; ``quota``: max_vms, max_vcpus, max_memory_mib,
+        max_disk_gib, max_addresses). A client acting as a user must act as an admin."""
+        spec: Dict[str, Any] = {"email": email, "role": role, "auth": auth, "quota": quota or {}}
+        if password is not None:
+            spec["password"] = password
+        return User(self, json.loads(self._native.create_user(json.dumps(spec))))
 
     # Tasks
     def task(self, task: Any) -> Task:
