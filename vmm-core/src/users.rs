@@ -151,6 +151,13 @@ impl UserUsage {
         Self { addresses: 1, ..Self::default() }
     }
 
+    /// What `vm` holds.
+    pub fn of(vm: &Vm) -> Self {
+        let mut usage = Self::default();
+        usage.add(vm);
+        usage
+    }
+
     /// Adds what `vm` holds.
     pub fn add(&mut self, vm: &Vm) {
         self.vms += 1;

@@ -268,6 +268,10 @@ pub struct VmPatch {
     /// New disk size in GiB; disks only grow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_gib: Option<u64>,
+    /// A new owner (admins only, alone in its patch): done at once, the VM's usage moving
+    /// to the new owner's quota; answered 200 with the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
 }
 
 impl VmPatch {
@@ -285,6 +289,9 @@ impl VmPatch {
 
     /// Checks the patch against the VM it applies to.
     pub fn validate(&self, vm: &Vm) -> Result<()> {
+        if self.owner_id.is_some() {
+            return Err(Error::invalid("owner_id", "a new owner is changed alone, in a patch of its own"));
+        }
         if let Some(name) = &self.name {
             validate_name(name)?;
         }

@@ -115,6 +115,7 @@ fn a_vm_lives_through_every_action() {
             vcpus: Some(2),
             memory_mib: Some(2048),
             disk_gib: Some(20),
+            owner_id: None,
         };
         let t = f.vmm.update_vm(vm.id, patch).await.unwrap();
         f.vmm.run_until_idle().await.unwrap();
@@ -515,6 +516,7 @@ one_at_a_time! {
         get_vm(id: VmId) -> Vm;
         list_vms(page: &PageRequest) -> Page<Vm>;
         list_owned_vms(owner: UserId, page: &PageRequest) -> Page<Vm>;
+        set_vm_owner(id: VmId, owner: Option<UserId>) -> Vm;
         update_vm(vm: &Vm) -> ();
         resize_vm(id: VmId, target: Demand) -> Vm;
         delete_vm(id: VmId) -> ();

@@ -544,7 +544,7 @@ impl Client {
         disk_gib: Option<u64>,
     ) -> PyResult<String> {
         let id = parse(py, "id", id)?;
-        let patch = VmPatch { name, vcpus, memory_mib, disk_gib };
+        let patch = VmPatch { name, vcpus, memory_mib, disk_gib, owner_id: None };
         json(&self.run_on_vm(py, id, Access::Write, |v| async move { v.update_vm(id, patch).await })?)
     }
 

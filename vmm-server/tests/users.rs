@@ -406,6 +406,49 @@ async fn another_users_vms_and_tasks_are_not_found_anywhere() {
 
     // A user who owns VMs is not deleted from under them.
     problem(&api.call(Method::DELETE, &format!("/api/v1/users/{a_id}"), None).await, 409, "conflict");
+
+    // An admin gives A's VM to B, alone in its patch; nobody else may.
+    let give = json!({"owner_id": b_id});
+    problem(
+        &api.call_as(&a, Method::PATCH, &format!("/api/v1/vms/{vm}"), Some(give.clone())).await,
+        403,
+        "forbidden",
+    );
+    problem(
+        &api.call_as(&operator, Method::PATCH, &format!("/api/v1/vms/{vm}"), Some(give.clone())).await,
+        403,
+        "forbidden",
+    );
+    problem(
+        &api.call(Method::PATCH, &format!("/api/v1/vms/{vm}"), Some(json!({"owner_id": b_id, "name": "x"})))
+            .await,
+        422,
+        "invalid",
+    );
+    problem(
+        &api.call(
+            Method::PATCH,
+            &format!("/api/v1/vms/{vm}"),
+            Some(json!({"owner_id": "01900000-0000-7000-8000-000000000009"})),
+        )
+        .await,
+        422,
+        "invalid",
+    );
+    let given = api.call(Method::PATCH, &format!("/api/v1/vms/{vm}"), Some(give)).await;
+    assert_eq!(
+        (given.status, given.body["owner_id"].as_str()),
+        (StatusCode::OK, Some(b_id.as_str())),
+        "{}",
+        given.body
+    );
+    assert_eq!(api.get_as(&b, &format!("/api/v1/vms/{vm}")).await.status, StatusCode::OK);
+    problem(&api.get_as(&a, &format!("/api/v1/vms/{vm}")).await, 404, "vm_not_found");
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/users/{a_id}"), None).await.status,
+        StatusCode::NO_CONTENT,
+        "A owns nothing now"
+    );
 }
 
 #[tokio::test]

@@ -248,6 +248,23 @@ impl VmStore for SqlStore {
         Ok(current)
     }
 
+    async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm> {
+        let mut tx = self.begin().await?;
+        let mut vm = self.vm_in(&mut tx, id).await?;
+        if owner != vm.owner_id {
+            self.check_quota(&mut tx, owner, &UserUsage::of(&vm)).await?;
+        }
+        sqlx::query("UPDATE vms SET owner_id = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(owner.map(|o| o.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.commit(tx).await?;
+        vm.owner_id = owner;
+        Ok(vm)
+    }
+
     async fn delete_vm(&self, id: VmId) -> Result<()> {
         let mut tx = self.begin().await?;
         let vm = self.vm_in(&mut tx, id).await?;

@@ -178,6 +178,20 @@ pub async fn quotas(s: &dyn Store) {
     let shrink = crate::Demand { vcpus: 1, memory_mib: 512, disk_gib: 10 };
     s.resize_vm(first.id, shrink).await.expect("shrinking is never refused");
     s.resize_vm(second.id, grow).await.expect("room again after the other shrank");
+
+    // A VM given to another user moves its usage to their quota, or is refused whole.
+    let mut bob = user("bob@example.com", Role::User);
+    bob.quota = Quota { max_vcpus: Some(1), ..Quota::default() };
+    s.create_user(&bob, None).await.unwrap();
+    assert!(matches!(
+        s.set_vm_owner(second.id, Some(bob.id)).await,
+        Err(Error::QuotaExceeded { limit: "max_vcpus", .. })
+    ));
+    assert_eq!(s.get_vm(second.id).await.unwrap().owner_id, Some(ann.id), "nothing changed");
+    let given = s.set_vm_owner(first.id, Some(bob.id)).await.expect("within bob's quota");
+    assert_eq!(given.owner_id, Some(bob.id));
+    assert_eq!((s.user_usage(ann.id).await.unwrap().vms, s.user_usage(bob.id).await.unwrap().vms), (1, 1));
+    assert!(matches!(s.set_vm_owner(crate::VmId::new(), None).await, Err(Error::VmNotFound { .. })));
 }
 
 /// `n` creates at once for a user with room for one: exactly one gets through.

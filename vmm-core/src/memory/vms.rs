@@ -109,6 +109,17 @@ impl VmStore for InMemoryStore {
         Ok(stored.clone())
     }
 
+    async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm> {
+        let mut s = self.state();
+        let vm = s.vms.get(&id).cloned().ok_or(Error::VmNotFound { id })?;
+        if owner != vm.owner_id {
+            s.check_quota(owner, &UserUsage::of(&vm))?;
+        }
+        let stored = s.vms.get_mut(&id).expect("read above");
+        stored.owner_id = owner;
+        Ok(stored.clone())
+    }
+
     async fn delete_vm(&self, id: VmId) -> Result<()> {
         let mut s = self.state();
         let vm = s.vms.remove(&id).ok_or(Error::VmNotFound { id })?;

@@ -64,6 +64,23 @@ impl Vmm {
         self.reinstall_vm_as(Some(actor), id, spec).await
     }
 
+    /// Gives a VM to another user (admins: it is a matter between users), its usage moving
+    /// from one quota to the other in one transaction.
+    pub async fn change_vm_owner(&self, actor: &Actor, id: VmId, owner: Option<UserId>) -> Result<Vm> {
+        self.vm_for(actor, id, Access::Write).await?;
+        actor.may(Area::Users, Access::Write)?;
+        if let Some(owner) = owner {
+            match self.inner.store.get_user(owner).await {
+                Ok(_) => {}
+                Err(Error::UserNotFound { .. }) => {
+                    return Err(Error::invalid("owner_id", format!("no user {owner}")))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.store.set_vm_owner(id, owner).await
+    }
+
     /// Clones a VM `actor` may change; the clone has the source's owner.
     pub async fn clone_vm_for(&self, actor: &Actor, source: VmId, spec: CloneSpec) -> Result<(Vm, Task)> {
         self.vm_for(actor, source, Access::Write).await?;

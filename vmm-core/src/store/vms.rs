@@ -70,6 +70,9 @@ pub trait VmStore: Send + Sync {
     /// [`NoCapacity`](crate::Error::NoCapacity) otherwise. Setting the size it already has
     /// succeeds and changes nothing.
     async fn resize_vm(&self, id: VmId, target: Demand) -> Result<Vm>;
+    /// Gives the VM to `owner` (to no one with `None`) in one transaction: what it holds
+    /// must fit in the new owner's quota beside what they hold.
+    async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm>;
     /// Removes a VM, releases its leases and gives its node's capacity back.
     async fn delete_vm(&self, id: VmId) -> Result<()>;
     /// What vmm keeps about the VM's guest.

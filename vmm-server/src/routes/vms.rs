@@ -96,16 +96,23 @@ async fn get_vm(
     Ok(Json(s.vmm.vm_for(&actor, id, Access::Read).await?))
 }
 
-/// Rename and/or resize a VM (disks only grow).
+/// Rename and/or resize a VM (disks only grow): a task. Or, alone in its patch, give it to
+/// another user (`owner_id`, admins): done at once, answered with the VM.
 #[utoipa::path(patch, path = "/api/v1/vms/{id}", tag = "vms", params(("id" = VmId, Path)),
     request_body(content = VmPatch, example = json!({"name": "web-2", "memory_mib": 1024})),
-    responses((status = 202, body = TaskAccepted), Problems))]
+    responses((status = 202, body = TaskAccepted), (status = 200, body = Vm, description = "The VM, given to its new owner"), Problems))]
 async fn update_vm(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
     Json(patch): Json<VmPatch>,
 ) -> ApiResult<Response> {
+    if let (Some(owner), true) =
+        (patch.owner_id, patch == VmPatch { owner_id: patch.owner_id, ..VmPatch::default() })
+    {
+        let vm = s.vmm.change_vm_owner(&actor, id, Some(owner)).await?;
+        return Ok(Json(vm).into_response());
+    }
     s.vmm.vm_for(&actor, id, Access::Write).await?;
     let task = s.vmm.update_vm(id, patch).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
