@@ -1,5 +1,7 @@
 //! The audit log: who changed what, from where, with what outcome. Every change asked of
-//! the API is recorded, refused ones and failed sign-ins included.
+//! the API is recorded, refused ones and failed sign-ins included. The entry is written
+//! before the change is made and completed with its outcome after, so that no change
+//! goes unrecorded: one cut short by a crash keeps outcome 0 (unknown).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,7 +28,7 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     /// The client's address.
     pub client: Option<String>,
-    /// The HTTP status answered.
+    /// The HTTP status answered; 0 while the request runs (or if it never ended).
     pub outcome: u16,
 }
 

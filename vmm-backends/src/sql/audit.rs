@@ -19,6 +19,31 @@ impl AuditStore for SqlStore {
             .map_err(|e| self.err(e))
     }
 
+    async fn complete_audit(&self, id: AuditId, outcome: u16, target_id: Option<&str>) -> Result<()> {
+        // The record is JSON beside its columns: read, changed and written back in one
+        // transaction.
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT record FROM audit WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(row) = rows.first() else { return self.commit(tx).await };
+        let mut entry: AuditEntry = from_json(&row.text("record")?)?;
+        entry.outcome = outcome;
+        if entry.target_id.is_none() {
+            entry.target_id = target_id.map(str::to_owned);
+        }
+        sqlx::query("UPDATE audit SET target_id = $2, record = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(entry.target_id.clone())
+            .bind(to_json(&entry)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.commit(tx).await
+    }
+
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>> {
         let limit = page.limit()?;
         let before: Option<AuditId> = page.cursor()?;

@@ -298,4 +298,13 @@ pub async fn audit(s: &dyn Store) {
         s.list_audit(&crate::AuditFilter::default(), &PageRequest::default()).await.unwrap().items.len(),
         4
     );
+
+    // Written before the change, completed after with the outcome and the object made.
+    let pending = entry(Some(bob), None, 0);
+    s.append_audit(&pending).await.unwrap();
+    s.complete_audit(pending.id, 201, Some("vm-3")).await.expect("complete_audit");
+    let on_new = crate::AuditFilter { actor_id: None, target_id: Some("vm-3".into()) };
+    let found = s.list_audit(&on_new, &PageRequest::default()).await.unwrap().items;
+    assert_eq!(found, vec![crate::AuditEntry { outcome: 201, target_id: Some("vm-3".into()), ..pending }]);
+    s.complete_audit(crate::AuditId::new(), 200, None).await.expect("an unknown entry is no error");
 }

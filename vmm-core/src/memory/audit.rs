@@ -16,6 +16,16 @@ impl AuditStore for InMemoryStore {
         Ok(())
     }
 
+    async fn complete_audit(&self, id: AuditId, outcome: u16, target_id: Option<&str>) -> Result<()> {
+        if let Some(entry) = self.state().audit.get_mut(&id) {
+            entry.outcome = outcome;
+            if entry.target_id.is_none() {
+                entry.target_id = target_id.map(str::to_owned);
+            }
+        }
+        Ok(())
+    }
+
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>> {
         let limit = page.limit()?;
         let before: Option<AuditId> = page.cursor()?;

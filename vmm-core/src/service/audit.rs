@@ -8,10 +8,17 @@ use crate::page::{Page, PageRequest};
 use crate::users::{sees_all, Access, Actor, Area};
 
 impl Vmm {
-    /// Appends `entry`, with a fresh id and the service clock's time.
-    pub async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+    /// Appends `entry`, with a fresh id and the service clock's time; its id, to complete
+    /// it with [`complete_audit`](Self::complete_audit).
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<AuditId> {
         let entry = AuditEntry { id: AuditId::new(), at: self.now(), ..entry };
-        self.inner.store.append_audit(&entry).await
+        self.inner.store.append_audit(&entry).await?;
+        Ok(entry.id)
+    }
+
+    /// Completes an entry with the request's outcome and the object it made, if any.
+    pub async fn complete_audit(&self, id: AuditId, outcome: u16, target_id: Option<&str>) -> Result<()> {
+        self.inner.store.complete_audit(id, outcome, target_id).await
     }
 
     /// Entries that pass `filter`, newest first: everyone's for those who see all, else the
