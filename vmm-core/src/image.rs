@@ -124,17 +124,7 @@ impl ImageSpec {
     /// Checks every field; the URL only for its shape ([`UrlPolicy`] decides whether it may
     /// be fetched).
     pub fn validate(&self) -> Result<()> {
-        let name = self.name.trim();
-        if name.is_empty()
-            || name.chars().count() > 128
-            || name.chars().any(char::is_control)
-            || name != self.name
-        {
-            return Err(Error::invalid(
-                "name",
-                "must be 1 to 128 characters, no control characters or edge spaces",
-            ));
-        }
+        crate::names::check_name(&self.name)?;
         validate_family(&self.os.family).map_err(|reason| Error::invalid("os.family", reason))?;
         if self.os.version.chars().count() > MAX_OS_CHARS || self.os.version.chars().any(char::is_control) {
             return Err(Error::invalid("os.version", format!("at most {MAX_OS_CHARS} characters")));

@@ -29,6 +29,7 @@ mod id;
 pub mod image;
 pub mod ipam;
 pub mod memory;
+pub mod names;
 pub mod network;
 pub mod node;
 pub mod page;

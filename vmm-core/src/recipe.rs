@@ -43,17 +43,8 @@ pub struct Recipe {
 impl Recipe {
     /// Checks a spec and makes the recipe.
     pub fn from_spec(spec: &RecipeSpec, now: DateTime<Utc>) -> Result<Self> {
-        let name = spec.name.trim();
-        if name.is_empty()
-            || name != spec.name
-            || name.chars().count() > 128
-            || name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "name",
-                "must be 1 to 128 characters, no control characters or edge spaces",
-            ));
-        }
+        crate::names::check_name(&spec.name)?;
+        let name = spec.name.as_str();
         if spec.os_families.is_empty() || spec.os_families.len() > 32 {
             return Err(Error::invalid("os_families", "must name 1 to 32 families"));
         }

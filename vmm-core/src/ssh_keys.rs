@@ -43,17 +43,8 @@ pub struct SshKey {
 impl SshKey {
     /// Checks a spec and makes the key of `owner`.
     pub fn from_spec(spec: &SshKeySpec, owner: UserId, now: DateTime<Utc>) -> Result<Self> {
-        let name = spec.name.trim();
-        if name.is_empty()
-            || name != spec.name
-            || name.chars().count() > 128
-            || name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "name",
-                "must be 1 to 128 characters, no control characters or edge spaces",
-            ));
-        }
+        crate::names::check_name(&spec.name)?;
+        let name = spec.name.as_str();
         let line = spec.public_key.trim();
         if line.len() > MAX_KEY_BYTES || line.contains(['\n', '\r']) {
             return Err(Error::invalid("public_key", "must be one OpenSSH public key line"));

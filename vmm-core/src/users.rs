@@ -15,8 +15,6 @@ use crate::vm::Vm;
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted, in bytes (hashing cost must stay bounded).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// Longest token name, in characters.
-pub const MAX_TOKEN_NAME_CHARS: usize = 128;
 
 /// What a user may do.
 #[derive(
@@ -517,40 +515,24 @@ pub fn decide(role: Role, area: Area, access: Access, target: Target) -> Decisio
     if area.is_owned() && target == Target::Other && !sees_all(role, area) {
         return Hidden;
     }
+    let read_only = if access == Read { Allow } else { Forbidden };
+    let read_own = if access == Read && target == Target::Own { Allow } else { Forbidden };
     match role {
         Role::Admin => Allow,
-        Role::Readonly => match (access, area, target) {
-            (Read, _, _) => Allow,
-            // Their own credentials: a sign-in ends, a token is made or revoked.
-            (Write, Area::Tokens, Target::Any | Target::Own) => Allow,
-            (Write, _, _) => Forbidden,
-        },
+        // Reads everything; changes only their own credentials (a sign-in ends, a token is
+        // made or revoked).
+        Role::Readonly if access == Read || (area == Area::Tokens && target != Target::Other) => Allow,
+        Role::Readonly => Forbidden,
         Role::Operator => match area {
-            Area::Users => match (access, target) {
-                (Read, Target::Own) => Allow,
-                _ => Forbidden,
-            },
+            Area::Users => read_own,
             // Their own rows only (lists are filtered).
-            Area::Audit => match access {
-                Read => Allow,
-                Write => Forbidden,
-            },
+            Area::Audit => read_only,
             _ => Allow,
         },
         Role::User => match area {
             Area::Vms | Area::Tasks | Area::Tokens | Area::SshKeys => Allow,
-            Area::Images | Area::Recipes => match access {
-                Read => Allow,
-                Write => Forbidden,
-            },
-            Area::Users => match (access, target) {
-                (Read, Target::Own) => Allow,
-                _ => Forbidden,
-            },
-            Area::Audit => match access {
-                Read => Allow,
-                Write => Forbidden,
-            },
+            Area::Images | Area::Recipes | Area::Audit => read_only,
+            Area::Users => read_own,
             Area::Nodes | Area::IpPools | Area::Networks => Forbidden,
         },
     }

@@ -247,6 +247,26 @@ impl Client {
         })
     }
 
+    /// Runs `f` once `check` passed for this client's user (when it acts as one).
+    fn run_checked<T, F, C>(
+        &self,
+        py: Python<'_>,
+        check: impl FnOnce(Vmm, Actor) -> C + Send,
+        f: impl FnOnce(Vmm) -> F + Send,
+    ) -> PyResult<T>
+    where
+        T: Send,
+        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
+        C: std::future::Future<Output = vmm_core::Result<()>> + Send,
+    {
+        self.run_as(py, move |v, actor| async move {
+            if let Some(actor) = actor {
+                check(v.clone(), actor).await?;
+            }
+            f(v).await
+        })
+    }
+
     /// Runs `f` once the rules allow this client's user `access` to `area`.
     pub(crate) fn run_in<T, F>(
         &self,
@@ -259,12 +279,7 @@ impl Client {
         T: Send,
         F: std::future::Future<Output = vmm_core::Result<T>> + Send,
     {
-        self.run_as(py, move |v, actor| async move {
-            if let Some(actor) = actor {
-                actor.may(area, access)?;
-            }
-            f(v).await
-        })
+        self.run_checked(py, move |_, actor| async move { actor.may(area, access) }, f)
     }
 
     /// Runs `f` once this client's user may have `access` to the VM (another user's is not
@@ -280,12 +295,7 @@ impl Client {
         T: Send,
         F: std::future::Future<Output = vmm_core::Result<T>> + Send,
     {
-        self.run_as(py, move |v, actor| async move {
-            if let Some(actor) = actor {
-                v.vm_for(&actor, id, access).await?;
-            }
-            f(v).await
-        })
+        self.run_checked(py, move |v, actor| async move { v.vm_for(&actor, id, access).await.map(drop) }, f)
     }
 
     /// Runs `f` once this client's user may have `access` to the task.
@@ -300,12 +310,7 @@ impl Client {
         T: Send,
         F: std::future::Future<Output = vmm_core::Result<T>> + Send,
     {
-        self.run_as(py, move |v, actor| async move {
-            if let Some(actor) = actor {
-                v.task_for(&actor, id, access).await?;
-            }
-            f(v).await
-        })
+        self.run_checked(py, move |v, actor| async move { v.task_for(&actor, id, access).await.map(drop) }, f)
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use vmm_core::{AuditEntry, AuditFilter, AuditId, AuditStore, Page, PageRequest, Result};
 
-use super::{from_json, signed, to_json, Columns, SqlStore};
+use super::{from_json, to_json, Columns, SqlStore};
 
 #[async_trait]
 impl AuditStore for SqlStore {
@@ -45,32 +45,13 @@ impl AuditStore for SqlStore {
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>> {
-        let limit = page.limit()?;
-        let before: Option<AuditId> = page.cursor()?;
-        // Only the conditions asked for, so that each form uses the index it has.
-        let mut sql = String::from("SELECT record FROM audit WHERE TRUE");
-        let mut values = Vec::new();
+        let mut only = Vec::new();
         if let Some(a) = filter.actor_id {
-            values.push(a.to_string());
-            sql.push_str(&format!(" AND actor_id = ${}", values.len()));
+            only.push(("actor_id", a.to_string()));
         }
         if let Some(t) = &filter.target_id {
-            values.push(t.clone());
-            sql.push_str(&format!(" AND target_id = ${}", values.len()));
+            only.push(("target_id", t.clone()));
         }
-        if let Some(b) = before {
-            values.push(b.to_string());
-            sql.push_str(&format!(" AND id < ${}", values.len()));
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 1));
-        let mut query = sqlx::query(&sql);
-        for v in values {
-            query = query.bind(v);
-        }
-        let rows =
-            query.bind(signed(limit as u64 + 1)).fetch_all(&self.read).await.map_err(|e| self.err(e))?;
-        let items =
-            rows.iter().map(|r| from_json(&r.text("record")?)).collect::<Result<Vec<AuditEntry>>>()?;
-        Ok(Page::from_overfetch(items, limit, |e| e.id.to_string()))
+        self.records("audit", &only, page).await
     }
 }

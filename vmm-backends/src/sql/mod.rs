@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
-use vmm_core::{Error, Result};
+use vmm_core::{Error, Page, PageRequest, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -206,6 +206,39 @@ impl SqlStore {
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         query.fetch_all(executor).await.map(first).map_err(|e| self.err(e))?.ok_or(missing)
+    }
+
+    /// A page of the JSON `record`s of `table`, newest first, keyset-paged by `id`, with the
+    /// rows whose `column = value` for each of `only`. Only the conditions given are in the
+    /// statement (each form then uses the index it has); every value is bound.
+    async fn records<T: DeserializeOwned + Send>(
+        &self,
+        table: &'static str,
+        only: &[(&'static str, String)],
+        page: &PageRequest,
+    ) -> Result<Page<T>> {
+        let limit = page.limit()?;
+        let before: Option<String> = page.cursor::<uuid::Uuid>()?.map(|c| c.to_string());
+        let mut sql = format!("SELECT id, record FROM {table} WHERE TRUE");
+        let mut values: Vec<String> = Vec::new();
+        let conditions = only.iter().map(|(c, v)| (*c, "=", v.clone())).chain(before.map(|b| ("id", "<", b)));
+        for (column, op, value) in conditions {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", values.len()));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 1));
+        let mut query = sqlx::query(&sql);
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows =
+            query.bind(signed(limit as u64 + 1)).fetch_all(&self.read).await.map_err(|e| self.err(e))?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((r.text("id")?, from_json(&r.text("record")?)?)))
+            .collect::<Result<Vec<(String, T)>>>()?;
+        let page = Page::from_overfetch(items, limit, |(id, _)| id.clone());
+        Ok(Page { items: page.items.into_iter().map(|(_, t)| t).collect(), next_cursor: page.next_cursor })
     }
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use vmm_core::{Error, Page, PageRequest, Result, SshKey, SshKeyId, SshKeyStore, UserId};
 
 use super::users::is_foreign_key_violation;
-use super::{from_json, is_unique_violation, signed, to_json, Columns, SqlStore};
+use super::{from_json, is_unique_violation, to_json, Columns, SqlStore};
 
 #[async_trait]
 impl SshKeyStore for SqlStore {
@@ -35,28 +35,8 @@ impl SshKeyStore for SqlStore {
     }
 
     async fn list_ssh_keys(&self, owner: Option<UserId>, page: &PageRequest) -> Result<Page<SshKey>> {
-        let limit = page.limit()?;
-        let before: Option<SshKeyId> = page.cursor()?;
-        // Only the conditions asked for, so that each form uses the index it has.
-        let mut sql = String::from("SELECT record FROM ssh_keys WHERE TRUE");
-        let mut values = Vec::new();
-        if let Some(o) = owner {
-            values.push(o.to_string());
-            sql.push_str(&format!(" AND owner_id = ${}", values.len()));
-        }
-        if let Some(b) = before {
-            values.push(b.to_string());
-            sql.push_str(&format!(" AND id < ${}", values.len()));
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 1));
-        let mut query = sqlx::query(&sql);
-        for v in values {
-            query = query.bind(v);
-        }
-        let rows =
-            query.bind(signed(limit as u64 + 1)).fetch_all(&self.read).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(|r| from_json(&r.text("record")?)).collect::<Result<Vec<SshKey>>>()?;
-        Ok(Page::from_overfetch(items, limit, |k| k.id.to_string()))
+        let only: Vec<_> = owner.map(|o| ("owner_id", o.to_string())).into_iter().collect();
+        self.records("ssh_keys", &only, page).await
     }
 
     async fn delete_ssh_key(&self, id: SshKeyId) -> Result<()> {

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use vmm_core::users::UserUsage;
 use vmm_core::{ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserStore};
 
-use super::{from_json, is_unique_violation, signed, to_json, unsigned, Columns, SqlStore, Tx};
+use super::{from_json, is_unique_violation, to_json, unsigned, Columns, SqlStore, Tx};
 
 pub(super) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
@@ -95,27 +95,7 @@ impl UserStore for SqlStore {
     }
 
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
-        let limit = page.limit()?;
-        let before: Option<UserId> = page.cursor()?;
-        let over = signed(limit as u64 + 1);
-        let rows = match before {
-            Some(b) => {
-                sqlx::query("SELECT record FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2")
-                    .bind(b.to_string())
-                    .bind(over)
-                    .fetch_all(&self.read)
-                    .await
-            }
-            None => {
-                sqlx::query("SELECT record FROM users ORDER BY id DESC LIMIT $1")
-                    .bind(over)
-                    .fetch_all(&self.read)
-                    .await
-            }
-        }
-        .map_err(|e| self.err(e))?;
-        let items = rows.iter().map(|r| from_json(&r.text("record")?)).collect::<Result<Vec<User>>>()?;
-        Ok(Page::from_overfetch(items, limit, |u| u.id.to_string()))
+        self.records("users", &[], page).await
     }
 
     async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
@@ -207,28 +187,8 @@ impl UserStore for SqlStore {
     }
 
     async fn list_tokens(&self, user: Option<UserId>, page: &PageRequest) -> Result<Page<ApiToken>> {
-        let limit = page.limit()?;
-        let before: Option<TokenId> = page.cursor()?;
-        let over = signed(limit as u64 + 1);
-        // Only the conditions asked for, so that each form uses the index it has.
-        let mut sql = String::from("SELECT record FROM tokens WHERE TRUE");
-        let mut values = Vec::new();
-        if let Some(u) = user {
-            values.push(u.to_string());
-            sql.push_str(&format!(" AND user_id = ${}", values.len()));
-        }
-        if let Some(b) = before {
-            values.push(b.to_string());
-            sql.push_str(&format!(" AND id < ${}", values.len()));
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 1));
-        let mut query = sqlx::query(&sql);
-        for v in values {
-            query = query.bind(v);
-        }
-        let rows = query.bind(over).fetch_all(&self.read).await.map_err(|e| self.err(e))?;
-        let items = rows.iter().map(|r| from_json(&r.text("record")?)).collect::<Result<Vec<ApiToken>>>()?;
-        Ok(Page::from_overfetch(items, limit, |t| t.id.to_string()))
+        let only: Vec<_> = user.map(|u| ("user_id", u.to_string())).into_iter().collect();
+        self.records("tokens", &only, page).await
     }
 
     async fn delete_token(&self, id: TokenId) -> Result<()> {

@@ -27,21 +27,9 @@ impl AuditStore for InMemoryStore {
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>> {
-        let limit = page.limit()?;
-        let before: Option<AuditId> = page.cursor()?;
-        let s = self.state();
-        let entries = match before {
-            Some(b) => s.audit.range(..b),
-            None => s.audit.range(..),
-        };
-        let items = entries
-            .rev()
-            .map(|(_, e)| e)
-            .filter(|e| filter.actor_id.is_none_or(|a| e.actor_id == Some(a)))
-            .filter(|e| filter.target_id.as_ref().is_none_or(|t| e.target_id.as_ref() == Some(t)))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |e: &AuditEntry| e.id.to_string()))
+        super::page_of(&self.state().audit, page, |e| {
+            filter.actor_id.is_none_or(|a| e.actor_id == Some(a))
+                && filter.target_id.as_ref().is_none_or(|t| e.target_id.as_ref() == Some(t))
+        })
     }
 }

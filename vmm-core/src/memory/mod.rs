@@ -31,6 +31,7 @@ use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
 use crate::network::Network;
 use crate::node::Node;
+use crate::page::{Page, PageRequest};
 use crate::recipe::Recipe;
 use crate::ssh_keys::SshKey;
 use crate::store::{NodeImage, VmGuest};
@@ -45,6 +46,25 @@ pub use repo::InMemoryImageRepo;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A page of the values of `map` (keyed by time-ordered ids) that `keep` passes, newest
+/// first, keyset-paged by key.
+fn page_of<K, V>(map: &BTreeMap<K, V>, page: &PageRequest, keep: impl Fn(&V) -> bool) -> Result<Page<V>>
+where
+    K: Ord + Copy + std::str::FromStr + std::fmt::Display,
+    V: Clone,
+{
+    let limit = page.limit()?;
+    let before: Option<K> = page.cursor()?;
+    let entries = match before {
+        Some(b) => map.range(..b),
+        None => map.range(..),
+    };
+    let items: Vec<(K, V)> =
+        entries.rev().filter(|(_, v)| keep(v)).take(limit + 1).map(|(k, v)| (*k, v.clone())).collect();
+    let page = Page::from_overfetch(items, limit, |(k, _)| k.to_string());
+    Ok(Page { items: page.items.into_iter().map(|(_, v)| v).collect(), next_cursor: page.next_cursor })
 }
 
 #[derive(Debug)]

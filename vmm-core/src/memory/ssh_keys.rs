@@ -28,20 +28,7 @@ impl SshKeyStore for InMemoryStore {
     }
 
     async fn list_ssh_keys(&self, owner: Option<UserId>, page: &PageRequest) -> Result<Page<SshKey>> {
-        let limit = page.limit()?;
-        let before: Option<SshKeyId> = page.cursor()?;
-        let s = self.state();
-        let keys = match before {
-            Some(b) => s.ssh_keys.range(..b),
-            None => s.ssh_keys.range(..),
-        };
-        let items = keys
-            .rev()
-            .filter(|(_, k)| owner.is_none_or(|o| k.owner_id == o))
-            .take(limit + 1)
-            .map(|(_, k)| k.clone())
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |k: &SshKey| k.id.to_string()))
+        super::page_of(&self.state().ssh_keys, page, |k| owner.is_none_or(|o| k.owner_id == o))
     }
 
     async fn delete_ssh_key(&self, id: SshKeyId) -> Result<()> {

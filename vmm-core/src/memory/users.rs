@@ -29,15 +29,10 @@ impl UserStore for InMemoryStore {
     }
 
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
-        let limit = page.limit()?;
-        let before: Option<UserId> = page.cursor()?;
-        let s = self.state();
-        let items = match before {
-            Some(b) => s.users.range(..b),
-            None => s.users.range(..),
-        };
-        let items = items.rev().take(limit + 1).map(|(_, (u, _))| u.clone()).collect();
-        Ok(Page::from_overfetch(items, limit, |u: &User| u.id.to_string()))
+        super::page_of(&self.state().users, page, |_| true).map(|p| Page {
+            items: p.items.into_iter().map(|(u, _)| u).collect(),
+            next_cursor: p.next_cursor,
+        })
     }
 
     async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
@@ -96,20 +91,9 @@ impl UserStore for InMemoryStore {
     }
 
     async fn list_tokens(&self, user: Option<UserId>, page: &PageRequest) -> Result<Page<ApiToken>> {
-        let limit = page.limit()?;
-        let before: Option<TokenId> = page.cursor()?;
-        let s = self.state();
-        let items = match before {
-            Some(b) => s.tokens.range(..b),
-            None => s.tokens.range(..),
-        };
-        let items = items
-            .rev()
-            .filter(|(_, (t, _, _))| user.is_none_or(|u| t.user_id == u))
-            .take(limit + 1)
-            .map(|(_, (t, _, _))| t.clone())
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |t: &ApiToken| t.id.to_string()))
+        super::page_of(&self.state().tokens, page, |(t, _, _)| user.is_none_or(|u| t.user_id == u)).map(|p| {
+            Page { items: p.items.into_iter().map(|(t, _, _)| t).collect(), next_cursor: p.next_cursor }
+        })
     }
 
     async fn delete_token(&self, id: TokenId) -> Result<()> {

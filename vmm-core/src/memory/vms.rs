@@ -55,32 +55,11 @@ impl VmStore for InMemoryStore {
     }
 
     async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>> {
-        let limit = page.limit()?;
-        let before: Option<VmId> = page.cursor()?;
-        let s = self.state();
-        let vms = match before {
-            Some(b) => s.vms.range(..b),
-            None => s.vms.range(..),
-        };
-        let items = vms.rev().take(limit + 1).map(|(_, v)| v.clone()).collect();
-        Ok(Page::from_overfetch(items, limit, |v: &Vm| v.id.to_string()))
+        super::page_of(&self.state().vms, page, |_| true)
     }
 
     async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>> {
-        let limit = page.limit()?;
-        let before: Option<VmId> = page.cursor()?;
-        let s = self.state();
-        let vms = match before {
-            Some(b) => s.vms.range(..b),
-            None => s.vms.range(..),
-        };
-        let items = vms
-            .rev()
-            .filter(|(_, v)| v.owner_id == Some(owner))
-            .take(limit + 1)
-            .map(|(_, v)| v.clone())
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |v: &Vm| v.id.to_string()))
+        super::page_of(&self.state().vms, page, |v| v.owner_id == Some(owner))
     }
 
     async fn update_vm(&self, vm: &Vm) -> Result<()> {

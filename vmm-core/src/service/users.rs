@@ -21,7 +21,7 @@ use crate::page::{Page, PageRequest};
 use crate::secret::Secret;
 use crate::users::{
     normalize_email, Access, Actor, ApiToken, Area, AuthSource, Role, TokenKind, TokenSpec, User, UserPatch,
-    UserSpec, UserState, MAX_TOKEN_NAME_CHARS,
+    UserSpec, UserState,
 };
 
 /// What every token starts with, so that a leaked one is recognisable (secret scanners).
@@ -337,19 +337,8 @@ impl Vmm {
     /// optional expiry; returned with the token, shown this once.
     pub async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<(ApiToken, Secret)> {
         actor.may(Area::Tokens, Access::Write)?;
-        let name = spec.name.trim();
-        if name.is_empty()
-            || name != spec.name
-            || name.chars().count() > MAX_TOKEN_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "name",
-                format!(
-                    "must be 1 to {MAX_TOKEN_NAME_CHARS} characters, no control characters or edge spaces"
-                ),
-            ));
-        }
+        crate::names::check_name(&spec.name)?;
+        let name = spec.name.as_str();
         if let Some(role) = spec.role {
             if !actor.role.may_grant(role) {
                 return Err(Error::invalid(
