@@ -41,3 +41,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_actor ON audit (actor_id, id);
 CREATE INDEX audit_by_target ON audit (target_id, id);
+
+-- A task is its VM's owner's, as of when it was queued: it stays theirs after the VM is gone.
+ALTER TABLE tasks ADD COLUMN owner_id TEXT;
+CREATE INDEX tasks_by_owner ON tasks (owner_id, id);

@@ -32,6 +32,19 @@ pub struct AuditEntry {
     pub outcome: u16,
 }
 
+impl AuditEntry {
+    /// Sets the outcome, and the object and actor where the entry has none yet.
+    pub fn complete(&mut self, outcome: u16, target_id: Option<&str>, actor_id: Option<UserId>) {
+        self.outcome = outcome;
+        if self.target_id.is_none() {
+            self.target_id = target_id.map(str::to_owned);
+        }
+        if self.actor_id.is_none() {
+            self.actor_id = actor_id;
+        }
+    }
+}
+
 /// Which entries to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFilter {

@@ -308,6 +308,10 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whose it is: the owner of its VM when it was queued (so that it stays theirs after
+    /// the VM is gone). Set by the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
 }
 
 impl Task {
@@ -330,6 +334,7 @@ impl Task {
             created_at: now,
             started_at: None,
             finished_at: None,
+            owner_id: None,
         }
     }
 
@@ -434,15 +439,17 @@ pub struct TaskFilter {
     pub vm_id: Option<VmId>,
     /// Only tasks in this state.
     pub state: Option<TaskState>,
-    /// Only tasks of this user's VMs.
+    /// Only this user's tasks (those of their VMs).
     #[serde(default)]
     pub owner_id: Option<UserId>,
 }
 
 impl TaskFilter {
-    /// Whether `task` passes, owner aside: whose VM a task is on is the store's to know.
+    /// Whether `task` passes.
     pub fn matches(&self, task: &Task) -> bool {
-        self.vm_id.is_none_or(|v| task.vm_id == Some(v)) && self.state.is_none_or(|s| task.state == s)
+        self.vm_id.is_none_or(|v| task.vm_id == Some(v))
+            && self.state.is_none_or(|s| task.state == s)
+            && self.owner_id.is_none_or(|o| task.owner_id == Some(o))
     }
 }
 

@@ -554,7 +554,7 @@ one_at_a_time! {
         get_user(id: UserId) -> User;
         user_by_email(email: &str) -> Option<(User, Option<String>)>;
         list_users(page: &PageRequest) -> Page<User>;
-        update_user(user: &User, password_hash: Option<&str>) -> ();
+        update_user(id: UserId, patch: &vmm_core::UserPatch, password_hash: Option<&str>) -> User;
         user_usage(id: UserId) -> vmm_core::users::UserUsage;
         delete_user(id: UserId) -> ();
         create_token(token: &ApiToken, prefix: &str, hash: &str) -> ();
@@ -565,7 +565,7 @@ one_at_a_time! {
     }
     AuditStore {
         append_audit(entry: &vmm_core::AuditEntry) -> ();
-        complete_audit(id: vmm_core::AuditId, outcome: u16, target_id: Option<&str>) -> ();
+        complete_audit(id: vmm_core::AuditId, outcome: u16, target_id: Option<&str>, actor_id: Option<UserId>) -> ();
         list_audit(filter: &vmm_core::AuditFilter, page: &PageRequest) -> Page<vmm_core::AuditEntry>;
     }
     SshKeyStore {

@@ -40,25 +40,30 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         client: Some(client_ip(&request).to_string()),
         outcome: 0,
     };
-    let id = match state.vmm.record_audit(entry).await {
+    let id = match begin(&state, entry).await {
         Ok(id) => id,
-        Err(e) => {
-            tracing::error!(error = %vmm_core::error_chain(&e), "could not write an audit entry; the change is refused");
-            return ApiError::Core(vmm_core::Error::unavailable("audit log", "cannot record the change"))
-                .into_response();
-        }
+        Err(refused) => return refused.into_response(),
     };
     let response = next.run(request).await;
     let made = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).and_then(first_id);
-    if let Err(e) = state.vmm.complete_audit(id, response.status().as_u16(), made.as_deref()).await {
+    if let Err(e) = state.vmm.complete_audit(id, response.status().as_u16(), made.as_deref(), None).await {
         tracing::error!(error = %vmm_core::error_chain(&e), audit = %id, "could not complete an audit entry");
     }
     response
 }
 
-/// Appends `entry` as it is (a sign-in, recorded once it is answered); a failure is logged.
-pub(crate) async fn write(state: &AppState, entry: AuditEntry) {
-    if let Err(e) = state.vmm.record_audit(entry).await {
-        tracing::error!(error = %vmm_core::error_chain(&e), "could not write an audit entry");
+/// Writes `entry` before what it records is done; 503 if it cannot be written, so that
+/// nothing is done unrecorded.
+pub(crate) async fn begin(state: &AppState, entry: AuditEntry) -> Result<AuditId, ApiError> {
+    state.vmm.record_audit(entry).await.map_err(|e| {
+        tracing::error!(error = %vmm_core::error_chain(&e), "could not write an audit entry; the request is refused");
+        ApiError::Core(vmm_core::Error::unavailable("audit log", "cannot record the request"))
+    })
+}
+
+/// Completes the entry with the status answered and the user it was about, if now known.
+pub(crate) async fn finish(state: &AppState, id: AuditId, outcome: u16, actor: Option<vmm_core::UserId>) {
+    if let Err(e) = state.vmm.complete_audit(id, outcome, None, actor).await {
+        tracing::error!(error = %vmm_core::error_chain(&e), audit = %id, "could not complete an audit entry");
     }
 }

@@ -113,10 +113,10 @@ impl LoginThrottle {
         account.max(address)
     }
 
-    /// Forgets the account's and the address's failures after a sign-in.
-    pub fn succeed(&self, email: &str, ip: IpAddr) {
+    /// Forgets the account's failures after a sign-in. The address's stay: one good
+    /// sign-in of their own must not let a client spray passwords over other accounts.
+    pub fn succeed(&self, email: &str) {
         self.accounts.succeed(&email.to_owned());
-        self.addresses.succeed(&ip);
     }
 }
 

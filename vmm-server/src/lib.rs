@@ -84,13 +84,27 @@ impl AppState {
         }
     }
 
-    /// The actor of the bootstrap admin token: the first admin, made on first use.
+    /// The actor of the bootstrap admin token: the first admin, made on first use. Should
+    /// that user be gone all the same (deleted through another server), the token is
+    /// refused (401), never answered with the missing user.
     pub async fn bootstrap_actor(&self) -> Result<Actor, ApiError> {
         let id = self
             .admin
             .get_or_try_init(|| async { self.vmm.bootstrap_admin(&self.admin_email).await.map(|u| u.id) })
             .await?;
-        Ok(self.vmm.bootstrap_actor(*id).await?)
+        match self.vmm.bootstrap_actor(*id).await {
+            Ok(actor) => Ok(actor),
+            Err(vmm_core::Error::UserNotFound { .. } | vmm_core::Error::Unauthenticated { .. }) => {
+                tracing::error!("the first admin, whom the admin token acts as, is gone or disabled");
+                Err(ApiError::Unauthorized)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `user` is the first admin, whom the admin token acts as.
+    pub fn is_bootstrap_admin(&self, user: UserId) -> bool {
+        self.admin.get() == Some(&user)
     }
 }
 

@@ -271,6 +271,13 @@ async fn tokens_are_narrower_revocable_and_die_with_their_user() {
         "conflict",
     );
     problem(&api.call(Method::DELETE, &format!("/api/v1/users/{me}"), None).await, 409, "conflict");
+    // Nor can another admin take away the one the admin token acts as.
+    api.add_user("second@example.com", "admin").await;
+    let second = api.session("second@example.com").await;
+    for (method, body) in [(Method::DELETE, None), (Method::PATCH, Some(json!({"state": "disabled"})))] {
+        problem(&api.call_as(&second, method, &format!("/api/v1/users/{me}"), body).await, 409, "conflict");
+    }
+    assert_eq!(api.get("/api/v1/users/me").await.status, StatusCode::OK, "the admin token still works");
 }
 
 #[tokio::test]
@@ -444,6 +451,17 @@ async fn another_users_vms_and_tasks_are_not_found_anywhere() {
     );
     assert_eq!(api.get_as(&b, &format!("/api/v1/vms/{vm}")).await.status, StatusCode::OK);
     problem(&api.get_as(&a, &format!("/api/v1/vms/{vm}")).await, 404, "vm_not_found");
+    // B deletes it and follows the delete to its end: the task stays B's once the VM is gone.
+    let gone = api.call_as(&b, Method::DELETE, &format!("/api/v1/vms/{vm}"), None).await;
+    let gone = gone.body["task"]["id"].as_str().unwrap().to_owned();
+    let done = api.get_as(&b, &format!("/api/v1/tasks/{gone}/wait?timeout_s=30")).await;
+    assert_eq!(
+        (done.status, done.body["state"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{}",
+        done.body
+    );
+    problem(&api.get_as(&a, &format!("/api/v1/tasks/{gone}")).await, 404, "task_not_found");
     assert_eq!(
         api.call(Method::DELETE, &format!("/api/v1/users/{a_id}"), None).await.status,
         StatusCode::NO_CONTENT,

@@ -19,7 +19,7 @@ use super::{first, from_json, from_us, is_unique_violation, signed, to_json, Col
 fn columns(now_us: &str) -> String {
     format!(
         "id, state, lease_owner, fence, lease_until_us, CAST(cancel_requested AS INTEGER) AS cancel_requested, \
-         task, {now_us} AS db_now"
+         task, owner_id, {now_us} AS db_now"
     )
 }
 
@@ -28,6 +28,7 @@ fn task(r: &AnyRow) -> Result<(Task, DateTime<Utc>)> {
     let mut t: Task = from_json(&r.text("task")?)?;
     t.state = r.parsed("state")?;
     t.cancel_requested = r.int("cancel_requested")? != 0;
+    t.owner_id = r.opt_text("owner_id")?.map(|o| o.parse()).transpose()?;
     let fence = u64::try_from(r.int("fence")?).map_err(|e| Error::backend("sql", e))?;
     t.lease = match (r.opt_text("lease_owner")?, r.opt_int("lease_until_us")?) {
         (Some(owner), Some(until)) => Some(TaskLease { owner, expires_at: from_us(until), fence }),
@@ -47,8 +48,8 @@ impl SqlStore {
 
     async fn try_insert_task(&self, tx: &mut Tx, t: &Task) -> std::result::Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id, \
+             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT owner_id FROM vms WHERE id = $2))",
         )
         .bind(t.id.to_string())
         .bind(t.vm_id.map(|v| v.to_string()))
@@ -171,9 +172,7 @@ impl TaskStore for SqlStore {
             clause(&mut sql, "state", "=", state.to_string());
         }
         if let Some(owner) = filter.owner_id {
-            // A user's tasks are those of their VMs (the VMs that still exist).
-            clause(&mut sql, "vm_id IN (SELECT id FROM vms WHERE owner_id", "=", owner.to_string());
-            sql.push(')');
+            clause(&mut sql, "owner_id", "=", owner.to_string());
         }
         if let Some(b) = before {
             clause(&mut sql, "id", "<", b.to_string());

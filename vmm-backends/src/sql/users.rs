@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use vmm_core::users::UserUsage;
-use vmm_core::{ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserStore};
+use vmm_core::{
+    ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserPatch, UserStore,
+};
 
 use super::{from_json, is_unique_violation, to_json, unsigned, Columns, SqlStore, Tx};
 
@@ -39,7 +41,8 @@ impl SqlStore {
 
     /// Locks the row of `owner` (if any) in `tx` and checks that `adding` fits in their
     /// quota beside what their VMs hold. The lock makes concurrent changes of one user's
-    /// VMs check one after the other.
+    /// VMs check one after the other. Lock order: a VM or the nodes first, then the user,
+    /// then IP pools; every transaction that takes more than one keeps to it.
     pub(super) async fn check_quota(
         &self,
         tx: &mut Tx,
@@ -98,20 +101,27 @@ impl UserStore for SqlStore {
         self.records("users", &[], page).await
     }
 
-    async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
-        let done = sqlx::query(
+    async fn update_user(&self, id: UserId, patch: &UserPatch, password_hash: Option<&str>) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT record FROM users WHERE id = $1{}", self.dialect.lock());
+        let row =
+            self.row(sqlx::query(&sql).bind(id.to_string()), &mut *tx, Error::UserNotFound { id }).await?;
+        let mut user: User = from_json(&row.text("record")?)?;
+        user.apply(patch)?;
+        if patch.quota.is_some() {
+            user.quota.admits(&self.usage_through(&mut *tx, id).await?)?;
+        }
+        sqlx::query(
             "UPDATE users SET record = $1, password_hash = COALESCE($2, password_hash) WHERE id = $3",
         )
-        .bind(to_json(user)?)
+        .bind(to_json(&user)?)
         .bind(password_hash)
-        .bind(user.id.to_string())
-        .execute(&self.write)
+        .bind(id.to_string())
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::UserNotFound { id: user.id });
-        }
-        Ok(())
+        self.commit(tx).await?;
+        Ok(user)
     }
 
     async fn user_usage(&self, id: UserId) -> Result<UserUsage> {

@@ -254,12 +254,17 @@ impl VmStore for SqlStore {
         if owner != vm.owner_id {
             self.check_quota(&mut tx, owner, &UserUsage::of(&vm)).await?;
         }
-        sqlx::query("UPDATE vms SET owner_id = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(owner.map(|o| o.to_string()))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        // The VM's tasks go with it.
+        for sql in
+            ["UPDATE vms SET owner_id = $2 WHERE id = $1", "UPDATE tasks SET owner_id = $2 WHERE vm_id = $1"]
+        {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .bind(owner.map(|o| o.to_string()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         self.commit(tx).await?;
         vm.owner_id = owner;
         Ok(vm)
@@ -339,8 +344,10 @@ impl VmStore for SqlStore {
         self.refuse_active(&mut tx, id).await?;
         vm.state.apply(id, VmAction::ChangeAddresses)?;
         let index = vmm_core::vm::free_nic_index(&vm)?;
-        let network = self.lock_pool(&mut tx, pool).await?.network_id;
+        // The owner's row before the pool's: rows are locked in one order everywhere (VM or
+        // nodes, then the user, then pools), so that no two transactions wait on each other.
         self.check_quota(&mut tx, vm.owner_id, &UserUsage::address()).await?;
+        let network = self.lock_pool(&mut tx, pool).await?.network_id;
         let lease = self.lease_in(&mut tx, pool, address, Some(id), task.created_at).await?;
         let mut nic = VmNic::new(id, index, Some(pool));
         nic.network_id = network;

@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 
 use crate::{
     ApiToken, AuthSource, Error, PageRequest, PlacementRequest, Quota, Role, SshKey, Store, Strategy,
-    TaskFilter, TokenId, TokenKind, User, UserId, UserState, Vm,
+    TaskFilter, TokenId, TokenKind, User, UserId, UserPatch, UserState, Vm,
 };
 
 fn user(email: &str, role: Role) -> User {
@@ -46,13 +46,20 @@ pub async fn users_and_tokens(s: &dyn Store) {
     let mut changed = ann.clone();
     changed.state = UserState::Disabled;
     changed.quota.max_vcpus = Some(8);
-    s.update_user(&changed, None).await.unwrap();
+    let quota = Quota { max_vcpus: Some(8), ..ann.quota };
+    let patch = UserPatch { state: Some(UserState::Disabled), quota: Some(quota), ..UserPatch::default() };
+    assert_eq!(s.update_user(ann.id, &patch, None).await.unwrap(), changed);
     let (after, hash) = s.user_by_email("ann@example.com").await.unwrap().unwrap();
     assert_eq!((after, hash.as_deref()), (changed.clone(), Some("hash-a")), "no hash given: kept");
-    s.update_user(&changed, Some("hash-b")).await.unwrap();
+    // A patch of one field leaves the others as they are now.
+    let role = UserPatch { role: Some(Role::Readonly), ..UserPatch::default() };
+    let after = s.update_user(ann.id, &role, Some("hash-b")).await.unwrap();
+    assert_eq!((after.role, after.state), (Role::Readonly, UserState::Disabled));
     assert_eq!(s.user_by_email("ann@example.com").await.unwrap().unwrap().1.as_deref(), Some("hash-b"));
+    let back = UserPatch { role: Some(Role::User), ..UserPatch::default() };
+    changed = s.update_user(ann.id, &back, None).await.unwrap();
     let ghost = user("ghost@example.com", Role::User);
-    assert!(matches!(s.update_user(&ghost, None).await, Err(Error::UserNotFound { .. })));
+    assert!(matches!(s.update_user(ghost.id, &back, None).await, Err(Error::UserNotFound { .. })));
 
     let bob = user("bob@example.com", Role::Operator);
     s.create_user(&bob, None).await.unwrap();
@@ -132,6 +139,14 @@ pub async fn owners(s: &dyn Store) {
         tasks.items.iter().map(|t| t.id).collect::<Vec<_>>(),
         mine.iter().map(|m| m.1).collect::<Vec<_>>()
     );
+    assert_eq!(s.get_task(mine[0].1).await.unwrap().owner_id, Some(ann.id), "a task is its VM's owner's");
+    // ...and stays theirs once the VM is gone.
+    s.delete_vm(mine[0].0).await.unwrap();
+    let after = s
+        .list_tasks(&TaskFilter { owner_id: Some(ann.id), ..TaskFilter::default() }, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(after.items.len(), 3);
     assert!(matches!(s.delete_user(ann.id).await, Err(Error::Conflict { .. })), "ann owns VMs");
     assert_eq!(s.get_user(ann.id).await.unwrap(), ann, "nothing changed");
 }
@@ -178,6 +193,13 @@ pub async fn quotas(s: &dyn Store) {
     let shrink = crate::Demand { vcpus: 1, memory_mib: 512, disk_gib: 10 };
     s.resize_vm(first.id, shrink).await.expect("shrinking is never refused");
     s.resize_vm(second.id, grow).await.expect("room again after the other shrank");
+    let below =
+        UserPatch { quota: Some(Quota { max_vcpus: Some(1), ..Quota::default() }), ..UserPatch::default() };
+    assert!(
+        matches!(s.update_user(ann.id, &below, None).await, Err(Error::Invalid { .. })),
+        "a quota below usage"
+    );
+    assert_eq!(s.get_user(ann.id).await.unwrap().quota, ann.quota, "nothing changed");
 
     // A VM given to another user moves its usage to their quota, or is refused whole.
     let mut bob = user("bob@example.com", Role::User);
@@ -300,11 +322,19 @@ pub async fn audit(s: &dyn Store) {
     );
 
     // Written before the change, completed after with the outcome and the object made.
-    let pending = entry(Some(bob), None, 0);
+    let pending = entry(None, None, 0);
     s.append_audit(&pending).await.unwrap();
-    s.complete_audit(pending.id, 201, Some("vm-3")).await.expect("complete_audit");
+    s.complete_audit(pending.id, 201, Some("vm-3"), Some(ann)).await.expect("complete_audit");
     let on_new = crate::AuditFilter { actor_id: None, target_id: Some("vm-3".into()) };
     let found = s.list_audit(&on_new, &PageRequest::default()).await.unwrap().items;
-    assert_eq!(found, vec![crate::AuditEntry { outcome: 201, target_id: Some("vm-3".into()), ..pending }]);
-    s.complete_audit(crate::AuditId::new(), 200, None).await.expect("an unknown entry is no error");
+    assert_eq!(
+        found,
+        vec![crate::AuditEntry {
+            outcome: 201,
+            target_id: Some("vm-3".into()),
+            actor_id: Some(ann),
+            ..pending
+        }]
+    );
+    s.complete_audit(crate::AuditId::new(), 200, None, None).await.expect("an unknown entry is no error");
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::InMemoryStore;
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::error::Result;
-use crate::id::AuditId;
+use crate::id::{AuditId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::store::AuditStore;
 
@@ -16,12 +16,15 @@ impl AuditStore for InMemoryStore {
         Ok(())
     }
 
-    async fn complete_audit(&self, id: AuditId, outcome: u16, target_id: Option<&str>) -> Result<()> {
+    async fn complete_audit(
+        &self,
+        id: AuditId,
+        outcome: u16,
+        target_id: Option<&str>,
+        actor_id: Option<UserId>,
+    ) -> Result<()> {
         if let Some(entry) = self.state().audit.get_mut(&id) {
-            entry.outcome = outcome;
-            if entry.target_id.is_none() {
-                entry.target_id = target_id.map(str::to_owned);
-            }
+            entry.complete(outcome, target_id, actor_id);
         }
         Ok(())
     }

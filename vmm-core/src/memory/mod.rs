@@ -102,6 +102,12 @@ struct StoreState {
 }
 
 impl StoreState {
+    /// Keeps a new task, as its VM's owner's.
+    fn insert_task(&mut self, task: &Task) {
+        let owner = task.vm_id.and_then(|v| self.vms.get(&v)).and_then(|vm| vm.owner_id);
+        self.tasks.insert(task.id, Task { owner_id: owner, ..task.clone() });
+    }
+
     /// What `owner`'s VMs hold.
     fn usage_of(&self, owner: UserId) -> UserUsage {
         let mut usage = UserUsage::default();

@@ -37,7 +37,7 @@ impl TaskStore for InMemoryStore {
             }
             s.vm_active.insert(vm_id, task.id);
         }
-        s.tasks.insert(task.id, task.clone());
+        s.insert_task(task);
         s.active.insert(task.id);
         Ok(())
     }
@@ -47,26 +47,7 @@ impl TaskStore for InMemoryStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
-        let limit = page.limit()?;
-        let before: Option<TaskId> = page.cursor()?;
-        let s = self.state();
-        let all = match before {
-            Some(b) => s.tasks.range(..b),
-            None => s.tasks.range(..),
-        };
-        let owned = |t: &Task| {
-            filter
-                .owner_id
-                .is_none_or(|o| t.vm_id.and_then(|v| s.vms.get(&v)).is_some_and(|vm| vm.owner_id == Some(o)))
-        };
-        let items = all
-            .rev()
-            .map(|(_, t)| t)
-            .filter(|t| filter.matches(t) && owned(t))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        Ok(Page::from_overfetch(items, limit, |t: &Task| t.id.to_string()))
+        super::page_of(&self.state().tasks, page, |t| filter.matches(t))
     }
 
     async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::{TokenId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::store::{StoredToken, UserStore};
-use crate::users::{ApiToken, User, UserUsage};
+use crate::users::{ApiToken, User, UserPatch, UserUsage};
 
 #[async_trait]
 impl UserStore for InMemoryStore {
@@ -35,14 +35,20 @@ impl UserStore for InMemoryStore {
         })
     }
 
-    async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+    async fn update_user(&self, id: UserId, patch: &UserPatch, password_hash: Option<&str>) -> Result<User> {
         let mut s = self.state();
-        let (kept, hash) = s.users.get_mut(&user.id).ok_or(Error::UserNotFound { id: user.id })?;
+        let (kept, _) = s.users.get(&id).ok_or(Error::UserNotFound { id })?;
+        let mut user = kept.clone();
+        user.apply(patch)?;
+        if patch.quota.is_some() {
+            user.quota.admits(&s.usage_of(id))?;
+        }
+        let (kept, hash) = s.users.get_mut(&id).expect("read above");
         *kept = user.clone();
         if let Some(h) = password_hash {
             *hash = Some(h.to_owned());
         }
-        Ok(())
+        Ok(user)
     }
 
     async fn user_usage(&self, id: UserId) -> Result<UserUsage> {

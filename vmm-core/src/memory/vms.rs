@@ -42,7 +42,7 @@ impl VmStore for InMemoryStore {
         node.allocated = node.allocated.with(&demand);
         s.vms.insert(vm.id, vm.clone());
         s.guests.insert(vm.id, VmGuest { current: guest.cloned(), next: None });
-        s.tasks.insert(task.id, task.clone());
+        s.insert_task(task);
         s.active.insert(task.id);
         if let Some(owner) = task.vm_id {
             s.vm_active.insert(owner, task.id);
@@ -94,6 +94,10 @@ impl VmStore for InMemoryStore {
         if owner != vm.owner_id {
             s.check_quota(owner, &UserUsage::of(&vm))?;
         }
+        // The VM's tasks go with it.
+        for task in s.tasks.values_mut().filter(|t| t.vm_id == Some(id)) {
+            task.owner_id = owner;
+        }
         let stored = s.vms.get_mut(&id).expect("read above");
         stored.owner_id = owner;
         Ok(stored.clone())
@@ -142,7 +146,7 @@ impl VmStore for InMemoryStore {
         }
         vm.state.apply(id, VmAction::Reinstall)?;
         s.guests.entry(id).or_default().next = Some(next.clone());
-        s.tasks.insert(task.id, task.clone());
+        s.insert_task(task);
         s.active.insert(task.id);
         s.vm_active.insert(id, task.id);
         Ok(())
@@ -174,7 +178,7 @@ impl VmStore for InMemoryStore {
         let vm = stored.clone();
         let mut task = task.clone();
         task.params = TaskParams::AddAddress { address: lease.address };
-        s.tasks.insert(task.id, task.clone());
+        s.insert_task(&task);
         s.active.insert(task.id);
         s.vm_active.insert(id, task.id);
         Ok(vm)

@@ -3,7 +3,7 @@
 use super::Vmm;
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::error::Result;
-use crate::id::AuditId;
+use crate::id::{AuditId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::users::{sees_all, Access, Actor, Area};
 
@@ -16,9 +16,16 @@ impl Vmm {
         Ok(entry.id)
     }
 
-    /// Completes an entry with the request's outcome and the object it made, if any.
-    pub async fn complete_audit(&self, id: AuditId, outcome: u16, target_id: Option<&str>) -> Result<()> {
-        self.inner.store.complete_audit(id, outcome, target_id).await
+    /// Completes an entry with the request's outcome, and the object it made and the user
+    /// it turned out to be about (a sign-in), where the entry has none yet.
+    pub async fn complete_audit(
+        &self,
+        id: AuditId,
+        outcome: u16,
+        target_id: Option<&str>,
+        actor_id: Option<UserId>,
+    ) -> Result<()> {
+        self.inner.store.complete_audit(id, outcome, target_id, actor_id).await
     }
 
     /// Entries that pass `filter`, newest first: everyone's for those who see all, else the

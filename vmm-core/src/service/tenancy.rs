@@ -90,19 +90,8 @@ impl Vmm {
     /// The task, if `actor` may have `access` to it: a task is its VM's owner's.
     pub async fn task_for(&self, actor: &Actor, id: TaskId, access: Access) -> Result<Task> {
         let task = self.inner.store.get_task(id).await?;
-        let owner = if sees_all(actor.role, Area::Tasks) {
-            None
-        } else {
-            match task.vm_id {
-                Some(vm) => match self.inner.store.get_vm(vm).await {
-                    Ok(vm) => vm.owner_id,
-                    Err(Error::VmNotFound { .. }) => None,
-                    Err(e) => return Err(e),
-                },
-                None => None,
-            }
-        };
-        let whose = if sees_all(actor.role, Area::Tasks) { Target::Any } else { target(actor, owner) };
+        let whose =
+            if sees_all(actor.role, Area::Tasks) { Target::Any } else { target(actor, task.owner_id) };
         actor.check(Area::Tasks, access, whose, || Error::TaskNotFound { id })?;
         Ok(task)
     }

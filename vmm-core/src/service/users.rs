@@ -152,7 +152,7 @@ impl Vmm {
                 }
                 if stale {
                     let rehashed = hash_password(password)?;
-                    self.inner.store.update_user(&user, Some(&rehashed)).await?;
+                    self.inner.store.update_user(user.id, &UserPatch::default(), Some(&rehashed)).await?;
                 }
                 user
             }
@@ -193,10 +193,14 @@ impl Vmm {
         let Some(role) = found.role else { return Err(BAD_LOGIN) };
         match known {
             Some(user) if user.state != UserState::Active => Err(BAD_LOGIN),
-            Some(mut user) => {
-                if user.role != role {
-                    user.role = role;
-                    self.inner.store.update_user(&user, None).await?;
+            Some(user) if user.role == role => Ok(user),
+            // Only the role is written, to the user as they are now (not as read before the
+            // directory answered: an admin may have disabled them meanwhile).
+            Some(user) => {
+                let patch = UserPatch { role: Some(role), ..UserPatch::default() };
+                let user = self.inner.store.update_user(user.id, &patch, None).await?;
+                if user.state != UserState::Active {
+                    return Err(BAD_LOGIN);
                 }
                 Ok(user)
             }
@@ -311,17 +315,15 @@ impl Vmm {
     /// disable or demote themselves: someone must be left to undo it.
     pub async fn update_user(&self, actor: &Actor, id: UserId, patch: UserPatch) -> Result<User> {
         actor.check(Area::Users, Access::Write, actor.target(id), || Error::UserNotFound { id })?;
+        // Checked on the user as read now for a clear answer; the store applies the patch
+        // again to the user as they are in its transaction (and checks a new quota there).
         let mut user = self.inner.store.get_user(id).await?;
         user.apply(&patch)?;
-        if patch.quota.is_some() {
-            user.quota.admits(&self.inner.store.user_usage(id).await?)?;
-        }
         if id == actor.user_id && (user.role != Role::Admin || user.state != UserState::Active) {
             return Err(Error::conflict("an admin cannot demote or disable themselves"));
         }
         let hash = patch.password.as_ref().map(hash_password).transpose()?;
-        self.inner.store.update_user(&user, hash.as_deref()).await?;
-        Ok(user)
+        self.inner.store.update_user(id, &patch, hash.as_deref()).await
     }
 
     /// Removes a user and their tokens (admins only; not themselves).

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{TokenId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::users::{ApiToken, User, UserUsage};
+use crate::users::{ApiToken, User, UserPatch, UserUsage};
 
 /// A token's record as the store keeps it, with its user, for a sign-in check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +31,10 @@ pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, Option<String>)>>;
     /// Users, newest first.
     async fn list_users(&self, page: &PageRequest) -> Result<Page<User>>;
-    /// Saves a user's role, state and quota, and their password hash when one is given.
-    async fn update_user(&self, user: &User, password_hash: Option<&str>) -> Result<()>;
+    /// Applies `patch` to the user as they are now ([`User::apply`]), and sets their
+    /// password hash when one is given, in one transaction with their row locked: a new
+    /// quota must admit what they hold then. Returns the user as saved.
+    async fn update_user(&self, id: UserId, patch: &UserPatch, password_hash: Option<&str>) -> Result<User>;
     /// What the user's VMs hold.
     async fn user_usage(&self, id: UserId) -> Result<UserUsage>;
     /// Removes a user and every token of theirs; a conflict while they own VMs.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{
-    Actor, ApiToken, AuditEntry, AuditId, Page, Secret, TokenId, TokenSpec, User, UserId, UserPatch, UserSpec,
+    Actor, ApiToken, AuditEntry, AuditId, Page, Role, Secret, TokenId, TokenSpec, User, UserId, UserPatch,
+    UserSpec, UserState,
 };
 
 use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
@@ -74,20 +75,25 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<Login>,
 ) -> ApiResult<Json<LoginAnswer>> {
-    let answer = sign_in(&s, ip, &body).await;
-    // Every sign-in is recorded, the failed ones with the email that was tried.
+    // Every sign-in is recorded before it is tried (no session is given unrecorded), the
+    // failed ones with the email that was tried, as printable text.
+    let tried: String =
+        body.email.trim().to_lowercase().chars().filter(|c| !c.is_control()).take(254).collect();
     let entry = AuditEntry {
         id: AuditId::new(),
         at: Utc::now(),
-        actor_id: answer.as_ref().ok().map(|a| a.user.id),
+        actor_id: None,
         token_id: None,
         action: "POST /api/v1/auth/login".into(),
-        target_id: Some(body.email.trim().to_lowercase()).filter(|e| e.len() <= 254),
+        target_id: Some(tried),
         request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
         client: Some(ip.to_string()),
-        outcome: answer.as_ref().map_or_else(|e| e.status().as_u16(), |_| 200),
+        outcome: 0,
     };
-    crate::audit::write(&s, entry).await;
+    let audit = crate::audit::begin(&s, entry).await?;
+    let answer = sign_in(&s, ip, &body).await;
+    let outcome = answer.as_ref().map_or_else(|e| e.status().as_u16(), |_| 200);
+    crate::audit::finish(&s, audit, outcome, answer.as_ref().ok().map(|a| a.user.id)).await;
     answer.map(Json)
 }
 
@@ -97,7 +103,7 @@ async fn sign_in(s: &AppState, ip: std::net::IpAddr, body: &Login) -> ApiResult<
     s.logins.check(&body.email, ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     match s.vmm.login(&body.email, &body.password).await {
         Ok(session) => {
-            s.logins.succeed(&body.email, ip);
+            s.logins.succeed(&body.email);
             Ok(LoginAnswer {
                 token: session.token.expose().to_owned(),
                 expires_at: session.record.expires_at,
@@ -172,6 +178,14 @@ async fn update_user(
     Path(id): Path<UserId>,
     Json(patch): Json<UserPatch>,
 ) -> ApiResult<Json<User>> {
+    let lowers =
+        patch.state.is_some_and(|st| st != UserState::Active) || patch.role.is_some_and(|r| r != Role::Admin);
+    if lowers && s.is_bootstrap_admin(id) {
+        return Err(vmm_core::Error::conflict(
+            "the admin token acts as this admin: it stays an active admin",
+        )
+        .into());
+    }
     Ok(Json(s.vmm.update_user(&actor, id, patch).await?))
 }
 
@@ -183,6 +197,11 @@ async fn delete_user(
     Extension(actor): Extension<Actor>,
     Path(id): Path<UserId>,
 ) -> ApiResult<StatusCode> {
+    if s.is_bootstrap_admin(id) {
+        return Err(
+            vmm_core::Error::conflict("the admin token acts as this admin: it cannot be deleted").into()
+        );
+    }
     s.vmm.delete_user(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
