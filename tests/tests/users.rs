@@ -66,7 +66,7 @@ fn users_on(config: &VmmdConfig) -> Vec<String> {
     vmmd.call("PATCH", &format!("/api/v1/users/{ann_id}"), Some(json!({"state": "active"})));
 
     // A token that has expired is refused; one that has not works.
-    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
     let (status, brief) = vmmd.call_as(
         Some(&session),
         "POST",
@@ -76,7 +76,7 @@ fn users_on(config: &VmmdConfig) -> Vec<String> {
     assert_eq!(status, 201, "{brief}");
     let brief = brief["token"].as_str().unwrap().to_owned();
     assert_eq!(vmmd.call_as(Some(&brief), "GET", "/api/v1/users/me", None).0, 200);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_millis(3500));
     assert_eq!(vmmd.call_as(Some(&brief), "GET", "/api/v1/users/me", None).0, 401);
 
     // Tenancy: a user's VM is theirs; another user finds nothing, by list or by id.

@@ -102,22 +102,35 @@ async fn console_logs_are_read_and_deleted_while_the_pool_copies_a_volume() {
 
     let conn = virt::connect::Connect::open(Some("qemu:///system")).unwrap();
     let pool = conn.lookup_storage_pool_by_name(&config.storage_pool).unwrap();
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let (source, copy) = (format!("vmm-busy-{tag}-src.raw"), format!("vmm-busy-{tag}-copy.raw"));
-    let raw = |name: &str| {
-        format!("<volume><name>{name}</name><capacity unit='G'>8</capacity><allocation>0</allocation><target><format type='raw'/></target></volume>")
+    let raw = |name: &str, gib: u64| {
+        format!("<volume><name>{name}</name><capacity unit='G'>{gib}</capacity><allocation>0</allocation><target><format type='raw'/></target></volume>")
     };
-    let src = virt::storage_vol::StorageVol::create_xml(&pool, &raw(&source), 0).unwrap();
-    // Copying 8 GiB of holes keeps the pool busy for seconds (1 GiB took 0.2 s).
-    let copying = std::thread::spawn({
-        let (pool, xml) = (pool.clone(), raw(&copy));
-        move || virt::storage_vol::StorageVol::create_xml_from(&pool, &xml, &src, 0).map(|_| ())
-    });
-    while pool.lookup_storage_vol_by_name(&copy).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
+    // Copying 8 GiB of holes keeps the pool busy for a second or more (1 GiB took 0.2 s);
+    // should a copy end before the pool was seen busy, a larger one is tried.
+    let mut tried = Vec::new();
+    let mut copying = None;
+    for gib in [8, 32, 128] {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let (source, copy) = (format!("vmm-busy-{tag}-src.raw"), format!("vmm-busy-{tag}-copy.raw"));
+        let src = virt::storage_vol::StorageVol::create_xml(&pool, &raw(&source, gib), 0).unwrap();
+        tried.extend([source, copy.clone()]);
+        let thread = std::thread::spawn({
+            let (pool, xml) = (pool.clone(), raw(&copy, gib));
+            move || virt::storage_vol::StorageVol::create_xml_from(&pool, &xml, &src, 0).map(|_| ())
+        });
+        while pool.lookup_storage_vol_by_name(&copy).is_err() && !thread.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match pool.refresh(0) {
+            Err(busy) => {
+                assert!(busy.message().contains("asynchronous jobs"), "{busy}");
+                copying = Some(thread);
+                break;
+            }
+            Ok(()) => thread.join().unwrap().unwrap(),
+        }
     }
-    let busy = pool.refresh(0).expect_err("the pool refuses a refresh while it copies");
-    assert!(busy.message().contains("asynchronous jobs"), "{busy}");
+    let copying = copying.expect("a copy kept the pool busy long enough to be seen");
 
     let tail = hv.console_log(vm, 7).await.expect("read while the pool copies");
     assert_eq!(tail, b"login: ");
@@ -125,7 +138,7 @@ async fn console_logs_are_read_and_deleted_while_the_pool_copies_a_volume() {
     assert!(!log.exists() && !rotated.exists(), "both logs are gone");
 
     copying.join().unwrap().unwrap();
-    for name in [&source, &copy] {
+    for name in &tried {
         pool.lookup_storage_vol_by_name(name).unwrap().delete(0).unwrap();
     }
 }
