@@ -32,15 +32,26 @@ pub struct AuditEntry {
     pub outcome: u16,
 }
 
+/// How a recorded request ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditOutcome {
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The object it made, if the entry named none.
+    pub target_id: Option<String>,
+    /// The user it turned out to be about (a sign-in), if the entry named none.
+    pub actor_id: Option<UserId>,
+}
+
 impl AuditEntry {
     /// Sets the outcome, and the object and actor where the entry has none yet.
-    pub fn complete(&mut self, outcome: u16, target_id: Option<&str>, actor_id: Option<UserId>) {
-        self.outcome = outcome;
+    pub fn complete(&mut self, outcome: &AuditOutcome) {
+        self.outcome = outcome.status;
         if self.target_id.is_none() {
-            self.target_id = target_id.map(str::to_owned);
+            self.target_id.clone_from(&outcome.target_id);
         }
         if self.actor_id.is_none() {
-            self.actor_id = actor_id;
+            self.actor_id = outcome.actor_id;
         }
     }
 }

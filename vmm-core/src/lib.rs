@@ -43,7 +43,7 @@ pub mod task;
 pub mod users;
 pub mod vm;
 
-pub use audit::{AuditEntry, AuditFilter};
+pub use audit::{AuditEntry, AuditFilter, AuditOutcome};
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{Directory, DirectoryUser, InMemoryDirectory};

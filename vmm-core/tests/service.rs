@@ -565,7 +565,7 @@ one_at_a_time! {
     }
     AuditStore {
         append_audit(entry: &vmm_core::AuditEntry) -> ();
-        complete_audit(id: vmm_core::AuditId, outcome: u16, target_id: Option<&str>, actor_id: Option<UserId>) -> ();
+        complete_audit(id: vmm_core::AuditId, outcome: &vmm_core::AuditOutcome) -> ();
         list_audit(filter: &vmm_core::AuditFilter, page: &PageRequest) -> Page<vmm_core::AuditEntry>;
     }
     SshKeyStore {

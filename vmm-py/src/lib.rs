@@ -220,23 +220,24 @@ pub struct Client {
     user: Option<String>,
 }
 
+/// A call into the service, run on the global runtime.
+trait Call<T>: std::future::Future<Output = vmm_core::Result<T>> + Send {}
+
+impl<T, F: std::future::Future<Output = vmm_core::Result<T>> + Send> Call<T> for F {}
+
 impl Client {
     /// Runs `f` on the global runtime with the GIL released, mapping errors.
-    fn run<T, F>(&self, py: Python<'_>, f: impl FnOnce(Vmm) -> F + Send) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-    {
+    fn run<T: Send, F: Call<T>>(&self, py: Python<'_>, f: impl FnOnce(Vmm) -> F + Send) -> PyResult<T> {
         let vmm = self.vmm.clone();
         py.detach(|| runtime().block_on(f(vmm))).map_err(|e| to_py_err(py, e))
     }
 
     /// Runs `f` with the actor this client acts as (if any).
-    fn run_as<T, F>(&self, py: Python<'_>, f: impl FnOnce(Vmm, Option<Actor>) -> F + Send) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-    {
+    fn run_as<T: Send, F: Call<T>>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(Vmm, Option<Actor>) -> F + Send,
+    ) -> PyResult<T> {
         let user = self.user.clone();
         self.run(py, move |v| async move {
             let actor = match &user {
@@ -248,17 +249,12 @@ impl Client {
     }
 
     /// Runs `f` once `check` passed for this client's user (when it acts as one).
-    fn run_checked<T, F, C>(
+    fn run_checked<T: Send, F: Call<T>, C: Call<()>>(
         &self,
         py: Python<'_>,
         check: impl FnOnce(Vmm, Actor) -> C + Send,
         f: impl FnOnce(Vmm) -> F + Send,
-    ) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-        C: std::future::Future<Output = vmm_core::Result<()>> + Send,
-    {
+    ) -> PyResult<T> {
         self.run_as(py, move |v, actor| async move {
             if let Some(actor) = actor {
                 check(v.clone(), actor).await?;
@@ -268,48 +264,36 @@ impl Client {
     }
 
     /// Runs `f` once the rules allow this client's user `access` to `area`.
-    pub(crate) fn run_in<T, F>(
+    pub(crate) fn run_in<T: Send, F: Call<T>>(
         &self,
         py: Python<'_>,
         area: Area,
         access: Access,
         f: impl FnOnce(Vmm) -> F + Send,
-    ) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-    {
+    ) -> PyResult<T> {
         self.run_checked(py, move |_, actor| async move { actor.may(area, access) }, f)
     }
 
     /// Runs `f` once this client's user may have `access` to the VM (another user's is not
     /// found).
-    pub(crate) fn run_on_vm<T, F>(
+    pub(crate) fn run_on_vm<T: Send, F: Call<T>>(
         &self,
         py: Python<'_>,
         id: VmId,
         access: Access,
         f: impl FnOnce(Vmm) -> F + Send,
-    ) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-    {
+    ) -> PyResult<T> {
         self.run_checked(py, move |v, actor| async move { v.vm_for(&actor, id, access).await.map(drop) }, f)
     }
 
     /// Runs `f` once this client's user may have `access` to the task.
-    fn run_on_task<T, F>(
+    fn run_on_task<T: Send, F: Call<T>>(
         &self,
         py: Python<'_>,
         id: TaskId,
         access: Access,
         f: impl FnOnce(Vmm) -> F + Send,
-    ) -> PyResult<T>
-    where
-        T: Send,
-        F: std::future::Future<Output = vmm_core::Result<T>> + Send,
-    {
+    ) -> PyResult<T> {
         self.run_checked(py, move |v, actor| async move { v.task_for(&actor, id, access).await.map(drop) }, f)
     }
 }

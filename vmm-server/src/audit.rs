@@ -9,7 +9,7 @@ use axum::http::header::LOCATION;
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use vmm_core::{Actor, AuditEntry, AuditId};
+use vmm_core::{Actor, AuditEntry, AuditId, AuditOutcome};
 
 use crate::auth::client_ip;
 use crate::{ApiError, AppState};
@@ -46,7 +46,14 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     };
     let response = next.run(request).await;
     let made = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).and_then(first_id);
-    if let Err(e) = state.vmm.complete_audit(id, response.status().as_u16(), made.as_deref(), None).await {
+    if let Err(e) = state
+        .vmm
+        .complete_audit(
+            id,
+            &AuditOutcome { status: response.status().as_u16(), target_id: made, actor_id: None },
+        )
+        .await
+    {
         tracing::error!(error = %vmm_core::error_chain(&e), audit = %id, "could not complete an audit entry");
     }
     response
@@ -63,7 +70,11 @@ pub(crate) async fn begin(state: &AppState, entry: AuditEntry) -> Result<AuditId
 
 /// Completes the entry with the status answered and the user it was about, if now known.
 pub(crate) async fn finish(state: &AppState, id: AuditId, outcome: u16, actor: Option<vmm_core::UserId>) {
-    if let Err(e) = state.vmm.complete_audit(id, outcome, None, actor).await {
+    if let Err(e) = state
+        .vmm
+        .complete_audit(id, &AuditOutcome { status: outcome, target_id: None, actor_id: actor })
+        .await
+    {
         tracing::error!(error = %vmm_core::error_chain(&e), audit = %id, "could not complete an audit entry");
     }
 }

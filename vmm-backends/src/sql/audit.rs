@@ -1,7 +1,7 @@
 //! [`AuditStore`] on SQL.
 
 use async_trait::async_trait;
-use vmm_core::{AuditEntry, AuditFilter, AuditId, AuditStore, Page, PageRequest, Result, UserId};
+use vmm_core::{AuditEntry, AuditFilter, AuditId, AuditOutcome, AuditStore, Page, PageRequest, Result};
 
 use super::{from_json, to_json, Columns, SqlStore};
 
@@ -19,13 +19,7 @@ impl AuditStore for SqlStore {
             .map_err(|e| self.err(e))
     }
 
-    async fn complete_audit(
-        &self,
-        id: AuditId,
-        outcome: u16,
-        target_id: Option<&str>,
-        actor_id: Option<UserId>,
-    ) -> Result<()> {
+    async fn complete_audit(&self, id: AuditId, outcome: &AuditOutcome) -> Result<()> {
         // The record is JSON beside its columns: read, changed and written back in one
         // transaction.
         let mut tx = self.begin().await?;
@@ -36,7 +30,7 @@ impl AuditStore for SqlStore {
             .map_err(|e| self.err(e))?;
         let Some(row) = rows.first() else { return self.commit(tx).await };
         let mut entry: AuditEntry = from_json(&row.text("record")?)?;
-        entry.complete(outcome, target_id, actor_id);
+        entry.complete(outcome);
         sqlx::query("UPDATE audit SET target_id = $2, actor_id = $3, record = $4 WHERE id = $1")
             .bind(id.to_string())
             .bind(entry.target_id.clone())

@@ -324,7 +324,8 @@ pub async fn audit(s: &dyn Store) {
     // Written before the change, completed after with the outcome and the object made.
     let pending = entry(None, None, 0);
     s.append_audit(&pending).await.unwrap();
-    s.complete_audit(pending.id, 201, Some("vm-3"), Some(ann)).await.expect("complete_audit");
+    let done = crate::AuditOutcome { status: 201, target_id: Some("vm-3".into()), actor_id: Some(ann) };
+    s.complete_audit(pending.id, &done).await.expect("complete_audit");
     let on_new = crate::AuditFilter { actor_id: None, target_id: Some("vm-3".into()) };
     let found = s.list_audit(&on_new, &PageRequest::default()).await.unwrap().items;
     assert_eq!(
@@ -336,5 +337,7 @@ pub async fn audit(s: &dyn Store) {
             ..pending
         }]
     );
-    s.complete_audit(crate::AuditId::new(), 200, None, None).await.expect("an unknown entry is no error");
+    s.complete_audit(crate::AuditId::new(), &crate::AuditOutcome { status: 200, ..Default::default() })
+        .await
+        .expect("an unknown entry is no error");
 }

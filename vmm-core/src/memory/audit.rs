@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 
 use super::InMemoryStore;
-use crate::audit::{AuditEntry, AuditFilter};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome};
 use crate::error::Result;
-use crate::id::{AuditId, UserId};
+use crate::id::AuditId;
 use crate::page::{Page, PageRequest};
 use crate::store::AuditStore;
 
@@ -16,15 +16,9 @@ impl AuditStore for InMemoryStore {
         Ok(())
     }
 
-    async fn complete_audit(
-        &self,
-        id: AuditId,
-        outcome: u16,
-        target_id: Option<&str>,
-        actor_id: Option<UserId>,
-    ) -> Result<()> {
+    async fn complete_audit(&self, id: AuditId, outcome: &AuditOutcome) -> Result<()> {
         if let Some(entry) = self.state().audit.get_mut(&id) {
-            entry.complete(outcome, target_id, actor_id);
+            entry.complete(outcome);
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! The audit log: `impl Vmm` for recording what was asked and reading it back.
 
 use super::Vmm;
-use crate::audit::{AuditEntry, AuditFilter};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome};
 use crate::error::Result;
-use crate::id::{AuditId, UserId};
+use crate::id::AuditId;
 use crate::page::{Page, PageRequest};
 use crate::users::{sees_all, Access, Actor, Area};
 
@@ -18,14 +18,8 @@ impl Vmm {
 
     /// Completes an entry with the request's outcome, and the object it made and the user
     /// it turned out to be about (a sign-in), where the entry has none yet.
-    pub async fn complete_audit(
-        &self,
-        id: AuditId,
-        outcome: u16,
-        target_id: Option<&str>,
-        actor_id: Option<UserId>,
-    ) -> Result<()> {
-        self.inner.store.complete_audit(id, outcome, target_id, actor_id).await
+    pub async fn complete_audit(&self, id: AuditId, outcome: &AuditOutcome) -> Result<()> {
+        self.inner.store.complete_audit(id, outcome).await
     }
 
     /// Entries that pass `filter`, newest first: everyone's for those who see all, else the

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::audit::{AuditEntry, AuditFilter};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome};
 use crate::error::Result;
-use crate::id::{AuditId, UserId};
+use crate::id::AuditId;
 use crate::page::{Page, PageRequest};
 
 /// The audit log: appended to, never changed.
@@ -14,13 +14,7 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Completes an entry with the outcome and, where the entry has none yet, the object
     /// and the actor (a sign-in learns who it was about only once it succeeds).
-    async fn complete_audit(
-        &self,
-        id: AuditId,
-        outcome: u16,
-        target_id: Option<&str>,
-        actor_id: Option<UserId>,
-    ) -> Result<()>;
+    async fn complete_audit(&self, id: AuditId, outcome: &AuditOutcome) -> Result<()>;
     /// Entries that pass `filter`, newest first.
     async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEntry>>;
 }
