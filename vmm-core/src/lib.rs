@@ -23,6 +23,7 @@ pub mod clock;
 pub mod conformance;
 pub mod directory;
 mod error;
+pub mod event;
 pub mod guest;
 pub mod hypervisor;
 mod id;
@@ -48,6 +49,7 @@ pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{Directory, DirectoryUser, InMemoryDirectory};
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
+pub use event::{Event, EventFilter, EventPattern, EventType};
 pub use guest::{GuestRequest, GuestSettings};
 pub use hypervisor::{
     Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicNetwork, NicSpec, NodeInfo,
@@ -71,8 +73,8 @@ pub use secret::Secret;
 pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore,
-    SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
+    AuditStore, EventStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest,
+    RecipeStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

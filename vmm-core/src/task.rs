@@ -312,6 +312,9 @@ pub struct Task {
     /// the VM is gone). Set by the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<UserId>,
+    /// Who asked for it, when a user did (its events name them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
 }
 
 impl Task {
@@ -335,6 +338,7 @@ impl Task {
             started_at: None,
             finished_at: None,
             owner_id: None,
+            actor_id: None,
         }
     }
 

@@ -568,6 +568,11 @@ one_at_a_time! {
         complete_audit(id: vmm_core::AuditId, outcome: &vmm_core::AuditOutcome) -> ();
         list_audit(filter: &vmm_core::AuditFilter, page: &PageRequest) -> Page<vmm_core::AuditEntry>;
     }
+    EventStore {
+        list_events(filter: &vmm_core::EventFilter, limit: usize) -> Vec<vmm_core::Event>;
+        last_event_id() -> u64;
+        prune_events(before: DateTime<Utc>) -> u64;
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

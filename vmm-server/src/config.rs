@@ -30,6 +30,8 @@ struct FileConfig {
     pub admin_email: Option<String>,
     /// `session_ttl_s = 43200`: how long a sign-in lasts.
     pub session_ttl_s: Option<u64>,
+    /// `event_retention_days = 30`: how long events are kept.
+    pub event_retention_days: Option<u64>,
     /// `local_node = false` stops vmmd from registering the local libvirt on first start.
     pub local_node: Option<bool>,
     /// `local_node_virt_type = "qemu"`: the local node's domain type (default `kvm` when
@@ -139,6 +141,8 @@ pub struct Settings {
     pub admin_email: String,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
+    /// How long events are kept.
+    pub event_retention: Duration,
     /// The LDAP directory, if configured.
     pub ldap: Option<vmm_backends::ldap::LdapConfig>,
     /// Register `qemu:///system` as node `local` on first start when libvirtd answers.
@@ -177,6 +181,7 @@ impl fmt::Debug for Settings {
             .field("admin_token", &self.admin_token)
             .field("admin_email", &self.admin_email)
             .field("session_ttl", &self.session_ttl)
+            .field("event_retention", &self.event_retention)
             .field("ldap", &self.ldap)
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
@@ -228,6 +233,16 @@ impl Settings {
         if session_ttl.is_zero() {
             return Err(Error::invalid("session_ttl_s", "must be at least 1"));
         }
+        let event_retention = match env("VMM_EVENT_RETENTION_DAYS") {
+            Some(v) => Some(
+                v.parse().map_err(|_| Error::invalid("event_retention_days", "must be a number of days"))?,
+            ),
+            None => from_file.event_retention_days,
+        };
+        let event_retention = match event_retention.unwrap_or(30) {
+            0 => return Err(Error::invalid("event_retention_days", "must be at least 1")),
+            days => Duration::from_secs(days.saturating_mul(86_400)),
+        };
         let local_node_virt_type = match env("VMM_LOCAL_NODE_VIRT_TYPE").or(from_file.local_node_virt_type) {
             Some(v) => {
                 v.parse().map_err(|_| Error::invalid("local_node_virt_type", "must be kvm or qemu"))?
@@ -340,6 +355,7 @@ impl Settings {
             admin_token,
             admin_email,
             session_ttl,
+            event_retention,
             ldap,
             local_node,
             local_node_virt_type,

@@ -127,6 +127,7 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
         (name = "vms", description = "Virtual machines; every change is a task"),
         (name = "tasks", description = "Long operations"),
         (name = "users", description = "Users, sign-in and API tokens"),
+        (name = "events", description = "What happened: the event log, paged or streamed"),
     )
 )]
 struct ApiDoc;

@@ -94,6 +94,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         let stopped = stopped();
         async move { vmm.run_workers(stopped).await }
     });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
+        let retention = settings.event_retention;
+        async move { vmm.run_event_pruning(retention, Duration::from_secs(3600), stopped).await }
+    });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| vmm_core::Error::backend(settings.listen.to_string(), e))?;

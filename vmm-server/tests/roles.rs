@@ -274,7 +274,8 @@ async fn b_finds_none_of_as_objects_in_any_list() {
     let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a];
     let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
     for (template, ops) in spec["paths"].as_object().unwrap() {
-        if template.contains('{') || ops.get("get").is_none() {
+        // The stream never ends; it is checked in events.rs.
+        if template.contains('{') || ops.get("get").is_none() || template.ends_with("/stream") {
             continue;
         }
         let r = w.api.get_as_token(&b, template).await;

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use vmm_core::event::lease_event;
 use vmm_core::ipam::{from_u128, merge_free, split_free, to_u128};
-use vmm_core::{Error, IpLease, IpPool, IpamStore, Page, PageRequest, PoolId, Result, VmId};
+use vmm_core::{Error, EventType, IpLease, IpPool, IpamStore, Page, PageRequest, PoolId, Result, VmId};
 
 use super::{
     first, from_json, is_unique_violation, key, parse_ts, signed, to_json, ts, unkey, Columns, SqlStore, Tx,
@@ -276,6 +277,8 @@ impl IpamStore for SqlStore {
     ) -> Result<IpLease> {
         let mut tx = self.begin().await?;
         let lease = self.lease_in(&mut tx, pool, address, vm, now).await?;
+        self.emit(&mut tx, vec![lease_event(EventType::LeaseTaken, pool, lease.address, vm, None, now)])
+            .await?;
         self.commit(tx).await?;
         Ok(lease)
     }
@@ -296,6 +299,8 @@ impl IpamStore for SqlStore {
             return Err(Error::conflict(format!("{address} is held by VM {vm}")));
         }
         self.end_lease(&mut tx, pool, address).await?;
+        let event = lease_event(EventType::LeaseReleased, pool, address, None, None, Utc::now());
+        self.emit(&mut tx, vec![event]).await?;
         self.commit(tx).await
     }
 

@@ -2,7 +2,9 @@
 //! the VM operations in their transactions.
 
 use async_trait::async_trait;
+use chrono::Utc;
 use sqlx::any::AnyRow;
+use vmm_core::event::node_events;
 use vmm_core::{Capacity, Error, Node, NodeId, NodeStore, Page, PageRequest, Result, Usage};
 
 use super::{is_unique_violation, parse_ts, signed, ts, unsigned, Columns, SqlStore, Tx};
@@ -111,6 +113,7 @@ impl NodeStore for SqlStore {
                 self.err(e)
             }
         })?;
+        self.emit(&mut tx, node_events(None, Some(node), Utc::now())).await?;
         self.commit(tx).await
     }
 
@@ -144,7 +147,9 @@ impl NodeStore for SqlStore {
     }
 
     async fn update_node(&self, node: &Node) -> Result<()> {
-        let done = sqlx::query(
+        let mut tx = self.begin().await?;
+        let before = self.lock_node(&mut tx, node.id).await?;
+        sqlx::query(
             "UPDATE nodes SET name = $2, cpu_overcommit = $3, memory_overcommit = $4, state = $5, cpus = $6, \
              memory_mib = $7, storage_gib = $8 WHERE id = $1",
         )
@@ -156,7 +161,7 @@ impl NodeStore for SqlStore {
         .bind(i64::from(node.capacity.cpus))
         .bind(signed(node.capacity.memory_mib))
         .bind(signed(node.capacity.storage_gib))
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -165,10 +170,8 @@ impl NodeStore for SqlStore {
                 self.err(e)
             }
         })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NodeNotFound { id: node.id });
-        }
-        Ok(())
+        self.emit(&mut tx, node_events(Some(&before), Some(node), Utc::now())).await?;
+        self.commit(tx).await
     }
 
     async fn delete_node(&self, id: NodeId) -> Result<()> {
@@ -182,6 +185,7 @@ impl NodeStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        self.emit(&mut tx, node_events(Some(&node), None, Utc::now())).await?;
         self.commit(tx).await
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use vmm_core::{
-    Error, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, VmAction, VmId,
+    Error, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, UserId, VmAction, VmId,
 };
 
 use super::{first, from_json, from_us, is_unique_violation, signed, to_json, Columns, SqlStore, Tx};
@@ -42,14 +42,22 @@ fn micros(d: Duration) -> i64 {
 }
 
 impl SqlStore {
+    /// Inserts a new task, as its VM's owner's, and records it queued.
     pub(super) async fn insert_task(&self, tx: &mut Tx, t: &Task) -> Result<()> {
-        self.try_insert_task(tx, t).await.map_err(|e| self.err(e))
+        let owner = self.try_insert_task(tx, t).await.map_err(|e| self.err(e))?;
+        self.task_changed(tx, None, &Task { owner_id: owner, ..t.clone() }).await
     }
 
-    async fn try_insert_task(&self, tx: &mut Tx, t: &Task) -> std::result::Result<(), sqlx::Error> {
-        sqlx::query(
+    /// Inserts a new task; returns its owner.
+    async fn try_insert_task(
+        &self,
+        tx: &mut Tx,
+        t: &Task,
+    ) -> std::result::Result<Option<UserId>, sqlx::Error> {
+        let rows = sqlx::query(
             "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id, \
-             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT owner_id FROM vms WHERE id = $2))",
+             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT owner_id FROM vms WHERE id = $2)) \
+             RETURNING owner_id",
         )
         .bind(t.id.to_string())
         .bind(t.vm_id.map(|v| v.to_string()))
@@ -60,9 +68,13 @@ impl SqlStore {
         .bind(t.cancel_requested)
         .bind(serde_json::to_string(t).unwrap_or_default())
         .bind(t.image_id().map(|i| i.to_string()))
-        .execute(&mut **tx)
-        .await
-        .map(drop)
+        .fetch_all(&mut **tx)
+        .await?;
+        let owner: Option<String> = match rows.first() {
+            Some(r) => sqlx::Row::try_get(r, "owner_id")?,
+            None => None,
+        };
+        Ok(owner.and_then(|o| o.parse().ok()))
     }
 
     async fn write_task(&self, tx: &mut Tx, t: &Task) -> Result<()> {
@@ -133,7 +145,10 @@ impl TaskStore for SqlStore {
             }
         }
         match self.try_insert_task(&mut tx, t).await {
-            Ok(()) => self.commit(tx).await,
+            Ok(owner) => {
+                self.task_changed(&mut tx, None, &Task { owner_id: owner, ..t.clone() }).await?;
+                self.commit(tx).await
+            }
             Err(e) if is_unique_violation(&e) => {
                 drop(tx);
                 match t.vm_id {
@@ -200,9 +215,11 @@ impl TaskStore for SqlStore {
         let row = sqlx::query(&sql).fetch_all(&mut *tx).await.map(first).map_err(|e| self.err(e))?;
         let Some(row) = row else { return Ok(None) };
         let (mut t, db_now) = task(&row)?;
+        let before = t.clone();
         let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         t.claim(owner, now, until);
         self.write_task(&mut tx, &t).await?;
+        self.task_changed(&mut tx, Some(&before), &t).await?;
         self.commit(tx).await?;
         Ok(Some(t))
     }
@@ -233,15 +250,19 @@ impl TaskStore for SqlStore {
         if !stored.is_leased_with(fence, db_now) {
             return Err(Error::LeaseLost { task: t.id });
         }
-        self.write_task(&mut tx, &t.saved_over(&stored)).await?;
+        let saved = t.saved_over(&stored);
+        self.write_task(&mut tx, &saved).await?;
+        self.task_changed(&mut tx, Some(&stored), &saved).await?;
         self.commit(tx).await
     }
 
     async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
         let mut tx = self.begin().await?;
         let (mut t, _) = self.task_in(&mut tx, id).await?;
+        let before = t.clone();
         t.cancel(now)?;
         self.write_task(&mut tx, &t).await?;
+        self.task_changed(&mut tx, Some(&before), &t).await?;
         self.commit(tx).await?;
         Ok(t)
     }

@@ -1,10 +1,13 @@
 //! [`UserStore`] on SQL.
 
 use async_trait::async_trait;
+use chrono::Utc;
 use sqlx::any::AnyRow;
+use vmm_core::event::{token_event, user_event, user_update_event};
 use vmm_core::users::UserUsage;
 use vmm_core::{
-    ApiToken, Error, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserPatch, UserStore,
+    ApiToken, Error, EventType, Page, PageRequest, Result, StoredToken, TokenId, User, UserId, UserPatch,
+    UserStore,
 };
 
 use super::{from_json, is_unique_violation, to_json, unsigned, Columns, SqlStore, Tx};
@@ -65,21 +68,23 @@ impl SqlStore {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &User, password_hash: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO users (id, email, password_hash, record) VALUES ($1, $2, $3, $4)")
             .bind(user.id.to_string())
             .bind(&user.email)
             .bind(password_hash)
             .bind(to_json(user)?)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
-            .map(drop)
             .map_err(|e| {
                 if is_unique_violation(&e) {
                     Error::conflict(format!("a user with email {:?} exists", user.email))
                 } else {
                     self.err(e)
                 }
-            })
+            })?;
+        self.emit(&mut tx, vec![user_event(EventType::UserCreated, user, Utc::now())]).await?;
+        self.commit(tx).await
     }
 
     async fn get_user(&self, id: UserId) -> Result<User> {
@@ -120,6 +125,7 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
+        self.emit(&mut tx, user_update_event(&user, patch, Utc::now()).into_iter().collect()).await?;
         self.commit(tx).await?;
         Ok(user)
     }
@@ -132,42 +138,52 @@ impl UserStore for SqlStore {
     async fn delete_user(&self, id: UserId) -> Result<()> {
         // The tokens go by the foreign key's cascade, in the same statement; a VM of theirs
         // holds the user by its own key.
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT record FROM users WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.write)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(|e| {
+            .map_err(|e| self.err(e))?;
+        let Some(row) = rows.first() else { return Err(Error::UserNotFound { id }) };
+        let user: User = from_json(&row.text("record")?)?;
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(
+            |e| {
                 if is_foreign_key_violation(&e) {
                     Error::conflict("the user owns VMs: delete them or give them to another user first")
                 } else {
                     self.err(e)
                 }
-            })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::UserNotFound { id });
-        }
-        Ok(())
+            },
+        )?;
+        self.emit(&mut tx, vec![user_event(EventType::UserDeleted, &user, Utc::now())]).await?;
+        self.commit(tx).await
     }
 
     async fn create_token(&self, token: &ApiToken, prefix: &str, hash: &str) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, user_id, prefix, hash, record) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token.id.to_string())
-            .bind(token.user_id.to_string())
-            .bind(prefix)
-            .bind(hash)
-            .bind(to_json(token)?)
-            .execute(&self.write)
-            .await
-            .map(drop)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    Error::conflict("a token with this prefix exists")
-                } else if is_foreign_key_violation(&e) {
-                    Error::UserNotFound { id: token.user_id }
-                } else {
-                    self.err(e)
-                }
-            })
+        let insert =
+            sqlx::query("INSERT INTO tokens (id, user_id, prefix, hash, record) VALUES ($1, $2, $3, $4, $5)")
+                .bind(token.id.to_string())
+                .bind(token.user_id.to_string())
+                .bind(prefix)
+                .bind(hash)
+                .bind(to_json(token)?);
+        let refused = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                Error::conflict("a token with this prefix exists")
+            } else if is_foreign_key_violation(&e) {
+                Error::UserNotFound { id: token.user_id }
+            } else {
+                self.err(e)
+            }
+        };
+        // A sign-in's session is no event: one statement, no transaction to open.
+        let Some(event) = token_event(EventType::TokenCreated, token, Utc::now()) else {
+            return insert.execute(&self.write).await.map(drop).map_err(refused);
+        };
+        let mut tx = self.begin().await?;
+        insert.execute(&mut *tx).await.map_err(refused)?;
+        self.emit(&mut tx, vec![event]).await?;
+        self.commit(tx).await
     }
 
     async fn token_by_prefix(&self, prefix: &str) -> Result<Option<StoredToken>> {
@@ -202,14 +218,21 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_token(&self, id: TokenId) -> Result<()> {
-        let done = sqlx::query("DELETE FROM tokens WHERE id = $1")
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT record FROM tokens WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.write)
+            .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::TokenNotFound { id });
-        }
-        Ok(())
+        let Some(row) = rows.first() else { return Err(Error::TokenNotFound { id }) };
+        let token: ApiToken = from_json(&row.text("record")?)?;
+        sqlx::query("DELETE FROM tokens WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.emit(&mut tx, token_event(EventType::TokenDeleted, &token, Utc::now()).into_iter().collect())
+            .await?;
+        self.commit(tx).await
     }
 }

@@ -6,11 +6,13 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use sqlx::any::AnyRow;
+use vmm_core::event::{vm_deleted_event, vm_lease_events, vm_owner_event};
 use vmm_core::placement::{self, Demand};
 use vmm_core::{
-    users::UserUsage, Error, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result, Task,
-    TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
+    users::UserUsage, Error, EventType, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result,
+    Task, TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
 };
 
 use super::{
@@ -152,6 +154,8 @@ impl VmStore for SqlStore {
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("VM {} exists", vm.id)) } else { self.err(e) })?;
         let node = nodes.iter().find(|n| n.id == vm.node_id).expect("placement chose a listed node");
         self.set_usage(&mut tx, node.id, node.allocated.with(&demand)).await?;
+        self.emit(&mut tx, vm_lease_events(EventType::LeaseTaken, &vm, &vm.addresses, task.created_at))
+            .await?;
         self.insert_task(&mut tx, task).await?;
         self.commit(tx).await?;
         Ok(vm)
@@ -251,9 +255,13 @@ impl VmStore for SqlStore {
     async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm> {
         let mut tx = self.begin().await?;
         let mut vm = self.vm_in(&mut tx, id).await?;
-        if owner != vm.owner_id {
-            self.check_quota(&mut tx, owner, &UserUsage::of(&vm)).await?;
+        if owner == vm.owner_id {
+            return Ok(vm);
         }
+        self.check_quota(&mut tx, owner, &UserUsage::of(&vm)).await?;
+        let previous = vm.owner_id;
+        vm.owner_id = owner;
+        self.emit(&mut tx, vec![vm_owner_event(&vm, previous, Utc::now())]).await?;
         // The VM's tasks go with it.
         for sql in
             ["UPDATE vms SET owner_id = $2 WHERE id = $1", "UPDATE tasks SET owner_id = $2 WHERE vm_id = $1"]
@@ -266,7 +274,6 @@ impl VmStore for SqlStore {
                 .map_err(|e| self.err(e))?;
         }
         self.commit(tx).await?;
-        vm.owner_id = owner;
         Ok(vm)
     }
 
@@ -281,6 +288,10 @@ impl VmStore for SqlStore {
             .await
             .map_err(|e| self.err(e))?;
         self.set_usage(&mut tx, node.id, node.allocated.without(&vm.demand())).await?;
+        let now = Utc::now();
+        let mut events = vm_lease_events(EventType::LeaseReleased, &vm, &vm.addresses, now);
+        events.push(vm_deleted_event(&vm, now));
+        self.emit(&mut tx, events).await?;
         self.commit(tx).await
     }
 
@@ -355,6 +366,8 @@ impl VmStore for SqlStore {
         vm.nics.push(nic);
         vm.refresh_addresses();
         self.write_nics(&mut tx, &vm).await?;
+        self.emit(&mut tx, vm_lease_events(EventType::LeaseTaken, &vm, &[lease.address], task.created_at))
+            .await?;
         let task = Task { params: TaskParams::AddAddress { address: lease.address }, ..task.clone() };
         self.insert_task(&mut tx, &task).await?;
         self.commit(tx).await?;
@@ -372,6 +385,7 @@ impl VmStore for SqlStore {
         if let Some(pool) = nic.pool_id {
             self.end_lease(&mut tx, pool, address).await?;
         }
+        self.emit(&mut tx, vm_lease_events(EventType::LeaseReleased, &vm, &[address], Utc::now())).await?;
         for n in &mut vm.nics {
             n.addresses.retain(|a| *a != address);
         }

@@ -43,6 +43,9 @@ where
     super::users::ssh_keys(new_store().await.as_ref()).await;
     super::users::audit(new_store().await.as_ref()).await;
     super::users::quota_race(new_store().await.as_ref(), 32).await;
+    super::events::events_follow_changes(new_store().await.as_ref()).await;
+    super::events::concurrent_writers_never_hide_an_event(new_store().await.as_ref(), 24).await;
+    super::events::pruning_keeps_ids_growing(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{InMemoryStore, PoolState, StoreState};
 use crate::error::{Error, Result};
+use crate::event::{lease_event, vm_lease_events, EventType};
 use crate::id::{PoolId, VmId};
 use crate::ipam::{IpAllocator, IpLease, IpPool};
 use crate::page::{Page, PageRequest};
@@ -87,6 +88,22 @@ impl StoreState {
         }
     }
 
+    /// Records `addresses` of `vm` leased.
+    pub(super) fn leases_taken(&mut self, vm: &crate::vm::Vm, addresses: &[IpAddr], at: DateTime<Utc>) {
+        self.lease_events(EventType::LeaseTaken, vm, addresses, at);
+    }
+
+    /// Records `addresses` of `vm` released.
+    pub(super) fn leases_released(&mut self, vm: &crate::vm::Vm, addresses: &[IpAddr], at: DateTime<Utc>) {
+        self.lease_events(EventType::LeaseReleased, vm, addresses, at);
+    }
+
+    fn lease_events(&mut self, kind: EventType, vm: &crate::vm::Vm, addresses: &[IpAddr], at: DateTime<Utc>) {
+        for e in vm_lease_events(kind, vm, addresses, at) {
+            self.emit(e);
+        }
+    }
+
     /// Ends every lease `vm` holds.
     pub(super) fn release_vm_leases(&mut self, vm: VmId) {
         for (pool, address) in self.vm_leases.remove(&vm).unwrap_or_default() {
@@ -146,7 +163,10 @@ impl IpamStore for InMemoryStore {
         vm: Option<VmId>,
         now: DateTime<Utc>,
     ) -> Result<IpLease> {
-        self.state().lease(pool, address, vm, now)
+        let mut s = self.state();
+        let lease = s.lease(pool, address, vm, now)?;
+        s.emit(lease_event(EventType::LeaseTaken, pool, lease.address, vm, None, now));
+        Ok(lease)
     }
 
     async fn release_lease(&self, pool: PoolId, address: IpAddr) -> Result<()> {
@@ -160,6 +180,8 @@ impl IpamStore for InMemoryStore {
             Some(_) => {
                 ps.leases.remove(&address);
                 ps.alloc.release(address);
+                let at = self.clock.now();
+                s.emit(lease_event(EventType::LeaseReleased, pool, address, None, None, at));
                 Ok(())
             }
         }

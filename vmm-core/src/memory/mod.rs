@@ -5,6 +5,7 @@
 //! that area.
 
 mod audit;
+mod events;
 mod hypervisor;
 mod images;
 mod ipam;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::audit::AuditEntry;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::event::{task_events, Event};
 use crate::id::{
     AuditId, ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, TaskId, TokenId, UserId, VmId,
 };
@@ -99,13 +101,34 @@ struct StoreState {
     tokens: BTreeMap<TokenId, (ApiToken, String, String)>,
     ssh_keys: BTreeMap<SshKeyId, SshKey>,
     audit: BTreeMap<AuditId, AuditEntry>,
+    /// The event log by id.
+    events: BTreeMap<u64, Event>,
+    /// The last event id given (pruning never lowers it).
+    last_event: u64,
 }
 
 impl StoreState {
-    /// Keeps a new task, as its VM's owner's.
+    /// Keeps a new task, as its VM's owner's, and records it queued.
     fn insert_task(&mut self, task: &Task) {
         let owner = task.vm_id.and_then(|v| self.vms.get(&v)).and_then(|vm| vm.owner_id);
-        self.tasks.insert(task.id, Task { owner_id: owner, ..task.clone() });
+        let task = Task { owner_id: owner, ..task.clone() };
+        self.task_changed(None, &task, task.created_at);
+        self.tasks.insert(task.id, task);
+    }
+
+    /// Appends an event, numbered after the last.
+    fn emit(&mut self, mut event: Event) {
+        self.last_event += 1;
+        event.id = self.last_event;
+        self.events.insert(event.id, event);
+    }
+
+    /// Records the events of a task's change.
+    fn task_changed(&mut self, before: Option<&Task>, after: &Task, at: chrono::DateTime<chrono::Utc>) {
+        let name = after.vm_id.and_then(|v| self.vms.get(&v)).map(|vm| vm.name.clone());
+        for event in task_events(before, after, name.as_deref(), at) {
+            self.emit(event);
+        }
     }
 
     /// What `owner`'s VMs hold.

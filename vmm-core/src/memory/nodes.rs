@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::InMemoryStore;
 use crate::error::{Error, Result};
+use crate::event::node_events;
 use crate::id::NodeId;
 use crate::node::{Node, Usage};
 use crate::page::{Page, PageRequest};
@@ -20,6 +21,9 @@ impl NodeStore for InMemoryStore {
             return Err(Error::conflict(format!("node {:?} already has this URI", other.name)));
         }
         s.nodes.insert(node.id, Node { allocated: Usage::default(), ..node.clone() });
+        for e in node_events(None, Some(node), self.clock.now()) {
+            s.emit(e);
+        }
         Ok(())
     }
 
@@ -48,11 +52,16 @@ impl NodeStore for InMemoryStore {
             return Err(Error::conflict(format!("a node named {:?} exists", node.name)));
         }
         let stored = s.nodes.get_mut(&node.id).expect("checked above");
+        let before = stored.clone();
         stored.name.clone_from(&node.name);
         stored.cpu_overcommit = node.cpu_overcommit;
         stored.memory_overcommit = node.memory_overcommit;
         stored.state = node.state;
         stored.capacity = node.capacity;
+        let after = stored.clone();
+        for e in node_events(Some(&before), Some(&after), self.clock.now()) {
+            s.emit(e);
+        }
         Ok(())
     }
 
@@ -62,7 +71,11 @@ impl NodeStore for InMemoryStore {
         if node.allocated.vms > 0 {
             return Err(Error::conflict(format!("node {id} still has {} VMs", node.allocated.vms)));
         }
-        s.nodes.remove(&id);
+        if let Some(node) = s.nodes.remove(&id) {
+            for e in node_events(Some(&node), None, self.clock.now()) {
+                s.emit(e);
+            }
+        }
         s.node_images.retain(|(node, _), _| *node != id);
         Ok(())
     }

@@ -57,8 +57,11 @@ impl TaskStore for InMemoryStore {
         let Some(task) = claimable.and_then(|id| s.tasks.get_mut(&id)) else {
             return Ok(None);
         };
+        let before = task.clone();
         task.claim(owner, now, store_now + span(lease));
-        Ok(Some(task.clone()))
+        let task = task.clone();
+        s.task_changed(Some(&before), &task, store_now);
+        Ok(Some(task))
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
@@ -82,17 +85,20 @@ impl TaskStore for InMemoryStore {
             return Err(Error::LeaseLost { task: task.id });
         }
         let saved = task.saved_over(stored);
-        *stored = saved.clone();
+        let before = std::mem::replace(stored, saved.clone());
         s.finish(&saved);
+        s.task_changed(Some(&before), &saved, store_now);
         Ok(())
     }
 
     async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
         let mut s = self.state();
         let task = s.tasks.get_mut(&id).ok_or(Error::TaskNotFound { id })?;
+        let before = task.clone();
         task.cancel(now)?;
         let task = task.clone();
         s.finish(&task);
+        s.task_changed(Some(&before), &task, now);
         Ok(task)
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::InMemoryStore;
 use crate::error::{Error, Result};
+use crate::event::{token_event, user_event, user_update_event, EventType};
 use crate::id::{TokenId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::store::{StoredToken, UserStore};
@@ -17,6 +18,7 @@ impl UserStore for InMemoryStore {
             return Err(Error::conflict(format!("a user with email {:?} exists", user.email)));
         }
         s.users.insert(user.id, (user.clone(), password_hash.map(str::to_owned)));
+        s.emit(user_event(EventType::UserCreated, user, self.clock.now()));
         Ok(())
     }
 
@@ -48,6 +50,9 @@ impl UserStore for InMemoryStore {
         if let Some(h) = password_hash {
             *hash = Some(h.to_owned());
         }
+        if let Some(e) = user_update_event(&user, patch, self.clock.now()) {
+            s.emit(e);
+        }
         Ok(user)
     }
 
@@ -67,7 +72,9 @@ impl UserStore for InMemoryStore {
         if s.vms.values().any(|vm| vm.owner_id == Some(id)) {
             return Err(Error::conflict("the user owns VMs: delete them or give them to another user first"));
         }
-        s.users.remove(&id);
+        if let Some((user, _)) = s.users.remove(&id) {
+            s.emit(user_event(EventType::UserDeleted, &user, self.clock.now()));
+        }
         s.tokens.retain(|_, (t, _, _)| t.user_id != id);
         s.ssh_keys.retain(|_, k| k.owner_id != id);
         Ok(())
@@ -82,6 +89,9 @@ impl UserStore for InMemoryStore {
             return Err(Error::conflict("a token with this prefix exists"));
         }
         s.tokens.insert(token.id, (token.clone(), prefix.to_owned(), hash.to_owned()));
+        if let Some(e) = token_event(EventType::TokenCreated, token, self.clock.now()) {
+            s.emit(e);
+        }
         Ok(())
     }
 
@@ -103,6 +113,11 @@ impl UserStore for InMemoryStore {
     }
 
     async fn delete_token(&self, id: TokenId) -> Result<()> {
-        self.state().tokens.remove(&id).map(drop).ok_or(Error::TokenNotFound { id })
+        let mut s = self.state();
+        let (token, _, _) = s.tokens.remove(&id).ok_or(Error::TokenNotFound { id })?;
+        if let Some(e) = token_event(EventType::TokenDeleted, &token, self.clock.now()) {
+            s.emit(e);
+        }
+        Ok(())
     }
 }

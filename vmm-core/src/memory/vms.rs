@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::InMemoryStore;
 use crate::error::{Error, Result};
+use crate::event::{vm_deleted_event, vm_owner_event};
 use crate::guest::GuestSettings;
 use crate::id::{PoolId, UserId, VmId};
 use crate::page::{Page, PageRequest};
@@ -42,6 +43,7 @@ impl VmStore for InMemoryStore {
         node.allocated = node.allocated.with(&demand);
         s.vms.insert(vm.id, vm.clone());
         s.guests.insert(vm.id, VmGuest { current: guest.cloned(), next: None });
+        s.leases_taken(&vm, &vm.addresses, task.created_at);
         s.insert_task(task);
         s.active.insert(task.id);
         if let Some(owner) = task.vm_id {
@@ -91,22 +93,30 @@ impl VmStore for InMemoryStore {
     async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm> {
         let mut s = self.state();
         let vm = s.vms.get(&id).cloned().ok_or(Error::VmNotFound { id })?;
-        if owner != vm.owner_id {
-            s.check_quota(owner, &UserUsage::of(&vm))?;
+        if owner == vm.owner_id {
+            return Ok(vm);
         }
+        s.check_quota(owner, &UserUsage::of(&vm))?;
+        let previous = vm.owner_id;
         // The VM's tasks go with it.
         for task in s.tasks.values_mut().filter(|t| t.vm_id == Some(id)) {
             task.owner_id = owner;
         }
         let stored = s.vms.get_mut(&id).expect("read above");
         stored.owner_id = owner;
-        Ok(stored.clone())
+        let vm = stored.clone();
+        let at = self.clock.now();
+        s.emit(vm_owner_event(&vm, previous, at));
+        Ok(vm)
     }
 
     async fn delete_vm(&self, id: VmId) -> Result<()> {
         let mut s = self.state();
         let vm = s.vms.remove(&id).ok_or(Error::VmNotFound { id })?;
+        let at = self.clock.now();
+        s.leases_released(&vm, &vm.addresses, at);
         s.release_vm_leases(id);
+        s.emit(vm_deleted_event(&vm, at));
         s.guests.remove(&id);
         if let Some(node) = s.nodes.get_mut(&vm.node_id) {
             node.allocated = node.allocated.without(&vm.demand());
@@ -176,6 +186,7 @@ impl VmStore for InMemoryStore {
         stored.nics.push(nic);
         stored.refresh_addresses();
         let vm = stored.clone();
+        s.leases_taken(&vm, &[lease.address], task.created_at);
         let mut task = task.clone();
         task.params = TaskParams::AddAddress { address: lease.address };
         s.insert_task(&task);
@@ -201,6 +212,8 @@ impl VmStore for InMemoryStore {
                 held.retain(|(p, a)| !(*p == pool && *a == address));
             }
         }
+        let at = self.clock.now();
+        s.leases_released(&vm, &[address], at);
         let stored = s.vms.get_mut(&id).expect("read above");
         for n in &mut stored.nics {
             n.addresses.retain(|a| *a != address);

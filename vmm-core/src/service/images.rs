@@ -37,7 +37,7 @@ impl Vmm {
         let task = match image.source_url {
             None => None,
             Some(_) => {
-                let task = Task::new(
+                let task = self.new_task(
                     TaskKind::ImportImage,
                     None,
                     TaskParams::ImportImage { image_id: image.id },

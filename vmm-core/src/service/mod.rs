@@ -10,6 +10,7 @@
 
 mod audit;
 mod engine;
+mod events;
 mod guests;
 mod images;
 mod ipam;
@@ -36,13 +37,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::directory::Directory;
 use crate::error::Result;
 use crate::hypervisor::{Connector, Hypervisor};
-use crate::id::{ImageId, NodeId};
+use crate::id::{ImageId, NodeId, UserId, VmId};
 use crate::image::{ImageFetcher, ImageLimits, ImageRepo, UrlPolicy};
 use crate::memory::{InMemoryConnector, InMemoryImageRepo, InMemoryStore};
 use crate::node::{Node, NodeUriPolicy};
 use crate::placement::Strategy;
 use crate::store::Store;
-use crate::task::TaskDeadlines;
+use crate::task::{Task, TaskDeadlines, TaskKind, TaskParams};
+use crate::users::Actor;
 
 /// How a [`Vmm`] runs its tasks and which nodes it accepts.
 #[derive(Debug, Clone)]
@@ -152,6 +154,7 @@ impl VmmBuilder {
     pub fn build(self) -> Vmm {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         Vmm {
+            acting: None,
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::with_clock(clock.clone()))),
                 connector: self.connector.unwrap_or_else(|| Arc::new(InMemoryConnector::new())),
@@ -203,6 +206,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Vmm {
     inner: Arc<Inner>,
+    /// The user on whose behalf tasks are queued through this handle ([`Vmm::acting_for`]).
+    acting: Option<UserId>,
 }
 
 impl Vmm {
@@ -217,6 +222,17 @@ impl Vmm {
     pub fn in_memory() -> Self {
         let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
         Self::builder().with_config(config).build()
+    }
+
+    /// The same service, queueing tasks on behalf of `actor`: their tasks and the events
+    /// those make name them.
+    pub fn acting_for(&self, actor: &Actor) -> Vmm {
+        Vmm { inner: self.inner.clone(), acting: Some(actor.user_id) }
+    }
+
+    /// A new task, asked for by the user this handle acts for.
+    fn new_task(&self, kind: TaskKind, vm: Option<VmId>, params: TaskParams, now: DateTime<Utc>) -> Task {
+        Task { actor_id: self.acting, ..Task::new(kind, vm, params, now) }
     }
 
     /// The store.

@@ -55,13 +55,13 @@ impl Vmm {
             Some(_) => {}
             None => spec.owner_id = Some(actor.user_id),
         }
-        self.create_vm_as(Some(actor), spec).await
+        self.acting_for(actor).create_vm_as(Some(actor), spec).await
     }
 
     /// Reinstalls a VM `actor` may change, with library keys they may see.
     pub async fn reinstall_vm_for(&self, actor: &Actor, id: VmId, spec: ReinstallSpec) -> Result<Task> {
         self.vm_for(actor, id, Access::Write).await?;
-        self.reinstall_vm_as(Some(actor), id, spec).await
+        self.acting_for(actor).reinstall_vm_as(Some(actor), id, spec).await
     }
 
     /// Gives a VM to another user (admins: it is a matter between users), its usage moving
@@ -84,7 +84,7 @@ impl Vmm {
     /// Clones a VM `actor` may change; the clone has the source's owner.
     pub async fn clone_vm_for(&self, actor: &Actor, source: VmId, spec: CloneSpec) -> Result<(Vm, Task)> {
         self.vm_for(actor, source, Access::Write).await?;
-        self.clone_vm(source, spec).await
+        self.acting_for(actor).clone_vm(source, spec).await
     }
 
     /// The task, if `actor` may have `access` to it: a task is its VM's owner's.

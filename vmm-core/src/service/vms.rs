@@ -68,7 +68,7 @@ impl Vmm {
             owner_id: spec.owner_id,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
-        let task = Task::new(TaskKind::CreateVm, Some(vm.id), params, now);
+        let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
         let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy, only };
         let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
         self.notify();
@@ -151,7 +151,7 @@ impl Vmm {
         // The settings are kept with the task, in one transaction: a refused reinstall
         // changes nothing, and no other request's settings can reach this task's worker.
         let params = TaskParams::Reinstall { image_id: image.id };
-        let task = Task::new(TaskKind::ReinstallVm, Some(id), params, self.now());
+        let task = self.new_task(TaskKind::ReinstallVm, Some(id), params, self.now());
         self.inner.store.queue_reinstall(&task, &next).await?;
         self.notify();
         Ok(task)
@@ -188,7 +188,7 @@ impl Vmm {
             ..from.clone()
         };
         let task =
-            Task::new(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
+            self.new_task(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
         let placement =
             PlacementRequest { pinned: Some(from.node_id), strategy: self.inner.config.strategy, only: None };
         let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
@@ -217,7 +217,7 @@ impl Vmm {
         // The address is known once leased: the store puts it in the task's parameters.
         let unknown = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
         let task =
-            Task::new(TaskKind::AddAddress, Some(id), TaskParams::AddAddress { address: unknown }, now);
+            self.new_task(TaskKind::AddAddress, Some(id), TaskParams::AddAddress { address: unknown }, now);
         self.inner.store.add_vm_address(id, spec.ip_pool_id, spec.address, &task).await?;
         self.notify();
         self.inner.store.get_task(task.id).await
@@ -324,7 +324,7 @@ impl Vmm {
     }
 
     async fn enqueue(&self, id: VmId, action: VmAction, kind: TaskKind, params: TaskParams) -> Result<Task> {
-        let task = Task::new(kind, Some(id), params, self.now());
+        let task = self.new_task(kind, Some(id), params, self.now());
         self.inner.store.enqueue_task(&task, Some(action)).await?;
         self.notify();
         Ok(task)

@@ -6,6 +6,7 @@
 //! SQLite and PostgreSQL in `vmm-backends`.
 
 mod audit;
+mod events;
 mod images;
 mod ipam;
 mod networks;
@@ -19,6 +20,7 @@ mod vms;
 use std::fmt::Debug;
 
 pub use audit::AuditStore;
+pub use events::EventStore;
 pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
 pub use networks::NetworkStore;
@@ -42,6 +44,7 @@ pub trait Store:
     + UserStore
     + SshKeyStore
     + AuditStore
+    + EventStore
     + Send
     + Sync
     + Debug
@@ -59,6 +62,7 @@ impl<T> Store for T where
         + UserStore
         + SshKeyStore
         + AuditStore
+        + EventStore
         + Send
         + Sync
         + Debug

@@ -3,6 +3,7 @@
 //! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
 
 mod audit;
+mod events;
 mod images;
 mod ipam;
 mod meta;
@@ -130,6 +131,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(audit::routes(), Area::Audit))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())
+        // Events: everyone reads those of what they may see.
+        .merge(events::routes())
 }
 
 /// Routes open to all (health, sign-in).

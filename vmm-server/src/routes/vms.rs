@@ -114,7 +114,7 @@ async fn update_vm(
         return Ok(Json(vm).into_response());
     }
     s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.update_vm(id, patch).await?;
+    let task = s.vmm.acting_for(&actor).update_vm(id, patch).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
@@ -127,7 +127,7 @@ async fn delete_vm(
     Path(id): Path<VmId>,
 ) -> ApiResult<Response> {
     s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.delete_vm(id).await?;
+    let task = s.vmm.acting_for(&actor).delete_vm(id).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
@@ -141,7 +141,7 @@ async fn power_vm(
     Path((id, action)): Path<(VmId, PowerAction)>,
 ) -> ApiResult<Response> {
     s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.power_vm(id, action).await?;
+    let task = s.vmm.acting_for(&actor).power_vm(id, action).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
@@ -188,7 +188,7 @@ async fn add_address(
     Json(spec): Json<AddressSpec>,
 ) -> ApiResult<Response> {
     s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.add_vm_address(id, spec).await?;
+    let task = s.vmm.acting_for(&actor).add_vm_address(id, spec).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
@@ -202,7 +202,7 @@ async fn remove_address(
     Path((id, address)): Path<(VmId, IpAddr)>,
 ) -> ApiResult<Response> {
     s.vmm.vm_for(&actor, id, Access::Write).await?;
-    let task = s.vmm.remove_vm_address(id, address).await?;
+    let task = s.vmm.acting_for(&actor).remove_vm_address(id, address).await?;
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 

@@ -1,0 +1,178 @@
+//! [`EventStore`] on SQL, and the appending of events inside the other areas' transactions.
+//!
+//! An event's public id (`pos`) must only grow in the order readers can see events. On
+//! SQLite there is one writer at a time, so an event is numbered as it is written, from a
+//! counter row. On PostgreSQL transactions commit in any order, so an event is written
+//! unnumbered and numbered later, in commit order, by whoever reads next: the numbering
+//! transaction locks the counter row (so numberings follow one another) and numbers the
+//! unnumbered events it can see, which are those already committed. An event committed
+//! later is numbered later, with a larger id; none is ever numbered below one a reader has
+//! seen. Writers never wait for each other on the counter.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use vmm_core::event::task_events;
+use vmm_core::{Event, EventFilter, EventStore, Result, Task};
+
+use super::{first, from_json, to_json, ts, unsigned, Columns, Dialect, SqlStore, Tx};
+
+impl SqlStore {
+    /// Appends `events` in `tx`, the transaction of the change they record.
+    pub(super) async fn emit(&self, tx: &mut Tx, events: Vec<Event>) -> Result<()> {
+        for mut event in events {
+            let pos = match self.dialect {
+                Dialect::Sqlite => {
+                    let row = sqlx::query("UPDATE event_counter SET last = last + 1 RETURNING last")
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map(first)
+                        .map_err(|e| self.err(e))?;
+                    let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
+                    event.id = u64::try_from(last).unwrap_or_default();
+                    Some(last)
+                }
+                Dialect::Postgres => None,
+            };
+            sqlx::query(
+                "INSERT INTO events (id, pos, at, type, area, owner_id, record) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(pos)
+            .bind(ts(event.at))
+            .bind(event.kind.as_str())
+            .bind(event.kind.area().to_string())
+            .bind(event.owner_id.map(|o| o.to_string()))
+            .bind(to_json(&event)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the events of a task's change from `before` (none: it is new) to `after`.
+    pub(super) async fn task_changed(&self, tx: &mut Tx, before: Option<&Task>, after: &Task) -> Result<()> {
+        let now = Utc::now();
+        if task_events(before, after, None, now).is_empty() {
+            return Ok(());
+        }
+        let name = match after.vm_id {
+            Some(vm) => sqlx::query("SELECT name FROM vms WHERE id = $1")
+                .bind(vm.to_string())
+                .fetch_all(&mut **tx)
+                .await
+                .map(first)
+                .map_err(|e| self.err(e))?
+                .map(|r| r.text("name"))
+                .transpose()?,
+            None => None,
+        };
+        self.emit(tx, task_events(before, after, name.as_deref(), now)).await
+    }
+
+    /// Numbers the events committed since the last numbering (PostgreSQL).
+    async fn number_events(&self) -> Result<()> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let waiting = sqlx::query("SELECT id FROM events WHERE pos IS NULL LIMIT 1")
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| self.err(e))?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT last FROM event_counter FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
+        // Each statement sees what was committed when it began: the rows numbered are
+        // exactly the committed unnumbered ones, in the order they were written.
+        let numbered = sqlx::query(
+            "UPDATE events SET pos = $1 + todo.n FROM \
+             (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM events WHERE pos IS NULL) AS todo \
+             WHERE events.id = todo.id",
+        )
+        .bind(last)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        sqlx::query("UPDATE event_counter SET last = last + $1")
+            .bind(i64::try_from(numbered).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.commit(tx).await
+    }
+}
+
+fn event(r: &AnyRow) -> Result<Event> {
+    let mut e: Event = from_json(&r.text("record")?)?;
+    e.id = unsigned(r, "pos")?;
+    Ok(e)
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn list_events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>> {
+        self.number_events().await?;
+        // Fixed clauses only; every value is bound.
+        let mut sql = String::from("SELECT pos, record FROM events WHERE pos > $1");
+        let mut binds: Vec<String> = Vec::new();
+        let bind = |binds: &mut Vec<String>, value: String| {
+            binds.push(value);
+            format!("${}", binds.len() + 1)
+        };
+        if !filter.types.is_empty() {
+            let terms: Vec<String> = filter
+                .types
+                .iter()
+                .map(|p| match p.as_str().strip_suffix('*') {
+                    Some("") => "TRUE".to_owned(),
+                    Some(prefix) => format!("type LIKE {}", bind(&mut binds, format!("{prefix}%"))),
+                    None => format!("type = {}", bind(&mut binds, p.as_str().to_owned())),
+                })
+                .collect();
+            sql.push_str(&format!(" AND ({})", terms.join(" OR ")));
+        }
+        if let Some((areas, user)) = &filter.reader {
+            let mut terms: Vec<String> =
+                areas.iter().map(|a| format!("area = {}", bind(&mut binds, a.to_string()))).collect();
+            terms.push(format!("owner_id = {}", bind(&mut binds, user.to_string())));
+            sql.push_str(&format!(" AND ({})", terms.join(" OR ")));
+        }
+        sql.push_str(&format!(" ORDER BY pos LIMIT {limit}"));
+        let mut query = sqlx::query(&sql).bind(i64::try_from(filter.after).unwrap_or(i64::MAX));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.read).await.map_err(|e| self.err(e))?;
+        rows.iter().map(event).collect()
+    }
+
+    async fn last_event_id(&self) -> Result<u64> {
+        self.number_events().await?;
+        let row = sqlx::query("SELECT last FROM event_counter")
+            .fetch_all(&self.read)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| unsigned(&r, "last")).transpose()?.unwrap_or_default())
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        // Through the index on `at`: the cost is what is pruned. Unnumbered events stay
+        // until they are numbered.
+        let done = sqlx::query("DELETE FROM events WHERE at < $1 AND pos IS NOT NULL")
+            .bind(ts(before))
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,167 @@
+//! The event log part of the [`Store`](crate::Store) suite: changes append their events in
+//! order, readers filter by type and by what they may see, ids only grow (under concurrent
+//! writers too), and pruning never lowers them.
+
+use std::collections::BTreeSet;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+
+use super::store::{new_vm, node};
+use crate::event::{EventFilter, EventPattern, EventType};
+use crate::users::Area;
+use crate::{IpPool, IpPoolSpec, PlacementRequest, Store, Strategy, TaskState, UserId};
+
+const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+
+fn all() -> EventFilter {
+    EventFilter::default()
+}
+
+async fn kinds(s: &dyn Store, filter: &EventFilter) -> Vec<EventType> {
+    s.list_events(filter, 1000).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
+/// A VM's life writes its events in order, with growing ids, and readers see what their
+/// filter lets them.
+pub async fn events_follow_changes(s: &dyn Store) {
+    use EventType::*;
+    assert_eq!(s.last_event_id().await.unwrap(), 0);
+    s.create_node(&node("n", 4)).await.unwrap();
+    let p = IpPool::from_spec(&IpPoolSpec::new("p", "192.0.2.0/29"), Utc::now()).unwrap();
+    s.create_pool(&p).await.unwrap();
+    let owner = UserId::new();
+    let (mut vm, task) = new_vm(Some(&p));
+    vm.name = "web <1>".into();
+    let user = crate::users::User {
+        id: owner,
+        email: "events@example.com".into(),
+        role: crate::Role::User,
+        state: crate::UserState::Active,
+        auth: crate::AuthSource::Local,
+        quota: crate::Quota::default(),
+        created_at: Utc::now(),
+    };
+    s.create_user(&user, None).await.unwrap();
+    vm.owner_id = Some(owner);
+    s.create_vm(&vm, &task, ANY, None).await.unwrap();
+    let mut run = s.claim_task("w", Utc::now(), StdDuration::from_secs(60)).await.unwrap().unwrap();
+    run.progress = 50;
+    s.save_task(&run, run.fence()).await.unwrap();
+    run.state = TaskState::Succeeded;
+    run.progress = 100;
+    s.save_task(&run, run.fence()).await.unwrap();
+    s.delete_vm(vm.id).await.unwrap();
+
+    let events = s.list_events(&all(), 1000).await.unwrap();
+    let got: Vec<EventType> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        got,
+        [
+            NodeCreated,
+            UserCreated,
+            LeaseTaken,
+            TaskQueued,
+            TaskStarted,
+            TaskProgress,
+            TaskSucceeded,
+            VmCreated,
+            LeaseReleased,
+            VmDeleted
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids grow: {events:?}");
+    let last = events.last().unwrap().id;
+    assert_eq!(s.last_event_id().await.unwrap(), last);
+    let created = &events[7];
+    assert_eq!((created.vm_id, created.task_id, created.owner_id), (Some(vm.id), Some(task.id), Some(owner)));
+    assert_eq!(created.data["vm_name"], "web <1>");
+    assert_eq!(events[2].data["address"], "192.0.2.1");
+    assert_eq!(events[9].data["vm_name"], "web <1>");
+
+    // Resuming after any id gives exactly the rest.
+    for (i, e) in events.iter().enumerate() {
+        let rest = s.list_events(&EventFilter { after: e.id, ..all() }, 1000).await.unwrap();
+        assert_eq!(rest, events[i + 1..].to_vec());
+    }
+    assert_eq!(s.list_events(&all(), 3).await.unwrap(), events[..3].to_vec());
+    // By type and prefix.
+    let types = EventPattern::parse_list("vm.*,task.succeeded").unwrap();
+    assert_eq!(kinds(s, &EventFilter { types, ..all() }).await, [TaskSucceeded, VmCreated, VmDeleted]);
+    // A user reads their own objects' events; an operator-like reader the areas it sees.
+    let own = EventFilter { reader: Some((Vec::new(), owner)), ..all() };
+    assert_eq!(
+        kinds(s, &own).await,
+        [
+            UserCreated,
+            LeaseTaken,
+            TaskQueued,
+            TaskStarted,
+            TaskProgress,
+            TaskSucceeded,
+            VmCreated,
+            LeaseReleased,
+            VmDeleted
+        ]
+    );
+    let stranger = EventFilter { reader: Some((Vec::new(), UserId::new())), ..all() };
+    assert!(kinds(s, &stranger).await.is_empty());
+    let nodes_only = EventFilter { reader: Some((vec![Area::Nodes], UserId::new())), ..all() };
+    assert_eq!(kinds(s, &nodes_only).await, [NodeCreated]);
+}
+
+/// Concurrent writers and a reader that polls after the last id it saw: the reader sees
+/// every event exactly once, whatever order the writers commit in.
+pub async fn concurrent_writers_never_hide_an_event(s: &dyn Store, writers: usize) {
+    let capacity = crate::Capacity { cpus: 1024, memory_mib: 1 << 30, storage_gib: 1 << 20 };
+    s.create_node(&crate::Node { capacity, ..node("big", 1024) }).await.unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let write = async {
+        let creates = (0..writers).map(|_| async {
+            let (vm, task) = new_vm(None);
+            s.create_vm(&vm, &task, ANY, None).await.unwrap();
+        });
+        futures::future::join_all(creates).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let read = async {
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            let page = s.list_events(&EventFilter { after, ..all() }, 7).await.unwrap();
+            if let Some(last) = page.last() {
+                after = last.id;
+            }
+            let empty = page.is_empty();
+            seen.extend(page.into_iter().map(|e| e.id));
+            if finished && empty {
+                return seen;
+            }
+            futures_timer::Delay::new(StdDuration::from_millis(1)).await;
+        }
+    };
+    let ((), seen) = futures::future::join(write, read).await;
+    let unique: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "an event was read twice");
+    let everything: Vec<u64> = s.list_events(&all(), 1000).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(seen, everything, "the polling reader missed events");
+    // A node and, per create, the task queued.
+    assert_eq!(everything.len(), 1 + writers);
+}
+
+/// Pruning removes old events and never lowers the ids that follow.
+pub async fn pruning_keeps_ids_growing(s: &dyn Store) {
+    s.create_node(&node("a", 4)).await.unwrap();
+    s.create_node(&node("b", 4)).await.unwrap();
+    let last = s.last_event_id().await.unwrap();
+    assert_eq!(s.list_events(&all(), 10).await.unwrap().len(), 2);
+    assert_eq!(s.prune_events(Utc::now() - Duration::hours(1)).await.unwrap(), 0);
+    assert_eq!(s.prune_events(Utc::now() + Duration::seconds(1)).await.unwrap(), 2);
+    assert!(s.list_events(&all(), 10).await.unwrap().is_empty());
+    assert_eq!(s.last_event_id().await.unwrap(), last);
+    s.create_node(&node("c", 4)).await.unwrap();
+    let after = s.list_events(&all(), 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].id > last, "{} after pruning {last}", after[0].id);
+}

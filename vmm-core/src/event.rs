@@ -1,0 +1,643 @@
+//! The event log: what happened, in order. Every state change appends an [`Event`] in the
+//! same store transaction as the change, so an event is never lost nor made up: tasks as
+//! they are queued, start, progress and end; VMs as their tasks succeed (created, started,
+//! stopped, deleted…); nodes, addresses, users and tokens as they change.
+//!
+//! Events carry a monotonic id: once a reader has seen id N it will never be shown an event
+//! with a smaller id later, so `after=N` resumes a reader with no gap and no duplicate
+//! (SQL stores number events as they become visible, never as they are written).
+//!
+//! Who may read an event follows the area it belongs to ([`EventType::area`]): those who see
+//! every object of the area see it, others only the events of their own objects.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use std::net::IpAddr;
+
+use crate::id::{NodeId, PoolId, TaskId, UserId, VmId};
+use crate::node::{Node, NodeState};
+use crate::task::{Task, TaskKind, TaskParams, TaskState};
+use crate::users::{decide, sees_all, Access, Actor, Area, Decision, Role, Target};
+use crate::users::{ApiToken, TokenKind, User, UserPatch};
+use crate::vm::Vm;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
+pub enum EventType {
+    /// A VM was made (its create or clone task succeeded).
+    #[serde(rename = "vm.created")]
+    #[strum(serialize = "vm.created")]
+    VmCreated,
+    /// A VM was started.
+    #[serde(rename = "vm.started")]
+    #[strum(serialize = "vm.started")]
+    VmStarted,
+    /// A VM was stopped (powered off or shut down).
+    #[serde(rename = "vm.stopped")]
+    #[strum(serialize = "vm.stopped")]
+    VmStopped,
+    /// A VM was rebooted.
+    #[serde(rename = "vm.rebooted")]
+    #[strum(serialize = "vm.rebooted")]
+    VmRebooted,
+    /// A VM was suspended.
+    #[serde(rename = "vm.suspended")]
+    #[strum(serialize = "vm.suspended")]
+    VmSuspended,
+    /// A VM was resumed.
+    #[serde(rename = "vm.resumed")]
+    #[strum(serialize = "vm.resumed")]
+    VmResumed,
+    /// A VM was renamed or resized.
+    #[serde(rename = "vm.updated")]
+    #[strum(serialize = "vm.updated")]
+    VmUpdated,
+    /// A VM was reinstalled from an image.
+    #[serde(rename = "vm.reinstalled")]
+    #[strum(serialize = "vm.reinstalled")]
+    VmReinstalled,
+    /// A VM was given to another user.
+    #[serde(rename = "vm.owner_changed")]
+    #[strum(serialize = "vm.owner_changed")]
+    VmOwnerChanged,
+    /// A VM got another address, with its NIC.
+    #[serde(rename = "vm.address_added")]
+    #[strum(serialize = "vm.address_added")]
+    VmAddressAdded,
+    /// A VM lost an address, with its NIC.
+    #[serde(rename = "vm.address_removed")]
+    #[strum(serialize = "vm.address_removed")]
+    VmAddressRemoved,
+    /// A VM was deleted with its disk and addresses.
+    #[serde(rename = "vm.deleted")]
+    #[strum(serialize = "vm.deleted")]
+    VmDeleted,
+    /// A task was queued.
+    #[serde(rename = "task.queued")]
+    #[strum(serialize = "task.queued")]
+    TaskQueued,
+    /// A worker took a task (again, after a crash, with a higher attempt).
+    #[serde(rename = "task.started")]
+    #[strum(serialize = "task.started")]
+    TaskStarted,
+    /// A running task made progress.
+    #[serde(rename = "task.progress")]
+    #[strum(serialize = "task.progress")]
+    TaskProgress,
+    /// A task succeeded.
+    #[serde(rename = "task.succeeded")]
+    #[strum(serialize = "task.succeeded")]
+    TaskSucceeded,
+    /// A task failed; what it had done was undone.
+    #[serde(rename = "task.failed")]
+    #[strum(serialize = "task.failed")]
+    TaskFailed,
+    /// A task was cancelled; what it had done was undone.
+    #[serde(rename = "task.cancelled")]
+    #[strum(serialize = "task.cancelled")]
+    TaskCancelled,
+    /// A node was added.
+    #[serde(rename = "node.created")]
+    #[strum(serialize = "node.created")]
+    NodeCreated,
+    /// A node's settings changed.
+    #[serde(rename = "node.updated")]
+    #[strum(serialize = "node.updated")]
+    NodeUpdated,
+    /// A node came online.
+    #[serde(rename = "node.online")]
+    #[strum(serialize = "node.online")]
+    NodeOnline,
+    /// A node went offline.
+    #[serde(rename = "node.offline")]
+    #[strum(serialize = "node.offline")]
+    NodeOffline,
+    /// A node went into maintenance.
+    #[serde(rename = "node.maintenance")]
+    #[strum(serialize = "node.maintenance")]
+    NodeMaintenance,
+    /// A node was removed.
+    #[serde(rename = "node.deleted")]
+    #[strum(serialize = "node.deleted")]
+    NodeDeleted,
+    /// An address was leased from a pool.
+    #[serde(rename = "lease.taken")]
+    #[strum(serialize = "lease.taken")]
+    LeaseTaken,
+    /// An address went back to its pool.
+    #[serde(rename = "lease.released")]
+    #[strum(serialize = "lease.released")]
+    LeaseReleased,
+    /// A user was made.
+    #[serde(rename = "user.created")]
+    #[strum(serialize = "user.created")]
+    UserCreated,
+    /// A user's role, state or quota changed.
+    #[serde(rename = "user.updated")]
+    #[strum(serialize = "user.updated")]
+    UserUpdated,
+    /// A user was deleted.
+    #[serde(rename = "user.deleted")]
+    #[strum(serialize = "user.deleted")]
+    UserDeleted,
+    /// An API token was made.
+    #[serde(rename = "token.created")]
+    #[strum(serialize = "token.created")]
+    TokenCreated,
+    /// An API token was revoked.
+    #[serde(rename = "token.deleted")]
+    #[strum(serialize = "token.deleted")]
+    TokenDeleted,
+}
+
+impl EventType {
+    /// The type as the API spells it (`vm.started`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The area whose objects it is about: it decides who sees the event.
+    pub fn area(self) -> Area {
+        match self.as_str().split('.').next() {
+            Some("vm") => Area::Vms,
+            Some("task") => Area::Tasks,
+            Some("node") => Area::Nodes,
+            Some("lease") => Area::IpPools,
+            Some("user") => Area::Users,
+            _ => Area::Tokens,
+        }
+    }
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Monotonic: later events have larger ids. 0 until the store numbers it.
+    pub id: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who asked for the change, when a user did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
+    /// Whose object it is about (the VM's or task's owner, the user concerned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
+    /// The VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<VmId>,
+    /// The task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// The node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeId>,
+    /// A small object with the details (a task's kind and error, a VM's name, an address).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: Value,
+}
+
+impl Event {
+    /// An event of `kind` at `at`, about nothing yet, with empty data.
+    pub fn new(kind: EventType, at: DateTime<Utc>) -> Self {
+        Self {
+            id: 0,
+            kind,
+            at,
+            actor_id: None,
+            owner_id: None,
+            vm_id: None,
+            task_id: None,
+            node_id: None,
+            data: json!({}),
+        }
+    }
+
+    /// About the VM `id`.
+    pub fn vm(mut self, id: Option<VmId>) -> Self {
+        self.vm_id = id;
+        self
+    }
+
+    /// About the task `id`.
+    pub fn task(mut self, id: TaskId) -> Self {
+        self.task_id = Some(id);
+        self
+    }
+
+    /// About the node `id`.
+    pub fn node(mut self, id: Option<NodeId>) -> Self {
+        self.node_id = id;
+        self
+    }
+
+    /// About an object of `owner`'s.
+    pub fn owner(mut self, owner: Option<UserId>) -> Self {
+        self.owner_id = owner;
+        self
+    }
+
+    /// Asked for by `actor`.
+    pub fn actor(mut self, actor: Option<UserId>) -> Self {
+        self.actor_id = actor;
+        self
+    }
+
+    /// With `key` set to `value` in its data.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        if let Value::Object(map) = &mut self.data {
+            map.insert(key.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
+        }
+        self
+    }
+
+    /// Whether `actor` may read it: those who see every object of its area, or the owner
+    /// of the object it is about.
+    pub fn is_visible_to(&self, actor: &Actor) -> bool {
+        reads_all(actor.role, self.kind.area()) || self.owner_id == Some(actor.user_id)
+    }
+}
+
+/// Whether `role` reads the events of every object of `area`: of an owned area if it sees
+/// everyone's objects, of the platform's (nodes, pools) if it may read them at all.
+pub fn reads_all(role: Role, area: Area) -> bool {
+    sees_all(role, area)
+        || (!area.is_owned() && decide(role, area, Access::Read, Target::Any) == Decision::Allow)
+}
+
+/// Event types by pattern: `*` (all), a type (`task.failed`) or a prefix (`vm.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(try_from = "String", into = "String")]
+pub struct EventPattern(String);
+
+impl EventPattern {
+    /// A pattern, checked: `*`, a known type, or the prefix of known types then `.*`.
+    pub fn parse(text: &str) -> Result<Self> {
+        use strum::IntoEnumIterator;
+        let known = |t: &str| EventType::iter().any(|k| k.as_str() == t);
+        let prefix = |p: &str| EventType::iter().any(|k| k.as_str().split('.').next() == Some(p));
+        let ok = text == "*"
+            || known(text)
+            || text.strip_suffix(".*").is_some_and(|p| !p.contains('.') && prefix(p));
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(Error::invalid(
+                "types",
+                format!("{text:?} is not an event type, a prefix such as vm.*, or *"),
+            ))
+        }
+    }
+
+    /// Whether `kind` matches.
+    pub fn matches(&self, kind: EventType) -> bool {
+        let t = kind.as_str();
+        match self.0.strip_suffix('*') {
+            Some("") => true,
+            Some(prefix) => t.starts_with(prefix),
+            None => self.0 == t,
+        }
+    }
+
+    /// The pattern's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Patterns from a comma-separated list (`vm.*,task.failed`); empty means all.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Self::parse).collect()
+    }
+}
+
+impl TryFrom<String> for EventPattern {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EventPattern> for String {
+    fn from(p: EventPattern) -> String {
+        p.0
+    }
+}
+
+/// Which events to read: those after an id, of some types, that a reader may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events with a larger id.
+    pub after: u64,
+    /// Only these types (none: all).
+    pub types: Vec<EventPattern>,
+    /// Who reads: `None` reads every event; otherwise events of these areas, and those of
+    /// this user's own objects.
+    pub reader: Option<(Vec<Area>, UserId)>,
+}
+
+impl EventFilter {
+    /// The filter for `actor` reading after `after`.
+    pub fn for_actor(actor: &Actor, after: u64, types: Vec<EventPattern>) -> Self {
+        use strum::IntoEnumIterator;
+        let areas: Vec<Area> = Area::iter().filter(|a| reads_all(actor.role, *a)).collect();
+        let all = areas.len() == Area::iter().count();
+        Self { after, types, reader: if all { None } else { Some((areas, actor.user_id)) } }
+    }
+
+    /// Whether `event` passes (the stores' oracle; SQL stores say the same in SQL).
+    pub fn matches(&self, event: &Event) -> bool {
+        event.id > self.after
+            && (self.types.is_empty() || self.types.iter().any(|p| p.matches(event.kind)))
+            && self.reader.as_ref().is_none_or(|(areas, user)| {
+                areas.contains(&event.kind.area()) || event.owner_id == Some(*user)
+            })
+    }
+}
+
+/// The event of an address leased or released: `vm` holds (held) it, `owner` owns the VM.
+pub fn lease_event(
+    kind: EventType,
+    pool: PoolId,
+    address: IpAddr,
+    vm: Option<VmId>,
+    owner: Option<UserId>,
+    at: DateTime<Utc>,
+) -> Event {
+    Event::new(kind, at).vm(vm).owner(owner).with("pool_id", pool).with("address", address)
+}
+
+/// The events of `vm`'s `addresses` leased or released (each from the pool of the NIC that
+/// holds it).
+pub fn vm_lease_events(kind: EventType, vm: &Vm, addresses: &[IpAddr], at: DateTime<Utc>) -> Vec<Event> {
+    addresses
+        .iter()
+        .filter_map(|address| {
+            let pool = vm.nics.iter().find(|n| n.addresses.contains(address)).and_then(|n| n.pool_id)?;
+            Some(lease_event(kind, pool, *address, Some(vm.id), vm.owner_id, at))
+        })
+        .collect()
+}
+
+/// The event of a VM deleted, with its name and node.
+pub fn vm_deleted_event(vm: &Vm, at: DateTime<Utc>) -> Event {
+    Event::new(EventType::VmDeleted, at)
+        .vm(Some(vm.id))
+        .owner(vm.owner_id)
+        .node(Some(vm.node_id))
+        .with("vm_name", &vm.name)
+}
+
+/// The event of a VM given by `previous` to its owner now.
+pub fn vm_owner_event(vm: &Vm, previous: Option<UserId>, at: DateTime<Utc>) -> Event {
+    Event::new(EventType::VmOwnerChanged, at)
+        .vm(Some(vm.id))
+        .owner(vm.owner_id)
+        .with("vm_name", &vm.name)
+        .with("previous_owner_id", previous)
+}
+
+/// The events of a node's change from `before` (none: it is new) to `after` (none: it is
+/// gone): created, deleted, a new state, or new settings.
+pub fn node_events(before: Option<&Node>, after: Option<&Node>, at: DateTime<Utc>) -> Vec<Event> {
+    let event = |kind, node: &Node| Event::new(kind, at).node(Some(node.id)).with("name", &node.name);
+    match (before, after) {
+        (None, Some(n)) => vec![event(EventType::NodeCreated, n)],
+        (Some(n), None) => vec![event(EventType::NodeDeleted, n)],
+        (Some(b), Some(a)) if b.state != a.state => {
+            let kind = match a.state {
+                NodeState::Online => EventType::NodeOnline,
+                NodeState::Offline => EventType::NodeOffline,
+                NodeState::Maintenance => EventType::NodeMaintenance,
+            };
+            vec![event(kind, a).with("was", b.state)]
+        }
+        (Some(b), Some(a))
+            if b.name != a.name
+                || b.cpu_overcommit != a.cpu_overcommit
+                || b.memory_overcommit != a.memory_overcommit =>
+        {
+            vec![event(EventType::NodeUpdated, a)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The event of a user made or deleted.
+pub fn user_event(kind: EventType, user: &User, at: DateTime<Utc>) -> Event {
+    Event::new(kind, at).owner(Some(user.id)).with("user_id", user.id).with("role", user.role)
+}
+
+/// The event of a user changed by `patch`, if it changes what others see (role, state,
+/// quota; a new password hash is no event).
+pub fn user_update_event(user: &User, patch: &UserPatch, at: DateTime<Utc>) -> Option<Event> {
+    let changed: Vec<&str> = [
+        ("role", patch.role.is_some()),
+        ("state", patch.state.is_some()),
+        ("quota", patch.quota.is_some()),
+        ("password", patch.password.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(what, set)| set.then_some(what))
+    .collect();
+    (!changed.is_empty()).then(|| {
+        user_event(EventType::UserUpdated, user, at).with("changed", changed).with("state", user.state)
+    })
+}
+
+/// The event of an API token made or revoked (sign-in sessions come and go unrecorded
+/// here: the audit log has them).
+pub fn token_event(kind: EventType, token: &ApiToken, at: DateTime<Utc>) -> Option<Event> {
+    (token.kind == TokenKind::Api).then(|| {
+        Event::new(kind, at).owner(Some(token.user_id)).with("token_id", token.id).with("name", &token.name)
+    })
+}
+
+/// The VM event a task's success means, if any.
+fn vm_event_of(task: &Task) -> Option<EventType> {
+    Some(match task.kind {
+        TaskKind::CreateVm | TaskKind::CloneVm => EventType::VmCreated,
+        TaskKind::StartVm => EventType::VmStarted,
+        TaskKind::StopVm | TaskKind::ShutdownVm => EventType::VmStopped,
+        TaskKind::RebootVm => EventType::VmRebooted,
+        TaskKind::SuspendVm => EventType::VmSuspended,
+        TaskKind::ResumeVm => EventType::VmResumed,
+        TaskKind::UpdateVm => EventType::VmUpdated,
+        TaskKind::ReinstallVm => EventType::VmReinstalled,
+        TaskKind::AddAddress => EventType::VmAddressAdded,
+        TaskKind::RemoveAddress => EventType::VmAddressRemoved,
+        // The VM is gone by then: the store records `vm.deleted` as it removes the row.
+        TaskKind::DeleteVm | TaskKind::ImportImage => return None,
+    })
+}
+
+/// The events a task's change from `before` (none: it is new) to `after` means, at `at`;
+/// `vm_name` is its VM's name, where the VM is still there. The one rule of task events,
+/// shared by every store.
+pub fn task_events(
+    before: Option<&Task>,
+    after: &Task,
+    vm_name: Option<&str>,
+    at: DateTime<Utc>,
+) -> Vec<Event> {
+    let base = |kind| {
+        let e = Event::new(kind, at)
+            .task(after.id)
+            .vm(after.vm_id)
+            .owner(after.owner_id)
+            .actor(after.actor_id)
+            .with("kind", after.kind);
+        match vm_name {
+            Some(name) => e.with("vm_name", name),
+            None => e,
+        }
+    };
+    let mut events = Vec::new();
+    let Some(before) = before else {
+        events.push(base(EventType::TaskQueued));
+        return events;
+    };
+    let claimed = after.state == TaskState::Running && after.attempts > before.attempts;
+    if claimed {
+        events.push(base(EventType::TaskStarted).with("attempt", after.attempts));
+    } else if after.state == TaskState::Running && after.progress != before.progress {
+        events.push(base(EventType::TaskProgress).with("progress", after.progress));
+    }
+    if before.state.is_active() && !after.state.is_active() {
+        let ended = match after.state {
+            TaskState::Succeeded => base(EventType::TaskSucceeded),
+            TaskState::Failed => {
+                base(EventType::TaskFailed).with("error", &after.error).with("error_code", &after.error_code)
+            }
+            _ => base(EventType::TaskCancelled),
+        };
+        events.push(ended);
+        if after.state == TaskState::Succeeded {
+            if let Some(kind) = vm_event_of(after) {
+                let mut e = base(kind);
+                match &after.params {
+                    TaskParams::AddAddress { address } | TaskParams::RemoveAddress { address } => {
+                        e = e.with("address", address);
+                    }
+                    TaskParams::Clone { source, .. } => e = e.with("source_vm_id", source),
+                    TaskParams::Reinstall { image_id } => e = e.with("image_id", image_id),
+                    _ => {}
+                }
+                if let Value::Object(map) = &mut e.data {
+                    map.remove("kind");
+                }
+                events.push(e);
+            }
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn types_round_trip_through_text_and_json() {
+        for kind in EventType::iter() {
+            assert_eq!(kind.as_str().parse::<EventType>().unwrap(), kind);
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, json!(kind.as_str()));
+            assert!(kind.as_str().contains('.'));
+        }
+    }
+
+    #[test]
+    fn patterns_match_types_prefixes_and_all() {
+        let p = |s| EventPattern::parse(s).unwrap();
+        assert!(p("*").matches(EventType::NodeOffline));
+        assert!(p("vm.*").matches(EventType::VmStarted));
+        assert!(!p("vm.*").matches(EventType::TaskFailed));
+        assert!(p("task.failed").matches(EventType::TaskFailed));
+        assert!(!p("task.failed").matches(EventType::TaskSucceeded));
+        for bad in ["vm", "vm.", "vms.*", "task.fail", "task.*.x", "", "*.*", "v*"] {
+            assert!(EventPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(EventPattern::parse_list("vm.*, task.failed").unwrap().len(), 2);
+        assert!(EventPattern::parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_task_life_makes_queued_started_progress_and_its_end_with_the_vm_event() {
+        let now = Utc::now();
+        let vm = VmId::new();
+        let mut t = Task::new(TaskKind::StartVm, Some(vm), TaskParams::None, now);
+        let kinds = |es: Vec<Event>| es.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(task_events(None, &t, None, now)), [EventType::TaskQueued]);
+        let queued = t.clone();
+        t.claim("w", now, now + chrono::Duration::seconds(30));
+        assert_eq!(kinds(task_events(Some(&queued), &t, None, now)), [EventType::TaskStarted]);
+        let running = t.clone();
+        t.progress = 50;
+        assert_eq!(kinds(task_events(Some(&running), &t, None, now)), [EventType::TaskProgress]);
+        let half = t.clone();
+        t.state = TaskState::Succeeded;
+        let ended = task_events(Some(&half), &t, Some("web"), now);
+        assert_eq!(kinds(ended.clone()), [EventType::TaskSucceeded, EventType::VmStarted]);
+        assert_eq!(ended[1].vm_id, Some(vm));
+        assert_eq!(ended[1].data["vm_name"], "web");
+        // Saving an ended task again says nothing new.
+        assert!(task_events(Some(&t), &t, None, now).is_empty());
+        // A recovered run starts again, with its attempt.
+        let mut again = half.clone();
+        again.claim("w2", now, now + chrono::Duration::seconds(30));
+        let started = task_events(Some(&half), &again, None, now);
+        assert_eq!(started[0].kind, EventType::TaskStarted);
+        assert_eq!(started[0].data["attempt"], 2);
+    }
+
+    #[test]
+    fn failures_carry_their_code_and_make_no_vm_event() {
+        let now = Utc::now();
+        let mut t = Task::new(TaskKind::StopVm, Some(VmId::new()), TaskParams::None, now);
+        t.claim("w", now, now + chrono::Duration::seconds(30));
+        let running = t.clone();
+        t.state = TaskState::Failed;
+        t.error = Some("the node does not answer".into());
+        t.error_code = Some("unavailable".into());
+        let events = task_events(Some(&running), &t, None, now);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventType::TaskFailed);
+        assert_eq!(events[0].data["error_code"], "unavailable");
+    }
+
+    #[test]
+    fn readers_see_their_areas_and_their_own_objects() {
+        let user = UserId::new();
+        let other = UserId::new();
+        let actor = |role| Actor { user_id: user, role, token_id: None };
+        let mine = Event::new(EventType::VmStarted, Utc::now()).owner(Some(user));
+        let theirs = Event::new(EventType::VmStarted, Utc::now()).owner(Some(other));
+        let node = Event::new(EventType::NodeOffline, Utc::now());
+        let someone = Event::new(EventType::UserCreated, Utc::now()).owner(Some(other));
+        for (role, sees) in [
+            (Role::Admin, [true, true, true, true]),
+            (Role::Readonly, [true, true, true, true]),
+            (Role::Operator, [true, true, true, false]),
+            (Role::User, [true, false, false, false]),
+        ] {
+            let a = actor(role);
+            let filter = EventFilter::for_actor(&a, 0, Vec::new());
+            for (event, want) in [&mine, &theirs, &node, &someone].into_iter().zip(sees) {
+                let mut e = event.clone();
+                e.id = 1;
+                assert_eq!(e.is_visible_to(&a), want, "{role} {:?}", e.kind);
+                assert_eq!(filter.matches(&e), want, "{role} filter {:?}", e.kind);
+            }
+        }
+    }
+}
