@@ -68,6 +68,8 @@ pub struct AppState {
     pub admin_email: String,
     /// The first admin's id, once made or found.
     pub admin: Arc<tokio::sync::OnceCell<UserId>>,
+    /// Turns true when the server stops: long answers (event streams) end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             limits: Limits::default(),
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
             admin: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).1,
         }
     }
 

@@ -83,6 +83,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -117,6 +118,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         limits: settings.limits,
         admin_email: settings.admin_email.clone(),
         admin: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(admin.id))),
+        stopping: stopping.clone(),
         ..AppState::new(vmm, token)
     };
     vmm_server::serve(listener, app(state), settings.serve, stopped())

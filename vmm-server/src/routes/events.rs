@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -108,7 +108,15 @@ async fn stream_events(
     let types = patterns(q.types.as_deref())?;
     // Errors that the request itself causes are answered before the stream begins.
     s.vmm.list_events_for(&actor, after, types.clone(), 1).await?;
-    let stream = event_stream(s.vmm.clone(), actor, after, types);
+    let mut stopping = s.stopping.clone();
+    let stopped = async move {
+        // No sender (a state made without a server around it): it never stops.
+        if stopping.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    // The stream ends when the server stops, so that it never holds a shutdown up.
+    let stream = event_stream(s.vmm.clone(), actor, after, types).take_until(stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
