@@ -89,6 +89,10 @@ fuzz_target!(|input: Input| {
         let res = w.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let problem = res.headers().get("content-type").is_some_and(|v| v == "application/problem+json");
+        // An event stream goes on until the client leaves: it is an answer once it begins.
+        if status.is_success() && res.headers().get("content-type").is_some_and(|v| v == "text/event-stream") {
+            return;
+        }
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         assert!(status.as_u16() != 500, "{uri}: 500 {}", String::from_utf8_lossy(&bytes));
         // A HEAD answer has no body.

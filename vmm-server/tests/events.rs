@@ -8,7 +8,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vmm_core::{Actor, AuthSource, Quota, Role, TokenSpec, UserSpec, Vmm};
+use vmm_core::{Role, Vmm};
 
 mod common;
 
@@ -16,20 +16,8 @@ use common::*;
 
 /// A user of `role` and a token of theirs.
 async fn user(vmm: &Vmm, email: &str, role: Role) -> (String, String) {
-    let admin = vmm.bootstrap_admin("admin@localhost").await.unwrap();
-    let admin = Actor::new(&admin, None).unwrap();
-    let spec = UserSpec {
-        email: email.into(),
-        password: None,
-        role,
-        auth: AuthSource::Ldap,
-        quota: Quota::default(),
-    };
-    let user = vmm.create_user(&admin, spec).await.unwrap();
-    let actor = Actor::new(&user, None).unwrap();
-    let spec = TokenSpec { name: "t".into(), role: None, expires_at: None };
-    let (_, token) = vmm.create_token(&actor, spec).await.unwrap();
-    (user.id.to_string(), token.expose().to_owned())
+    let (user, token) = user_with_token(vmm, email, role).await;
+    (user.id.to_string(), token)
 }
 
 fn types(page: &Value) -> Vec<String> {

@@ -6,7 +6,6 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vmm_core::users::{decide, Access, Area, Decision, Role, Target};
-use vmm_core::{Actor, AuthSource, Quota, TokenSpec, UserSpec};
 
 mod common;
 
@@ -42,8 +41,6 @@ async fn world() -> World {
     let (api, vmm) = api_with_vmm().await;
     // Users made through the core as directory users, with API tokens: no password to
     // hash, so that a fresh world per route stays cheap.
-    let admin = vmm.bootstrap_admin("admin@localhost").await.unwrap();
-    let admin = Actor::new(&admin, None).unwrap();
     let mut tokens = vec![(Role::Admin, "admin", TOKEN.to_owned())];
     let mut a = String::new();
     for (email, role, who) in [
@@ -52,23 +49,11 @@ async fn world() -> World {
         ("b@example.com", Role::User, "B"),
         ("r@example.com", Role::Readonly, "readonly"),
     ] {
-        let spec = UserSpec {
-            email: email.into(),
-            password: None,
-            role,
-            auth: AuthSource::Ldap,
-            quota: Quota::default(),
-        };
-        let user = vmm.create_user(&admin, spec).await.unwrap();
+        let (user, token) = user_with_token(&vmm, email, role).await;
         if who == "A" {
             a = user.id.to_string();
         }
-        let actor = Actor::new(&user, None).unwrap();
-        let (_, token) = vmm
-            .create_token(&actor, TokenSpec { name: "session".into(), role: None, expires_at: None })
-            .await
-            .unwrap();
-        tokens.push((role, who, token.expose().to_owned()));
+        tokens.push((role, who, token));
     }
     let a_token = tokens.iter().find(|t| t.1 == "A").unwrap().2.clone();
     let node =

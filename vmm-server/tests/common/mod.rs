@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use vmm_core::memory::InMemoryConnector;
-use vmm_core::{NodeUriPolicy, Vmm, VmmConfig};
+use vmm_core::{Actor, AuthSource, NodeUriPolicy, Quota, Role, TokenSpec, User, UserSpec, Vmm, VmmConfig};
 use vmm_server::{app, AdminToken, AppState, PROBLEM_TYPE_PREFIX};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -106,4 +106,23 @@ pub fn problem(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.body["code"], code, "{}", r.body);
     assert_eq!(r.body["status"], status);
     assert_eq!(r.body["type"], format!("{PROBLEM_TYPE_PREFIX}{}", code.replace('_', "-")));
+}
+
+/// A directory user of `role` (no password to hash), made by the first admin, and an API
+/// token of theirs.
+pub async fn user_with_token(vmm: &Vmm, email: &str, role: Role) -> (User, String) {
+    let admin = vmm.bootstrap_admin("admin@localhost").await.unwrap();
+    let admin = Actor::new(&admin, None).unwrap();
+    let spec = UserSpec {
+        email: email.into(),
+        password: None,
+        role,
+        auth: AuthSource::Ldap,
+        quota: Quota::default(),
+    };
+    let user = vmm.create_user(&admin, spec).await.unwrap();
+    let actor = Actor::new(&user, None).unwrap();
+    let spec = TokenSpec { name: "session".into(), role: None, expires_at: None };
+    let (_, token) = vmm.create_token(&actor, spec).await.unwrap();
+    (user, token.expose().to_owned())
 }
