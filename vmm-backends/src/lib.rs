@@ -18,10 +18,12 @@ mod sql;
 pub mod images;
 pub mod ldap;
 mod open;
+pub mod webhooks;
 
 pub use open::{open, NodeConfig, OpenConfig, StoreConfig, POSTGRES_QUERY_PARAMS};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::SqlStore;
+pub use webhooks::HttpWebhookSender;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "libvirt", feature = "sqlite"))]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::id::{
     BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId,
-    VmId,
+    VmId, WebhookId,
 };
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
@@ -104,6 +104,12 @@ pub enum Error {
         max: u64,
         /// What the change would bring the user to.
         wanted: u64,
+    },
+    /// No webhook with this id (or one the caller may not see).
+    #[error("Webhook {id} not found")]
+    WebhookNotFound {
+        /// The webhook asked for.
+        id: WebhookId,
     },
     /// No SSH key with this id (or one the caller may not see).
     #[error("SSH key {id} not found")]
@@ -297,7 +303,8 @@ impl Error {
             | Self::NetworkNotFound { .. }
             | Self::UserNotFound { .. }
             | Self::TokenNotFound { .. }
-            | Self::SshKeyNotFound { .. } => ErrorKind::NotFound,
+            | Self::SshKeyNotFound { .. }
+            | Self::WebhookNotFound { .. } => ErrorKind::NotFound,
             Self::Forbidden { .. } => ErrorKind::Forbidden,
             Self::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             Self::ActiveTask { .. }
@@ -332,6 +339,7 @@ impl Error {
             Self::UserNotFound { .. } => "user_not_found",
             Self::TokenNotFound { .. } => "token_not_found",
             Self::SshKeyNotFound { .. } => "ssh_key_not_found",
+            Self::WebhookNotFound { .. } => "webhook_not_found",
             Self::Forbidden { .. } => "forbidden",
             Self::Unauthenticated { .. } => "unauthorized",
             Self::ActiveTask { .. } => "active_task",
@@ -373,6 +381,7 @@ impl Error {
             Self::UserNotFound { id } => vec![("user_id", id.to_string())],
             Self::TokenNotFound { id } => vec![("token_id", id.to_string())],
             Self::SshKeyNotFound { id } => vec![("ssh_key_id", id.to_string())],
+            Self::WebhookNotFound { id } => vec![("webhook_id", id.to_string())],
             Self::LeaseNotFound { pool, address } | Self::AddressInUse { pool, address } => {
                 vec![("pool_id", pool.to_string()), ("address", address.to_string())]
             }

@@ -153,6 +153,10 @@ pub enum EventType {
     #[serde(rename = "token.deleted")]
     #[strum(serialize = "token.deleted")]
     TokenDeleted,
+    /// A webhook was disabled after a run of failed deliveries.
+    #[serde(rename = "webhook.disabled")]
+    #[strum(serialize = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 impl EventType {
@@ -169,6 +173,7 @@ impl EventType {
             Some("node") => Area::Nodes,
             Some("lease") => Area::IpPools,
             Some("user") => Area::Users,
+            Some("webhook") => Area::Webhooks,
             _ => Area::Tokens,
         }
     }

@@ -139,6 +139,14 @@ id_type!(
     /// Identifies an entry of the audit log.
     AuditId
 );
+id_type!(
+    /// Identifies a webhook subscription.
+    WebhookId
+);
+id_type!(
+    /// Identifies one attempt to deliver an event to a webhook.
+    DeliveryId
+);
 
 impl VmId {
     /// The libvirt domain name of this VM: `vmm-<id>`. The user's name never goes here.

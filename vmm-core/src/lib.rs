@@ -27,6 +27,7 @@ pub mod event;
 pub mod guest;
 pub mod hypervisor;
 mod id;
+pub mod idempotency;
 pub mod image;
 pub mod ipam;
 pub mod memory;
@@ -43,6 +44,7 @@ pub mod store;
 pub mod task;
 pub mod users;
 pub mod vm;
+pub mod webhook;
 
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome};
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
@@ -56,8 +58,8 @@ pub use hypervisor::{
     PowerState, VolumeInfo,
 };
 pub use id::{
-    AuditId, BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId,
-    UserId, VmId,
+    AuditId, BackupId, DeliveryId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId,
+    TaskId, TokenId, UserId, VmId, WebhookId,
 };
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
@@ -73,8 +75,9 @@ pub use secret::Secret;
 pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, EventStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore, PlacementRequest,
-    RecipeStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
+    AuditStore, EventStore, IdempotencyStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore,
+    PlacementRequest, RecipeStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
+    WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

@@ -573,6 +573,22 @@ one_at_a_time! {
         last_event_id() -> u64;
         prune_events(before: DateTime<Utc>) -> u64;
     }
+    IdempotencyStore {
+        begin_request(scope: &str, key: &str, hash: &str, now: DateTime<Utc>, stale_after: Duration, ttl: Duration) -> vmm_core::idempotency::IdempotencyBegin;
+        finish_request(scope: &str, key: &str, response: &vmm_core::idempotency::StoredResponse) -> ();
+        forget_request(scope: &str, key: &str) -> ();
+        prune_requests(now: DateTime<Utc>) -> u64;
+    }
+    WebhookStore {
+        create_webhook(hook: &vmm_core::webhook::Webhook) -> ();
+        get_webhook(id: vmm_core::WebhookId) -> vmm_core::webhook::Webhook;
+        list_webhooks(owner: Option<UserId>, page: &PageRequest) -> Page<vmm_core::webhook::Webhook>;
+        update_webhook(hook: &vmm_core::webhook::Webhook) -> ();
+        delete_webhook(id: vmm_core::WebhookId) -> ();
+        claim_webhook(worker: &str, now: DateTime<Utc>, lease: Duration) -> Option<vmm_core::webhook::Webhook>;
+        finish_webhook_claim(hook: &vmm_core::webhook::Webhook, worker: &str, delivery: Option<&vmm_core::webhook::Delivery>, events: Vec<vmm_core::Event>) -> ();
+        list_deliveries(id: vmm_core::WebhookId, page: &PageRequest) -> Page<vmm_core::webhook::Delivery>;
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

@@ -70,6 +70,14 @@ struct FileConfig {
     pub image_url_addresses: Option<Vec<String>>,
     /// `image_url_allow_private = false`: allow every loopback, private or link-local address.
     pub image_url_allow_private: Option<bool>,
+    /// `webhook_url_hosts = ["*"]`: hosts webhooks may deliver to (any by default).
+    pub webhook_url_hosts: Option<Vec<String>>,
+    /// `webhook_url_addresses = ["10.0.0.7"]`: private addresses webhooks may still reach.
+    pub webhook_url_addresses: Option<Vec<String>>,
+    /// `webhook_url_allow_private = false`: allow every loopback, private or link-local address.
+    pub webhook_url_allow_private: Option<bool>,
+    /// `webhook_max_failures = 10`: failed deliveries in a row that disable a webhook.
+    pub webhook_max_failures: Option<u32>,
     /// `[ldap]`: the directory users with auth source `ldap` sign in against.
     pub ldap: Option<LdapFile>,
 }
@@ -169,6 +177,10 @@ pub struct Settings {
     pub image_limits: ImageLimits,
     /// Which URLs images may be fetched from.
     pub image_urls: UrlPolicy,
+    /// Which URLs webhooks may deliver to.
+    pub webhook_urls: UrlPolicy,
+    /// Failed deliveries in a row that disable a webhook.
+    pub webhook_max_failures: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -195,6 +207,8 @@ impl fmt::Debug for Settings {
             .field("image_dir", &self.image_dir)
             .field("image_limits", &self.image_limits)
             .field("image_urls", &self.image_urls)
+            .field("webhook_urls", &self.webhook_urls)
+            .field("webhook_max_failures", &self.webhook_max_failures)
             .finish()
     }
 }
@@ -330,24 +344,49 @@ impl Settings {
                 None => file.unwrap_or_default(),
             }
         };
+        let addresses = |field: &str, list: Vec<String>| -> Result<Vec<std::net::IpAddr>> {
+            list.iter()
+                .map(|a| a.parse().map_err(|_| Error::invalid(field, format!("{a:?} is not an address"))))
+                .collect()
+        };
         let image_urls = UrlPolicy {
             allowed_hosts: list("VMM_IMAGE_URL_HOSTS", from_file.image_url_hosts),
-            allowed_addresses: list("VMM_IMAGE_URL_ADDRESSES", from_file.image_url_addresses)
-                .iter()
-                .map(|a| {
-                    a.parse().map_err(|_| {
-                        Error::invalid("image_url_addresses", format!("{a:?} is not an address"))
-                    })
-                })
-                .collect::<Result<_>>()?,
+            allowed_addresses: addresses(
+                "image_url_addresses",
+                list("VMM_IMAGE_URL_ADDRESSES", from_file.image_url_addresses),
+            )?,
             allow_private: flag(&env, "VMM_IMAGE_URL_ALLOW_PRIVATE")?
                 .or(from_file.image_url_allow_private)
                 .unwrap_or(false),
         };
+        let webhook_hosts =
+            list("VMM_WEBHOOK_URL_HOSTS", from_file.webhook_url_hosts.or(Some(vec!["*".into()])));
+        let webhook_urls = UrlPolicy {
+            allowed_hosts: webhook_hosts,
+            allowed_addresses: addresses(
+                "webhook_url_addresses",
+                list("VMM_WEBHOOK_URL_ADDRESSES", from_file.webhook_url_addresses),
+            )?,
+            allow_private: flag(&env, "VMM_WEBHOOK_URL_ALLOW_PRIVATE")?
+                .or(from_file.webhook_url_allow_private)
+                .unwrap_or(false),
+        };
+        let webhook_max_failures = match env("VMM_WEBHOOK_MAX_FAILURES") {
+            Some(v) => {
+                Some(v.parse().map_err(|_| Error::invalid("webhook_max_failures", "must be a number"))?)
+            }
+            None => from_file.webhook_max_failures,
+        }
+        .unwrap_or(10);
+        if webhook_max_failures == 0 {
+            return Err(Error::invalid("webhook_max_failures", "must be at least 1"));
+        }
         Ok(Self {
             image_dir,
             image_limits,
             image_urls,
+            webhook_urls,
+            webhook_max_failures,
             task_lease,
             listen,
             database_url,

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 pub mod config;
 mod error;
+mod idempotency;
 mod routes;
 pub mod serve;
 
@@ -155,8 +156,10 @@ pub fn app(state: AppState) -> Router {
     let (guarded, public, spec) = parts();
     let limits = state.limits;
     let request_id = HeaderName::from_static("x-request-id");
-    // The token is checked first, then the request runs and is recorded.
+    // The token is checked first, then the request is recorded, then a retry with an
+    // idempotency key is answered as its first try was (or runs).
     let api = guarded
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)

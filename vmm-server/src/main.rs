@@ -72,6 +72,8 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
             image_limits: settings.image_limits,
             image_urls: settings.image_urls.clone(),
             session_ttl: settings.session_ttl,
+            webhook_urls: settings.webhook_urls.clone(),
+            webhook_max_failures: settings.webhook_max_failures,
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),
@@ -99,7 +101,13 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         let vmm = vmm.clone();
         let stopped = stopped();
         let retention = settings.event_retention;
-        async move { vmm.run_event_pruning(retention, Duration::from_secs(3600), stopped).await }
+        async move { vmm.run_pruning(retention, Duration::from_secs(3600), stopped).await }
+    });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
+        let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender::default());
+        async move { vmm.run_webhooks(sender, stopped).await }
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

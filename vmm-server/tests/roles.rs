@@ -30,6 +30,7 @@ struct World {
     task: String,
     key: String,
     token: String,
+    webhook: String,
 }
 
 async fn json_of(r: &Reply, what: &str) -> Value {
@@ -114,7 +115,19 @@ async fn world() -> World {
         "token",
     )
     .await;
+    let webhook = json_of(
+        &api.call_as(
+            &a_token,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "https://hooks.example/a", "events": ["vm.*"]})),
+        )
+        .await,
+        "webhook",
+    )
+    .await;
     World {
+        webhook: webhook["id"].as_str().unwrap().to_owned(),
         api,
         tokens,
         a,
@@ -147,6 +160,7 @@ impl World {
             "users" => &self.a,
             "tokens" => &self.token,
             "ssh-keys" => &self.key,
+            "webhooks" => &self.webhook,
             _ => "",
         };
         let address = if area == "vms" { &self.vm_address } else { &self.lease };
@@ -185,6 +199,10 @@ impl World {
             ("POST", "/api/v1/ssh-keys") => {
                 Some(json!({"name": "k2", "public_key": KEY.replace("you@", "me@")}))
             }
+            ("POST", "/api/v1/webhooks") => {
+                Some(json!({"url": "https://hooks.example/b", "events": ["task.failed"]}))
+            }
+            ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             other => panic!("no request body for {other:?}: add one, and the route to the rules"),
         };
         (path, body)
@@ -206,6 +224,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "tokens" => Area::Tokens,
         "ssh-keys" => Area::SshKeys,
         "audit" => Area::Audit,
+        "webhooks" => Area::Webhooks,
         _ => return None,
     };
     Some((area, template.contains("{id}")))
@@ -256,7 +275,7 @@ async fn every_route_for_every_role_on_a_users_objects_follows_the_rules() {
 async fn b_finds_none_of_as_objects_in_any_list() {
     let w = world().await;
     let b = w.tokens.iter().find(|t| t.1 == "B").unwrap().2.clone();
-    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a];
+    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook];
     let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
     for (template, ops) in spec["paths"].as_object().unwrap() {
         // The stream never ends; it is checked in events.rs.

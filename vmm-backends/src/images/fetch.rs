@@ -31,9 +31,9 @@ impl Default for HttpFetcher {
 }
 
 /// Resolves under the policy; remembers why it refused, for the error.
-struct CheckedResolver {
-    policy: UrlPolicy,
-    refused: Arc<Mutex<Option<Error>>>,
+pub(crate) struct CheckedResolver {
+    pub(crate) policy: UrlPolicy,
+    pub(crate) refused: Arc<Mutex<Option<Error>>>,
 }
 
 impl ureq::Resolver for CheckedResolver {

@@ -3,7 +3,7 @@
 //! is computed and checked by `qemu-img info` before it counts; [`HttpFetcher`] fetches
 //! HTTP and HTTPS URLs under the operator's [`UrlPolicy`](vmm_core::UrlPolicy).
 
-mod fetch;
+pub(crate) mod fetch;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

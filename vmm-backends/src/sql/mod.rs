@@ -14,6 +14,7 @@
 
 mod audit;
 mod events;
+mod idempotency;
 mod images;
 mod ipam;
 mod networks;
@@ -23,6 +24,7 @@ mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

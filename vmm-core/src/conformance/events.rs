@@ -153,3 +153,84 @@ pub async fn pruning_keeps_ids_growing(s: &dyn Store) {
     assert_eq!(after.len(), 1);
     assert!(after[0].id > last, "{} after pruning {last}", after[0].id);
 }
+
+/// Webhook subscriptions: one claim at a time, delivery state saved only by the claim's
+/// holder, attempts listed newest first, everything gone with the subscription's owner.
+pub async fn webhook_claims(s: &dyn Store) {
+    use crate::webhook::{Delivery, DeliveryStatus, Webhook, WebhookSpec};
+    use crate::{DeliveryId, Secret};
+    let user = crate::users::User {
+        id: UserId::new(),
+        email: "hooks@example.com".into(),
+        role: crate::Role::User,
+        state: crate::UserState::Active,
+        auth: crate::AuthSource::Local,
+        quota: crate::Quota::default(),
+        created_at: Utc::now(),
+    };
+    s.create_user(&user, None).await.unwrap();
+    let now = Utc::now();
+    let spec = WebhookSpec {
+        url: "https://hooks.example/a".into(),
+        events: EventPattern::parse_list("vm.*").unwrap(),
+        secret: Some(Secret::new("whsec_0123456789abcdef")),
+    };
+    let hook = Webhook::new(spec, user.id, 0, now);
+    s.create_webhook(&hook).await.unwrap();
+    let got = s.get_webhook(hook.id).await.unwrap();
+    assert_eq!(got.secret.as_ref().map(Secret::expose), Some("whsec_0123456789abcdef"));
+    let listed = s.list_webhooks(Some(user.id), &crate::PageRequest::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1);
+    assert!(s
+        .list_webhooks(Some(UserId::new()), &crate::PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    let lease = StdDuration::from_secs(60);
+    let mut claimed = s.claim_webhook("w1", now, lease).await.unwrap().expect("due");
+    assert!(s.claim_webhook("w2", now, lease).await.unwrap().is_none(), "one claim at a time");
+    // Another worker's finish changes nothing.
+    let mut stolen = claimed.clone();
+    stolen.last_event_id = 99;
+    s.finish_webhook_claim(&stolen, "w2", None, Vec::new()).await.unwrap();
+    assert_eq!(s.get_webhook(hook.id).await.unwrap().last_event_id, 0);
+    claimed.last_event_id = 5;
+    claimed.failures = 2;
+    claimed.next_attempt_at = now + Duration::seconds(30);
+    let delivery = Delivery {
+        id: DeliveryId::new(),
+        webhook_id: hook.id,
+        event_id: 5,
+        event_type: "vm.created".into(),
+        attempt: 2,
+        at: now,
+        status: DeliveryStatus::Failed,
+        response_code: Some(503),
+        latency_ms: 12,
+        error: Some("the receiver answered 503".into()),
+    };
+    s.finish_webhook_claim(&claimed, "w1", Some(&delivery), Vec::new()).await.unwrap();
+    let saved = s.get_webhook(hook.id).await.unwrap();
+    assert_eq!((saved.last_event_id, saved.failures), (5, 2));
+    assert!(s.claim_webhook("w2", now, lease).await.unwrap().is_none(), "not due yet");
+    assert!(
+        s.claim_webhook("w2", now + Duration::seconds(31), lease).await.unwrap().is_some(),
+        "due, unclaimed"
+    );
+    // A lapsed claim can be taken over.
+    assert!(s.claim_webhook("w3", now + Duration::seconds(100), lease).await.unwrap().is_some());
+    let deliveries = s.list_deliveries(hook.id, &crate::PageRequest::default()).await.unwrap().items;
+    assert_eq!(deliveries, vec![delivery]);
+    // A settings change keeps the delivery state.
+    let mut changed = saved.clone();
+    changed.url = "https://hooks.example/b".into();
+    changed.last_event_id = 0;
+    s.update_webhook(&changed).await.unwrap();
+    let after = s.get_webhook(hook.id).await.unwrap();
+    assert_eq!((after.url.as_str(), after.last_event_id), ("https://hooks.example/b", 5));
+    // Gone with its owner, deliveries and all.
+    s.delete_user(user.id).await.unwrap();
+    assert!(matches!(s.get_webhook(hook.id).await, Err(crate::Error::WebhookNotFound { .. })));
+}

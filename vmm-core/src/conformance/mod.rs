@@ -4,5 +4,6 @@
 
 pub mod events;
 pub mod hypervisor;
+pub mod idempotency;
 pub mod store;
 pub mod users;

@@ -46,6 +46,8 @@ where
     super::events::events_follow_changes(new_store().await.as_ref()).await;
     super::events::concurrent_writers_never_hide_an_event(new_store().await.as_ref(), 24).await;
     super::events::pruning_keeps_ids_growing(new_store().await.as_ref()).await;
+    super::idempotency::one_try_per_key(new_store().await.as_ref(), 16).await;
+    super::events::webhook_claims(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

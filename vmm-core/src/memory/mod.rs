@@ -7,16 +7,19 @@
 mod audit;
 mod events;
 mod hypervisor;
+mod idempotency;
 mod images;
 mod ipam;
 mod networks;
 mod nodes;
 mod recipes;
 mod repo;
+mod sender;
 mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -45,6 +48,7 @@ pub use hypervisor::{
     Failure, FakeVolume, HypervisorCall, InMemoryConnector, InMemoryHypervisor, DEFAULT_MEMORY_CAPACITY,
 };
 pub use repo::InMemoryImageRepo;
+pub use sender::{InMemoryWebhookSender, SentRequest};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -105,6 +109,10 @@ struct StoreState {
     events: BTreeMap<u64, Event>,
     /// The last event id given (pruning never lowers it).
     last_event: u64,
+    /// Idempotency keys by scope and key.
+    idempotency: HashMap<(String, String), crate::idempotency::IdempotencyRecord>,
+    webhooks: BTreeMap<crate::id::WebhookId, webhooks::HookState>,
+    deliveries: BTreeMap<crate::id::DeliveryId, crate::webhook::Delivery>,
 }
 
 impl StoreState {

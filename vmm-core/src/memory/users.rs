@@ -77,6 +77,7 @@ impl UserStore for InMemoryStore {
         }
         s.tokens.retain(|_, (t, _, _)| t.user_id != id);
         s.ssh_keys.retain(|_, k| k.owner_id != id);
+        s.webhooks.retain(|_, h| h.owner_id() != id);
         Ok(())
     }
 

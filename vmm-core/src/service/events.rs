@@ -70,9 +70,10 @@ impl Vmm {
 }
 
 impl Vmm {
-    /// Prunes events older than `retention` now and every `every` until `stopped`
-    /// resolves. A failed run is logged and tried again at the next.
-    pub async fn run_event_pruning(
+    /// Prunes events older than `retention`, and idempotency keys past their time, now and
+    /// every `every` until `stopped` resolves. A failed run is logged and tried again at
+    /// the next.
+    pub async fn run_pruning(
         &self,
         retention: Duration,
         every: Duration,
@@ -84,6 +85,11 @@ impl Vmm {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "old events pruned"),
                 Err(e) => tracing::warn!(error = %crate::error_chain(&e), "pruning events failed"),
+            }
+            match self.inner.store.prune_requests(self.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "expired idempotency keys pruned"),
+                Err(e) => tracing::warn!(error = %crate::error_chain(&e), "pruning idempotency keys failed"),
             }
             if let futures::future::Either::Left(_) = select(stopped.as_mut(), Delay::new(every)).await {
                 return;

@@ -12,6 +12,7 @@ mod audit;
 mod engine;
 mod events;
 mod guests;
+mod idempotency;
 mod images;
 mod ipam;
 mod jobs;
@@ -23,6 +24,7 @@ mod tasks;
 mod tenancy;
 mod users;
 mod vms;
+mod webhooks;
 
 pub use users::{Session, TOKEN_PREFIX};
 
@@ -74,6 +76,15 @@ pub struct VmmConfig {
     pub image_urls: UrlPolicy,
     /// How long a sign-in's session token works.
     pub session_ttl: Duration,
+    /// How long the first answer to an idempotency key is kept.
+    pub idempotency_ttl: Duration,
+    /// How long a first try with an idempotency key may run before a retry may run it
+    /// again (its server is taken to have died).
+    pub idempotency_stale: Duration,
+    /// Which URLs webhooks may deliver to (any public host by default).
+    pub webhook_urls: UrlPolicy,
+    /// Failed deliveries in a row after which a webhook is disabled.
+    pub webhook_max_failures: u32,
 }
 
 impl Default for VmmConfig {
@@ -91,6 +102,10 @@ impl Default for VmmConfig {
             image_limits: ImageLimits::default(),
             image_urls: UrlPolicy::default(),
             session_ttl: Duration::from_secs(12 * 3600),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_stale: Duration::from_secs(300),
+            webhook_urls: UrlPolicy { allowed_hosts: vec!["*".into()], ..UrlPolicy::default() },
+            webhook_max_failures: 10,
         }
     }
 }
@@ -269,6 +284,6 @@ impl Vmm {
     }
 }
 
-fn chrono_duration(d: Duration) -> chrono::Duration {
+pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -1,12 +1,13 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
 //! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
-//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`]);
+//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`]…);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
 
 mod audit;
 mod events;
+mod idempotency;
 mod images;
 mod ipam;
 mod networks;
@@ -16,11 +17,13 @@ mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
+mod webhooks;
 
 use std::fmt::Debug;
 
 pub use audit::AuditStore;
 pub use events::EventStore;
+pub use idempotency::IdempotencyStore;
 pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
 pub use networks::NetworkStore;
@@ -30,6 +33,7 @@ pub use ssh_keys::SshKeyStore;
 pub use tasks::TaskStore;
 pub use users::{StoredToken, UserStore};
 pub use vms::{PlacementRequest, VmGuest, VmStore};
+pub use webhooks::WebhookStore;
 
 /// Persistence for vmm: every area's store. Implemented for anything that implements all
 /// of them.
@@ -45,6 +49,8 @@ pub trait Store:
     + SshKeyStore
     + AuditStore
     + EventStore
+    + IdempotencyStore
+    + WebhookStore
     + Send
     + Sync
     + Debug
@@ -63,6 +69,8 @@ impl<T> Store for T where
         + SshKeyStore
         + AuditStore
         + EventStore
+        + IdempotencyStore
+        + WebhookStore
         + Send
         + Sync
         + Debug

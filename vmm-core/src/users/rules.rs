@@ -66,12 +66,23 @@ pub enum Area {
     SshKeys,
     /// The audit log.
     Audit,
+    /// Webhook subscriptions.
+    Webhooks,
 }
 
 impl Area {
     /// Whether the area's objects belong to users (another user's are hidden).
     pub fn is_owned(self) -> bool {
-        matches!(self, Area::Vms | Area::Tasks | Area::Users | Area::Tokens | Area::SshKeys | Area::Audit)
+        matches!(
+            self,
+            Area::Vms
+                | Area::Tasks
+                | Area::Users
+                | Area::Tokens
+                | Area::SshKeys
+                | Area::Audit
+                | Area::Webhooks
+        )
     }
 }
 
@@ -138,7 +149,7 @@ pub fn decide(role: Role, area: Area, access: Access, target: Target) -> Decisio
             _ => Allow,
         },
         Role::User => match area {
-            Area::Vms | Area::Tasks | Area::Tokens | Area::SshKeys => Allow,
+            Area::Vms | Area::Tasks | Area::Tokens | Area::SshKeys | Area::Webhooks => Allow,
             Area::Images | Area::Recipes | Area::Audit => read_only,
             Area::Users => read_own,
             Area::Nodes | Area::IpPools | Area::Networks => Forbidden,
@@ -259,6 +270,12 @@ mod tests {
         audit     write any   A F F F
         audit     write own   A F F F
         audit     write other A H H F
+        webhooks  read  any   A A A A
+        webhooks  read  own   A A A A
+        webhooks  read  other A H H A
+        webhooks  write any   A A A F
+        webhooks  write own   A A A F
+        webhooks  write other A H H F
     ";
 
     #[test]

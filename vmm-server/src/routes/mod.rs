@@ -14,6 +14,7 @@ mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
+mod webhooks;
 
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header::LOCATION, StatusCode};
@@ -129,6 +130,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(tasks::routes(), Area::Tasks))
         .merge(gated(ssh_keys::routes(), Area::SshKeys))
         .merge(gated(audit::routes(), Area::Audit))
+        .merge(gated(webhooks::routes(), Area::Webhooks))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())
         // Events: everyone reads those of what they may see.

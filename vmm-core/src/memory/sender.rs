@@ -1,0 +1,80 @@
+//! [`InMemoryWebhookSender`]: records what would be sent and answers as told.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::error::Result;
+use crate::image::UrlPolicy;
+use crate::webhook::WebhookSender;
+
+/// One POST it was asked to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    /// The URL.
+    pub url: String,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl SentRequest {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook sender that sends nothing: it checks the URL under the policy (an address
+/// written in the URL included), records the request, and answers 200 unless told otherwise.
+#[derive(Debug, Default)]
+pub struct InMemoryWebhookSender {
+    sent: Mutex<Vec<SentRequest>>,
+    answers: Mutex<VecDeque<Result<u16>>>,
+}
+
+impl InMemoryWebhookSender {
+    /// A sender that answers 200.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next request is answered with `answer` (then 200 again once the told answers
+    /// run out).
+    pub fn answer_next(&self, answer: Result<u16>) {
+        lock(&self.answers).push_back(answer);
+    }
+
+    /// What it was asked to send, in order (refused URLs included).
+    pub fn sent(&self) -> Vec<SentRequest> {
+        lock(&self.sent).clone()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for InMemoryWebhookSender {
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        policy: &UrlPolicy,
+    ) -> Result<u16> {
+        let parsed = policy.check_url(url)?;
+        if let Some(url::Host::Ipv4(ip)) = parsed.host() {
+            policy.check_ip(ip.into())?;
+        }
+        if let Some(url::Host::Ipv6(ip)) = parsed.host() {
+            policy.check_ip(ip.into())?;
+        }
+        lock(&self.sent).push(SentRequest {
+            url: url.to_owned(),
+            headers: headers.to_vec(),
+            body: body.to_vec(),
+        });
+        lock(&self.answers).pop_front().unwrap_or(Ok(200))
+    }
+}
