@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use crate::id::{NodeId, PoolId, TaskId, UserId, VmId};
 use crate::node::{Node, NodeState};
+use crate::reconcile::ObservedState;
 use crate::task::{Task, TaskKind, TaskParams, TaskState};
 use crate::users::{decide, sees_all, Access, Actor, Area, Decision, Role, Target};
 use crate::users::{ApiToken, TokenKind, User, UserPatch};
@@ -73,6 +74,11 @@ pub enum EventType {
     #[serde(rename = "vm.address_removed")]
     #[strum(serialize = "vm.address_removed")]
     VmAddressRemoved,
+    /// A VM's domain was seen doing other than the VM's state says (stopped or started
+    /// behind vmm's back, gone from its node).
+    #[serde(rename = "vm.drifted")]
+    #[strum(serialize = "vm.drifted")]
+    VmDrifted,
     /// A VM was deleted with its disk and addresses.
     #[serde(rename = "vm.deleted")]
     #[strum(serialize = "vm.deleted")]
@@ -401,6 +407,22 @@ pub fn vm_deleted_event(vm: &Vm, at: DateTime<Utc>) -> Event {
         .with("vm_name", &vm.name)
 }
 
+/// The event of a VM seen `observed` on its node while it should be in its state, if that
+/// is drift.
+pub fn vm_drift_event(vm: &Vm, observed: ObservedState, at: DateTime<Utc>) -> Option<Event> {
+    let reason = observed.reason(vm.state)?;
+    Some(
+        Event::new(EventType::VmDrifted, at)
+            .vm(Some(vm.id))
+            .owner(vm.owner_id)
+            .node(Some(vm.node_id))
+            .with("vm_name", &vm.name)
+            .with("state", vm.state)
+            .with("observed_state", observed)
+            .with("reason", reason),
+    )
+}
+
 /// The event of a VM given by `previous` to its owner now.
 pub fn vm_owner_event(vm: &Vm, previous: Option<UserId>, at: DateTime<Utc>) -> Event {
     Event::new(EventType::VmOwnerChanged, at)
@@ -480,7 +502,7 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         TaskKind::AddAddress => EventType::VmAddressAdded,
         TaskKind::RemoveAddress => EventType::VmAddressRemoved,
         // The VM is gone by then: the store records `vm.deleted` as it removes the row.
-        TaskKind::DeleteVm | TaskKind::ImportImage => return None,
+        TaskKind::DeleteVm | TaskKind::ImportImage | TaskKind::Reconcile => return None,
     })
 }
 

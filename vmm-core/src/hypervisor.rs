@@ -271,6 +271,12 @@ pub trait Hypervisor: Send + Sync + Debug {
         Ok(())
     }
 
+    /// The names of the volumes in vmm's storage pool: VMs' disks, seeds, console logs
+    /// and cached images (for finding orphans).
+    async fn list_volumes(&self) -> Result<Vec<String>> {
+        Err(Error::unsupported(self.uri(), "listing volumes"))
+    }
+
     /// Makes sure a managed network exists and is active on the node (nothing to do for a
     /// bridge network).
     async fn ensure_network(&self, network: &Network) -> Result<()> {

@@ -37,6 +37,7 @@ pub mod node;
 pub mod page;
 pub mod placement;
 pub mod recipe;
+pub mod reconcile;
 mod secret;
 mod service;
 pub mod ssh_keys;
@@ -76,8 +77,8 @@ pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
     AuditStore, EventStore, IdempotencyStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore,
-    PlacementRequest, RecipeStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore, VmGuest, VmStore,
-    WebhookStore,
+    PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore,
+    VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

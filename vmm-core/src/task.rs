@@ -54,6 +54,9 @@ pub enum TaskKind {
     RemoveAddress,
     /// Fetch an image's data from its URL and check it.
     ImportImage,
+    /// Compare every node with the database; report drift and orphans, and remove the
+    /// orphans unless it is a dry run.
+    Reconcile,
 }
 
 impl TaskKind {
@@ -99,7 +102,8 @@ impl TaskKind {
             | Self::CloneVm
             | Self::AddAddress
             | Self::RemoveAddress
-            | Self::ImportImage => None,
+            | Self::ImportImage
+            | Self::Reconcile => None,
         }
     }
 
@@ -114,7 +118,7 @@ impl TaskKind {
         let minutes = match self {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
             Self::ImportImage => 120,
-            Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress => 10,
+            Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress | Self::Reconcile => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
             Self::StartVm | Self::StopVm | Self::RebootVm | Self::SuspendVm | Self::ResumeVm => 5,
             Self::ShutdownVm => 5,
@@ -257,6 +261,11 @@ pub enum TaskParams {
         /// The image.
         image_id: ImageId,
     },
+    /// Reconcile: whether to leave the orphans found in place.
+    Reconcile {
+        /// Report only.
+        dry_run: bool,
+    },
     /// Update: the patch to apply.
     Update {
         /// The change.
@@ -315,6 +324,10 @@ pub struct Task {
     /// Who asked for it, when a user did (its events name them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<UserId>,
+    /// What it found, for tasks that report (a reconcile's report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub result: Option<serde_json::Value>,
 }
 
 impl Task {
@@ -339,6 +352,7 @@ impl Task {
             finished_at: None,
             owner_id: None,
             actor_id: None,
+            result: None,
         }
     }
 

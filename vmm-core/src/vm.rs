@@ -357,6 +357,12 @@ pub struct Vm {
     /// see every VM reach it).
     #[serde(default)]
     pub owner_id: Option<UserId>,
+    /// What its domain was last seen doing on its node (by the reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_state: Option<crate::reconcile::ObservedState>,
+    /// Why the observed state differs from `state`, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
 }
 
 /// One NIC of a VM.
@@ -753,6 +759,8 @@ mod tests {
             hostname: None,
             nics: vec![],
             owner_id: None,
+            observed_state: None,
+            state_reason: None,
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

@@ -525,6 +525,8 @@ one_at_a_time! {
         queue_reinstall(task: &Task, next: &GuestSettings) -> ();
         add_vm_address(id: VmId, pool: PoolId, address: Option<std::net::IpAddr>, task: &Task) -> Vm;
         remove_vm_address(id: VmId, address: std::net::IpAddr) -> Vm;
+        vms_on_node(node: NodeId) -> Vec<Vm>;
+        observe_vm(id: VmId, observed: vmm_core::reconcile::ObservedState, at: DateTime<Utc>) -> bool;
     }
     ImageStore {
         create_image(image: &Image) -> ();
@@ -588,6 +590,9 @@ one_at_a_time! {
         claim_webhook(worker: &str, now: DateTime<Utc>, lease: Duration) -> Option<vmm_core::webhook::Webhook>;
         finish_webhook_claim(hook: &vmm_core::webhook::Webhook, worker: &str, delivery: Option<&vmm_core::webhook::Delivery>, events: Vec<vmm_core::Event>) -> ();
         list_deliveries(id: vmm_core::WebhookId, page: &PageRequest) -> Page<vmm_core::webhook::Delivery>;
+    }
+    SingletonStore {
+        acquire_singleton(name: &str, holder: &str, ttl: Duration) -> bool;
     }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();

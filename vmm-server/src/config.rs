@@ -78,6 +78,8 @@ struct FileConfig {
     pub webhook_url_allow_private: Option<bool>,
     /// `webhook_max_failures = 10`: failed deliveries in a row that disable a webhook.
     pub webhook_max_failures: Option<u32>,
+    /// `reconcile_interval_s = 30`: how often nodes are probed and compared with the database.
+    pub reconcile_interval_s: Option<u64>,
     /// `[ldap]`: the directory users with auth source `ldap` sign in against.
     pub ldap: Option<LdapFile>,
 }
@@ -181,6 +183,8 @@ pub struct Settings {
     pub webhook_urls: UrlPolicy,
     /// Failed deliveries in a row that disable a webhook.
     pub webhook_max_failures: u32,
+    /// How often nodes are probed and compared with the database.
+    pub reconcile_interval: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -209,6 +213,7 @@ impl fmt::Debug for Settings {
             .field("image_urls", &self.image_urls)
             .field("webhook_urls", &self.webhook_urls)
             .field("webhook_max_failures", &self.webhook_max_failures)
+            .field("reconcile_interval", &self.reconcile_interval)
             .finish()
     }
 }
@@ -381,12 +386,24 @@ impl Settings {
         if webhook_max_failures == 0 {
             return Err(Error::invalid("webhook_max_failures", "must be at least 1"));
         }
+        let reconcile_interval = match env("VMM_RECONCILE_INTERVAL_S") {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| Error::invalid("reconcile_interval_s", "must be a number of seconds"))?,
+            ),
+            None => from_file.reconcile_interval_s,
+        };
+        let reconcile_interval = match reconcile_interval.unwrap_or(30) {
+            0 => return Err(Error::invalid("reconcile_interval_s", "must be at least 1")),
+            s => Duration::from_secs(s),
+        };
         Ok(Self {
             image_dir,
             image_limits,
             image_urls,
             webhook_urls,
             webhook_max_failures,
+            reconcile_interval,
             task_lease,
             listen,
             database_url,

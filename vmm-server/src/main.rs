@@ -106,6 +106,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     tokio::spawn({
         let vmm = vmm.clone();
         let stopped = stopped();
+        let interval = settings.reconcile_interval;
+        async move { vmm.run_reconciler(interval, stopped).await }
+    });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
         let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender::default());
         async move { vmm.run_webhooks(sender, stopped).await }
     });

@@ -203,6 +203,7 @@ impl World {
                 Some(json!({"url": "https://hooks.example/b", "events": ["task.failed"]}))
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
+            ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
             other => panic!("no request body for {other:?}: add one, and the route to the rules"),
         };
         (path, body)
@@ -224,6 +225,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "tokens" => Area::Tokens,
         "ssh-keys" => Area::SshKeys,
         "audit" => Area::Audit,
+        "reconcile" => Area::Nodes,
         "webhooks" => Area::Webhooks,
         _ => return None,
     };

@@ -788,6 +788,17 @@ impl Hypervisor for LibvirtHypervisor {
         .await
     }
 
+    async fn list_volumes(&self) -> Result<Vec<String>> {
+        let (pool, path, patience) =
+            (self.config.storage_pool.clone(), self.config.storage_path.clone(), self.pool_patience());
+        self.call("list volumes", move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            refresh_pool(&p, patience)?;
+            Ok(p.list_volumes()?)
+        })
+        .await
+    }
+
     async fn ensure_network(&self, network: &Network) -> Result<()> {
         if network.kind != NetworkKind::Managed {
             return Ok(());

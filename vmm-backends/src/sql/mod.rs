@@ -20,6 +20,7 @@ mod ipam;
 mod networks;
 mod nodes;
 mod recipes;
+mod singletons;
 mod ssh_keys;
 mod tasks;
 mod users;

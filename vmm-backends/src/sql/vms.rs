@@ -6,13 +6,14 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use vmm_core::event::{vm_deleted_event, vm_lease_events, vm_owner_event};
+use vmm_core::event::{vm_deleted_event, vm_drift_event, vm_lease_events, vm_owner_event};
 use vmm_core::placement::{self, Demand};
+use vmm_core::reconcile::{observes, ObservedState};
 use vmm_core::{
-    users::UserUsage, Error, EventType, GuestSettings, Page, PageRequest, PlacementRequest, PoolId, Result,
-    Task, TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
+    users::UserUsage, Error, EventType, GuestSettings, NodeId, Page, PageRequest, PlacementRequest, PoolId,
+    Result, Task, TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
 };
 
 use super::{
@@ -21,7 +22,7 @@ use super::{
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-    image_id, hostname, nics, owner_id";
+    image_id, hostname, nics, owner_id, observed_state, state_reason";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
     let mut vm = Vm {
@@ -39,6 +40,12 @@ fn vm(r: &AnyRow) -> Result<Vm> {
         hostname: r.opt_text("hostname")?,
         nics: Vec::new(),
         owner_id: r.opt_text("owner_id")?.map(|o| o.parse()).transpose()?,
+        observed_state: r
+            .opt_text("observed_state")?
+            .map(|o| o.parse())
+            .transpose()
+            .map_err(|_| Error::backend("sql", "bad observed_state"))?,
+        state_reason: r.opt_text("state_reason")?,
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,
@@ -215,7 +222,13 @@ impl VmStore for SqlStore {
 
     async fn update_vm(&self, vm: &Vm) -> Result<()> {
         let done =
-            sqlx::query("UPDATE vms SET name = $2, state = $3, image_id = $4, hostname = $5 WHERE id = $1")
+            // A new state makes what was observed under the old one stale: unknown until the
+            // reconciler looks again.
+            sqlx::query(
+                "UPDATE vms SET name = $2, image_id = $4, hostname = $5, \
+                 observed_state = CASE WHEN state = $3 THEN observed_state ELSE NULL END, \
+                 state_reason = CASE WHEN state = $3 THEN state_reason ELSE NULL END, state = $3 WHERE id = $1",
+            )
                 .bind(vm.id.to_string())
                 .bind(&vm.name)
                 .bind(vm.state.as_str())
@@ -372,6 +385,40 @@ impl VmStore for SqlStore {
         self.insert_task(&mut tx, &task).await?;
         self.commit(tx).await?;
         Ok(vm)
+    }
+
+    async fn vms_on_node(&self, node: NodeId) -> Result<Vec<Vm>> {
+        let sql = format!("SELECT {COLUMNS} FROM vms WHERE node_id = $1");
+        let rows =
+            sqlx::query(&sql).bind(node.to_string()).fetch_all(&self.read).await.map_err(|e| self.err(e))?;
+        rows.iter().map(vm).collect()
+    }
+
+    async fn observe_vm(&self, id: VmId, observed: ObservedState, at: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let vm = match self.vm_in(&mut tx, id).await {
+            Ok(vm) => vm,
+            Err(Error::VmNotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let busy = sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if !busy.is_empty() || !observes(vm.state) || vm.observed_state == Some(observed) {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE vms SET observed_state = $2, state_reason = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(observed.to_string())
+            .bind(observed.reason(vm.state))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.emit(&mut tx, vm_drift_event(&vm, observed, at).into_iter().collect()).await?;
+        self.commit(tx).await?;
+        Ok(true)
     }
 
     async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm> {

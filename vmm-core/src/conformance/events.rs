@@ -10,7 +10,7 @@ use chrono::{Duration, Utc};
 use super::store::{new_vm, node};
 use crate::event::{EventFilter, EventPattern, EventType};
 use crate::users::Area;
-use crate::{IpPool, IpPoolSpec, PlacementRequest, Store, Strategy, TaskState, UserId};
+use crate::{IpPool, IpPoolSpec, PlacementRequest, Store, Strategy, TaskState, UserId, VmId};
 
 const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
 
@@ -233,4 +233,38 @@ pub async fn webhook_claims(s: &dyn Store) {
     // Gone with its owner, deliveries and all.
     s.delete_user(user.id).await.unwrap();
     assert!(matches!(s.get_webhook(hook.id).await, Err(crate::Error::WebhookNotFound { .. })));
+}
+
+/// Observed states: recorded with a `vm.drifted` event when they disagree, once per
+/// change, never while a task holds the VM; a new state clears the stale observation.
+pub async fn observed_states(s: &dyn Store) {
+    use crate::reconcile::ObservedState;
+    s.create_node(&node("n", 4)).await.unwrap();
+    let mut vm = super::store::created_vm(s, None).await;
+    let now = Utc::now();
+    assert_eq!(s.vms_on_node(vm.node_id).await.unwrap().len(), 1);
+    assert!(s.vms_on_node(crate::NodeId::new()).await.unwrap().is_empty());
+    assert!(s.observe_vm(vm.id, ObservedState::Stopped, now).await.unwrap(), "it agrees: recorded, no event");
+    assert!(!s.observe_vm(vm.id, ObservedState::Stopped, now).await.unwrap(), "nothing new");
+    assert!(s.observe_vm(vm.id, ObservedState::Running, now).await.unwrap());
+    let seen = s.get_vm(vm.id).await.unwrap();
+    assert_eq!(seen.observed_state, Some(ObservedState::Running));
+    assert!(seen.state_reason.as_deref().unwrap_or_default().contains("should be stopped"));
+    let drifted = EventFilter { types: EventPattern::parse_list("vm.drifted").unwrap(), ..all() };
+    let events = s.list_events(&drifted, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].vm_id, &events[0].data["observed_state"]),
+        (Some(vm.id), &serde_json::json!("running"))
+    );
+    // The VM's state changes: the old observation goes.
+    vm.state = crate::VmState::Running;
+    s.update_vm(&vm).await.unwrap();
+    let seen = s.get_vm(vm.id).await.unwrap();
+    assert_eq!((seen.observed_state, seen.state_reason), (None, None));
+    // A task holds it: left alone.
+    let task = crate::Task::new(crate::TaskKind::StopVm, Some(vm.id), crate::TaskParams::None, now);
+    s.enqueue_task(&task, None).await.unwrap();
+    assert!(!s.observe_vm(vm.id, ObservedState::Missing, now).await.unwrap());
+    assert!(!s.observe_vm(VmId::new(), ObservedState::Missing, now).await.unwrap(), "a VM gone is no error");
 }

@@ -48,6 +48,8 @@ where
     super::events::pruning_keeps_ids_growing(new_store().await.as_ref()).await;
     super::idempotency::one_try_per_key(new_store().await.as_ref(), 16).await;
     super::events::webhook_claims(new_store().await.as_ref()).await;
+    super::events::observed_states(new_store().await.as_ref()).await;
+    singletons(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -82,6 +84,8 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
         hostname: None,
         nics: vec![],
         owner_id: None,
+        observed_state: None,
+        state_reason: None,
     };
     let vm = Vm { nics: pool.map(|p| vec![VmNic::new(vm.id, 0, Some(p.id))]).unwrap_or_default(), ..vm };
     let task =
@@ -92,7 +96,7 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
 const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
 
 /// Creates a VM and ends its create task, as a worker would.
-async fn created_vm(s: &dyn Store, pool: Option<&IpPool>) -> Vm {
+pub(crate) async fn created_vm(s: &dyn Store, pool: Option<&IpPool>) -> Vm {
     let (vm, task) = new_vm(pool);
     let mut vm = s.create_vm(&vm, &task, ANY, None).await.expect("create_vm");
     finish(s, task.id).await;
@@ -533,4 +537,18 @@ pub async fn usage_follows_every_change(s: &dyn Store) {
     for n in listed {
         assert_eq!(n.allocated, expected.get(&n.id).copied().unwrap_or_default(), "listed node {}", n.name);
     }
+}
+
+/// A singleton lease: its holder renews it, no one else takes it until it runs out.
+pub async fn singletons(s: &dyn Store) {
+    assert!(s.acquire_singleton("loop", "a", StdDuration::from_millis(300)).await.unwrap());
+    assert!(s.acquire_singleton("loop", "a", StdDuration::from_millis(300)).await.unwrap(), "renewed");
+    assert!(!s.acquire_singleton("loop", "b", StdDuration::from_secs(60)).await.unwrap(), "held");
+    assert!(s.acquire_singleton("other", "b", StdDuration::from_secs(60)).await.unwrap(), "names apart");
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while !s.acquire_singleton("loop", "b", StdDuration::from_secs(60)).await.unwrap() {
+        assert!(Instant::now() < deadline, "a lapsed lease was never taken over");
+        Delay::new(StdDuration::from_millis(20)).await;
+    }
+    assert!(!s.acquire_singleton("loop", "a", StdDuration::from_secs(60)).await.unwrap(), "b holds it now");
 }

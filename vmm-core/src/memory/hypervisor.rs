@@ -634,6 +634,16 @@ impl Hypervisor for InMemoryHypervisor {
         Ok(())
     }
 
+    async fn list_volumes(&self) -> Result<Vec<String>> {
+        let s = self.state();
+        let mut names: Vec<String> = s.volumes.keys().map(VmId::volume_name).collect();
+        names.extend(s.previous.keys().map(VmId::previous_volume_name));
+        names.extend(s.seeds.keys().map(VmId::seed_volume_name));
+        names.extend(s.console_logs.keys().map(VmId::console_log_name));
+        names.extend(s.images.iter().map(|(id, (format, _))| id.volume_name(*format)));
+        Ok(names)
+    }
+
     async fn ensure_network(&self, network: &Network) -> Result<()> {
         let gate = self.gate(HypervisorCall::EnsureNetwork).await?;
         if network.kind == crate::network::NetworkKind::Managed {

@@ -15,6 +15,7 @@ mod nodes;
 mod recipes;
 mod repo;
 mod sender;
+mod singletons;
 mod ssh_keys;
 mod tasks;
 mod users;
@@ -113,6 +114,8 @@ struct StoreState {
     idempotency: HashMap<(String, String), crate::idempotency::IdempotencyRecord>,
     webhooks: BTreeMap<crate::id::WebhookId, webhooks::HookState>,
     deliveries: BTreeMap<crate::id::DeliveryId, crate::webhook::Delivery>,
+    /// Singleton leases: holder and until when.
+    singletons: HashMap<String, (String, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl StoreState {

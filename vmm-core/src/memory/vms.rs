@@ -6,15 +6,17 @@ use std::net::IpAddr;
 
 use super::InMemoryStore;
 use crate::error::{Error, Result};
-use crate::event::{vm_deleted_event, vm_owner_event};
+use crate::event::{vm_deleted_event, vm_drift_event, vm_owner_event};
 use crate::guest::GuestSettings;
-use crate::id::{PoolId, UserId, VmId};
+use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement::{self, Demand};
+use crate::reconcile::{observes, ObservedState};
 use crate::store::{PlacementRequest, VmGuest, VmStore};
 use crate::task::{Task, TaskParams};
 use crate::users::UserUsage;
 use crate::vm::{Vm, VmAction, VmNic};
+use chrono::{DateTime, Utc};
 
 #[async_trait]
 impl VmStore for InMemoryStore {
@@ -68,6 +70,11 @@ impl VmStore for InMemoryStore {
         let mut s = self.state();
         let stored = s.vms.get_mut(&vm.id).ok_or(Error::VmNotFound { id: vm.id })?;
         stored.name.clone_from(&vm.name);
+        if stored.state != vm.state {
+            // What was observed under the old state is stale: unknown until looked at again.
+            stored.observed_state = None;
+            stored.state_reason = None;
+        }
         stored.state = vm.state;
         stored.image_id = vm.image_id;
         stored.hostname.clone_from(&vm.hostname);
@@ -193,6 +200,26 @@ impl VmStore for InMemoryStore {
         s.active.insert(task.id);
         s.vm_active.insert(id, task.id);
         Ok(vm)
+    }
+
+    async fn vms_on_node(&self, node: NodeId) -> Result<Vec<Vm>> {
+        Ok(self.state().vms.values().filter(|v| v.node_id == node).cloned().collect())
+    }
+
+    async fn observe_vm(&self, id: VmId, observed: ObservedState, at: DateTime<Utc>) -> Result<bool> {
+        let mut s = self.state();
+        let busy = s.vm_active.contains_key(&id);
+        let Some(vm) = s.vms.get_mut(&id) else { return Ok(false) };
+        if busy || !observes(vm.state) || vm.observed_state == Some(observed) {
+            return Ok(false);
+        }
+        vm.observed_state = Some(observed);
+        vm.state_reason = observed.reason(vm.state);
+        let event = vm_drift_event(vm, observed, at);
+        if let Some(e) = event {
+            s.emit(e);
+        }
+        Ok(true)
     }
 
     async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm> {

@@ -81,6 +81,23 @@ impl Vmm {
     ) {
         let mut stopped = std::pin::pin!(stopped);
         loop {
+            // One process of the cluster prunes.
+            let holder = self.inner.config.worker_id.clone();
+            match self.inner.store.acquire_singleton("pruning", &holder, every * 3).await {
+                Ok(true) => self.prune_once(retention).await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "the pruning lease could not be taken")
+                }
+            }
+            if let futures::future::Either::Left(_) = select(stopped.as_mut(), Delay::new(every)).await {
+                return;
+            }
+        }
+    }
+
+    async fn prune_once(&self, retention: Duration) {
+        {
             match self.prune_events(retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "old events pruned"),
@@ -90,9 +107,6 @@ impl Vmm {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "expired idempotency keys pruned"),
                 Err(e) => tracing::warn!(error = %crate::error_chain(&e), "pruning idempotency keys failed"),
-            }
-            if let futures::future::Either::Left(_) = select(stopped.as_mut(), Delay::new(every)).await {
-                return;
             }
         }
     }

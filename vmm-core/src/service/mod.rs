@@ -19,6 +19,7 @@ mod jobs;
 mod networks;
 mod nodes;
 mod recipes;
+mod reconcile;
 mod ssh_keys;
 mod tasks;
 mod tenancy;

@@ -66,6 +66,8 @@ impl Vmm {
             hostname: guest.as_ref().map(|g| g.hostname.clone()),
             nics,
             owner_id: spec.owner_id,
+            observed_state: None,
+            state_reason: None,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
@@ -185,6 +187,8 @@ impl Vmm {
             created_at: now,
             hostname: guest.as_ref().map(|g| g.hostname.clone()),
             nics,
+            observed_state: None,
+            state_reason: None,
             ..from.clone()
         };
         let task =

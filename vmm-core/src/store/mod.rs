@@ -13,6 +13,7 @@ mod ipam;
 mod networks;
 mod nodes;
 mod recipes;
+mod singletons;
 mod ssh_keys;
 mod tasks;
 mod users;
@@ -29,6 +30,7 @@ pub use ipam::IpamStore;
 pub use networks::NetworkStore;
 pub use nodes::NodeStore;
 pub use recipes::RecipeStore;
+pub use singletons::SingletonStore;
 pub use ssh_keys::SshKeyStore;
 pub use tasks::TaskStore;
 pub use users::{StoredToken, UserStore};
@@ -51,6 +53,7 @@ pub trait Store:
     + EventStore
     + IdempotencyStore
     + WebhookStore
+    + SingletonStore
     + Send
     + Sync
     + Debug
@@ -71,6 +74,7 @@ impl<T> Store for T where
         + EventStore
         + IdempotencyStore
         + WebhookStore
+        + SingletonStore
         + Send
         + Sync
         + Debug

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::guest::GuestSettings;
@@ -10,6 +11,7 @@ use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::node::Node;
 use crate::page::{Page, PageRequest};
 use crate::placement::{Demand, Placement, Strategy};
+use crate::reconcile::ObservedState;
 use crate::task::Task;
 use crate::vm::Vm;
 
@@ -96,4 +98,10 @@ pub trait VmStore: Send + Sync {
     ) -> Result<Vm>;
     /// Ends the lease of `address` and removes the NIC that held it. Returns the VM.
     async fn remove_vm_address(&self, id: VmId, address: IpAddr) -> Result<Vm>;
+    /// The VMs placed on `node`.
+    async fn vms_on_node(&self, node: NodeId) -> Result<Vec<Vm>>;
+    /// Records what the VM's domain was seen doing, in one transaction with its
+    /// `vm.drifted` event when that differs from the VM's state, unless the VM is being
+    /// made or removed, a task holds it, or nothing changed. Returns whether it recorded.
+    async fn observe_vm(&self, id: VmId, observed: ObservedState, at: DateTime<Utc>) -> Result<bool>;
 }

@@ -10,6 +10,7 @@ mod meta;
 mod networks;
 mod nodes;
 mod recipes;
+mod reconcile;
 mod ssh_keys;
 mod tasks;
 mod users;
@@ -122,6 +123,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(meta::routes())
         .merge(gated(nodes::routes(), Area::Nodes))
+        .merge(gated(reconcile::routes(), Area::Nodes))
         .merge(gated(ipam::routes(), Area::IpPools))
         .merge(gated(networks::routes(), Area::Networks))
         .merge(gated(images::routes(), Area::Images))

@@ -8,6 +8,7 @@ mod create_vm;
 mod delete_vm;
 mod import_image;
 mod power;
+mod reconcile;
 mod reinstall_vm;
 mod update_vm;
 
@@ -33,6 +34,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::AddAddress => addresses::add(vmm, run).await,
         TaskKind::RemoveAddress => addresses::remove(vmm, run).await,
         TaskKind::ImportImage => import_image::run(vmm, run).await,
+        TaskKind::Reconcile => reconcile::run(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -41,7 +43,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     match run.task.kind {
         TaskKind::CreateVm | TaskKind::CloneVm => vmm.undo_create(vm_of(run)?).await,
-        TaskKind::DeleteVm | TaskKind::RemoveAddress => Ok(()),
+        TaskKind::DeleteVm | TaskKind::RemoveAddress | TaskKind::Reconcile => Ok(()),
         TaskKind::UpdateVm => update_vm::undo(vmm, run).await,
         TaskKind::ReinstallVm => reinstall_vm::undo(vmm, run).await,
         TaskKind::AddAddress => addresses::undo_add(vmm, run).await,
@@ -89,7 +91,7 @@ impl Vmm {
 
 /// Forces the domain off, undefines it, deletes its volume, its seed, its console log and
 /// any disk kept aside; each only if present.
-async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
+pub(super) async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
     if let Some(domain) = hv.domain(vm).await? {
         if !matches!(domain.state, PowerState::Shutoff | PowerState::Crashed) {
             hv.stop(vm).await?;
