@@ -17,6 +17,7 @@ mod sql;
 
 pub mod images;
 pub mod ldap;
+pub mod notify;
 mod open;
 pub mod webhooks;
 

@@ -7,23 +7,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use vmm_core::webhook::WebhookSender;
+use vmm_core::webhook::{Channel, ChannelKind, WebhookSender};
 use vmm_core::{Error, Result, UrlPolicy};
 
 use crate::images::fetch::CheckedResolver;
+use crate::notify::{SmtpConfig, TelegramConfig};
 
-/// Sends webhook deliveries.
+/// Sends webhook deliveries, and notification channels' messages through the operator's
+/// SMTP server and Telegram bot (when configured).
 #[derive(Debug, Clone)]
 pub struct HttpWebhookSender {
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// How long the whole request may take.
     pub timeout: Duration,
+    /// The SMTP server for email channels.
+    pub smtp: Option<SmtpConfig>,
+    /// The bot for Telegram channels.
+    pub telegram: Option<TelegramConfig>,
 }
 
 impl Default for HttpWebhookSender {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(5), timeout: Duration::from_secs(10) }
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            smtp: None,
+            telegram: None,
+        }
     }
 }
 
@@ -79,5 +90,23 @@ impl WebhookSender for HttpWebhookSender {
         tokio::task::spawn_blocking(move || sender.post_blocking(&url, &headers, &body, &policy))
             .await
             .map_err(|e| Error::backend("webhook", e))?
+    }
+
+    async fn notify(&self, channel: &Channel, subject: &str, text: &str) -> Result<()> {
+        match channel.kind {
+            ChannelKind::Email => match &self.smtp {
+                Some(smtp) => smtp.send(&channel.to, subject, text).await,
+                None => Err(Error::unsupported("this server", "email (no [smtp] configured)")),
+            },
+            ChannelKind::Telegram => match &self.telegram {
+                Some(bot) => {
+                    let (bot, to, text) = (bot.clone(), channel.to.clone(), text.to_owned());
+                    tokio::task::spawn_blocking(move || bot.send_blocking(&to, &text))
+                        .await
+                        .map_err(|e| Error::backend("telegram", e))?
+                }
+                None => Err(Error::unsupported("this server", "Telegram (no [telegram] configured)")),
+            },
+        }
     }
 }

@@ -94,6 +94,139 @@ pub struct Webhook {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub secret: Option<Secret>,
+    /// For a notification channel: where its messages go (then `url` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub channel: Option<Channel>,
+}
+
+/// How a notification channel reaches people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ChannelKind {
+    /// Email, through the operator's SMTP server.
+    Email,
+    /// A Telegram chat, through the operator's bot.
+    Telegram,
+}
+
+/// Where a notification channel's messages go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// How.
+    pub kind: ChannelKind,
+    /// The email address, or the Telegram chat id (`123456789`, `-100…`, `@channel`).
+    pub to: String,
+}
+
+/// What a new notification channel asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// How.
+    pub kind: ChannelKind,
+    /// The email address, or the Telegram chat id.
+    pub to: String,
+    /// The event types, as patterns: `vm.*`, `task.failed`, `*`.
+    pub events: Vec<EventPattern>,
+}
+
+impl ChannelSpec {
+    /// Checks the address (an email address, or a Telegram chat id) and the patterns.
+    pub fn validate(&self) -> Result<()> {
+        check_events(&self.events)?;
+        let ok = match self.kind {
+            ChannelKind::Email => {
+                self.to.len() <= 254
+                    && email_address::EmailAddress::is_valid(&self.to)
+                    && !self.to.contains(['<', '>', ' ', '"', '\r', '\n'])
+            }
+            ChannelKind::Telegram => {
+                let digits = self.to.strip_prefix('-').unwrap_or(&self.to);
+                let numeric =
+                    !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
+                let name = self.to.strip_prefix('@').is_some_and(|n| {
+                    (5..=32).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+                numeric || name
+            }
+        };
+        if !ok {
+            return Err(Error::invalid("to", format!("is not a {} address", self.kind)));
+        }
+        Ok(())
+    }
+}
+
+/// A notification channel as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationChannel {
+    /// The id.
+    pub id: WebhookId,
+    /// Whose it is: it gets the events its owner may read.
+    pub owner_id: UserId,
+    /// How.
+    pub kind: ChannelKind,
+    /// Where.
+    pub to: String,
+    /// Which events.
+    pub events: Vec<EventPattern>,
+    /// Whether messages are being sent.
+    pub enabled: bool,
+    /// Why it was disabled, if it was by vmm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// The id of the last event sent (or passed over).
+    pub last_event_id: u64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl NotificationChannel {
+    /// The channel a subscription is, if it is one.
+    pub fn of(hook: &Webhook) -> Option<Self> {
+        let channel = hook.channel.as_ref()?;
+        Some(Self {
+            id: hook.id,
+            owner_id: hook.owner_id,
+            kind: channel.kind,
+            to: channel.to.clone(),
+            events: hook.events.clone(),
+            enabled: hook.enabled,
+            disabled_reason: hook.disabled_reason.clone(),
+            failures: hook.failures,
+            last_event_id: hook.last_event_id,
+            created_at: hook.created_at,
+        })
+    }
+}
+
+/// A short human message about `event`: a subject and a text (the VM's name, what
+/// happened, when).
+pub fn describe(event: &crate::event::Event) -> (String, String) {
+    let what = event.kind.as_str();
+    let name = event.data["vm_name"].as_str().or_else(|| event.data["name"].as_str());
+    let subject = match (event.vm_id, name) {
+        (Some(_), Some(name)) => format!("VM {name}: {what}"),
+        (Some(vm), None) => format!("VM {vm}: {what}"),
+        (None, Some(name)) => format!("{name}: {what}"),
+        (None, None) => what.to_owned(),
+    };
+    let mut text = format!("{subject} at {}.", event.at.format("%Y-%m-%d %H:%M:%S UTC"));
+    for (label, key) in [("Task", "kind"), ("Error", "error"), ("Why", "reason")] {
+        if let Some(value) = event.data[key].as_str() {
+            text.push_str(&format!("\n{label}: {value}"));
+        }
+    }
+    text.push_str(&format!("\nEvent {}.", event.id));
+    (subject, text)
 }
 
 /// How a delivery attempt ended.
@@ -193,7 +326,14 @@ impl Webhook {
             next_attempt_at: now,
             created_at: now,
             secret: spec.secret,
+            channel: None,
         }
+    }
+
+    /// A new notification channel of `owner`'s that starts after event `after`.
+    pub fn channel(spec: ChannelSpec, owner: UserId, after: u64, now: DateTime<Utc>) -> Self {
+        let hook = WebhookSpec { url: String::new(), events: spec.events, secret: None };
+        Self { channel: Some(Channel { kind: spec.kind, to: spec.to }), ..Self::new(hook, owner, after, now) }
     }
 
     /// Applies a patch, checked like a spec.
@@ -247,7 +387,8 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     Duration::from_secs_f64(base * (1.0 + 0.25 * jitter.clamp(0.0, 1.0)))
 }
 
-/// How deliveries are sent: an HTTP client in `vmm-backends`, a recording fake here.
+/// How deliveries are sent: an HTTP client (and SMTP and Telegram for notification
+/// channels) in `vmm-backends`, a recording fake here.
 #[async_trait]
 pub trait WebhookSender: Send + Sync + Debug {
     /// POSTs `body` (JSON) with `headers` to `url`, connecting only to addresses `policy`
@@ -259,6 +400,12 @@ pub trait WebhookSender: Send + Sync + Debug {
         body: &[u8],
         policy: &UrlPolicy,
     ) -> Result<u16>;
+
+    /// Sends a message with `subject` and `text` to a notification channel.
+    async fn notify(&self, channel: &Channel, subject: &str, text: &str) -> Result<()> {
+        let _ = (subject, text);
+        Err(Error::unsupported("this server", format!("{} notifications", channel.kind)))
+    }
 }
 
 #[cfg(test)]

@@ -584,7 +584,7 @@ one_at_a_time! {
     WebhookStore {
         create_webhook(hook: &vmm_core::webhook::Webhook) -> ();
         get_webhook(id: vmm_core::WebhookId) -> vmm_core::webhook::Webhook;
-        list_webhooks(owner: Option<UserId>, page: &PageRequest) -> Page<vmm_core::webhook::Webhook>;
+        list_webhooks(owner: Option<UserId>, channels: bool, page: &PageRequest) -> Page<vmm_core::webhook::Webhook>;
         update_webhook(hook: &vmm_core::webhook::Webhook) -> ();
         delete_webhook(id: vmm_core::WebhookId) -> ();
         claim_webhook(worker: &str, now: DateTime<Utc>, lease: Duration) -> Option<vmm_core::webhook::Webhook>;

@@ -188,3 +188,43 @@ fn refused_addresses_and_bad_specs_change_nothing() {
         assert!(w.vmm.list_webhooks_for(&w.ann, &Default::default()).await.unwrap().items.is_empty());
     });
 }
+
+#[test]
+fn channels_get_a_short_message_per_event_and_are_no_webhooks() {
+    use vmm_core::webhook::{ChannelKind, ChannelSpec};
+    block_on(async {
+        let w = world(10).await;
+        let spec = ChannelSpec {
+            kind: ChannelKind::Email,
+            to: "ann@example.com".into(),
+            events: EventPattern::parse_list("vm.created,vm.deleted").unwrap(),
+        };
+        let channel = w.vmm.create_channel(&w.ann, spec).await.unwrap();
+        w.vm_life(&w.ann).await;
+        w.deliver().await;
+        let sent = w.sender.notified();
+        let subjects: Vec<&str> = sent.iter().map(|(_, s, _)| s.as_str()).collect();
+        assert_eq!(subjects, ["VM web: vm.created", "VM web: vm.deleted"]);
+        assert_eq!(sent[0].0.to, "ann@example.com");
+        assert!(sent[0].2.contains("UTC") && sent[0].2.contains("Event "), "{}", sent[0].2);
+        assert!(w.sender.sent().is_empty(), "no HTTP delivery for a channel");
+        // A channel is no webhook, and a webhook no channel.
+        assert!(w.vmm.webhook_for(&w.ann, channel.id, vmm_core::Access::Read).await.is_err());
+        assert!(w.vmm.list_webhooks_for(&w.ann, &Default::default()).await.unwrap().items.is_empty());
+        assert_eq!(w.vmm.list_channels_for(&w.ann, &Default::default()).await.unwrap().items.len(), 1);
+        for (kind, to) in [
+            (ChannelKind::Email, "not an address"),
+            (ChannelKind::Email, "a@b.example\r\nBcc: x@y.example"),
+            (ChannelKind::Telegram, "12ab"),
+            (ChannelKind::Telegram, "@ab"),
+        ] {
+            let bad = ChannelSpec { kind, to: to.into(), events: EventPattern::parse_list("*").unwrap() };
+            assert!(
+                matches!(w.vmm.create_channel(&w.ann, bad).await, Err(Error::Invalid { field, .. }) if field == "to"),
+                "{to:?}"
+            );
+        }
+        w.vmm.delete_channel_for(&w.ann, channel.id).await.unwrap();
+        assert!(w.vmm.list_channels_for(&w.ann, &Default::default()).await.unwrap().items.is_empty());
+    });
+}

@@ -82,6 +82,12 @@ struct FileConfig {
     pub reconcile_interval_s: Option<u64>,
     /// `[ldap]`: the directory users with auth source `ldap` sign in against.
     pub ldap: Option<LdapFile>,
+    /// `[smtp]`: the mail server email notification channels send through (`host`, `port`,
+    /// `security = "starttls" | "tls" | "plain"`, `username`, `password`, `from`).
+    pub smtp: Option<vmm_backends::notify::SmtpConfig>,
+    /// `[telegram]`: the bot Telegram notification channels send through (`bot_token`,
+    /// `api_base`).
+    pub telegram: Option<vmm_backends::notify::TelegramConfig>,
 }
 
 /// The `[ldap]` table.
@@ -155,6 +161,10 @@ pub struct Settings {
     pub event_retention: Duration,
     /// The LDAP directory, if configured.
     pub ldap: Option<vmm_backends::ldap::LdapConfig>,
+    /// The mail server for email channels, if configured.
+    pub smtp: Option<vmm_backends::notify::SmtpConfig>,
+    /// The bot for Telegram channels, if configured.
+    pub telegram: Option<vmm_backends::notify::TelegramConfig>,
     /// Register `qemu:///system` as node `local` on first start when libvirtd answers.
     pub local_node: bool,
     /// The local node's domain type.
@@ -199,6 +209,8 @@ impl fmt::Debug for Settings {
             .field("session_ttl", &self.session_ttl)
             .field("event_retention", &self.event_retention)
             .field("ldap", &self.ldap)
+            .field("smtp", &self.smtp)
+            .field("telegram", &self.telegram)
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
@@ -248,6 +260,13 @@ impl Settings {
         let admin_email = vmm_core::users::normalize_email(&admin_email)
             .map_err(|_| Error::invalid("admin_email", format!("{admin_email:?} is not an email address")))?;
         let ldap = from_file.ldap.map(LdapFile::resolve).transpose()?;
+        let (smtp, telegram) = (from_file.smtp, from_file.telegram);
+        if let Some(s) = &smtp {
+            s.check()?;
+        }
+        if let Some(t) = &telegram {
+            t.check()?;
+        }
         let session_ttl = Duration::from_secs(from_file.session_ttl_s.unwrap_or(12 * 3600));
         if session_ttl.is_zero() {
             return Err(Error::invalid("session_ttl_s", "must be at least 1"));
@@ -413,6 +432,8 @@ impl Settings {
             session_ttl,
             event_retention,
             ldap,
+            smtp,
+            telegram,
             local_node,
             local_node_virt_type,
             storage_path,

@@ -112,7 +112,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     tokio::spawn({
         let vmm = vmm.clone();
         let stopped = stopped();
-        let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender::default());
+        let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender {
+            smtp: settings.smtp.clone(),
+            telegram: settings.telegram.clone(),
+            ..vmm_backends::HttpWebhookSender::default()
+        });
         async move { vmm.run_webhooks(sender, stopped).await }
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)

@@ -31,6 +31,7 @@ struct World {
     key: String,
     token: String,
     webhook: String,
+    channel: String,
 }
 
 async fn json_of(r: &Reply, what: &str) -> Value {
@@ -126,8 +127,20 @@ async fn world() -> World {
         "webhook",
     )
     .await;
+    let channel = json_of(
+        &api.call_as(
+            &a_token,
+            Method::POST,
+            "/api/v1/notification-channels",
+            Some(json!({"kind": "email", "to": "a@example.com", "events": ["vm.*"]})),
+        )
+        .await,
+        "channel",
+    )
+    .await;
     World {
         webhook: webhook["id"].as_str().unwrap().to_owned(),
+        channel: channel["id"].as_str().unwrap().to_owned(),
         api,
         tokens,
         a,
@@ -161,6 +174,7 @@ impl World {
             "tokens" => &self.token,
             "ssh-keys" => &self.key,
             "webhooks" => &self.webhook,
+            "notification-channels" => &self.channel,
             _ => "",
         };
         let address = if area == "vms" { &self.vm_address } else { &self.lease };
@@ -204,6 +218,9 @@ impl World {
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
+            ("POST", "/api/v1/notification-channels") => {
+                Some(json!({"kind": "telegram", "to": "123456789", "events": ["task.failed"]}))
+            }
             other => panic!("no request body for {other:?}: add one, and the route to the rules"),
         };
         (path, body)
@@ -227,6 +244,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "audit" => Area::Audit,
         "reconcile" => Area::Nodes,
         "webhooks" => Area::Webhooks,
+        "notification-channels" => Area::Webhooks,
         _ => return None,
     };
     Some((area, template.contains("{id}")))
@@ -277,7 +295,7 @@ async fn every_route_for_every_role_on_a_users_objects_follows_the_rules() {
 async fn b_finds_none_of_as_objects_in_any_list() {
     let w = world().await;
     let b = w.tokens.iter().find(|t| t.1 == "B").unwrap().2.clone();
-    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook];
+    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook, &w.channel];
     let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
     for (template, ops) in spec["paths"].as_object().unwrap() {
         // The stream never ends; it is checked in events.rs.

@@ -12,6 +12,15 @@ use vmm_core::{Error, Event, Page, PageRequest, Result, Secret, UserId, WebhookI
 use super::users::is_foreign_key_violation;
 use super::{first, from_json, to_json, ts, Columns, SqlStore, Tx};
 
+/// The `class` column: what a row is.
+fn class(channel: bool) -> &'static str {
+    if channel {
+        "channel"
+    } else {
+        "webhook"
+    }
+}
+
 impl SqlStore {
     /// The subscription, locked in `tx`, and who holds its claim.
     async fn webhook_in(&self, tx: &mut Tx, id: WebhookId) -> Result<(Webhook, Option<String>)> {
@@ -46,7 +55,8 @@ impl SqlStore {
 impl WebhookStore for SqlStore {
     async fn create_webhook(&self, hook: &Webhook) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhooks (id, owner_id, secret, enabled, next_attempt_at, record) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO webhooks (id, owner_id, secret, enabled, next_attempt_at, record, class) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(hook.id.to_string())
         .bind(hook.owner_id.to_string())
@@ -54,10 +64,17 @@ impl WebhookStore for SqlStore {
         .bind(i64::from(hook.enabled))
         .bind(ts(hook.next_attempt_at))
         .bind(to_json(hook)?)
+        .bind(class(hook.channel.is_some()))
         .execute(&self.write)
         .await
         .map(drop)
-        .map_err(|e| if is_foreign_key_violation(&e) { Error::UserNotFound { id: hook.owner_id } } else { self.err(e) })
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                Error::UserNotFound { id: hook.owner_id }
+            } else {
+                self.err(e)
+            }
+        })
     }
 
     async fn get_webhook(&self, id: WebhookId) -> Result<Webhook> {
@@ -68,8 +85,14 @@ impl WebhookStore for SqlStore {
         Ok(hook)
     }
 
-    async fn list_webhooks(&self, owner: Option<UserId>, page: &PageRequest) -> Result<Page<Webhook>> {
-        let only: Vec<_> = owner.map(|o| ("owner_id", o.to_string())).into_iter().collect();
+    async fn list_webhooks(
+        &self,
+        owner: Option<UserId>,
+        channels: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Webhook>> {
+        let mut only: Vec<_> = owner.map(|o| ("owner_id", o.to_string())).into_iter().collect();
+        only.push(("class", class(channels).to_owned()));
         self.records("webhooks", &only, page).await
     }
 

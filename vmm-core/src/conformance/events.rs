@@ -179,10 +179,16 @@ pub async fn webhook_claims(s: &dyn Store) {
     s.create_webhook(&hook).await.unwrap();
     let got = s.get_webhook(hook.id).await.unwrap();
     assert_eq!(got.secret.as_ref().map(Secret::expose), Some("whsec_0123456789abcdef"));
-    let listed = s.list_webhooks(Some(user.id), &crate::PageRequest::default()).await.unwrap().items;
+    let listed = s.list_webhooks(Some(user.id), false, &crate::PageRequest::default()).await.unwrap().items;
+    assert!(s
+        .list_webhooks(Some(user.id), true, &crate::PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert_eq!(listed.len(), 1);
     assert!(s
-        .list_webhooks(Some(UserId::new()), &crate::PageRequest::default())
+        .list_webhooks(Some(UserId::new()), false, &crate::PageRequest::default())
         .await
         .unwrap()
         .items

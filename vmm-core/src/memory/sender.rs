@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::lock;
 use crate::error::Result;
 use crate::image::UrlPolicy;
-use crate::webhook::WebhookSender;
+use crate::webhook::{Channel, WebhookSender};
 
 /// One POST it was asked to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +30,12 @@ impl SentRequest {
 
 /// A webhook sender that sends nothing: it checks the URL under the policy (an address
 /// written in the URL included), records the request, and answers 200 unless told otherwise.
+/// Notifications are recorded as (channel, subject, text).
 #[derive(Debug, Default)]
 pub struct InMemoryWebhookSender {
     sent: Mutex<Vec<SentRequest>>,
     answers: Mutex<VecDeque<Result<u16>>>,
+    notified: Mutex<Vec<(Channel, String, String)>>,
 }
 
 impl InMemoryWebhookSender {
@@ -51,6 +53,11 @@ impl InMemoryWebhookSender {
     /// What it was asked to send, in order (refused URLs included).
     pub fn sent(&self) -> Vec<SentRequest> {
         lock(&self.sent).clone()
+    }
+
+    /// The notifications it was asked to send, in order.
+    pub fn notified(&self) -> Vec<(Channel, String, String)> {
+        lock(&self.notified).clone()
     }
 }
 
@@ -76,5 +83,10 @@ impl WebhookSender for InMemoryWebhookSender {
             body: body.to_vec(),
         });
         lock(&self.answers).pop_front().unwrap_or(Ok(200))
+    }
+
+    async fn notify(&self, channel: &Channel, subject: &str, text: &str) -> Result<()> {
+        lock(&self.notified).push((channel.clone(), subject.to_owned(), text.to_owned()));
+        lock(&self.answers).pop_front().unwrap_or(Ok(200)).map(drop)
     }
 }

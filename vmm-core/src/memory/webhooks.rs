@@ -41,10 +41,19 @@ impl WebhookStore for InMemoryStore {
         self.state().webhooks.get(&id).map(|h| h.hook.clone()).ok_or(Error::WebhookNotFound { id })
     }
 
-    async fn list_webhooks(&self, owner: Option<UserId>, page: &PageRequest) -> Result<Page<Webhook>> {
-        super::page_of(&self.state().webhooks, page, |h| owner.is_none_or(|o| h.hook.owner_id == o)).map(
-            |p| Page { items: p.items.into_iter().map(|h| h.hook).collect(), next_cursor: p.next_cursor },
-        )
+    async fn list_webhooks(
+        &self,
+        owner: Option<UserId>,
+        channels: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Webhook>> {
+        let keep = |h: &HookState| {
+            owner.is_none_or(|o| h.hook.owner_id == o) && h.hook.channel.is_some() == channels
+        };
+        super::page_of(&self.state().webhooks, page, keep).map(|p| Page {
+            items: p.items.into_iter().map(|h| h.hook).collect(),
+            next_cursor: p.next_cursor,
+        })
     }
 
     async fn update_webhook(&self, hook: &Webhook) -> Result<()> {

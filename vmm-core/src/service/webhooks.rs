@@ -14,7 +14,8 @@ use crate::id::{DeliveryId, WebhookId};
 use crate::page::{Page, PageRequest};
 use crate::users::{sees_all, Access, Actor, Area, UserState};
 use crate::webhook::{
-    backoff, signature, Delivery, DeliveryStatus, Webhook, WebhookPatch, WebhookSender, WebhookSpec,
+    backoff, describe, signature, ChannelSpec, Delivery, DeliveryStatus, NotificationChannel, Webhook,
+    WebhookPatch, WebhookSender, WebhookSpec,
 };
 
 /// How long a dispatcher holds a subscription it delivers to.
@@ -33,8 +34,17 @@ impl Vmm {
         Ok(hook)
     }
 
-    /// A subscription `actor` may have `access` to.
+    /// A webhook `actor` may have `access` to (a notification channel is not one).
     pub async fn webhook_for(&self, actor: &Actor, id: WebhookId, access: Access) -> Result<Webhook> {
+        let hook = self.subscription_for(actor, id, access).await?;
+        if hook.channel.is_some() {
+            return Err(Error::WebhookNotFound { id });
+        }
+        Ok(hook)
+    }
+
+    /// A webhook or channel `actor` may have `access` to.
+    async fn subscription_for(&self, actor: &Actor, id: WebhookId, access: Access) -> Result<Webhook> {
         let hook = self.inner.store.get_webhook(id).await?;
         actor.check(Area::Webhooks, access, actor.target(hook.owner_id), || Error::WebhookNotFound { id })?;
         Ok(hook)
@@ -44,7 +54,50 @@ impl Vmm {
     pub async fn list_webhooks_for(&self, actor: &Actor, page: &PageRequest) -> Result<Page<Webhook>> {
         actor.may(Area::Webhooks, Access::Read)?;
         let owner = (!sees_all(actor.role, Area::Webhooks)).then_some(actor.user_id);
-        self.inner.store.list_webhooks(owner, page).await
+        self.inner.store.list_webhooks(owner, false, page).await
+    }
+
+    /// Makes a notification channel of `actor`'s: the events they may read that match go
+    /// to an email address or a Telegram chat as short messages, from now on.
+    pub async fn create_channel(&self, actor: &Actor, spec: ChannelSpec) -> Result<NotificationChannel> {
+        actor.may(Area::Webhooks, Access::Write)?;
+        spec.validate()?;
+        let after = self.inner.store.last_event_id().await?;
+        let hook = Webhook::channel(spec, actor.user_id, after, self.now());
+        self.inner.store.create_webhook(&hook).await?;
+        Ok(NotificationChannel::of(&hook).expect("a channel"))
+    }
+
+    /// A channel `actor` may have `access` to.
+    pub async fn channel_for(
+        &self,
+        actor: &Actor,
+        id: WebhookId,
+        access: Access,
+    ) -> Result<NotificationChannel> {
+        let hook = self.subscription_for(actor, id, access).await?;
+        NotificationChannel::of(&hook).ok_or(Error::WebhookNotFound { id })
+    }
+
+    /// The channels `actor` may see, newest first.
+    pub async fn list_channels_for(
+        &self,
+        actor: &Actor,
+        page: &PageRequest,
+    ) -> Result<Page<NotificationChannel>> {
+        actor.may(Area::Webhooks, Access::Read)?;
+        let owner = (!sees_all(actor.role, Area::Webhooks)).then_some(actor.user_id);
+        let hooks = self.inner.store.list_webhooks(owner, true, page).await?;
+        Ok(Page {
+            items: hooks.items.iter().filter_map(NotificationChannel::of).collect(),
+            next_cursor: hooks.next_cursor,
+        })
+    }
+
+    /// Removes a channel `actor` may change.
+    pub async fn delete_channel_for(&self, actor: &Actor, id: WebhookId) -> Result<()> {
+        self.channel_for(actor, id, Access::Write).await?;
+        self.inner.store.delete_webhook(id).await
     }
 
     /// Changes a subscription `actor` may change.
@@ -164,7 +217,13 @@ impl Vmm {
             headers.push(("Vmm-Signature".to_owned(), signature(secret, now.timestamp(), &body)));
         }
         let started = Instant::now();
-        let result = sender.post(&hook.url, &headers, &body, &config.webhook_urls).await;
+        let result = match &hook.channel {
+            Some(channel) => {
+                let (subject, text) = describe(event);
+                sender.notify(channel, &subject, &text).await.map(|()| 200)
+            }
+            None => sender.post(&hook.url, &headers, &body, &config.webhook_urls).await,
+        };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, response_code, error) = match result {
             Ok(code) if (200..300).contains(&code) => (DeliveryStatus::Succeeded, Some(code), None),

@@ -21,8 +21,13 @@ pub trait WebhookStore: Send + Sync {
     async fn create_webhook(&self, hook: &Webhook) -> Result<()>;
     /// One subscription, with its secret.
     async fn get_webhook(&self, id: WebhookId) -> Result<Webhook>;
-    /// Subscriptions (of `owner`, if given), newest first.
-    async fn list_webhooks(&self, owner: Option<UserId>, page: &PageRequest) -> Result<Page<Webhook>>;
+    /// Webhooks, or notification channels with `channels` (of `owner`, if given), newest first.
+    async fn list_webhooks(
+        &self,
+        owner: Option<UserId>,
+        channels: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Webhook>>;
     /// Saves a subscription's settings (URL, events, secret, enabled; and the failures,
     /// reason and next attempt a re-enable resets).
     async fn update_webhook(&self, hook: &Webhook) -> Result<()>;

@@ -3,6 +3,7 @@
 //! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
 
 mod audit;
+mod channels;
 mod events;
 mod images;
 mod ipam;
@@ -133,6 +134,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(ssh_keys::routes(), Area::SshKeys))
         .merge(gated(audit::routes(), Area::Audit))
         .merge(gated(webhooks::routes(), Area::Webhooks))
+        .merge(gated(channels::routes(), Area::Webhooks))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())
         // Events: everyone reads those of what they may see.
