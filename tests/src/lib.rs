@@ -280,6 +280,24 @@ impl Vmmd {
         assert_eq!(t["state"], "succeeded", "{t}");
     }
 
+    /// Registers node `n1` at `uri` (domain type `qemu`); returns it.
+    pub fn add_node(&self, uri: &str) -> Value {
+        let (status, node) = self.call(
+            "POST",
+            "/api/v1/nodes",
+            Some(serde_json::json!({"name": "n1", "uri": uri, "virt_type": "qemu"})),
+        );
+        assert_eq!(status, 201, "{node}");
+        node
+    }
+
+    /// Asks for a change that answers 202 with a task, and waits until the task succeeded.
+    pub fn act(&self, method: &str, path: &str) {
+        let (status, r) = self.call(method, path, None);
+        assert_eq!(status, 202, "{method} {path}: {r}");
+        self.done(&r["task"]);
+    }
+
     /// SIGTERM, and waits for a clean exit.
     pub fn stop(mut self) {
         self.signal("TERM");
@@ -491,5 +509,14 @@ impl Drop for Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until `done` holds, for at most `within`; panics naming `what` otherwise.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {within:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

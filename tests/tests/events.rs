@@ -79,36 +79,25 @@ impl Sse {
     }
 }
 
-fn action(vmmd: &Vmmd, method: &str, path: &str) {
-    let (status, r) = vmmd.call(method, path, None);
-    assert_eq!(status, 202, "{method} {path}: {r}");
-    vmmd.done(&r["task"]);
-}
-
 fn resumed_across_a_restart(config: VmmdConfig) {
     let vmmd = Vmmd::start(&config);
-    let (status, node) = vmmd.call(
-        "POST",
-        "/api/v1/nodes",
-        Some(json!({"name": "n1", "uri": "test:///default", "virt_type": "qemu"})),
-    );
-    assert_eq!(status, 201, "{node}");
+    vmmd.add_node("test:///default");
     let mut sse = Sse::open(&vmmd, None);
     let spec = json!({"name": "sse <vm>", "vcpus": 1, "memory_mib": 128, "disk_gib": 1});
     let (status, created) = vmmd.call("POST", "/api/v1/vms", Some(spec));
     assert_eq!(status, 202, "{created}");
     let vm = created["vm"]["id"].as_str().unwrap().to_owned();
     vmmd.done(&created["task"]);
-    action(&vmmd, "POST", &format!("/api/v1/vms/{vm}/stop"));
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
     let mut seen = sse.until("vm.stopped", &vm);
     let last = seen.last().unwrap().0;
     drop(sse);
 
     // While nobody listens: more happens, and the server restarts.
-    action(&vmmd, "POST", &format!("/api/v1/vms/{vm}/start"));
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/start"));
     vmmd.stop();
     let vmmd = Vmmd::start(&config);
-    action(&vmmd, "DELETE", &format!("/api/v1/vms/{vm}"));
+    vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
 
     let mut sse = Sse::open(&vmmd, Some(last));
     seen.extend(sse.until("vm.deleted", &vm));

@@ -19,12 +19,7 @@ fn create(base: &str, key: &str, spec: &Value) -> (u16, Value) {
 
 fn one_vm_per_key(config: VmmdConfig) {
     let vmmd = Vmmd::start(&config);
-    let (status, node) = vmmd.call(
-        "POST",
-        "/api/v1/nodes",
-        Some(json!({"name": "n1", "uri": "test:///default", "virt_type": "qemu"})),
-    );
-    assert_eq!(status, 201, "{node}");
+    vmmd.add_node("test:///default");
     let (_, pool) =
         vmmd.call("POST", "/api/v1/ip-pools", Some(json!({"name": "p", "cidr": "198.51.100.0/24"})));
     let spec = json!({"name": "web", "vcpus": 1, "memory_mib": 128, "disk_gib": 1, "ip_pool_id": pool["id"]});

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vmm_tests::{data_dir, Vmmd, VmmdConfig};
+use vmm_tests::{data_dir, wait_until, Vmmd, VmmdConfig};
 
 const BOT_TOKEN: &str = "123456:TEST-token_abc";
 
@@ -106,14 +106,6 @@ fn telegram() -> (u16, Arc<Mutex<Vec<Value>>>) {
     (port, got)
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "waited 60 s for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 #[ignore = "needs aiosmtpd from the setup's .venv; CI runs it"]
 fn email_and_telegram_channels_get_their_messages() {
@@ -132,12 +124,7 @@ fn email_and_telegram_channels_get_their_messages() {
     .unwrap();
     let vmmd = Vmmd::start(&VmmdConfig { config_file: Some(file), ..VmmdConfig::new(&dir) });
     assert!(!vmmd.log().contains(BOT_TOKEN), "the bot token is never logged");
-    let (status, node) = vmmd.call(
-        "POST",
-        "/api/v1/nodes",
-        Some(json!({"name": "n1", "uri": "test:///default", "virt_type": "qemu"})),
-    );
-    assert_eq!(status, 201, "{node}");
+    vmmd.add_node("test:///default");
     for (kind, to) in [("email", "ops@example.com"), ("telegram", "4242")] {
         let (status, c) = vmmd.call(
             "POST",
@@ -151,12 +138,12 @@ fn email_and_telegram_channels_get_their_messages() {
     assert_eq!(status, 202, "{created}");
     vmmd.done(&created["task"]);
 
-    wait_for("the email", || !smtp.messages().is_empty());
+    wait_until("the email", Duration::from_secs(60), || !smtp.messages().is_empty());
     let mail = smtp.messages().remove(0);
     assert!(mail.contains("To: ops@example.com"), "{mail}");
     assert!(mail.contains("From: vmm <vmm@example.com>"), "{mail}");
     assert!(mail.contains("Subject: VM mailed <vm>: vm.created"), "{mail}");
-    wait_for("the Telegram message", || !telegram_got.lock().unwrap().is_empty());
+    wait_until("the Telegram message", Duration::from_secs(60), || !telegram_got.lock().unwrap().is_empty());
     let message = telegram_got.lock().unwrap()[0].clone();
     assert_eq!(message["chat_id"], "4242");
     assert!(message["text"].as_str().unwrap().starts_with("VM mailed <vm>: vm.created at "), "{message}");

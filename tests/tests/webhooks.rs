@@ -6,12 +6,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use vmm_core::webhook::signature;
 use vmm_core::Secret;
-use vmm_tests::{data_dir, Vmmd, VmmdConfig};
+use vmm_tests::{data_dir, wait_until, Vmmd, VmmdConfig};
 
 const SECRET: &str = "whsec_e2e_0123456789abcdef";
 
@@ -87,32 +87,13 @@ fn serve(stream: std::net::TcpStream, events: &Mutex<Vec<Value>>) {
     stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done() {
-        assert!(Instant::now() < deadline, "waited 90 s for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn action(vmmd: &Vmmd, method: &str, path: &str) {
-    let (status, r) = vmmd.call(method, path, None);
-    assert_eq!(status, 202, "{method} {path}: {r}");
-    vmmd.done(&r["task"]);
-}
-
 #[test]
 fn a_receiver_gets_every_event_in_order_also_after_an_outage() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap(), events.clone());
     let config = VmmdConfig::new(&data_dir()).with("VMM_WEBHOOK_URL_ALLOW_PRIVATE", "true");
     let vmmd = Vmmd::start(&config);
-    let (status, node) = vmmd.call(
-        "POST",
-        "/api/v1/nodes",
-        Some(json!({"name": "n1", "uri": "test:///default", "virt_type": "qemu"})),
-    );
-    assert_eq!(status, 201, "{node}");
+    vmmd.add_node("test:///default");
     let url = format!("http://{}/hook", receiver.addr);
     let (status, hook) = vmmd.call(
         "POST",
@@ -128,28 +109,28 @@ fn a_receiver_gets_every_event_in_order_also_after_an_outage() {
     assert_eq!(status, 202, "{created}");
     let vm = created["vm"]["id"].as_str().unwrap().to_owned();
     vmmd.done(&created["task"]);
-    action(&vmmd, "POST", &format!("/api/v1/vms/{vm}/stop"));
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
     let seen = |kind: &str| {
         let events = events.clone();
         let (kind, vm) = (kind.to_owned(), vm.clone());
         move || events.lock().unwrap().iter().any(|e| e["type"] == kind.as_str() && e["vm_id"] == vm.as_str())
     };
-    wait_for("vm.stopped at the receiver", seen("vm.stopped"));
+    wait_until("vm.stopped at the receiver", Duration::from_secs(90), seen("vm.stopped"));
 
     // The receiver goes away; what happens meanwhile fails to arrive and is retried.
     let (addr, events) = receiver.stop();
-    action(&vmmd, "POST", &format!("/api/v1/vms/{vm}/start"));
-    action(&vmmd, "DELETE", &format!("/api/v1/vms/{vm}"));
-    wait_for("a failed delivery", || {
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/start"));
+    vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
+    wait_until("a failed delivery", Duration::from_secs(90), || {
         let (_, d) = vmmd.call("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), None);
         d["items"].as_array().unwrap().iter().any(|d| d["status"] == "failed")
     });
     let receiver = Receiver::start(addr, events.clone());
-    wait_for("vm.deleted at the receiver after the outage", seen("vm.deleted"));
+    wait_until("vm.deleted at the receiver after the outage", Duration::from_secs(90), seen("vm.deleted"));
 
     let (_, log) = vmmd.call("GET", "/api/v1/events?types=vm.*,task.*&limit=1000", None);
     let want: Vec<u64> = log["items"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
-    wait_for("every event", || events.lock().unwrap().len() >= want.len());
+    wait_until("every event", Duration::from_secs(90), || events.lock().unwrap().len() >= want.len());
     let got: Vec<u64> = events.lock().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(got, want, "each event once, in order, none lost");
     let (_, hook) = vmmd.call("GET", &format!("/api/v1/webhooks/{hook_id}"), None);

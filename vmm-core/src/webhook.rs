@@ -336,6 +336,19 @@ impl Webhook {
         Self { channel: Some(Channel { kind: spec.kind, to: spec.to }), ..Self::new(hook, owner, after, now) }
     }
 
+    /// Takes the delivery state a dispatcher worked out (last event, failures, next attempt,
+    /// and a disable) over the subscription as it is stored, whose settings may have changed
+    /// meanwhile. The one rule of finishing a claim, shared by every store.
+    pub fn take_delivery_state(&mut self, from: &Webhook) {
+        self.last_event_id = from.last_event_id;
+        self.failures = from.failures;
+        self.next_attempt_at = from.next_attempt_at;
+        if !from.enabled {
+            self.enabled = false;
+            self.disabled_reason.clone_from(&from.disabled_reason);
+        }
+    }
+
     /// Applies a patch, checked like a spec.
     pub fn apply(&mut self, patch: WebhookPatch, policy: &UrlPolicy, now: DateTime<Utc>) -> Result<()> {
         if let Some(url) = &patch.url {

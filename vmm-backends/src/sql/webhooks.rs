@@ -163,13 +163,7 @@ impl WebhookStore for SqlStore {
         if holder.as_deref() != Some(worker) {
             return Ok(());
         }
-        kept.last_event_id = hook.last_event_id;
-        kept.failures = hook.failures;
-        kept.next_attempt_at = hook.next_attempt_at;
-        if !hook.enabled {
-            kept.enabled = false;
-            kept.disabled_reason.clone_from(&hook.disabled_reason);
-        }
+        kept.take_delivery_state(hook);
         self.write_webhook(&mut tx, &kept).await?;
         sqlx::query("UPDATE webhooks SET claim_owner = NULL, claim_until = NULL WHERE id = $1")
             .bind(hook.id.to_string())

@@ -14,6 +14,21 @@ use crate::{IpPool, IpPoolSpec, PlacementRequest, Store, Strategy, TaskState, Us
 
 const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
 
+/// A user of role `user`, kept in `s`.
+async fn user(s: &dyn Store, id: UserId, email: &str) -> crate::users::User {
+    let user = crate::users::User {
+        id,
+        email: email.into(),
+        role: crate::Role::User,
+        state: crate::UserState::Active,
+        auth: crate::AuthSource::Local,
+        quota: crate::Quota::default(),
+        created_at: Utc::now(),
+    };
+    s.create_user(&user, None).await.unwrap();
+    user
+}
+
 fn all() -> EventFilter {
     EventFilter::default()
 }
@@ -33,16 +48,7 @@ pub async fn events_follow_changes(s: &dyn Store) {
     let owner = UserId::new();
     let (mut vm, task) = new_vm(Some(&p));
     vm.name = "web <1>".into();
-    let user = crate::users::User {
-        id: owner,
-        email: "events@example.com".into(),
-        role: crate::Role::User,
-        state: crate::UserState::Active,
-        auth: crate::AuthSource::Local,
-        quota: crate::Quota::default(),
-        created_at: Utc::now(),
-    };
-    s.create_user(&user, None).await.unwrap();
+    user(s, owner, "events@example.com").await;
     vm.owner_id = Some(owner);
     s.create_vm(&vm, &task, ANY, None).await.unwrap();
     let mut run = s.claim_task("w", Utc::now(), StdDuration::from_secs(60)).await.unwrap().unwrap();
@@ -159,16 +165,7 @@ pub async fn pruning_keeps_ids_growing(s: &dyn Store) {
 pub async fn webhook_claims(s: &dyn Store) {
     use crate::webhook::{Delivery, DeliveryStatus, Webhook, WebhookSpec};
     use crate::{DeliveryId, Secret};
-    let user = crate::users::User {
-        id: UserId::new(),
-        email: "hooks@example.com".into(),
-        role: crate::Role::User,
-        state: crate::UserState::Active,
-        auth: crate::AuthSource::Local,
-        quota: crate::Quota::default(),
-        created_at: Utc::now(),
-    };
-    s.create_user(&user, None).await.unwrap();
+    let user = user(s, UserId::new(), "hooks@example.com").await;
     let now = Utc::now();
     let spec = WebhookSpec {
         url: "https://hooks.example/a".into(),

@@ -104,14 +104,7 @@ impl WebhookStore for InMemoryStore {
             return Ok(());
         }
         kept.claim = None;
-        let h = &mut kept.hook;
-        h.last_event_id = hook.last_event_id;
-        h.failures = hook.failures;
-        h.next_attempt_at = hook.next_attempt_at;
-        if !hook.enabled {
-            h.enabled = false;
-            h.disabled_reason.clone_from(&hook.disabled_reason);
-        }
+        kept.hook.take_delivery_state(hook);
         if let Some(d) = delivery {
             s.deliveries.insert(d.id, d.clone());
         }
