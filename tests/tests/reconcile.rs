@@ -92,8 +92,12 @@ fn drift_missing_vms_and_orphans_on_real_qemu() {
     assert!(virsh(&["define", dir.join("foreign.xml").to_str().unwrap()]).0);
 
     let dry = reconcile(&vmmd, true);
-    assert_eq!(dry["orphan_domains"], json!([ghost]), "{dry}");
-    assert_eq!(dry["orphan_volumes"], json!([stray]), "{dry}");
+    // The pool is the host's: what other tests left there is reported too.
+    let listed =
+        |report: &Value, key: &str, name: &str| report[key].as_array().unwrap().iter().any(|v| v == name);
+    assert!(listed(&dry, "orphan_domains", &ghost), "{dry}");
+    assert!(listed(&dry, "orphan_volumes", &stray), "{dry}");
+    assert!(!listed(&dry, "orphan_domains", a) && !listed(&dry, "orphan_domains", b), "{dry}");
     assert!(!dry.to_string().contains(&foreign), "foreign domains are not looked at: {dry}");
     assert!(dry["drift"]
         .as_array()
@@ -104,7 +108,9 @@ fn drift_missing_vms_and_orphans_on_real_qemu() {
     assert!(virsh(&["vol-info", "--pool", "vmm", &stray]).0);
 
     let done = reconcile(&vmmd, false);
-    assert_eq!(done["removed"].as_array().unwrap().len(), 2, "{done}");
+    let stray_vm = stray.trim_start_matches("vmm-").trim_end_matches(".qcow2");
+    assert!(listed(&done, "removed", &ghost) && listed(&done, "removed", stray_vm), "{done}");
+    assert!(!listed(&done, "removed", a) && !listed(&done, "removed", b), "{done}");
     assert!(!virsh(&["dominfo", &format!("vmm-{ghost}")]).0, "the orphan domain is gone");
     assert!(!virsh(&["vol-info", "--pool", "vmm", &stray]).0, "the orphan volume is gone");
     assert!(virsh(&["dominfo", &foreign]).0, "the foreign domain is untouched");
