@@ -402,12 +402,13 @@ impl Task {
     }
 
     /// What a store keeps when a run saves `self` over `stored`: the run's progress, steps,
-    /// state and error; the stored cancel request (a user may have asked meanwhile); the
-    /// stored lease while the task runs, none once it has ended. The one rule of saving,
-    /// shared by every store.
+    /// state and error; the stored cancel request (a user may have asked meanwhile) and
+    /// owner (the VM may have been given to another user meanwhile); the stored lease while
+    /// the task runs, none once it has ended. The one rule of saving, shared by every store.
     pub fn saved_over(&self, stored: &Task) -> Task {
         let mut saved = self.clone();
         saved.cancel_requested |= stored.cancel_requested;
+        saved.owner_id = stored.owner_id;
         saved.lease = if saved.state.is_active() { stored.lease.clone() } else { None };
         saved
     }
@@ -513,6 +514,16 @@ mod tests {
         let mut ended = run_copy.clone();
         ended.state = TaskState::Succeeded;
         assert_eq!(ended.saved_over(&running).lease, None);
+    }
+
+    #[test]
+    fn a_save_keeps_the_owner_the_store_has() {
+        let now = Utc::now();
+        let mut run = Task::new(TaskKind::StopVm, None, TaskParams::None, now);
+        run.owner_id = Some(UserId::new());
+        // The VM was given to someone else while the task ran.
+        let stored = Task { owner_id: Some(UserId::new()), ..run.clone() };
+        assert_eq!(run.saved_over(&stored).owner_id, stored.owner_id);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::event::EventPattern;
 use crate::id::{DeliveryId, UserId, WebhookId};
 use crate::image::UrlPolicy;
 use crate::secret::Secret;
+use crate::users::Role;
 
 /// The longest secret accepted.
 const MAX_SECRET: usize = 256;
@@ -69,8 +70,11 @@ pub struct WebhookPatch {
 pub struct Webhook {
     /// The id.
     pub id: WebhookId,
-    /// Whose it is: it gets the events its owner may read.
+    /// Whose it is: it gets the events its owner may read with `role`.
     pub owner_id: UserId,
+    /// The role it reads with: that of the token it was made with (never more than its
+    /// owner's role now; if the owner's role falls below it, it gets nothing).
+    pub role: Role,
     /// Where events go.
     pub url: String,
     /// Which events.
@@ -311,11 +315,13 @@ fn check_secret(secret: Option<&Secret>) -> Result<()> {
 }
 
 impl Webhook {
-    /// A new, enabled subscription of `owner`'s that starts after event `after`.
-    pub fn new(spec: WebhookSpec, owner: UserId, after: u64, now: DateTime<Utc>) -> Self {
+    /// A new, enabled subscription of `owner`'s that reads with `role` and starts after
+    /// event `after`.
+    pub fn new(spec: WebhookSpec, owner: UserId, role: Role, after: u64, now: DateTime<Utc>) -> Self {
         Self {
             id: WebhookId::new(),
             owner_id: owner,
+            role,
             url: spec.url,
             events: spec.events,
             has_secret: spec.secret.is_some(),
@@ -331,9 +337,12 @@ impl Webhook {
     }
 
     /// A new notification channel of `owner`'s that starts after event `after`.
-    pub fn channel(spec: ChannelSpec, owner: UserId, after: u64, now: DateTime<Utc>) -> Self {
+    pub fn channel(spec: ChannelSpec, owner: UserId, role: Role, after: u64, now: DateTime<Utc>) -> Self {
         let hook = WebhookSpec { url: String::new(), events: spec.events, secret: None };
-        Self { channel: Some(Channel { kind: spec.kind, to: spec.to }), ..Self::new(hook, owner, after, now) }
+        Self {
+            channel: Some(Channel { kind: spec.kind, to: spec.to }),
+            ..Self::new(hook, owner, role, after, now)
+        }
     }
 
     /// Takes the delivery state a dispatcher worked out (last event, failures, next attempt,
@@ -466,7 +475,7 @@ mod tests {
             matches!(no_events.validate(&policy), Err(Error::Invalid { field, .. }) if field == "events")
         );
         let now = Utc::now();
-        let mut hook = Webhook::new(spec("https://x.example/", None), UserId::new(), 7, now);
+        let mut hook = Webhook::new(spec("https://x.example/", None), UserId::new(), Role::User, 7, now);
         assert_eq!((hook.last_event_id, hook.has_secret), (7, false));
         hook.enabled = false;
         hook.failures = 10;

@@ -22,6 +22,7 @@ struct World {
     sender: InMemoryWebhookSender,
     ann: Actor,
     bob: Actor,
+    admin: Actor,
 }
 
 async fn world(max_failures: u32) -> World {
@@ -46,7 +47,7 @@ async fn world(max_failures: u32) -> World {
         let user = vmm.create_user(&admin, spec).await.unwrap();
         users.push(Actor::new(&user, None).unwrap());
     }
-    World { vmm, clock, sender: InMemoryWebhookSender::new(), ann: users[0], bob: users[1] }
+    World { vmm, clock, sender: InMemoryWebhookSender::new(), ann: users[0], bob: users[1], admin }
 }
 
 fn spec(url: &str, events: &str) -> WebhookSpec {
@@ -226,5 +227,23 @@ fn channels_get_a_short_message_per_event_and_are_no_webhooks() {
         }
         w.vmm.delete_channel_for(&w.ann, channel.id).await.unwrap();
         assert!(w.vmm.list_channels_for(&w.ann, &Default::default()).await.unwrap().items.is_empty());
+    });
+}
+
+#[test]
+fn a_webhook_made_with_a_narrower_token_reads_with_that_role() {
+    block_on(async {
+        let w = world(10).await;
+        // An admin's token narrowed to `user`: the webhook gets the admin's own objects only.
+        let narrowed = Actor { role: Role::User, ..w.admin };
+        w.vmm.create_webhook(&narrowed, spec("https://hooks.example/admin", "vm.*")).await.unwrap();
+        w.vm_life(&w.bob).await;
+        w.deliver().await;
+        assert!(w.sender.sent().is_empty(), "Bob's VM is not the narrowed token's to see");
+        // The admin's full role sees it.
+        w.vmm.create_webhook(&w.admin, spec("https://hooks.example/all", "vm.created")).await.unwrap();
+        w.vm_life(&w.bob).await;
+        w.deliver().await;
+        assert_eq!(kinds(&w.sender.sent()), ["vm.created"]);
     });
 }

@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on every POST: the first answer (anything but a server error) is kept
 //! with a hash of the request, and a retry with the same key and request gets it again
-//! (`Idempotent-Replayed: true`); the same key with another request is 422; a retry while
-//! the first try runs is 409. Keys are each user's own.
+//! (`Idempotent-Replayed: true`; a secret the first answer showed once, a new token, is not
+//! kept and not shown again); the same key with another request is 422; a retry while the
+//! first try runs is 409. Keys are each token's own.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -73,13 +74,25 @@ pub async fn idempotent(State(s): State<AppState>, req: Request, next: Next) -> 
         status: parts.status.as_u16(),
         location: text(header::LOCATION),
         content_type: text(header::CONTENT_TYPE),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        body: without_secrets(&bytes),
     };
     if let Err(e) = s.vmm.finish_idempotent(&actor, &key, &kept).await {
         tracing::warn!(error = %vmm_core::error_chain(&e), "the answer to an idempotency key was not kept");
         forget("its answer was not kept").await;
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The answer as it is kept: a secret shown once (a new API token's `token`) is not kept,
+/// so a replay answers with the rest of it and `"token": null`.
+fn without_secrets(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) if map.get("token").is_some_and(|t| t.is_string()) => {
+            map.insert("token".to_owned(), serde_json::Value::Null);
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
+    }
 }
 
 /// The kept answer, again.

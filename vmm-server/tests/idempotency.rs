@@ -101,3 +101,25 @@ async fn keys_are_each_users_own() {
     assert_ne!(ra.body["vm"]["id"], rb.body["vm"]["id"], "B never gets A's answer");
     assert_eq!(vm_count(&api).await, 2);
 }
+
+#[tokio::test]
+async fn a_new_tokens_secret_is_not_kept_and_keys_are_each_tokens() {
+    let (api, vmm) = api_with_vmm().await;
+    let (user, first) = user_with_token(&vmm, "c@example.com", Role::User).await;
+    let made = post_with_key(&api, &first, "/api/v1/tokens", "new-token", &json!({"name": "ci"})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(made.body["token"].is_string());
+    let replay = post_with_key(&api, &first, "/api/v1/tokens", "new-token", &json!({"name": "ci"})).await;
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.body["id"], made.body["id"], "the same token");
+    assert!(replay.body["token"].is_null(), "a token is shown once: {}", replay.body);
+    // Another token of the same user has keys of its own.
+    let actor = vmm_core::Actor::new(&user, None).unwrap();
+    let spec = vmm_core::TokenSpec { name: "second".into(), role: None, expires_at: None };
+    let (_, second) = vmm.create_token(&actor, spec).await.unwrap();
+    let other =
+        post_with_key(&api, second.expose(), "/api/v1/tokens", "new-token", &json!({"name": "ci"})).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert!(other.headers.get("idempotent-replayed").is_none());
+    assert_ne!(other.body["id"], made.body["id"]);
+}

@@ -172,7 +172,7 @@ pub async fn webhook_claims(s: &dyn Store) {
         events: EventPattern::parse_list("vm.*").unwrap(),
         secret: Some(Secret::new("whsec_0123456789abcdef")),
     };
-    let hook = Webhook::new(spec, user.id, 0, now);
+    let hook = Webhook::new(spec, user.id, crate::Role::User, 0, now);
     s.create_webhook(&hook).await.unwrap();
     let got = s.get_webhook(hook.id).await.unwrap();
     assert_eq!(got.secret.as_ref().map(Secret::expose), Some("whsec_0123456789abcdef"));

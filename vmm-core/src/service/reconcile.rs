@@ -83,7 +83,17 @@ impl Vmm {
         let on_node: HashMap<VmId, _> = domains.iter().map(|d| (d.vm_id, d.state)).collect();
         let now = self.now();
         for vm in vms.iter().filter(|v| observes(v.state)) {
-            let observed = on_node.get(&vm.id).map_or(ObservedState::Missing, |p| ObservedState::of(*p));
+            let mut observed = on_node.get(&vm.id).map_or(ObservedState::Missing, |p| ObservedState::of(*p));
+            if !observed.agrees_with(vm.state) {
+                // A task may have changed the domain since the list was read: look again, so
+                // that only drift that holds now is recorded.
+                observed = match hv.domain(vm.id).await {
+                    Ok(Some(d)) => ObservedState::of(d.state),
+                    Ok(None) => ObservedState::Missing,
+                    Err(e) if e.is_retryable() => continue,
+                    Err(e) => return Err(e),
+                };
+            }
             let recorded = self.inner.store.observe_vm(vm.id, observed, now).await?;
             let busy =
                 !recorded && vm.observed_state != Some(observed) && self.has_active_task(vm.id).await?;

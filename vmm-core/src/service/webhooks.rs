@@ -20,6 +20,8 @@ use crate::webhook::{
 
 /// How long a dispatcher holds a subscription it delivers to.
 const CLAIM: Duration = Duration::from_secs(60);
+/// How long one attempt may take, all of it (connecting, sending, the answer).
+const SEND_DEADLINE: Duration = Duration::from_secs(30);
 /// Dispatchers per process: a slow receiver holds up only its own subscription.
 const DISPATCHERS: usize = 4;
 
@@ -29,7 +31,7 @@ impl Vmm {
         actor.may(Area::Webhooks, Access::Write)?;
         spec.validate(&self.inner.config.webhook_urls)?;
         let after = self.inner.store.last_event_id().await?;
-        let hook = Webhook::new(spec, actor.user_id, after, self.now());
+        let hook = Webhook::new(spec, actor.user_id, actor.role, after, self.now());
         self.inner.store.create_webhook(&hook).await?;
         Ok(hook)
     }
@@ -63,7 +65,7 @@ impl Vmm {
         actor.may(Area::Webhooks, Access::Write)?;
         spec.validate()?;
         let after = self.inner.store.last_event_id().await?;
-        let hook = Webhook::channel(spec, actor.user_id, after, self.now());
+        let hook = Webhook::channel(spec, actor.user_id, actor.role, after, self.now());
         self.inner.store.create_webhook(&hook).await?;
         Ok(NotificationChannel::of(&hook).expect("a channel"))
     }
@@ -140,12 +142,13 @@ impl Vmm {
         sender: Arc<dyn WebhookSender>,
         stopped: impl std::future::Future<Output = ()>,
     ) {
-        let dispatchers = (0..DISPATCHERS).map(|_| {
+        let dispatchers = (0..DISPATCHERS).map(|n| {
             let sender = sender.clone();
+            let holder = format!("{}/{n}", self.inner.config.worker_id);
             async move {
                 loop {
                     let listener = self.inner.changed.listen();
-                    match self.deliver_next(sender.as_ref()).await {
+                    match self.deliver_next_as(&holder, sender.as_ref()).await {
                         Ok(true) => continue,
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %crate::error_chain(&e), "webhook delivery failed"),
@@ -164,22 +167,31 @@ impl Vmm {
     /// Claims one subscription that is due and makes one attempt to deliver its next event;
     /// `false` when none was due.
     pub async fn deliver_next(&self, sender: &dyn WebhookSender) -> Result<bool> {
+        self.deliver_next_as(&self.inner.config.worker_id, sender).await
+    }
+
+    /// [`deliver_next`](Self::deliver_next) with the claim held by `holder` (one per
+    /// dispatcher, so that a dispatcher never takes over a claim its sibling still works on).
+    async fn deliver_next_as(&self, holder: &str, sender: &dyn WebhookSender) -> Result<bool> {
         let config = &self.inner.config;
         let store = &self.inner.store;
         let now = self.now();
-        let Some(mut hook) = store.claim_webhook(&config.worker_id, now, CLAIM).await? else {
+        let Some(mut hook) = store.claim_webhook(holder, now, CLAIM).await? else {
             return Ok(false);
         };
         let later = now + super::chrono_duration(config.poll_interval);
-        // It gets what its owner may read, while the owner may sign in.
+        // It gets what its owner may read with the role it was made with, while the owner
+        // may sign in and still holds that role (as a token would).
         let owner = match store.get_user(hook.owner_id).await {
-            Ok(user) if user.state == UserState::Active => Actor::new(&user, None),
+            Ok(user) if user.state == UserState::Active && user.role.may_grant(hook.role) => {
+                Some(Actor { user_id: user.id, role: hook.role, token_id: None })
+            }
             Ok(_) | Err(Error::UserNotFound { .. }) => None,
             Err(e) => return Err(e),
         };
         let Some(owner) = owner else {
             hook.next_attempt_at = later;
-            store.finish_webhook_claim(&hook, &config.worker_id, None, Vec::new()).await?;
+            store.finish_webhook_claim(&hook, holder, None, Vec::new()).await?;
             return Ok(true);
         };
         // Every event up to `ceiling` is readable now: none matching means none to send.
@@ -188,11 +200,11 @@ impl Vmm {
         let Some(event) = store.list_events(&filter, 1).await?.into_iter().next() else {
             hook.last_event_id = hook.last_event_id.max(ceiling);
             hook.next_attempt_at = later;
-            store.finish_webhook_claim(&hook, &config.worker_id, None, Vec::new()).await?;
+            store.finish_webhook_claim(&hook, holder, None, Vec::new()).await?;
             return Ok(false);
         };
         let (delivery, events) = self.attempt(&mut hook, &event, sender).await;
-        store.finish_webhook_claim(&hook, &config.worker_id, Some(&delivery), events).await?;
+        store.finish_webhook_claim(&hook, holder, Some(&delivery), events).await?;
         Ok(true)
     }
 
@@ -217,12 +229,19 @@ impl Vmm {
             headers.push(("Vmm-Signature".to_owned(), signature(secret, now.timestamp(), &body)));
         }
         let started = Instant::now();
-        let result = match &hook.channel {
-            Some(channel) => {
-                let (subject, text) = describe(event);
-                sender.notify(channel, &subject, &text).await.map(|()| 200)
+        let send = async {
+            match &hook.channel {
+                Some(channel) => {
+                    let (subject, text) = describe(event);
+                    sender.notify(channel, &subject, &text).await.map(|()| 200)
+                }
+                None => sender.post(&hook.url, &headers, &body, &config.webhook_urls).await,
             }
-            None => sender.post(&hook.url, &headers, &body, &config.webhook_urls).await,
+        };
+        // Well within the claim: no other dispatcher takes the subscription over meanwhile.
+        let result = match select(std::pin::pin!(send), Delay::new(SEND_DEADLINE)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(Error::unavailable("webhook", "the receiver took too long")),
         };
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, response_code, error) = match result {
