@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn an_unknown_parameter_is_named_only_when_it_is_a_plain_name() {
-        let e = StoreConfig::parse("postgres://u:s3cret-pw@db.example/vmm?colour=red").unwrap_err().to_string();
+        let e =
+            StoreConfig::parse("postgres://u:s3cret-pw@db.example/vmm?colour=red").unwrap_err().to_string();
         assert!(e.contains("\"colour\""), "{e}");
         // Found by fuzzing: the password again inside a parameter's name.
         let url = "postgresql://u:s3cret-pw@db.example/vmm?x:s3cret-pw@y=1";
