@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::{Connection, PgPool, Row};
+use tokio::sync::Semaphore;
 use vmm_backends::SqlStore;
 use vmm_core::{Store, Task, TaskKind, TaskParams, TaskState};
 
-/// Concurrent workers per server.
+/// Tasks run at once per server (the raw loop's workers, vmm's worker slots).
 const WORKERS: usize = 16;
 
 async fn fresh_db() -> Option<String> {
@@ -46,31 +47,52 @@ async fn through_vmm(tasks: usize, servers: usize) -> f64 {
     }
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut workers = Vec::new();
+    let mut servers = Vec::new();
     for (s, store) in stores.iter().enumerate() {
-        for w in 0..WORKERS {
-            let (store, done) = (store.clone(), done.clone());
-            let name = format!("server-{s}-worker-{w}");
-            workers.push(tokio::spawn(async move {
-                while let Some(mut task) =
-                    store.claim_task(&name, Utc::now(), Duration::from_secs(60)).await.expect("claim")
-                {
-                    // The job: nothing.
-                    task.state = TaskState::Succeeded;
-                    task.progress = 100;
-                    task.finished_at = Some(Utc::now());
-                    store.save_task(&task, task.fence()).await.expect("finish");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
+        let (store, done) = (store.clone(), done.clone());
+        servers.push(tokio::spawn(serve(store, format!("server-{s}"), done)));
     }
-    for w in workers {
-        w.await.expect("a worker");
+    for s in servers {
+        s.await.expect("a server");
     }
     let elapsed = started.elapsed();
     assert_eq!(done.load(Ordering::Relaxed), tasks, "every task once");
     tasks as f64 / elapsed.as_secs_f64()
+}
+
+/// One server's worker loop, as `Vmm::run_workers` does it: one claim at a time fills every
+/// free slot of `WORKERS`; each claimed task runs (a no-op) and is finished on its own.
+async fn serve(store: Arc<dyn Store>, name: String, done: Arc<AtomicUsize>) {
+    let slots = Arc::new(Semaphore::new(WORKERS));
+    let mut running = Vec::new();
+    loop {
+        let mut permits = vec![slots.clone().acquire_owned().await.expect("slots")];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let claimed = store
+            .claim_tasks(&name, Utc::now(), Duration::from_secs(60), permits.len())
+            .await
+            .expect("claim");
+        if claimed.is_empty() {
+            break;
+        }
+        for (mut task, permit) in claimed.into_iter().zip(permits) {
+            let (store, done) = (store.clone(), done.clone());
+            running.push(tokio::spawn(async move {
+                // The job: nothing.
+                task.state = TaskState::Succeeded;
+                task.progress = 100;
+                task.finished_at = Some(Utc::now());
+                store.save_task(&task, task.fence()).await.expect("finish");
+                done.fetch_add(1, Ordering::Relaxed);
+                drop(permit);
+            }));
+        }
+    }
+    for r in running {
+        r.await.expect("a run");
+    }
 }
 
 /// The same through a raw loop: claim with `FOR UPDATE SKIP LOCKED`, then finish.

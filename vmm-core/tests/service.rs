@@ -604,7 +604,7 @@ one_at_a_time! {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();
         get_task(id: TaskId) -> Task;
         list_tasks(filter: &TaskFilter, page: &PageRequest) -> Page<Task>;
-        claim_task(owner: &str, now: DateTime<Utc>, lease: Duration) -> Option<Task>;
+        claim_tasks(owner: &str, now: DateTime<Utc>, lease: Duration, max: usize) -> Vec<Task>;
         renew_lease(id: TaskId, fence: u64, lease: Duration) -> ();
         save_task(task: &Task, fence: u64) -> ();
         cancel_task(id: TaskId, now: DateTime<Utc>) -> Task;

@@ -18,44 +18,70 @@ use vmm_core::{Event, EventFilter, EventStore, Result, Task};
 use super::{first, from_json, to_json, ts, unsigned, Columns, Dialect, SqlStore, Tx};
 
 impl SqlStore {
-    /// Appends `events` in `tx`, the transaction of the change they record.
-    pub(super) async fn emit(&self, tx: &mut Tx, events: Vec<Event>) -> Result<()> {
-        for mut event in events {
-            let pos = match self.dialect {
-                Dialect::Sqlite => {
-                    let row = sqlx::query("UPDATE event_counter SET last = last + 1 RETURNING last")
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map(first)
-                        .map_err(|e| self.err(e))?;
-                    let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
-                    event.id = u64::try_from(last).unwrap_or_default();
-                    Some(last)
+    /// Appends `events` in `tx`, the transaction of the change they record, in one
+    /// statement per few hundred.
+    pub(super) async fn emit(&self, tx: &mut Tx, mut events: Vec<Event>) -> Result<()> {
+        const COLUMNS: usize = 7;
+        for chunk in events.chunks_mut(500) {
+            if let Dialect::Sqlite = self.dialect {
+                // Numbered as written: SQLite has one writer at a time.
+                let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+                let row = sqlx::query("UPDATE event_counter SET last = last + $1 RETURNING last")
+                    .bind(n)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map(first)
+                    .map_err(|e| self.err(e))?;
+                let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
+                for (event, pos) in chunk.iter_mut().zip(last - n + 1..) {
+                    event.id = u64::try_from(pos).unwrap_or_default();
                 }
-                Dialect::Postgres => None,
-            };
-            sqlx::query(
-                "INSERT INTO events (id, pos, at, type, area, owner_id, record) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(pos)
-            .bind(ts(event.at))
-            .bind(event.kind.as_str())
-            .bind(event.kind.area().to_string())
-            .bind(event.owner_id.map(|o| o.to_string()))
-            .bind(to_json(&event)?)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| self.err(e))?;
+            }
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let params = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>();
+                    format!("({})", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql =
+                format!("INSERT INTO events (id, pos, at, type, area, owner_id, record) VALUES {values}");
+            let mut q = sqlx::query(&sql);
+            for event in chunk.iter() {
+                // PostgreSQL numbers events later, in commit order (see above).
+                let pos =
+                    (self.dialect == Dialect::Sqlite).then(|| i64::try_from(event.id).unwrap_or(i64::MAX));
+                q = q
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(pos)
+                    .bind(ts(event.at))
+                    .bind(event.kind.as_str())
+                    .bind(event.kind.area().to_string())
+                    .bind(event.owner_id.map(|o| o.to_string()))
+                    .bind(to_json(&*event)?);
+            }
+            q.execute(&mut **tx).await.map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     /// Appends the events of a task's change from `before` (none: it is new) to `after`.
     pub(super) async fn task_changed(&self, tx: &mut Tx, before: Option<&Task>, after: &Task) -> Result<()> {
+        let events = self.task_events(tx, before, after).await?;
+        self.emit(tx, events).await
+    }
+
+    /// The events of a task's change from `before` (none: it is new) to `after`, named
+    /// after its VM as `tx` sees it.
+    pub(super) async fn task_events(
+        &self,
+        tx: &mut Tx,
+        before: Option<&Task>,
+        after: &Task,
+    ) -> Result<Vec<Event>> {
         let now = Utc::now();
         if task_events(before, after, None, now).is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let name = match after.vm_id {
             Some(vm) => sqlx::query("SELECT name FROM vms WHERE id = $1")
@@ -68,7 +94,7 @@ impl SqlStore {
                 .transpose()?,
             None => None,
         };
-        self.emit(tx, task_events(before, after, name.as_deref(), now)).await
+        Ok(task_events(before, after, name.as_deref(), now))
     }
 
     /// Numbers the events committed since the last numbering (PostgreSQL).

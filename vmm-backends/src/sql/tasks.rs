@@ -95,6 +95,38 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Writes the state, lease, fence and JSON of each of `tasks` (rows locked in `tx`),
+    /// in one statement per hundred.
+    async fn write_claims(&self, tx: &mut Tx, tasks: &[Task]) -> Result<()> {
+        const COLUMNS: usize = 6;
+        for chunk in tasks.chunks(100) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let params = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>();
+                    format!("({})", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH v (id, state, lease_owner, fence, lease_until_us, task) AS (VALUES {values}) \
+                 UPDATE tasks SET state = v.state, lease_owner = v.lease_owner, fence = v.fence, \
+                 lease_until_us = v.lease_until_us, task = v.task FROM v WHERE tasks.id = v.id"
+            );
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q
+                    .bind(t.id.to_string())
+                    .bind(t.state.as_str())
+                    .bind(t.lease.as_ref().map(|l| l.owner.clone()))
+                    .bind(signed(t.fence()))
+                    .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
+                    .bind(to_json(t)?);
+            }
+            q.execute(&mut **tx).await.map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// A task and the database's clock, read (and locked) in `tx`.
     async fn task_in(&self, tx: &mut Tx, id: TaskId) -> Result<(Task, DateTime<Utc>)> {
         let sql = format!(
@@ -202,26 +234,44 @@ impl TaskStore for SqlStore {
         Ok(Page::from_overfetch(items, limit, |t| t.id.to_string()))
     }
 
-    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {
+    async fn claim_tasks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         let now_us = self.dialect.now_us();
         let sql = format!(
             "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
              AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us}) \
-             ORDER BY id LIMIT 1{}",
+             ORDER BY id LIMIT {}{}",
             columns(now_us),
+            max.min(1000),
             self.dialect.skip_locked()
         );
-        let row = sqlx::query(&sql).fetch_all(&mut *tx).await.map(first).map_err(|e| self.err(e))?;
-        let Some(row) = row else { return Ok(None) };
-        let (mut t, db_now) = task(&row)?;
-        let before = t.clone();
-        let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        t.claim(owner, now, until);
-        self.write_task(&mut tx, &t).await?;
-        self.task_changed(&mut tx, Some(&before), &t).await?;
+        let rows = sqlx::query(&sql).fetch_all(&mut *tx).await.map_err(|e| self.err(e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for row in &rows {
+            let (mut t, db_now) = task(row)?;
+            let before = t.clone();
+            let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            t.claim(owner, now, until);
+            events.extend(self.task_events(&mut tx, Some(&before), &t).await?);
+            claimed.push(t);
+        }
+        self.write_claims(&mut tx, &claimed).await?;
+        self.emit(&mut tx, events).await?;
         self.commit(tx).await?;
-        Ok(Some(t))
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {

@@ -30,6 +30,7 @@ where
     create_is_all_or_nothing(new_store().await.as_ref()).await;
     one_active_task_per_vm(new_store().await.as_ref()).await;
     claims_leases_and_recovery(new_store().await.as_ref()).await;
+    batch_claims(new_store().await.as_ref(), 4).await;
     a_reclaimed_task_fences_its_earlier_run(new_store().await.as_ref()).await;
     leases_expire_by_the_store_clock(new_store().await.as_ref()).await;
     cancel(new_store().await.as_ref()).await;
@@ -371,6 +372,58 @@ pub async fn claims_leases_and_recovery(s: &dyn Store) {
     assert!(stored.lease.is_none());
     assert!(matches!(s.save_task(&done, done.fence()).await, Err(Error::LeaseLost { .. })), "an ended task");
     assert!(s.claim_task("w3", Utc::now(), LEASE).await.unwrap().is_none(), "ended tasks stay ended");
+}
+
+/// Claims of several tasks at once: each claim takes the oldest claimable tasks up to its
+/// limit, each with its own lease, fence and `task.started` event; `claimers` concurrent
+/// claimers split the queue between them with no task claimed twice or left behind.
+pub async fn batch_claims(s: &dyn Store, claimers: usize) {
+    let queued: Vec<Task> = (0..40)
+        .map(|_| {
+            Task::new(TaskKind::Reconcile, None, crate::TaskParams::Reconcile { dry_run: true }, Utc::now())
+        })
+        .collect();
+    for t in &queued {
+        s.enqueue_task(t, None).await.unwrap();
+    }
+    assert!(s.claim_tasks("w0", Utc::now(), LEASE, 0).await.unwrap().is_empty(), "a claim of none");
+    let first = s.claim_tasks("w0", Utc::now(), LEASE, 3).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|t| t.id).collect();
+    assert_eq!(ids, queued[..3].iter().map(|t| t.id).collect::<Vec<_>>(), "the oldest, oldest first");
+    for t in &first {
+        assert_eq!((t.state, t.attempts, t.fence()), (TaskState::Running, 1, 1));
+        assert_eq!(s.get_task(t.id).await.unwrap().lease.expect("a lease").owner, "w0");
+    }
+    let claims = (0..claimers).map(|c| async move {
+        let owner = format!("w{}", c + 1);
+        let mut mine = Vec::new();
+        loop {
+            let batch = s.claim_tasks(&owner, Utc::now(), LEASE, 5).await.unwrap();
+            if batch.is_empty() {
+                return mine;
+            }
+            for mut t in batch {
+                mine.push(t.id);
+                t.state = TaskState::Succeeded;
+                t.finished_at = Some(Utc::now());
+                s.save_task(&t, t.fence()).await.unwrap();
+            }
+        }
+    });
+    let mut all: Vec<_> = futures::future::join_all(claims).await.into_iter().flatten().collect();
+    all.extend(ids);
+    all.sort();
+    let mut expected: Vec<_> = queued.iter().map(|t| t.id).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every task claimed exactly once");
+    let started = s
+        .list_events(&crate::EventFilter::default(), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == crate::EventType::TaskStarted)
+        .count();
+    assert_eq!(started, queued.len(), "one task.started per claim");
 }
 
 /// The same worker claiming a task again after its lease lapsed gets a new fence, and the

@@ -50,18 +50,27 @@ impl TaskStore for InMemoryStore {
         super::page_of(&self.state().tasks, page, |t| filter.matches(t))
     }
 
-    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {
+    async fn claim_tasks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
         let store_now = self.clock.now();
         let mut s = self.state();
-        let claimable = s.active.iter().copied().find(|id| s.tasks[id].is_claimable(store_now));
-        let Some(task) = claimable.and_then(|id| s.tasks.get_mut(&id)) else {
-            return Ok(None);
-        };
-        let before = task.clone();
-        task.claim(owner, now, store_now + span(lease));
-        let task = task.clone();
-        s.task_changed(Some(&before), &task, store_now);
-        Ok(Some(task))
+        let claimable: Vec<TaskId> =
+            s.active.iter().copied().filter(|id| s.tasks[id].is_claimable(store_now)).take(max).collect();
+        let mut claimed = Vec::with_capacity(claimable.len());
+        for id in claimable {
+            let Some(task) = s.tasks.get_mut(&id) else { continue };
+            let before = task.clone();
+            task.claim(owner, now, store_now + span(lease));
+            let task = task.clone();
+            s.task_changed(Some(&before), &task, store_now);
+            claimed.push(task);
+        }
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {

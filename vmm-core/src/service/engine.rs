@@ -33,7 +33,7 @@ pub(super) enum Outcome {
 impl Vmm {
     /// Claims one task and runs it to its end. False when nothing was claimable.
     pub async fn run_next_task(&self) -> Result<bool> {
-        match self.claim().await? {
+        match self.claim(1).await?.pop() {
             Some(task) => {
                 self.execute(task).await;
                 Ok(true)
@@ -59,7 +59,7 @@ impl Vmm {
     /// polled; and no future that touches the store is ever dropped half-way.
     pub async fn run_workers(&self, shutdown: impl Future<Output = ()>) {
         enum Event {
-            Claimed(Result<Option<Box<Task>>>),
+            Claimed(Result<Vec<Task>>),
             Ran,
         }
         let config = &self.inner.config;
@@ -68,7 +68,9 @@ impl Vmm {
         let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
         loop {
             if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
-                work.push(Box::pin(self.claim().map(|c| Event::Claimed(c.map(|t| t.map(Box::new))))));
+                // Fill every free slot in one claim.
+                let free = config.concurrency.max(1) - running;
+                work.push(Box::pin(self.claim(free).map(Event::Claimed)));
                 claiming = true;
             }
             if stopping && running == 0 && !claiming {
@@ -94,11 +96,13 @@ impl Vmm {
                 Some(Event::Claimed(claimed)) => {
                     claiming = false;
                     match claimed {
-                        Ok(Some(task)) => {
-                            running += 1;
-                            work.push(Box::pin(self.execute(*task).map(|()| Event::Ran)));
+                        Ok(tasks) if tasks.is_empty() => idle = true,
+                        Ok(tasks) => {
+                            for task in tasks {
+                                running += 1;
+                                work.push(Box::pin(self.execute(task).map(|()| Event::Ran)));
+                            }
                         }
-                        Ok(None) => idle = true,
                         Err(e) => {
                             tracing::warn!(error = %error_chain(&e), "claiming a task failed");
                             idle = true;
@@ -115,9 +119,9 @@ impl Vmm {
         }
     }
 
-    async fn claim(&self) -> Result<Option<Task>> {
+    async fn claim(&self, max: usize) -> Result<Vec<Task>> {
         let config = &self.inner.config;
-        self.inner.store.claim_task(&config.worker_id, self.now(), config.lease).await
+        self.inner.store.claim_tasks(&config.worker_id, self.now(), config.lease, max).await
     }
 
     async fn execute(&self, task: Task) {

@@ -25,10 +25,22 @@ pub trait TaskStore: Send + Sync {
     async fn get_task(&self, id: TaskId) -> Result<Task>;
     /// Tasks, newest first.
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>>;
-    /// Claims the oldest claimable task (queued, or running under a lease expired by the
-    /// store's clock) for `owner`, with a lease of `lease` from the store's now and a new
-    /// fence. Two workers never claim the same task. `now` stamps the step log.
-    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>>;
+    /// Claims up to `max` of the oldest claimable tasks (queued, or running under a lease
+    /// expired by the store's clock) for `owner`, each with a lease of `lease` from the
+    /// store's now and a new fence, oldest first. Two workers never claim the same task.
+    /// `now` stamps the step log. One claim for several tasks lets a worker with several
+    /// free slots fill them in one round trip.
+    async fn claim_tasks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>>;
+    /// Claims the oldest claimable task, as [`claim_tasks`](Self::claim_tasks) does.
+    async fn claim_task(&self, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<Task>> {
+        Ok(self.claim_tasks(owner, now, lease, 1).await?.pop())
+    }
     /// Extends the lease of the run holding `fence` to `lease` from the store's now;
     /// [`LeaseLost`](crate::Error::LeaseLost) if that run no longer holds it.
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()>;
