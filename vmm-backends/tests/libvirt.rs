@@ -8,6 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use vmm_backends::libvirt::{Deadlines, LibvirtConfig, LibvirtConnector, LibvirtHypervisor};
 use vmm_core::conformance::hypervisor as suite;
+use vmm_core::reconcile::ObservedState;
 use vmm_core::{
     Connector, Hypervisor, IpPoolSpec, NodeSpec, NodeUriPolicy, PageRequest, PowerAction, TaskState,
     VirtType, Vm, VmId, VmSpec, VmState, Vmm, VmmConfig,
@@ -296,4 +297,51 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A domain destroyed behind vmm's back (as `virsh destroy` does, on a connection of its
+/// own) is seen through the node's lifecycle events: the reconciler's interval is an hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_domain_destroyed_behind_vmms_back_is_seen_through_lifecycle_events() {
+    let vmm = vmm_on(test_config());
+    vmm.create_node(NodeSpec::new("test", "test:///default")).await.unwrap();
+    let (vm, _) = vmm.create_vm(VmSpec::new("watched", 1, 128, 1)).await.unwrap();
+    vmm.run_until_idle().await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reconciler = tokio::spawn({
+        let vmm = vmm.clone();
+        async move {
+            vmm.run_reconciler(Duration::from_secs(3600), async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    let observed = |want: ObservedState| {
+        let vmm = vmm.clone();
+        async move {
+            for _ in 0..200 {
+                if vmm.get_vm(vm.id).await.unwrap().observed_state == Some(want) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("never observed {want:?}");
+        }
+    };
+    observed(ObservedState::Running).await;
+    tokio::task::spawn_blocking(move || {
+        let conn = virt::connect::Connect::open(Some("test:///default")).unwrap();
+        conn.lookup_domain_by_name(&vm.id.domain_name()).unwrap().destroy().unwrap();
+    })
+    .await
+    .unwrap();
+    observed(ObservedState::Stopped).await;
+    stop.send(()).unwrap();
+    reconciler.await.unwrap();
+    vmm.power_vm(vm.id, PowerAction::Stop).await.unwrap();
+    vmm.run_until_idle().await.unwrap();
+    let del = vmm.delete_vm(vm.id).await.unwrap();
+    vmm.run_until_idle().await.unwrap();
+    assert_eq!(vmm.get_task(del.id).await.unwrap().state, TaskState::Succeeded);
 }

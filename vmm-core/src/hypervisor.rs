@@ -132,6 +132,19 @@ pub struct HypervisorCapabilities {
     pub console_log: bool,
 }
 
+/// What a hypervisor calls when a domain of vmm's on its node changes: started, stopped,
+/// crashed, defined or undefined, by vmm or by anyone else. It must return quickly (it
+/// runs on the hypervisor's event thread).
+pub type LifecycleCallback = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// A subscription to a node's lifecycle events ([`Hypervisor::watch_lifecycle`]); dropping
+/// it ends the subscription.
+pub trait LifecycleWatch: Send + Debug {
+    /// Whether events can still arrive: false once the connection behind it is lost, and a
+    /// new watch is needed.
+    fn is_alive(&self) -> bool;
+}
+
 /// One hypervisor node. Every call targets the VM's domain (`vmm-<id>`) or volume
 /// (`vmm-<id>.qcow2`); no name or path ever comes from user input.
 #[async_trait]
@@ -269,6 +282,15 @@ pub trait Hypervisor: Send + Sync + Debug {
     async fn delete_console_log(&self, vm: VmId) -> Result<()> {
         let _ = vm;
         Ok(())
+    }
+
+    /// Calls `wake` whenever a domain of vmm's on this node changes, for as long as the
+    /// returned watch lives, so the reconciler looks at once instead of at its next
+    /// interval. `None`: this connection cannot report such events; polling alone then
+    /// notices changes.
+    async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
+        let _ = wake;
+        Ok(None)
     }
 
     /// The names of the volumes in vmm's storage pool: VMs' disks, seeds, console logs

@@ -55,8 +55,8 @@ pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventFilter, EventPattern, EventType};
 pub use guest::{GuestRequest, GuestSettings};
 pub use hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicNetwork, NicSpec, NodeInfo,
-    PowerState, VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch,
+    NicNetwork, NicSpec, NodeInfo, PowerState, VolumeInfo,
 };
 pub use id::{
     AuditId, BackupId, DeliveryId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId,

@@ -164,3 +164,39 @@ impl ReconcileTask for Vmm {
         task
     }
 }
+
+/// Waits (up to ten seconds) until the VM's observed state is `want`.
+async fn observed(vmm: &Vmm, vm: VmId, want: ObservedState) {
+    for _ in 0..1000 {
+        if vmm.get_vm(vm).await.unwrap().observed_state == Some(want) {
+            return;
+        }
+        futures_timer::Delay::new(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{vm} was never seen {want:?}");
+}
+
+#[test]
+fn a_lifecycle_event_brings_a_pass_long_before_the_interval() {
+    block_on(async {
+        let (vmm, connector) = service();
+        vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+        let (vm, _) = vmm.create_vm(VmSpec::new("web", 1, 128, 1)).await.unwrap();
+        vmm.run_until_idle().await.unwrap();
+        let hv = connector.get("memory://n1").unwrap();
+        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+        // An interval no test waits for: only the node's lifecycle event can bring the
+        // second pass.
+        let reconciler = vmm.run_reconciler(std::time::Duration::from_secs(3600), async {
+            let _ = stopped.await;
+        });
+        let check = async {
+            observed(&vmm, vm.id, ObservedState::Running).await;
+            hv.stop(vm.id).await.unwrap();
+            observed(&vmm, vm.id, ObservedState::Stopped).await;
+            assert_eq!(drift_events(&vmm).await.len(), 1);
+            stop.send(()).unwrap();
+        };
+        futures::join!(reconciler, check);
+    });
+}

@@ -9,6 +9,7 @@
 //! so a remote node works like the local one. libvirt's own error text goes to the log;
 //! what users see are vmm's words.
 
+mod events;
 mod link;
 mod storage;
 
@@ -28,8 +29,8 @@ use virt::storage_vol::StorageVol;
 use vmm_core::memory::InMemoryConnector;
 use vmm_core::{
     Capacity, Connector, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, ImageFormat,
-    ImageId, Network, NetworkKind, NicSpec, NodeInfo, NodeUriPolicy, PowerState, Result, VirtType, VmId,
-    VolumeInfo,
+    ImageId, LifecycleCallback, LifecycleWatch, Network, NetworkKind, NicSpec, NodeInfo, NodeUriPolicy,
+    PowerState, Result, VirtType, VmId, VolumeInfo,
 };
 
 pub use link::Deadlines;
@@ -786,6 +787,17 @@ impl Hypervisor for LibvirtHypervisor {
             Ok(())
         })
         .await
+    }
+
+    async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
+        let conn = self.link.connection().await?;
+        let registering = tokio::task::spawn_blocking(move || events::watch(conn, wake));
+        match tokio::time::timeout(self.link.call_deadline(), registering).await {
+            Ok(Ok(Ok(watch))) => Ok(Some(Box::new(watch))),
+            Ok(Ok(Err(e))) => Err(Error::backend(self.uri().to_owned(), e)),
+            Ok(Err(e)) => Err(Error::backend(self.uri().to_owned(), e)),
+            Err(_) => Err(Error::unavailable(self.uri(), "the node did not take a lifecycle watch in time")),
+        }
     }
 
     async fn list_volumes(&self) -> Result<Vec<String>> {

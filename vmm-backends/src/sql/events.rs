@@ -58,7 +58,7 @@ impl SqlStore {
                     .bind(event.kind.as_str())
                     .bind(event.kind.area().to_string())
                     .bind(event.owner_id.map(|o| o.to_string()))
-                    .bind(to_json(&*event)?);
+                    .bind(to_json(event)?);
             }
             q.execute(&mut **tx).await.map_err(|e| self.err(e))?;
         }

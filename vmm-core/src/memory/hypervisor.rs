@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::lock;
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, NicSpec, NodeInfo, PowerState,
-    VolumeInfo,
+    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch,
+    NicSpec, NodeInfo, PowerState, VolumeInfo,
 };
 use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
@@ -145,6 +145,41 @@ pub struct InMemoryHypervisor {
     uri: String,
     capacity: Capacity,
     state: Mutex<HvState>,
+    watchers: Watchers,
+}
+
+/// The callbacks of live [`LifecycleWatch`]es, by watch number.
+#[derive(Clone, Default)]
+struct Watchers(Arc<Mutex<BTreeMap<u64, LifecycleCallback>>>);
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} lifecycle watches", lock(&self.0).len())
+    }
+}
+
+/// A watch of an [`InMemoryHypervisor`]'s domains; dropping it ends it.
+struct MemoryWatch {
+    watchers: Watchers,
+    number: u64,
+}
+
+impl std::fmt::Debug for MemoryWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryWatch").field("number", &self.number).finish()
+    }
+}
+
+impl LifecycleWatch for MemoryWatch {
+    fn is_alive(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for MemoryWatch {
+    fn drop(&mut self) {
+        lock(&self.watchers.0).remove(&self.number);
+    }
 }
 
 /// The capacity a [`InMemoryHypervisor`] reports unless told otherwise.
@@ -158,7 +193,12 @@ impl InMemoryHypervisor {
 
     /// A node at `uri` with `capacity`.
     pub fn with_capacity(uri: impl Into<String>, capacity: Capacity) -> Self {
-        Self { uri: uri.into(), capacity, state: Mutex::new(HvState::default()) }
+        Self {
+            uri: uri.into(),
+            capacity,
+            state: Mutex::new(HvState::default()),
+            watchers: Watchers::default(),
+        }
     }
 
     /// Makes the next call of `call` fail with a backend error.
@@ -283,6 +323,14 @@ impl InMemoryHypervisor {
         lock(&self.state)
     }
 
+    /// Tells every watch that a domain changed.
+    fn changed(&self) {
+        let callbacks: Vec<LifecycleCallback> = lock(&self.watchers.0).values().cloned().collect();
+        for wake in callbacks {
+            wake();
+        }
+    }
+
     async fn power(&self, call: HypervisorCall, vm: VmId, from: &[PowerState], to: PowerState) -> Result<()> {
         let gate = self.gate(call).await?;
         let result = {
@@ -298,6 +346,9 @@ impl InMemoryHypervisor {
                 }
             }
         };
+        if result.is_ok() {
+            self.changed();
+        }
         gate.pass().await;
         result
     }
@@ -371,6 +422,9 @@ impl Hypervisor for InMemoryHypervisor {
                 Err(Error::invalid("disk", format!("volume {} does not exist", spec.vm_id.volume_name())))
             }
         };
+        if result.is_ok() {
+            self.changed();
+        }
         gate.pass().await;
         result
     }
@@ -388,6 +442,9 @@ impl Hypervisor for InMemoryHypervisor {
                 Some((_, st)) => Err(Error::conflict(format!("domain {} is {st:?}", vm.domain_name()))),
             }
         };
+        if result.is_ok() {
+            self.changed();
+        }
         gate.pass().await;
         result
     }
@@ -632,6 +689,13 @@ impl Hypervisor for InMemoryHypervisor {
         self.state().console_logs.remove(&vm);
         gate.pass().await;
         Ok(())
+    }
+
+    async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
+        let mut watchers = lock(&self.watchers.0);
+        let number = watchers.keys().next_back().map_or(0, |n| n + 1);
+        watchers.insert(number, wake);
+        Ok(Some(Box::new(MemoryWatch { watchers: self.watchers.clone(), number })))
     }
 
     async fn list_volumes(&self) -> Result<Vec<String>> {

@@ -4,6 +4,7 @@
 //! interval; `POST /reconcile` runs it as a task, which may also remove the orphans.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{select, Either};
@@ -11,6 +12,7 @@ use futures_timer::Delay;
 
 use super::Vmm;
 use crate::error::{Error, Result};
+use crate::hypervisor::{LifecycleCallback, LifecycleWatch};
 use crate::id::{NodeId, VmId};
 use crate::node::{Node, NodeState};
 use crate::page::PageRequest;
@@ -20,6 +22,10 @@ use crate::users::{Access, Actor, Area};
 
 /// The name of the reconciler's singleton lease.
 const RECONCILER: &str = "reconciler";
+
+/// How long the reconciler waits after a lifecycle event before it looks, so that a burst
+/// of events (a stop is several) brings one pass.
+const EVENT_PAUSE: Duration = Duration::from_millis(250);
 
 /// Failed probes in a row that take a node offline.
 pub const OFFLINE_AFTER: u32 = 3;
@@ -179,16 +185,25 @@ impl Vmm {
     /// Probes the nodes and reconciles them (a dry run: orphans are reported in the log,
     /// never removed) every `interval` until `stopped`, in one process of the cluster at a
     /// time (a singleton lease; another process takes over within three intervals of its
-    /// holder's death).
+    /// holder's death). While it holds the lease it also watches each node's lifecycle
+    /// events where the connection reports them, and looks again at once (after a short
+    /// pause that gathers a burst) when a domain changes.
     pub async fn run_reconciler(&self, interval: Duration, stopped: impl std::future::Future<Output = ()>) {
         let mut stopped = std::pin::pin!(stopped);
         let mut failures = HashMap::new();
+        let changed = Arc::new(event_listener::Event::new());
+        let mut watches: HashMap<NodeId, Box<dyn LifecycleWatch>> = HashMap::new();
         loop {
+            // Listening before the pass: a change during it brings another pass.
+            let woken = changed.listen();
             let holder = self.inner.config.worker_id.clone();
             match self.inner.store.acquire_singleton(RECONCILER, &holder, interval * 3).await {
                 Ok(true) => {
                     if let Err(e) = self.probe_nodes(&mut failures).await {
                         tracing::warn!(error = %crate::error_chain(&e), "probing nodes failed");
+                    }
+                    if let Err(e) = self.watch_nodes(&mut watches, &changed).await {
+                        tracing::warn!(error = %crate::error_chain(&e), "watching nodes failed");
                     }
                     match self.reconcile(true).await {
                         Ok(report) => {
@@ -203,14 +218,58 @@ impl Vmm {
                         Err(e) => tracing::warn!(error = %crate::error_chain(&e), "reconciling failed"),
                     }
                 }
-                Ok(false) => failures.clear(),
+                Ok(false) => {
+                    failures.clear();
+                    watches.clear();
+                }
                 Err(e) => {
                     tracing::warn!(error = %crate::error_chain(&e), "the reconciler's lease could not be taken")
                 }
             }
-            if let Either::Left(_) = select(stopped.as_mut(), Delay::new(interval)).await {
-                return;
+            let next = select(Delay::new(interval), woken);
+            match select(stopped.as_mut(), next).await {
+                Either::Left(_) => return,
+                Either::Right((Either::Left(_), _)) => {}
+                Either::Right((Either::Right(_), _)) => {
+                    if let Either::Left(_) = select(stopped.as_mut(), Delay::new(EVENT_PAUSE)).await {
+                        return;
+                    }
+                }
             }
         }
+    }
+
+    /// Keeps a live lifecycle watch on every node whose connection offers one; each wakes
+    /// `changed`. Watches of nodes that are gone are dropped.
+    async fn watch_nodes(
+        &self,
+        watches: &mut HashMap<NodeId, Box<dyn LifecycleWatch>>,
+        changed: &Arc<event_listener::Event>,
+    ) -> Result<()> {
+        let nodes = self.all_nodes().await?;
+        watches.retain(|id, watch| watch.is_alive() && nodes.iter().any(|n| n.id == *id));
+        for node in &nodes {
+            if watches.contains_key(&node.id) {
+                continue;
+            }
+            let Ok(hv) = self.hypervisor(node).await else { continue };
+            let wake: LifecycleCallback = {
+                let changed = changed.clone();
+                Arc::new(move || {
+                    changed.notify(usize::MAX);
+                })
+            };
+            match hv.watch_lifecycle(wake).await {
+                Ok(Some(watch)) => {
+                    tracing::debug!(node = %node.id, "watching the node's lifecycle events");
+                    watches.insert(node.id, watch);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(node = %node.id, error = %crate::error_chain(&e), "cannot watch the node's lifecycle events; polling it")
+                }
+            }
+        }
+        Ok(())
     }
 }
