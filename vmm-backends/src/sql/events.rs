@@ -15,54 +15,96 @@ use sqlx::any::AnyRow;
 use vmm_core::event::task_events;
 use vmm_core::{Event, EventFilter, EventStore, Result, Task};
 
+use super::statement::{Bound, Statement};
 use super::{first, from_json, to_json, ts, unsigned, Columns, Dialect, SqlStore, Tx};
+
+/// The insert of events; [`SqlStore::event_rows`] are its values.
+const INSERT_EVENTS: &str = "INSERT INTO events (id, pos, at, type, area, owner_id, record) ";
+
+/// Events written by one statement at most.
+pub(super) const EVENTS_PER_STATEMENT: usize = 500;
 
 impl SqlStore {
     /// Appends `events` in `tx`, the transaction of the change they record, in one
     /// statement per few hundred.
     pub(super) async fn emit(&self, tx: &mut Tx, mut events: Vec<Event>) -> Result<()> {
-        const COLUMNS: usize = 7;
-        for chunk in events.chunks_mut(500) {
-            if let Dialect::Sqlite = self.dialect {
-                // Numbered as written: SQLite has one writer at a time.
-                let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-                let row = sqlx::query("UPDATE event_counter SET last = last + $1 RETURNING last")
-                    .bind(n)
-                    .fetch_all(&mut **tx)
-                    .await
-                    .map(first)
-                    .map_err(|e| self.err(e))?;
-                let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
-                for (event, pos) in chunk.iter_mut().zip(last - n + 1..) {
-                    event.id = u64::try_from(pos).unwrap_or_default();
-                }
-            }
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let params = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>();
-                    format!("({})", params.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql =
-                format!("INSERT INTO events (id, pos, at, type, area, owner_id, record) VALUES {values}");
-            let mut q = sqlx::query(&sql);
-            for event in chunk.iter() {
-                // PostgreSQL numbers events later, in commit order (see above).
-                let pos =
-                    (self.dialect == Dialect::Sqlite).then(|| i64::try_from(event.id).unwrap_or(i64::MAX));
-                q = q
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(pos)
-                    .bind(ts(event.at))
-                    .bind(event.kind.as_str())
-                    .bind(event.kind.area().to_string())
-                    .bind(event.owner_id.map(|o| o.to_string()))
-                    .bind(to_json(event)?);
-            }
-            q.execute(&mut **tx).await.map_err(|e| self.err(e))?;
+        for chunk in events.chunks_mut(EVENTS_PER_STATEMENT) {
+            self.number_as_written(tx, chunk).await?;
+            let mut insert = Statement::default();
+            insert.sql(INSERT_EVENTS).values(self.event_rows(chunk)?);
+            insert.execute(&mut **tx).await.map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+
+    /// Runs the statement `change` writes, with `events` (what it records) appended in the
+    /// same transaction: on PostgreSQL in the same statement (`WITH e AS (INSERT …) …`, one
+    /// round trip), on SQLite before it.
+    pub(super) async fn change_with_events(
+        &self,
+        tx: &mut Tx,
+        events: Vec<Event>,
+        change: impl FnOnce(&mut Statement) -> Result<()>,
+    ) -> Result<u64> {
+        let mut statement = Statement::default();
+        if self.dialect == Dialect::Postgres && !events.is_empty() && events.len() <= EVENTS_PER_STATEMENT {
+            statement.sql("WITH ");
+            self.events_cte(&mut statement, &events)?;
+            statement.sql(" ");
+        } else {
+            self.emit(tx, events).await?;
+        }
+        change(&mut statement)?;
+        let done = statement.execute(&mut **tx).await.map_err(|e| self.err(e))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Appends `e<n> AS (INSERT INTO events …)` of `events` to a `WITH` (PostgreSQL, where
+    /// events go unnumbered). Each gets its own name, so that several may follow one another.
+    pub(super) fn events_cte(&self, statement: &mut Statement, events: &[Event]) -> Result<()> {
+        let name = format!("e{}", statement.len());
+        statement.sql(&name).sql(" AS (").sql(INSERT_EVENTS).values(self.event_rows(events)?).sql(")");
+        Ok(())
+    }
+
+    /// Numbers `events` from the counter (SQLite, where there is one writer at a time).
+    async fn number_as_written(&self, tx: &mut Tx, events: &mut [Event]) -> Result<()> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(());
+        }
+        let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        let row = sqlx::query("UPDATE event_counter SET last = last + $1 RETURNING last")
+            .bind(n)
+            .fetch_all(&mut **tx)
+            .await
+            .map(first)
+            .map_err(|e| self.err(e))?;
+        let last = row.map(|r| r.int("last")).transpose()?.unwrap_or_default();
+        for (event, pos) in events.iter_mut().zip(last - n + 1..) {
+            event.id = u64::try_from(pos).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// The rows of `events` for [`INSERT_EVENTS`]. On PostgreSQL they go unnumbered, to
+    /// be numbered in commit order (see above).
+    fn event_rows(&self, events: &[Event]) -> Result<Vec<[Bound; 7]>> {
+        events
+            .iter()
+            .map(|event| {
+                let pos =
+                    (self.dialect == Dialect::Sqlite).then(|| i64::try_from(event.id).unwrap_or(i64::MAX));
+                Ok([
+                    uuid::Uuid::now_v7().to_string().into(),
+                    pos.into(),
+                    ts(event.at).into(),
+                    event.kind.as_str().into(),
+                    event.kind.area().to_string().into(),
+                    event.owner_id.map(|o| o.to_string()).into(),
+                    to_json(event)?.into(),
+                ])
+            })
+            .collect()
     }
 
     /// Appends the events of a task's change from `before` (none: it is new) to `after`.

@@ -22,6 +22,7 @@ mod nodes;
 mod recipes;
 mod singletons;
 mod ssh_keys;
+mod statement;
 mod tasks;
 mod users;
 mod vms;

@@ -9,10 +9,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use vmm_core::{
-    Error, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, UserId, VmAction, VmId,
+    Error, Event, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, UserId,
+    VmAction, VmId,
 };
 
-use super::{first, from_json, from_us, is_unique_violation, signed, to_json, Columns, SqlStore, Tx};
+use super::events::EVENTS_PER_STATEMENT;
+use super::statement::{Bound, Statement};
+use super::{
+    first, from_json, from_us, is_unique_violation, signed, to_json, Columns, Dialect, SqlStore, Tx,
+};
 
 /// The columns of a task, the database's clock among them as `db_now`. `cancel_requested`
 /// is read as a number: sqlx's `Any` driver cannot read SQLite's BOOLEAN columns.
@@ -35,6 +40,25 @@ fn task(r: &AnyRow) -> Result<(Task, DateTime<Utc>)> {
         _ => None,
     };
     Ok((t, from_us(r.int("db_now")?)))
+}
+
+/// `UPDATE tasks` of a task's columns and JSON.
+fn task_update(st: &mut Statement, t: &Task) -> Result<()> {
+    st.sql("UPDATE tasks SET state = ")
+        .param(t.state.as_str())
+        .sql(", lease_owner = ")
+        .param(t.lease.as_ref().map(|l| l.owner.clone()))
+        .sql(", fence = ")
+        .param(signed(t.lease.as_ref().map_or(u64::from(t.attempts), |l| l.fence)))
+        .sql(", lease_until_us = ")
+        .param(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
+        .sql(", cancel_requested = ")
+        .param(t.cancel_requested)
+        .sql(", task = ")
+        .param(to_json(t)?)
+        .sql(" WHERE id = ")
+        .param(t.id.to_string());
+    Ok(())
 }
 
 fn micros(d: Duration) -> i64 {
@@ -77,54 +101,133 @@ impl SqlStore {
         Ok(owner.and_then(|o| o.parse().ok()))
     }
 
-    async fn write_task(&self, tx: &mut Tx, t: &Task) -> Result<()> {
-        sqlx::query(
-            "UPDATE tasks SET state = $2, lease_owner = $3, fence = $4, lease_until_us = $5, cancel_requested = $6, \
-             task = $7 WHERE id = $1",
-        )
-        .bind(t.id.to_string())
-        .bind(t.state.as_str())
-        .bind(t.lease.as_ref().map(|l| l.owner.clone()))
-        .bind(signed(t.lease.as_ref().map_or(u64::from(t.attempts), |l| l.fence)))
-        .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
-        .bind(t.cancel_requested)
-        .bind(to_json(t)?)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| self.err(e))?;
+    /// Writes a task's columns and JSON with `events` (its change's) in `tx`.
+    async fn write_task(&self, tx: &mut Tx, t: &Task, events: Vec<Event>) -> Result<()> {
+        self.change_with_events(tx, events, |st| task_update(st, t)).await?;
         Ok(())
     }
 
-    /// Writes the state, lease, fence and JSON of each of `tasks` (rows locked in `tx`),
-    /// in one statement per hundred.
-    async fn write_claims(&self, tx: &mut Tx, tasks: &[Task]) -> Result<()> {
-        const COLUMNS: usize = 6;
+    /// Writes the state, lease, fence and JSON of claimed `tasks` (rows locked in `tx`) with
+    /// `events` (their claims'), in one statement per hundred.
+    async fn write_claims(&self, tx: &mut Tx, tasks: &[Task], mut events: Vec<Event>) -> Result<()> {
         for chunk in tasks.chunks(100) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let params = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>();
-                    format!("({})", params.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "WITH v (id, state, lease_owner, fence, lease_until_us, task) AS (VALUES {values}) \
-                 UPDATE tasks SET state = v.state, lease_owner = v.lease_owner, fence = v.fence, \
-                 lease_until_us = v.lease_until_us, task = v.task FROM v WHERE tasks.id = v.id"
-            );
-            let mut q = sqlx::query(&sql);
+            let mut rows = Vec::with_capacity(chunk.len());
             for t in chunk {
-                q = q
-                    .bind(t.id.to_string())
-                    .bind(t.state.as_str())
-                    .bind(t.lease.as_ref().map(|l| l.owner.clone()))
-                    .bind(signed(t.fence()))
-                    .bind(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
-                    .bind(to_json(t)?);
+                rows.push([
+                    Bound::from(t.id.to_string()),
+                    t.state.as_str().into(),
+                    t.lease.as_ref().map(|l| l.owner.clone()).into(),
+                    signed(t.fence()).into(),
+                    t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()).into(),
+                    to_json(t)?.into(),
+                ]);
             }
-            q.execute(&mut **tx).await.map_err(|e| self.err(e))?;
+            // VALUES columns are named column1, column2… by PostgreSQL and SQLite alike.
+            self.change_with_events(tx, std::mem::take(&mut events), |st| {
+                st.sql(
+                    "UPDATE tasks SET state = v.column2, lease_owner = v.column3, fence = v.column4, \
+                     lease_until_us = v.column5, task = v.column6 FROM (",
+                )
+                .values(rows)
+                .sql(") AS v WHERE tasks.id = v.column1");
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
+    }
+
+    /// The query of up to `max` claimable tasks, oldest first, locked, skipping those
+    /// another transaction holds.
+    fn claimable(&self, max: usize) -> String {
+        let now_us = self.dialect.now_us();
+        format!(
+            "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
+             AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us}) \
+             ORDER BY id LIMIT {}{}",
+            columns(now_us),
+            max.min(1000),
+            self.dialect.skip_locked()
+        )
+    }
+
+    /// Claims up to `max` tasks in `tx` ([`TaskStore::claim_tasks`]).
+    async fn claim_in(
+        &self,
+        tx: &mut Tx,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        let rows = sqlx::query(&self.claimable(max)).fetch_all(&mut **tx).await.map_err(|e| self.err(e))?;
+        self.claim_rows(tx, &rows, owner, now, lease).await
+    }
+
+    /// Claims the tasks of `rows` (read by [`claimable`](Self::claimable) in `tx`).
+    async fn claim_rows(
+        &self,
+        tx: &mut Tx,
+        rows: &[AnyRow],
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<Task>> {
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for row in rows {
+            let (mut t, db_now) = task(row)?;
+            let before = t.clone();
+            let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            t.claim(owner, now, until);
+            events.extend(self.task_events(tx, Some(&before), &t).await?);
+            claimed.push(t);
+        }
+        if !claimed.is_empty() {
+            self.write_claims(tx, &claimed, events).await?;
+        }
+        Ok(claimed)
+    }
+
+    /// What saving a run's task writes, checked in `tx` against the stored task (locked):
+    /// the task as saved and the events of its change; `LeaseLost` if the run no longer
+    /// holds its lease.
+    async fn prepare_save(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<(Task, Vec<Event>)> {
+        let (stored, db_now) = self.task_in(tx, t.id).await?;
+        if !stored.is_leased_with(fence, db_now) {
+            return Err(Error::LeaseLost { task: t.id });
+        }
+        let saved = t.saved_over(&stored);
+        let events = self.task_events(tx, Some(&stored), &saved).await?;
+        Ok((saved, events))
+    }
+
+    /// Saves a run's task in `tx` ([`TaskStore::save_task`]).
+    async fn save_in(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<()> {
+        let (saved, events) = self.prepare_save(tx, t, fence).await?;
+        self.write_task(tx, &saved, events).await
+    }
+
+    /// Saves a run's task in `tx` and reads (locked) the next claimable task: on PostgreSQL
+    /// in one statement, the save's writes in its `WITH`.
+    async fn save_and_read_next(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<Vec<AnyRow>> {
+        let (saved, events) = self.prepare_save(tx, t, fence).await?;
+        if self.dialect != Dialect::Postgres {
+            self.write_task(tx, &saved, events).await?;
+            return sqlx::query(&self.claimable(1)).fetch_all(&mut **tx).await.map_err(|e| self.err(e));
+        }
+        let mut st = Statement::default();
+        st.sql("WITH ");
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            self.events_cte(&mut st, chunk)?;
+            st.sql(", ");
+        }
+        st.sql("u AS (");
+        task_update(&mut st, &saved)?;
+        // The main query sees the snapshot from before the update: the saved task is still
+        // running under its live lease there, so it is not among the claimable.
+        st.sql(") ").sql(&self.claimable(1));
+        st.fetch_all(&mut **tx).await.map_err(|e| self.err(e))
     }
 
     /// A task and the database's clock, read (and locked) in `tx`.
@@ -245,33 +348,26 @@ impl TaskStore for SqlStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let now_us = self.dialect.now_us();
-        let sql = format!(
-            "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
-             AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us}) \
-             ORDER BY id LIMIT {}{}",
-            columns(now_us),
-            max.min(1000),
-            self.dialect.skip_locked()
-        );
-        let rows = sqlx::query(&sql).fetch_all(&mut *tx).await.map_err(|e| self.err(e))?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let claimed = self.claim_in(&mut tx, owner, now, lease, max).await?;
+        if !claimed.is_empty() {
+            self.commit(tx).await?;
         }
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut events = Vec::new();
-        for row in &rows {
-            let (mut t, db_now) = task(row)?;
-            let before = t.clone();
-            let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-            t.claim(owner, now, until);
-            events.extend(self.task_events(&mut tx, Some(&before), &t).await?);
-            claimed.push(t);
-        }
-        self.write_claims(&mut tx, &claimed).await?;
-        self.emit(&mut tx, events).await?;
-        self.commit(tx).await?;
         Ok(claimed)
+    }
+
+    async fn finish_and_claim(
+        &self,
+        t: &Task,
+        fence: u64,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Task>> {
+        let mut tx = self.begin().await?;
+        let rows = self.save_and_read_next(&mut tx, t, fence).await?;
+        let next = self.claim_rows(&mut tx, &rows, owner, now, lease).await?.pop();
+        self.commit(tx).await?;
+        Ok(next)
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
@@ -296,13 +392,7 @@ impl TaskStore for SqlStore {
 
     async fn save_task(&self, t: &Task, fence: u64) -> Result<()> {
         let mut tx = self.begin().await?;
-        let (stored, db_now) = self.task_in(&mut tx, t.id).await?;
-        if !stored.is_leased_with(fence, db_now) {
-            return Err(Error::LeaseLost { task: t.id });
-        }
-        let saved = t.saved_over(&stored);
-        self.write_task(&mut tx, &saved).await?;
-        self.task_changed(&mut tx, Some(&stored), &saved).await?;
+        self.save_in(&mut tx, t, fence).await?;
         self.commit(tx).await
     }
 
@@ -311,8 +401,8 @@ impl TaskStore for SqlStore {
         let (mut t, _) = self.task_in(&mut tx, id).await?;
         let before = t.clone();
         t.cancel(now)?;
-        self.write_task(&mut tx, &t).await?;
-        self.task_changed(&mut tx, Some(&before), &t).await?;
+        let events = self.task_events(&mut tx, Some(&before), &t).await?;
+        self.write_task(&mut tx, &t, events).await?;
         self.commit(tx).await?;
         Ok(t)
     }

@@ -31,6 +31,7 @@ where
     one_active_task_per_vm(new_store().await.as_ref()).await;
     claims_leases_and_recovery(new_store().await.as_ref()).await;
     batch_claims(new_store().await.as_ref(), 4).await;
+    finish_and_claim(new_store().await.as_ref()).await;
     a_reclaimed_task_fences_its_earlier_run(new_store().await.as_ref()).await;
     leases_expire_by_the_store_clock(new_store().await.as_ref()).await;
     cancel(new_store().await.as_ref()).await;
@@ -424,6 +425,43 @@ pub async fn batch_claims(s: &dyn Store, claimers: usize) {
         .filter(|e| e.kind == crate::EventType::TaskStarted)
         .count();
     assert_eq!(started, queued.len(), "one task.started per claim");
+}
+
+/// Ending a task and claiming the next in one go: the end is recorded and the oldest
+/// claimable task claimed; a run that lost its lease records nothing and claims nothing.
+pub async fn finish_and_claim(s: &dyn Store) {
+    let queued: Vec<Task> = (0..3)
+        .map(|_| {
+            Task::new(TaskKind::Reconcile, None, crate::TaskParams::Reconcile { dry_run: true }, Utc::now())
+        })
+        .collect();
+    for t in &queued {
+        s.enqueue_task(t, None).await.unwrap();
+    }
+    let end = |mut t: Task| {
+        t.state = TaskState::Succeeded;
+        t.finished_at = Some(Utc::now());
+        t
+    };
+    let first = s.claim_task("w", Utc::now(), LEASE).await.unwrap().expect("claim");
+    assert_eq!(first.id, queued[0].id);
+    let next = s.finish_and_claim(&end(first.clone()), first.fence(), "w", Utc::now(), LEASE).await.unwrap();
+    let next = next.expect("the next task");
+    assert_eq!((next.id, next.state, next.attempts), (queued[1].id, TaskState::Running, 1));
+    assert_eq!(s.get_task(first.id).await.unwrap().state, TaskState::Succeeded);
+    assert_eq!(s.get_task(next.id).await.unwrap().lease.expect("a lease").owner, "w");
+    let stale = s.finish_and_claim(&end(next.clone()), next.fence() + 1, "w", Utc::now(), LEASE).await;
+    assert!(matches!(stale, Err(Error::LeaseLost { .. })), "{stale:?}");
+    assert_eq!(s.get_task(next.id).await.unwrap().state, TaskState::Running, "nothing recorded");
+    assert_eq!(s.get_task(queued[2].id).await.unwrap().state, TaskState::Queued, "nothing claimed");
+    let last = s.finish_and_claim(&end(next.clone()), next.fence(), "w", Utc::now(), LEASE).await.unwrap();
+    let last = last.expect("the last task");
+    assert_eq!(last.id, queued[2].id);
+    let none = s.finish_and_claim(&end(last.clone()), last.fence(), "w", Utc::now(), LEASE).await.unwrap();
+    assert!(none.is_none(), "nothing left to claim");
+    for t in &queued {
+        assert_eq!(s.get_task(t.id).await.unwrap().state, TaskState::Succeeded);
+    }
 }
 
 /// The same worker claiming a task again after its lease lapsed gets a new fence, and the

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::future::{select, BoxFuture, Either, FutureExt};
@@ -35,7 +36,7 @@ impl Vmm {
     pub async fn run_next_task(&self) -> Result<bool> {
         match self.claim(1).await?.pop() {
             Some(task) => {
-                self.execute(task).await;
+                self.execute(task, None).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -64,8 +65,10 @@ impl Vmm {
         }
         let config = &self.inner.config;
         let mut shutdown = pin!(shutdown.fuse());
-        let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
+        // Whether a slot whose task ended takes the next one as it records the end.
+        let chaining = AtomicBool::new(true);
+        let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         loop {
             if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
                 // Fill every free slot in one claim.
@@ -89,6 +92,7 @@ impl Vmm {
                 Either::Right((Either::Left(_), _)) => None,
                 Either::Right((Either::Right(_), _)) => {
                     stopping = true;
+                    chaining.store(false, Ordering::Relaxed);
                     None
                 }
             };
@@ -100,7 +104,7 @@ impl Vmm {
                         Ok(tasks) => {
                             for task in tasks {
                                 running += 1;
-                                work.push(Box::pin(self.execute(task).map(|()| Event::Ran)));
+                                work.push(Box::pin(self.execute(task, Some(&chaining)).map(|()| Event::Ran)));
                             }
                         }
                         Err(e) => {
@@ -124,7 +128,19 @@ impl Vmm {
         self.inner.store.claim_tasks(&config.worker_id, self.now(), config.lease, max).await
     }
 
-    async fn execute(&self, task: Task) {
+    /// Runs `task` and, while `chaining` says so, the next task each run claims as it ends.
+    async fn execute(&self, task: Task, chaining: Option<&AtomicBool>) {
+        let mut next = Some(task);
+        while let Some(task) = next.take() {
+            let chain = chaining.is_some_and(|c| c.load(Ordering::Relaxed));
+            next = self.execute_one(task, chain).await;
+        }
+        self.notify();
+    }
+
+    /// Runs one task under its lease; with `chain`, returns the next task claimed as it
+    /// ended.
+    async fn execute_one(&self, task: Task, chain: bool) -> Option<Task> {
         let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
         let (id, fence) = (task.id, task.fence());
         // Each attempt has the kind's deadline, counted from its claim: time the task spent
@@ -133,13 +149,18 @@ impl Vmm {
         let limit = self.inner.config.deadlines.of(task.kind, self.inner.config.shutdown_timeout);
         let run = Run { task, fence, deadline: self.now() + chrono_duration(limit) };
         let work = self.perform(run);
-        match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await {
-            Either::Left(_) => {}
+        let ended = match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await
+        {
+            Either::Left((ended, _)) => ended,
             Either::Right((e, _)) => {
                 span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new run"));
+                None
             }
-        }
-        self.notify();
+        };
+        // Recording the end (and claiming the next task) is not raced with the lease
+        // keeper: a next task claimed must never be dropped half-way.
+        let (run, result) = ended?;
+        self.finish(run, result, chain).instrument(span).await
     }
 
     /// Renews the lease every third of its length; ends only when the lease is lost.
@@ -157,7 +178,9 @@ impl Vmm {
         }
     }
 
-    async fn perform(&self, mut run: Run) {
+    /// Runs the task's body (and its undo when it failed); returns the run and how it
+    /// ended, or `None` when the lease was lost.
+    async fn perform(&self, mut run: Run) -> Option<(Run, Result<Outcome>)> {
         tracing::info!("task started");
         let max = self.inner.config.max_attempts;
         let result = if run.task.attempts > max {
@@ -174,7 +197,10 @@ impl Vmm {
         };
         let result = match result {
             Ok(outcome) => Ok(outcome),
-            Err(e @ Error::LeaseLost { .. }) => return tracing::warn!(error = %e, "lease lost"),
+            Err(e @ Error::LeaseLost { .. }) => {
+                tracing::warn!(error = %e, "lease lost");
+                return None;
+            }
             Err(e) => {
                 // Undo what can be undone, within the same fence.
                 let now = self.now();
@@ -192,7 +218,7 @@ impl Vmm {
                 }
             }
         };
-        self.finish(run, result).await;
+        Some((run, result))
     }
 
     fn deadline_error(&self, run: &Run) -> Error {
@@ -200,9 +226,10 @@ impl Vmm {
         Error::timeout(limit)
     }
 
-    /// Records how the task ended. The task's error is the error's public message: a
+    /// Records how the task ended; with `chain`, claims the next task in the same
+    /// transaction and returns it. The task's error is the error's public message: a
     /// backend's own text (libvirt's, a database's) goes to the log only.
-    async fn finish(&self, mut run: Run, result: Result<Outcome>) {
+    async fn finish(&self, mut run: Run, result: Result<Outcome>, chain: bool) -> Option<Task> {
         let now = self.now();
         let (state, error) = match result {
             Ok(Outcome::Done) => (TaskState::Succeeded, None),
@@ -220,9 +247,22 @@ impl Vmm {
         run.task.error_code = error.as_ref().map(|e| e.code().to_owned());
         run.task.error = error.as_ref().map(Error::public_message);
         run.task.finished_at = Some(now);
-        match self.inner.store.save_task(&run.task, run.fence).await {
-            Ok(()) => tracing::info!(state = %state, error = run.task.error.as_deref(), "task ended"),
-            Err(e) => tracing::warn!(error = %error_chain(&e), "could not record the end of the task"),
+        let config = &self.inner.config;
+        let saved = if chain {
+            let store = &self.inner.store;
+            store.finish_and_claim(&run.task, run.fence, &config.worker_id, self.now(), config.lease).await
+        } else {
+            self.inner.store.save_task(&run.task, run.fence).await.map(|()| None)
+        };
+        match saved {
+            Ok(next) => {
+                tracing::info!(state = %state, error = run.task.error.as_deref(), "task ended");
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "could not record the end of the task");
+                None
+            }
         }
     }
 

@@ -48,6 +48,21 @@ pub trait TaskStore: Send + Sync {
     /// ([`Task::saved_over`]) if the run holding `fence` still holds its live lease;
     /// `LeaseLost` otherwise.
     async fn save_task(&self, task: &Task, fence: u64) -> Result<()>;
+    /// Saves a run's task as [`save_task`](Self::save_task) does and, once it is saved,
+    /// claims the oldest claimable task for `owner` as [`claim_task`](Self::claim_task)
+    /// does: a worker whose task ended takes its next one in the same transaction where
+    /// the store has them. Nothing is claimed when the save fails.
+    async fn finish_and_claim(
+        &self,
+        task: &Task,
+        fence: u64,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Task>> {
+        self.save_task(task, fence).await?;
+        self.claim_task(owner, now, lease).await
+    }
     /// Cancels a queued task at once, or asks a running one to stop ([`Task::cancel`]);
     /// returns the task. A conflict for a task that has ended.
     async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task>;
