@@ -82,13 +82,7 @@ fn sqlite() -> Db {
 }
 
 async fn postgres() -> Option<Db> {
-    let base = std::env::var("VMM_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&base).await.ok()?;
-    let name = format!("vmm_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.ok()?;
-    let (prefix, _) = base.rsplit_once('/')?;
-    Some(Db::Postgres(format!("{prefix}/{name}")))
+    vmm_benches::fresh_postgres_db().await.map(Db::Postgres)
 }
 
 /// A service on `db` with 4 roomy nodes, `existing` VMs spread over them, and a pool.

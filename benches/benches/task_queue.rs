@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sqlx::{Connection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use tokio::sync::Semaphore;
 use vmm_backends::SqlStore;
 use vmm_core::{Store, Task, TaskKind, TaskParams, TaskState};
@@ -27,19 +27,9 @@ use vmm_core::{Store, Task, TaskKind, TaskParams, TaskState};
 /// Tasks run at once per server (the raw loop's workers, vmm's worker slots).
 const WORKERS: usize = 16;
 
-async fn fresh_db() -> Option<String> {
-    let base = std::env::var("VMM_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&base).await.ok()?;
-    let name = format!("vmm_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.ok()?;
-    let (prefix, _) = base.rsplit_once('/')?;
-    Some(format!("{prefix}/{name}"))
-}
-
 /// Tasks per second for `tasks` tasks through `servers` stores on a fresh database.
 async fn through_vmm(tasks: usize, servers: usize) -> f64 {
-    let url = fresh_db().await.expect("PostgreSQL");
+    let url = vmm_benches::fresh_postgres_db().await.expect("PostgreSQL");
     let mut stores: Vec<Arc<dyn Store>> = Vec::new();
     for _ in 0..servers {
         stores.push(Arc::new(SqlStore::connect(&url).await.expect("the store")));
@@ -107,7 +97,7 @@ async fn serve(store: Arc<dyn Store>, name: String, done: Arc<AtomicUsize>) {
 
 /// The same through a raw loop: claim with `FOR UPDATE SKIP LOCKED`, then finish.
 async fn raw_loop(tasks: usize) -> f64 {
-    let url = fresh_db().await.expect("PostgreSQL");
+    let url = vmm_benches::fresh_postgres_db().await.expect("PostgreSQL");
     let pool = PgPool::connect(&url).await.expect("a pool");
     sqlx::query("CREATE TABLE raw_tasks (id BIGSERIAL PRIMARY KEY, state TEXT NOT NULL, owner TEXT)")
         .execute(&pool)
@@ -184,7 +174,7 @@ fn main() {
     let (tasks, rounds) =
         if benching { (number("TASK_QUEUE_TASKS", 5000), number("TASK_QUEUE_ROUNDS", 5)) } else { (200, 1) };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    if rt.block_on(fresh_db()).is_none() {
+    if rt.block_on(vmm_benches::fresh_postgres_db()).is_none() {
         println!("task_queue: skipped (no PostgreSQL on 127.0.0.1:5432)");
         return;
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use vmm_core::memory::{HypervisorCall, InMemoryConnector};
+use vmm_core::memory::{HypervisorCall, InMemoryConnector, InMemoryHypervisor};
 use vmm_core::reconcile::ObservedState;
 use vmm_core::{
     EventPattern, Hypervisor, NodeSpec, NodeState, NodeUriPolicy, Task, TaskState, VmId, VmSpec, VmState,
@@ -17,6 +17,16 @@ fn service() -> (Vmm, Arc<InMemoryConnector>) {
     let connector = Arc::new(InMemoryConnector::new());
     let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
     (Vmm::builder().with_connector(connector.clone()).with_config(config).build(), connector)
+}
+
+/// A service with node `n1` and a running VM `web` on it, and that node's fake.
+async fn one_running_vm() -> (Vmm, Arc<InMemoryHypervisor>, vmm_core::Vm) {
+    let (vmm, connector) = service();
+    vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
+    let (vm, _) = vmm.create_vm(VmSpec::new("web", 1, 128, 1)).await.unwrap();
+    vmm.run_until_idle().await.unwrap();
+    let hv = connector.get("memory://n1").unwrap();
+    (vmm, hv, vm)
 }
 
 async fn drift_events(vmm: &Vmm) -> Vec<vmm_core::Event> {
@@ -30,11 +40,7 @@ async fn drift_events(vmm: &Vmm) -> Vec<vmm_core::Event> {
 #[test]
 fn drift_is_recorded_once_with_its_event_and_missing_vms_are_kept() {
     block_on(async {
-        let (vmm, connector) = service();
-        vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
-        let (vm, _) = vmm.create_vm(VmSpec::new("web", 1, 128, 1)).await.unwrap();
-        vmm.run_until_idle().await.unwrap();
-        let hv = connector.get("memory://n1").unwrap();
+        let (vmm, hv, vm) = one_running_vm().await;
 
         let report = vmm.reconcile(true).await.unwrap();
         assert!(report.nodes[0].reachable && report.nodes[0].drift.is_empty(), "{report:?}");
@@ -88,11 +94,7 @@ fn a_vm_a_task_holds_is_left_to_its_task() {
 #[test]
 fn orphans_are_reported_by_a_dry_run_and_removed_only_when_asked() {
     block_on(async {
-        let (vmm, connector) = service();
-        vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
-        let (vm, _) = vmm.create_vm(VmSpec::new("web", 1, 128, 1)).await.unwrap();
-        vmm.run_until_idle().await.unwrap();
-        let hv = connector.get("memory://n1").unwrap();
+        let (vmm, hv, vm) = one_running_vm().await;
         // A domain and a volume of vmm's that belong to no VM.
         let ghost = VmId::new();
         hv.create_volume(ghost, 1).await.unwrap();
@@ -179,11 +181,7 @@ async fn observed(vmm: &Vmm, vm: VmId, want: ObservedState) {
 #[test]
 fn a_lifecycle_event_brings_a_pass_long_before_the_interval() {
     block_on(async {
-        let (vmm, connector) = service();
-        vmm.create_node(NodeSpec::new("n1", "memory://n1")).await.unwrap();
-        let (vm, _) = vmm.create_vm(VmSpec::new("web", 1, 128, 1)).await.unwrap();
-        vmm.run_until_idle().await.unwrap();
-        let hv = connector.get("memory://n1").unwrap();
+        let (vmm, hv, vm) = one_running_vm().await;
         let (stop, stopped) = futures::channel::oneshot::channel::<()>();
         // An interval no test waits for: only the node's lifecycle event can bring the
         // second pass.

@@ -375,18 +375,23 @@ pub async fn claims_leases_and_recovery(s: &dyn Store) {
     assert!(s.claim_task("w3", Utc::now(), LEASE).await.unwrap().is_none(), "ended tasks stay ended");
 }
 
+/// Queues `n` tasks of no VM, oldest first.
+async fn queue_tasks(s: &dyn Store, n: usize) -> Vec<Task> {
+    let mut queued = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t =
+            Task::new(TaskKind::Reconcile, None, crate::TaskParams::Reconcile { dry_run: true }, Utc::now());
+        s.enqueue_task(&t, None).await.unwrap();
+        queued.push(t);
+    }
+    queued
+}
+
 /// Claims of several tasks at once: each claim takes the oldest claimable tasks up to its
 /// limit, each with its own lease, fence and `task.started` event; `claimers` concurrent
 /// claimers split the queue between them with no task claimed twice or left behind.
 pub async fn batch_claims(s: &dyn Store, claimers: usize) {
-    let queued: Vec<Task> = (0..40)
-        .map(|_| {
-            Task::new(TaskKind::Reconcile, None, crate::TaskParams::Reconcile { dry_run: true }, Utc::now())
-        })
-        .collect();
-    for t in &queued {
-        s.enqueue_task(t, None).await.unwrap();
-    }
+    let queued = queue_tasks(s, 40).await;
     assert!(s.claim_tasks("w0", Utc::now(), LEASE, 0).await.unwrap().is_empty(), "a claim of none");
     let first = s.claim_tasks("w0", Utc::now(), LEASE, 3).await.unwrap();
     let ids: Vec<_> = first.iter().map(|t| t.id).collect();
@@ -430,14 +435,7 @@ pub async fn batch_claims(s: &dyn Store, claimers: usize) {
 /// Ending a task and claiming the next in one go: the end is recorded and the oldest
 /// claimable task claimed; a run that lost its lease records nothing and claims nothing.
 pub async fn finish_and_claim(s: &dyn Store) {
-    let queued: Vec<Task> = (0..3)
-        .map(|_| {
-            Task::new(TaskKind::Reconcile, None, crate::TaskParams::Reconcile { dry_run: true }, Utc::now())
-        })
-        .collect();
-    for t in &queued {
-        s.enqueue_task(t, None).await.unwrap();
-    }
+    let queued = queue_tasks(s, 3).await;
     let end = |mut t: Task| {
         t.state = TaskState::Succeeded;
         t.finished_at = Some(Utc::now());
