@@ -42,6 +42,20 @@ pub fn naive_place(demand: &Demand, nodes: &[Node]) -> Option<(NodeId, Vec<Strin
     fitting.first().map(|&(_, id)| (id, reasons))
 }
 
+/// A new, empty PostgreSQL database on `VMM_TEST_POSTGRES_URL` (the server on
+/// 127.0.0.1:5432 by default) and its URL; `None` when no server answers.
+pub async fn fresh_postgres_db() -> Option<String> {
+    use sqlx::Connection;
+    let base = std::env::var("VMM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = sqlx::PgConnection::connect(&base).await.ok()?;
+    // A name of hex digits only: nothing from outside reaches the statement.
+    let name = format!("vmm_bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.ok()?;
+    let (prefix, _) = base.rsplit_once('/')?;
+    Some(format!("{prefix}/{name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,18 +73,4 @@ mod tests {
             leased.insert(got.unwrap());
         }
     }
-}
-
-/// A new, empty PostgreSQL database on `VMM_TEST_POSTGRES_URL` (the server on
-/// 127.0.0.1:5432 by default) and its URL; `None` when no server answers.
-pub async fn fresh_postgres_db() -> Option<String> {
-    use sqlx::Connection;
-    let base = std::env::var("VMM_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&base).await.ok()?;
-    // A name of hex digits only: nothing from outside reaches the statement.
-    let name = format!("vmm_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.ok()?;
-    let (prefix, _) = base.rsplit_once('/')?;
-    Some(format!("{prefix}/{name}"))
 }

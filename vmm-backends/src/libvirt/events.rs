@@ -38,11 +38,18 @@ impl LifecycleWatch for Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         let (conn, callback) = (self.conn.clone(), self.callback);
-        let _ = std::thread::Builder::new().name("libvirt-unwatch".into()).spawn(move || {
+        let deregister = move || {
             // SAFETY: `conn` holds a reference to the connection the callback was
             // registered on, so the pointer is valid for the call.
             let _ = unsafe { virt_sys::virConnectDomainEventDeregisterAny(conn.as_ptr(), callback) };
-        });
+        };
+        let on_a_thread =
+            std::thread::Builder::new().name("libvirt-unwatch".into()).spawn(deregister.clone());
+        if on_a_thread.is_err() {
+            // No thread to be had: here, rather than never (the registration would keep the
+            // connection open and the callback called).
+            deregister();
+        }
     }
 }
 
@@ -64,7 +71,8 @@ pub(super) fn watch(conn: Arc<Connect>, wake: LifecycleCallback) -> Result<Watch
     let generic: unsafe extern "C" fn(virt_sys::virConnectPtr, virt_sys::virDomainPtr, *mut c_void) =
         unsafe { std::mem::transmute(lifecycle) };
     // SAFETY: `conn` is a live connection; `opaque` is a leaked box that libvirt hands to
-    // `free_wake` exactly once, when the callback is deregistered or the registration fails.
+    // `free_wake` exactly once, when a registered callback is removed. A registration that
+    // fails leaves it to the caller.
     let callback = unsafe {
         virt_sys::virConnectDomainEventRegisterAny(
             conn.as_ptr(),
@@ -76,7 +84,10 @@ pub(super) fn watch(conn: Arc<Connect>, wake: LifecycleCallback) -> Result<Watch
         )
     };
     if callback < 0 {
-        return Err(VirtError::last_error());
+        let error = VirtError::last_error();
+        // SAFETY: the registration failed, so libvirt kept no pointer to the box.
+        drop(unsafe { Box::from_raw(opaque.cast::<LifecycleCallback>()) });
+        return Err(error);
     }
     Ok(Watch { conn, callback })
 }

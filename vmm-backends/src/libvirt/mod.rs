@@ -102,7 +102,13 @@ pub struct LibvirtHypervisor {
     config: LibvirtConfig,
     /// The storage pool's directory on the node, once read.
     pool_dir: Mutex<Option<String>>,
+    /// Whether a lifecycle watch is being registered (one at a time: a node that does not
+    /// answer gets no pile of blocked threads).
+    registering: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long registering a lifecycle watch may take.
+const WATCH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Transfers (uploads, copies, downloads) get the call deadline plus one second for each
 /// this many bytes: a node that moves data slower than this is treated as gone.
@@ -130,6 +136,7 @@ impl LibvirtHypervisor {
             virt_type,
             config,
             pool_dir: Mutex::new(None),
+            registering: Arc::default(),
         }
     }
 
@@ -790,9 +797,27 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
-        let conn = self.link.connection().await?;
-        let registering = tokio::task::spawn_blocking(move || events::watch(conn, wake));
-        match tokio::time::timeout(self.link.call_deadline(), registering).await {
+        use std::sync::atomic::Ordering;
+        if self.registering.swap(true, Ordering::AcqRel) {
+            return Err(Error::unavailable(
+                self.uri(),
+                "an earlier lifecycle watch is still being registered",
+            ));
+        }
+        let conn = match self.link.connection().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.registering.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let registering = self.registering.clone();
+        let registered = tokio::task::spawn_blocking(move || {
+            let watch = events::watch(conn, wake);
+            registering.store(false, Ordering::Release);
+            watch
+        });
+        match tokio::time::timeout(WATCH_DEADLINE, registered).await {
             Ok(Ok(Ok(watch))) => Ok(Some(Box::new(watch))),
             Ok(Ok(Err(e))) => Err(Error::backend(self.uri().to_owned(), e)),
             Ok(Err(e)) => Err(Error::backend(self.uri().to_owned(), e)),

@@ -137,18 +137,21 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The query of up to `max` claimable tasks, oldest first, locked, skipping those
-    /// another transaction holds.
-    fn claimable(&self, max: usize) -> String {
+    /// Appends the query of up to `max` claimable tasks, oldest first, locked, skipping
+    /// those another transaction holds, and `except` (a task this transaction has just
+    /// ended: its row, locked by this transaction already, may look claimable to a query
+    /// that runs before the end is written and after its lease has run out).
+    fn claimable(&self, st: &mut Statement, max: usize, except: Option<TaskId>) {
         let now_us = self.dialect.now_us();
-        format!(
+        st.sql(&format!(
             "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
-             AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us}) \
-             ORDER BY id LIMIT {}{}",
-            columns(now_us),
-            max.min(1000),
-            self.dialect.skip_locked()
-        )
+             AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us})",
+            columns(now_us)
+        ));
+        if let Some(id) = except {
+            st.sql(" AND id <> ").param(id.to_string());
+        }
+        st.sql(&format!(" ORDER BY id LIMIT {}{}", max.min(1000), self.dialect.skip_locked()));
     }
 
     /// Claims up to `max` tasks in `tx` ([`TaskStore::claim_tasks`]).
@@ -160,7 +163,9 @@ impl SqlStore {
         lease: Duration,
         max: usize,
     ) -> Result<Vec<Task>> {
-        let rows = sqlx::query(&self.claimable(max)).fetch_all(&mut **tx).await.map_err(|e| self.err(e))?;
+        let mut query = Statement::default();
+        self.claimable(&mut query, max, None);
+        let rows = query.fetch_all(&mut **tx).await.map_err(|e| self.err(e))?;
         self.claim_rows(tx, &rows, owner, now, lease).await
     }
 
@@ -214,7 +219,9 @@ impl SqlStore {
         let (saved, events) = self.prepare_save(tx, t, fence).await?;
         if self.dialect != Dialect::Postgres {
             self.write_task(tx, &saved, events).await?;
-            return sqlx::query(&self.claimable(1)).fetch_all(&mut **tx).await.map_err(|e| self.err(e));
+            let mut query = Statement::default();
+            self.claimable(&mut query, 1, Some(t.id));
+            return query.fetch_all(&mut **tx).await.map_err(|e| self.err(e));
         }
         let mut st = Statement::default();
         st.sql("WITH ");
@@ -224,9 +231,10 @@ impl SqlStore {
         }
         st.sql("u AS (");
         task_update(&mut st, &saved)?;
-        // The main query sees the snapshot from before the update: the saved task is still
-        // running under its live lease there, so it is not among the claimable.
-        st.sql(") ").sql(&self.claimable(1));
+        // The main query sees the snapshot from before the update, where the saved task is
+        // still running: it is left out by its id.
+        st.sql(") ");
+        self.claimable(&mut st, 1, Some(t.id));
         st.fetch_all(&mut **tx).await.map_err(|e| self.err(e))
     }
 

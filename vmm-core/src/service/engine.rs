@@ -132,15 +132,15 @@ impl Vmm {
     async fn execute(&self, task: Task, chaining: Option<&AtomicBool>) {
         let mut next = Some(task);
         while let Some(task) = next.take() {
-            let chain = chaining.is_some_and(|c| c.load(Ordering::Relaxed));
-            next = self.execute_one(task, chain).await;
+            next = self.execute_one(task, chaining).await;
+            // Whoever waits for a task, or for its events, looks again.
+            self.notify();
         }
-        self.notify();
     }
 
-    /// Runs one task under its lease; with `chain`, returns the next task claimed as it
-    /// ended.
-    async fn execute_one(&self, task: Task, chain: bool) -> Option<Task> {
+    /// Runs one task under its lease; while `chaining` says so as it ends, returns the
+    /// next task claimed then.
+    async fn execute_one(&self, task: Task, chaining: Option<&AtomicBool>) -> Option<Task> {
         let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
         let (id, fence) = (task.id, task.fence());
         // Each attempt has the kind's deadline, counted from its claim: time the task spent
@@ -160,6 +160,7 @@ impl Vmm {
         // Recording the end (and claiming the next task) is not raced with the lease
         // keeper: a next task claimed must never be dropped half-way.
         let (run, result) = ended?;
+        let chain = chaining.is_some_and(|c| c.load(Ordering::Relaxed));
         self.finish(run, result, chain).instrument(span).await
     }
 
@@ -247,12 +248,21 @@ impl Vmm {
         run.task.error_code = error.as_ref().map(|e| e.code().to_owned());
         run.task.error = error.as_ref().map(Error::public_message);
         run.task.finished_at = Some(now);
-        let config = &self.inner.config;
+        let (config, store) = (&self.inner.config, &self.inner.store);
         let saved = if chain {
-            let store = &self.inner.store;
-            store.finish_and_claim(&run.task, run.fence, &config.worker_id, self.now(), config.lease).await
+            match store
+                .finish_and_claim(&run.task, run.fence, &config.worker_id, self.now(), config.lease)
+                .await
+            {
+                // Claiming the next task failed, and the end with it: the end alone.
+                Err(e) if !matches!(e, Error::LeaseLost { .. }) => {
+                    tracing::warn!(error = %error_chain(&e), "claiming the next task failed");
+                    store.save_task(&run.task, run.fence).await.map(|()| None)
+                }
+                saved => saved,
+            }
         } else {
-            self.inner.store.save_task(&run.task, run.fence).await.map(|()| None)
+            store.save_task(&run.task, run.fence).await.map(|()| None)
         };
         match saved {
             Ok(next) => {

@@ -25,7 +25,7 @@ const RECONCILER: &str = "reconciler";
 
 /// How long the reconciler waits after a lifecycle event before it looks, so that a burst
 /// of events (a stop is several) brings one pass.
-const EVENT_PAUSE: Duration = Duration::from_millis(250);
+const EVENT_PAUSE: Duration = Duration::from_secs(1);
 
 /// Failed probes in a row that take a node offline.
 pub const OFFLINE_AFTER: u32 = 3;
@@ -193,17 +193,21 @@ impl Vmm {
         let mut failures = HashMap::new();
         let changed = Arc::new(event_listener::Event::new());
         let mut watches: HashMap<NodeId, Box<dyn LifecycleWatch>> = HashMap::new();
+        // Probes count in intervals, not passes: a pass brought by events does not probe.
+        let mut interval_pass = true;
         loop {
             // Listening before the pass: a change during it brings another pass.
             let woken = changed.listen();
             let holder = self.inner.config.worker_id.clone();
             match self.inner.store.acquire_singleton(RECONCILER, &holder, interval * 3).await {
                 Ok(true) => {
-                    if let Err(e) = self.probe_nodes(&mut failures).await {
-                        tracing::warn!(error = %crate::error_chain(&e), "probing nodes failed");
-                    }
-                    if let Err(e) = self.watch_nodes(&mut watches, &changed).await {
-                        tracing::warn!(error = %crate::error_chain(&e), "watching nodes failed");
+                    if interval_pass {
+                        if let Err(e) = self.probe_nodes(&mut failures).await {
+                            tracing::warn!(error = %crate::error_chain(&e), "probing nodes failed");
+                        }
+                        if let Err(e) = self.watch_nodes(&mut watches, &changed).await {
+                            tracing::warn!(error = %crate::error_chain(&e), "watching nodes failed");
+                        }
                     }
                     match self.reconcile(true).await {
                         Ok(report) => {
@@ -223,14 +227,16 @@ impl Vmm {
                     watches.clear();
                 }
                 Err(e) => {
+                    watches.clear();
                     tracing::warn!(error = %crate::error_chain(&e), "the reconciler's lease could not be taken")
                 }
             }
             let next = select(Delay::new(interval), woken);
             match select(stopped.as_mut(), next).await {
                 Either::Left(_) => return,
-                Either::Right((Either::Left(_), _)) => {}
+                Either::Right((Either::Left(_), _)) => interval_pass = true,
                 Either::Right((Either::Right(_), _)) => {
+                    interval_pass = false;
                     if let Either::Left(_) = select(stopped.as_mut(), Delay::new(EVENT_PAUSE)).await {
                         return;
                     }
@@ -239,34 +245,36 @@ impl Vmm {
         }
     }
 
-    /// Keeps a live lifecycle watch on every node whose connection offers one; each wakes
-    /// `changed`. Watches of nodes that are gone are dropped.
+    /// Keeps a live lifecycle watch on every node that answers and whose connection offers
+    /// one; each wakes `changed`. Watches of nodes that are gone or offline are dropped.
+    /// The nodes are asked at once, each under its hypervisor's own short deadline.
     async fn watch_nodes(
         &self,
         watches: &mut HashMap<NodeId, Box<dyn LifecycleWatch>>,
         changed: &Arc<event_listener::Event>,
     ) -> Result<()> {
-        let nodes = self.all_nodes().await?;
+        let nodes: Vec<Node> =
+            self.all_nodes().await?.into_iter().filter(|n| n.state != NodeState::Offline).collect();
         watches.retain(|id, watch| watch.is_alive() && nodes.iter().any(|n| n.id == *id));
-        for node in &nodes {
-            if watches.contains_key(&node.id) {
-                continue;
-            }
-            let Ok(hv) = self.hypervisor(node).await else { continue };
-            let wake: LifecycleCallback = {
-                let changed = changed.clone();
-                Arc::new(move || {
-                    changed.notify(usize::MAX);
-                })
-            };
-            match hv.watch_lifecycle(wake).await {
-                Ok(Some(watch)) => {
-                    tracing::debug!(node = %node.id, "watching the node's lifecycle events");
-                    watches.insert(node.id, watch);
+        let unwatched = nodes.iter().filter(|n| !watches.contains_key(&n.id));
+        let asked = futures::future::join_all(unwatched.map(|node| async move {
+            let hv = self.hypervisor(node).await?;
+            let changed = changed.clone();
+            let wake: LifecycleCallback = Arc::new(move || {
+                changed.notify(usize::MAX);
+            });
+            Ok::<_, Error>((node.id, hv.watch_lifecycle(wake).await?))
+        }))
+        .await;
+        for answer in asked {
+            match answer {
+                Ok((node, Some(watch))) => {
+                    tracing::debug!(%node, "watching the node's lifecycle events");
+                    watches.insert(node, watch);
                 }
-                Ok(None) => {}
+                Ok((_, None)) => {}
                 Err(e) => {
-                    tracing::info!(node = %node.id, error = %crate::error_chain(&e), "cannot watch the node's lifecycle events; polling it")
+                    tracing::debug!(error = %crate::error_chain(&e), "cannot watch a node's lifecycle events; polling it")
                 }
             }
         }
