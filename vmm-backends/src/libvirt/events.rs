@@ -10,11 +10,57 @@
 
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::error::Error as VirtError;
-use vmm_core::{LifecycleCallback, LifecycleWatch};
+use vmm_core::{Error, LifecycleCallback, LifecycleWatch, Result};
+
+use super::link::Link;
+
+/// How long registering a lifecycle watch may take.
+const WATCH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Registers one node's lifecycle watches, one at a time: a node that does not answer gets
+/// no pile of threads blocked in registrations.
+#[derive(Debug, Default)]
+pub(super) struct Watcher {
+    registering: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    /// A watch calling `wake` on the node `link` reaches, registered within
+    /// [`WATCH_DEADLINE`].
+    pub(super) async fn watch(&self, link: &Link, wake: LifecycleCallback) -> Result<Watch> {
+        if self.registering.swap(true, Ordering::AcqRel) {
+            return Err(Error::unavailable(
+                link.uri(),
+                "an earlier lifecycle watch is still being registered",
+            ));
+        }
+        let conn = match link.connection().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.registering.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let registering = self.registering.clone();
+        let registered = tokio::task::spawn_blocking(move || {
+            let watch = watch(conn, wake);
+            registering.store(false, Ordering::Release);
+            watch
+        });
+        match tokio::time::timeout(WATCH_DEADLINE, registered).await {
+            Ok(Ok(Ok(watch))) => Ok(watch),
+            Ok(Ok(Err(e))) => Err(Error::backend(link.uri().to_owned(), e)),
+            Ok(Err(e)) => Err(Error::backend(link.uri().to_owned(), e)),
+            Err(_) => Err(Error::unavailable(link.uri(), "the node did not take a lifecycle watch in time")),
+        }
+    }
+}
 
 /// A registered lifecycle callback; dropping it deregisters it (on a thread of its own:
 /// deregistering asks the node, which may not answer).
@@ -55,7 +101,7 @@ impl Drop for Watch {
 
 /// Calls `wake` on every lifecycle event of a domain of vmm's (named `vmm-…`) on `conn`.
 /// Blocking: call it off the async runtime.
-pub(super) fn watch(conn: Arc<Connect>, wake: LifecycleCallback) -> Result<Watch, VirtError> {
+fn watch(conn: Arc<Connect>, wake: LifecycleCallback) -> std::result::Result<Watch, VirtError> {
     let opaque = Box::into_raw(Box::new(wake)).cast::<c_void>();
     // libvirt calls each kind of domain callback through the generic pointer type, cast
     // back to the signature of its event (`VIR_DOMAIN_EVENT_CALLBACK` in C does the same).

@@ -102,13 +102,9 @@ pub struct LibvirtHypervisor {
     config: LibvirtConfig,
     /// The storage pool's directory on the node, once read.
     pool_dir: Mutex<Option<String>>,
-    /// Whether a lifecycle watch is being registered (one at a time: a node that does not
-    /// answer gets no pile of blocked threads).
-    registering: Arc<std::sync::atomic::AtomicBool>,
+    /// Registers lifecycle watches.
+    watcher: events::Watcher,
 }
-
-/// How long registering a lifecycle watch may take.
-const WATCH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Transfers (uploads, copies, downloads) get the call deadline plus one second for each
 /// this many bytes: a node that moves data slower than this is treated as gone.
@@ -136,7 +132,7 @@ impl LibvirtHypervisor {
             virt_type,
             config,
             pool_dir: Mutex::new(None),
-            registering: Arc::default(),
+            watcher: events::Watcher::default(),
         }
     }
 
@@ -797,32 +793,7 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
-        use std::sync::atomic::Ordering;
-        if self.registering.swap(true, Ordering::AcqRel) {
-            return Err(Error::unavailable(
-                self.uri(),
-                "an earlier lifecycle watch is still being registered",
-            ));
-        }
-        let conn = match self.link.connection().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                self.registering.store(false, Ordering::Release);
-                return Err(e);
-            }
-        };
-        let registering = self.registering.clone();
-        let registered = tokio::task::spawn_blocking(move || {
-            let watch = events::watch(conn, wake);
-            registering.store(false, Ordering::Release);
-            watch
-        });
-        match tokio::time::timeout(WATCH_DEADLINE, registered).await {
-            Ok(Ok(Ok(watch))) => Ok(Some(Box::new(watch))),
-            Ok(Ok(Err(e))) => Err(Error::backend(self.uri().to_owned(), e)),
-            Ok(Err(e)) => Err(Error::backend(self.uri().to_owned(), e)),
-            Err(_) => Err(Error::unavailable(self.uri(), "the node did not take a lifecycle watch in time")),
-        }
+        Ok(Some(Box::new(self.watcher.watch(&self.link, wake).await?)))
     }
 
     async fn list_volumes(&self) -> Result<Vec<String>> {

@@ -22,7 +22,7 @@ use super::{first, from_json, to_json, ts, unsigned, Columns, Dialect, SqlStore,
 const INSERT_EVENTS: &str = "INSERT INTO events (id, pos, at, type, area, owner_id, record) ";
 
 /// Events written by one statement at most.
-pub(super) const EVENTS_PER_STATEMENT: usize = 500;
+const EVENTS_PER_STATEMENT: usize = 500;
 
 impl SqlStore {
     /// Appends `events` in `tx`, the transaction of the change they record, in one
@@ -38,33 +38,30 @@ impl SqlStore {
     }
 
     /// Runs the statement `change` writes, with `events` (what it records) appended in the
-    /// same transaction: on PostgreSQL in the same statement (`WITH e AS (INSERT …) …`, one
-    /// round trip), on SQLite before it.
+    /// same transaction ([`events_first`](Self::events_first)).
     pub(super) async fn change_with_events(
         &self,
         tx: &mut Tx,
         events: Vec<Event>,
         change: impl FnOnce(&mut Statement) -> Result<()>,
-    ) -> Result<u64> {
+    ) -> Result<()> {
+        let mut statement = self.events_first(tx, events).await?;
+        change(&mut statement)?;
+        statement.execute(&mut **tx).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A statement that appends `events` with the change written after it: on PostgreSQL it
+    /// opens with `WITH e AS (INSERT INTO events …)` (one round trip for both); on SQLite,
+    /// or for very many events, they are appended now and the statement starts empty.
+    pub(super) async fn events_first(&self, tx: &mut Tx, events: Vec<Event>) -> Result<Statement> {
         let mut statement = Statement::default();
         if self.dialect == Dialect::Postgres && !events.is_empty() && events.len() <= EVENTS_PER_STATEMENT {
-            statement.sql("WITH ");
-            self.events_cte(&mut statement, &events)?;
-            statement.sql(" ");
+            statement.cte("e").sql(INSERT_EVENTS).values(self.event_rows(&events)?).sql(") ");
         } else {
             self.emit(tx, events).await?;
         }
-        change(&mut statement)?;
-        let done = statement.execute(&mut **tx).await.map_err(|e| self.err(e))?;
-        Ok(done.rows_affected())
-    }
-
-    /// Appends `e<n> AS (INSERT INTO events …)` of `events` to a `WITH` (PostgreSQL, where
-    /// events go unnumbered). Each gets its own name, so that several may follow one another.
-    pub(super) fn events_cte(&self, statement: &mut Statement, events: &[Event]) -> Result<()> {
-        let name = format!("e{}", statement.len());
-        statement.sql(&name).sql(" AS (").sql(INSERT_EVENTS).values(self.event_rows(events)?).sql(")");
-        Ok(())
+        Ok(statement)
     }
 
     /// Numbers `events` from the counter (SQLite, where there is one writer at a time).

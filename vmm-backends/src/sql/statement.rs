@@ -55,6 +55,8 @@ impl From<Option<i64>> for Bound {
 pub(super) struct Statement {
     sql: String,
     values: Vec<Bound>,
+    /// Common table expressions opened so far.
+    ctes: usize,
 }
 
 impl Statement {
@@ -99,9 +101,14 @@ impl Statement {
         self
     }
 
-    /// The length of its text so far.
-    pub(super) fn len(&self) -> usize {
-        self.sql.len()
+    /// Opens the common table expression `name`: `WITH name AS (` for the first, `, name
+    /// AS (` after it. The caller writes its body and closes it with `)`.
+    pub(super) fn cte(&mut self, name: &str) -> &mut Self {
+        self.sql.push_str(if self.ctes == 0 { "WITH " } else { ", " });
+        self.ctes += 1;
+        self.sql.push_str(name);
+        self.sql.push_str(" AS (");
+        self
     }
 
     /// Its rows, read through `executor`.

@@ -13,7 +13,6 @@ use vmm_core::{
     VmAction, VmId,
 };
 
-use super::events::EVENTS_PER_STATEMENT;
 use super::statement::{Bound, Statement};
 use super::{
     first, from_json, from_us, is_unique_violation, signed, to_json, Columns, Dialect, SqlStore, Tx,
@@ -103,8 +102,7 @@ impl SqlStore {
 
     /// Writes a task's columns and JSON with `events` (its change's) in `tx`.
     async fn write_task(&self, tx: &mut Tx, t: &Task, events: Vec<Event>) -> Result<()> {
-        self.change_with_events(tx, events, |st| task_update(st, t)).await?;
-        Ok(())
+        self.change_with_events(tx, events, |st| task_update(st, t)).await
     }
 
     /// Writes the state, lease, fence and JSON of claimed `tasks` (rows locked in `tx`) with
@@ -223,13 +221,8 @@ impl SqlStore {
             self.claimable(&mut query, 1, Some(t.id));
             return query.fetch_all(&mut **tx).await.map_err(|e| self.err(e));
         }
-        let mut st = Statement::default();
-        st.sql("WITH ");
-        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-            self.events_cte(&mut st, chunk)?;
-            st.sql(", ");
-        }
-        st.sql("u AS (");
+        let mut st = self.events_first(tx, events).await?;
+        st.cte("u");
         task_update(&mut st, &saved)?;
         // The main query sees the snapshot from before the update, where the saved task is
         // still running: it is left out by its id.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::lock;
+use super::watch::Watchers;
 use crate::error::{Error, Result};
 use crate::hypervisor::{
     Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch,
@@ -146,40 +147,6 @@ pub struct InMemoryHypervisor {
     capacity: Capacity,
     state: Mutex<HvState>,
     watchers: Watchers,
-}
-
-/// The callbacks of live [`LifecycleWatch`]es, by watch number.
-#[derive(Clone, Default)]
-struct Watchers(Arc<Mutex<BTreeMap<u64, LifecycleCallback>>>);
-
-impl std::fmt::Debug for Watchers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} lifecycle watches", lock(&self.0).len())
-    }
-}
-
-/// A watch of an [`InMemoryHypervisor`]'s domains; dropping it ends it.
-struct MemoryWatch {
-    watchers: Watchers,
-    number: u64,
-}
-
-impl std::fmt::Debug for MemoryWatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryWatch").field("number", &self.number).finish()
-    }
-}
-
-impl LifecycleWatch for MemoryWatch {
-    fn is_alive(&self) -> bool {
-        true
-    }
-}
-
-impl Drop for MemoryWatch {
-    fn drop(&mut self) {
-        lock(&self.watchers.0).remove(&self.number);
-    }
 }
 
 /// The capacity a [`InMemoryHypervisor`] reports unless told otherwise.
@@ -323,14 +290,6 @@ impl InMemoryHypervisor {
         lock(&self.state)
     }
 
-    /// Tells every watch that a domain changed.
-    fn changed(&self) {
-        let callbacks: Vec<LifecycleCallback> = lock(&self.watchers.0).values().cloned().collect();
-        for wake in callbacks {
-            wake();
-        }
-    }
-
     async fn power(&self, call: HypervisorCall, vm: VmId, from: &[PowerState], to: PowerState) -> Result<()> {
         let gate = self.gate(call).await?;
         let result = {
@@ -347,7 +306,7 @@ impl InMemoryHypervisor {
             }
         };
         if result.is_ok() {
-            self.changed();
+            self.watchers.wake_all();
         }
         gate.pass().await;
         result
@@ -423,7 +382,7 @@ impl Hypervisor for InMemoryHypervisor {
             }
         };
         if result.is_ok() {
-            self.changed();
+            self.watchers.wake_all();
         }
         gate.pass().await;
         result
@@ -443,7 +402,7 @@ impl Hypervisor for InMemoryHypervisor {
             }
         };
         if result.is_ok() {
-            self.changed();
+            self.watchers.wake_all();
         }
         gate.pass().await;
         result
@@ -692,10 +651,7 @@ impl Hypervisor for InMemoryHypervisor {
     }
 
     async fn watch_lifecycle(&self, wake: LifecycleCallback) -> Result<Option<Box<dyn LifecycleWatch>>> {
-        let mut watchers = lock(&self.watchers.0);
-        let number = watchers.keys().next_back().map_or(0, |n| n + 1);
-        watchers.insert(number, wake);
-        Ok(Some(Box::new(MemoryWatch { watchers: self.watchers.clone(), number })))
+        Ok(Some(Box::new(self.watchers.add(wake))))
     }
 
     async fn list_volumes(&self) -> Result<Vec<String>> {

@@ -20,6 +20,7 @@ mod ssh_keys;
 mod tasks;
 mod users;
 mod vms;
+mod watch;
 mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
