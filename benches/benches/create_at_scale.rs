@@ -134,8 +134,10 @@ fn bench_db(c: &mut Criterion, label: &str, make: &dyn Fn(&tokio::runtime::Runti
                 black_box(rt.block_on(vmm.create_vm(spec)).expect("create"))
             })
         });
-        if let Db::Sqlite(path) = &db {
-            std::fs::remove_dir_all(path.parent().expect("its directory")).ok();
+        drop(vmm);
+        match &db {
+            Db::Sqlite(path) => drop(std::fs::remove_dir_all(path.parent().expect("its directory"))),
+            Db::Postgres(url) => rt.block_on(vmm_benches::drop_postgres_db(url)),
         }
     }
     group.finish();

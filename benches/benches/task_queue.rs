@@ -1,10 +1,10 @@
 //! The task queue on PostgreSQL: tasks per second through claim → run (a no-op) → finish,
 //! with one and with two servers' stores (each its own connection pool, as two `vmmd`
-//! would have), beside a raw `FOR UPDATE SKIP LOCKED` loop over a plain table doing the same
-//! two transactions per task, measured in the same run.
+//! would have), beside a raw `FOR UPDATE SKIP LOCKED` loop over a plain table (each worker
+//! claims a task and finishes it: two transactions per task), measured in the same run.
 //!
-//! vmm's workers claim as the engine does: one claim fills every free slot, and a slot
-//! whose task ends records the end and claims its next task in one transaction. A claim
+//! vmm's workers claim as the engine does: one store call at a time records every run that
+//! has ended and fills every free slot, in one transaction (a group commit). A claim
 //! writes the task's JSON, its lease and fence and its `task.started` event; an end
 //! re-reads the row under lock, checks the fence and lease, writes the task and its
 //! `task.succeeded` event. The raw loop only flips a state column, in two transactions.
@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::{PgPool, Row};
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use vmm_backends::SqlStore;
-use vmm_core::{Store, Task, TaskKind, TaskParams, TaskState};
+use vmm_core::{Finished, Store, Task, TaskKind, TaskParams, TaskState};
 
 /// Tasks run at once per server (the raw loop's workers, vmm's worker slots).
 const WORKERS: usize = 16;
@@ -50,48 +50,52 @@ async fn through_vmm(tasks: usize, servers: usize) -> f64 {
     }
     let elapsed = started.elapsed();
     assert_eq!(done.load(Ordering::Relaxed), tasks, "every task once");
+    drop(stores);
+    vmm_benches::drop_postgres_db(&url).await;
     tasks as f64 / elapsed.as_secs_f64()
 }
 
-/// One server's worker loop, as `Vmm::run_workers` does it: one claim at a time fills every
-/// free slot of `WORKERS`; each claimed task runs (a no-op), and its end is recorded in the
-/// transaction that claims the slot's next task.
+/// One server's worker loop, as `Vmm::run_workers` does it: one store call at a time records
+/// every run that has ended and fills every free slot of `WORKERS` in one transaction (the
+/// ends that come while it is on its way go together in the next); each claimed task runs
+/// (a no-op) on the runtime and hands its end back.
 async fn serve(store: Arc<dyn Store>, name: String, done: Arc<AtomicUsize>) {
-    let slots = Arc::new(Semaphore::new(WORKERS));
-    let mut running = Vec::new();
+    let mut calls: JoinSet<(Finished, usize, usize)> = JoinSet::new();
+    let mut runs: JoinSet<(Task, u64)> = JoinSet::new();
+    let (mut ends, mut idle) = (Vec::new(), false);
     loop {
-        let mut permits = vec![slots.clone().acquire_owned().await.expect("slots")];
-        while let Ok(p) = slots.clone().try_acquire_owned() {
-            permits.push(p);
+        let free = WORKERS - runs.len();
+        if calls.is_empty() && (!ends.is_empty() || (free > 0 && !idle)) {
+            let (store, name, batch) = (store.clone(), name.clone(), std::mem::take(&mut ends));
+            calls.spawn(async move {
+                let lease = Duration::from_secs(60);
+                let finished = store.finish_and_claim(&batch, &name, Utc::now(), lease, free).await;
+                (finished.expect("finish"), batch.len(), free)
+            });
+            continue;
         }
-        let claimed = store
-            .claim_tasks(&name, Utc::now(), Duration::from_secs(60), permits.len())
-            .await
-            .expect("claim");
-        if claimed.is_empty() {
-            break;
+        if calls.is_empty() && runs.is_empty() {
+            return;
         }
-        for (task, permit) in claimed.into_iter().zip(permits) {
-            let (store, done, name) = (store.clone(), done.clone(), name.clone());
-            running.push(tokio::spawn(async move {
-                let mut next = Some(task);
-                while let Some(mut task) = next.take() {
-                    // The job: nothing.
-                    task.state = TaskState::Succeeded;
-                    task.progress = 100;
-                    task.finished_at = Some(Utc::now());
-                    next = store
-                        .finish_and_claim(&task, task.fence(), &name, Utc::now(), Duration::from_secs(60))
-                        .await
-                        .expect("finish");
-                    done.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            Some(call) = calls.join_next() => {
+                let (finished, recorded, asked) = call.expect("a store call");
+                assert!(finished.saved.iter().all(Result::is_ok), "every end recorded");
+                done.fetch_add(recorded, Ordering::Relaxed);
+                idle = finished.claimed.len() < asked;
+                for mut task in finished.claimed {
+                    runs.spawn(async move {
+                        // The job: nothing.
+                        let fence = task.fence();
+                        task.state = TaskState::Succeeded;
+                        task.progress = 100;
+                        task.finished_at = Some(Utc::now());
+                        (task, fence)
+                    });
                 }
-                drop(permit);
-            }));
+            }
+            Some(run) = runs.join_next() => ends.push(run.expect("a run")),
         }
-    }
-    for r in running {
-        r.await.expect("a run");
     }
 }
 
@@ -151,6 +155,8 @@ async fn raw_loop(tasks: usize) -> f64 {
     }
     let elapsed = started.elapsed();
     assert_eq!(done.load(Ordering::Relaxed), tasks);
+    pool.close().await;
+    vmm_benches::drop_postgres_db(&url).await;
     tasks as f64 / elapsed.as_secs_f64()
 }
 
@@ -174,9 +180,12 @@ fn main() {
     let (tasks, rounds) =
         if benching { (number("TASK_QUEUE_TASKS", 5000), number("TASK_QUEUE_ROUNDS", 5)) } else { (200, 1) };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    if rt.block_on(vmm_benches::fresh_postgres_db()).is_none() {
-        println!("task_queue: skipped (no PostgreSQL on 127.0.0.1:5432)");
-        return;
+    match rt.block_on(vmm_benches::fresh_postgres_db()) {
+        Some(url) => rt.block_on(vmm_benches::drop_postgres_db(&url)),
+        None => {
+            println!("task_queue: skipped (no PostgreSQL on 127.0.0.1:5432)");
+            return;
+        }
     }
     let (mut raw, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {

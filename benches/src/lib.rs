@@ -56,6 +56,22 @@ pub async fn fresh_postgres_db() -> Option<String> {
     Some(format!("{prefix}/{name}"))
 }
 
+/// Drops a database [`fresh_postgres_db`] made, closing what is still connected to it.
+pub async fn drop_postgres_db(url: &str) {
+    use sqlx::Connection;
+    let base = std::env::var("VMM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let Some((_, name)) = url.rsplit_once('/') else { return };
+    // Only a name `fresh_postgres_db` made reaches the statement.
+    let ours = name.strip_prefix("vmm_bench_").is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let (true, Ok(mut admin)) = (ours, sqlx::PgConnection::connect(&base).await) {
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        if let Err(e) = sqlx::query(&drop).execute(&mut admin).await {
+            eprintln!("could not drop the bench database {name}: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

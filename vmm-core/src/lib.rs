@@ -76,9 +76,9 @@ pub use secret::Secret;
 pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, EventStore, IdempotencyStore, ImageStore, IpamStore, NetworkStore, NodeImage, NodeStore,
-    PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken, TaskStore, UserStore,
-    VmGuest, VmStore, WebhookStore,
+    AuditStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore, NetworkStore, NodeImage,
+    NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken, TaskStore,
+    UserStore, VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

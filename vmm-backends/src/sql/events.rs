@@ -9,11 +9,13 @@
 //! later is numbered later, with a larger id; none is ever numbered below one a reader has
 //! seen. Writers never wait for each other on the counter.
 
+use std::collections::{BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use vmm_core::event::task_events;
-use vmm_core::{Event, EventFilter, EventStore, Result, Task};
+use vmm_core::{Event, EventFilter, EventStore, Result, Task, VmId};
 
 use super::statement::{Bound, Statement};
 use super::{first, from_json, to_json, ts, unsigned, Columns, Dialect, SqlStore, Tx};
@@ -106,34 +108,39 @@ impl SqlStore {
 
     /// Appends the events of a task's change from `before` (none: it is new) to `after`.
     pub(super) async fn task_changed(&self, tx: &mut Tx, before: Option<&Task>, after: &Task) -> Result<()> {
-        let events = self.task_events(tx, before, after).await?;
+        let events = self.task_events(tx, &[(before, after)]).await?;
         self.emit(tx, events).await
     }
 
-    /// The events of a task's change from `before` (none: it is new) to `after`, named
-    /// after its VM as `tx` sees it.
+    /// The events of tasks' changes, each from `before` (none: it is new) to `after`, named
+    /// after their VMs as `tx` sees them (read in one query).
     pub(super) async fn task_events(
         &self,
         tx: &mut Tx,
-        before: Option<&Task>,
-        after: &Task,
+        changes: &[(Option<&Task>, &Task)],
     ) -> Result<Vec<Event>> {
         let now = Utc::now();
-        if task_events(before, after, None, now).is_empty() {
-            return Ok(Vec::new());
+        let eventful: Vec<_> = changes
+            .iter()
+            .filter(|(before, after)| !task_events(*before, after, None, now).is_empty())
+            .collect();
+        let vms: BTreeSet<String> =
+            eventful.iter().filter_map(|(_, after)| after.vm_id).map(|v| v.to_string()).collect();
+        let mut names = HashMap::new();
+        if !vms.is_empty() {
+            let mut query = Statement::default();
+            query.sql("SELECT id, name FROM vms WHERE id IN ").row(vms.into_iter().map(Bound::from));
+            for row in query.fetch_all(&mut **tx).await.map_err(|e| self.err(e))? {
+                names.insert(row.parsed::<VmId>("id")?, row.text("name")?);
+            }
         }
-        let name = match after.vm_id {
-            Some(vm) => sqlx::query("SELECT name FROM vms WHERE id = $1")
-                .bind(vm.to_string())
-                .fetch_all(&mut **tx)
-                .await
-                .map(first)
-                .map_err(|e| self.err(e))?
-                .map(|r| r.text("name"))
-                .transpose()?,
-            None => None,
-        };
-        Ok(task_events(before, after, name.as_deref(), now))
+        Ok(eventful
+            .into_iter()
+            .flat_map(|(before, after)| {
+                let name = after.vm_id.and_then(|v| names.get(&v)).map(String::as_str);
+                task_events(*before, after, name, now)
+            })
+            .collect())
     }
 
     /// Numbers the events committed since the last numbering (PostgreSQL).

@@ -3,14 +3,15 @@
 //! database's clock (`Dialect::now_us`), and only the run holding the current fence may
 //! renew a lease or save the task.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use vmm_core::{
-    Error, Event, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore, UserId,
-    VmAction, VmId,
+    Error, Event, Finished, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore,
+    UserId, VmAction, VmId,
 };
 
 use super::statement::{Bound, Statement};
@@ -41,24 +42,37 @@ fn task(r: &AnyRow) -> Result<(Task, DateTime<Utc>)> {
     Ok((t, from_us(r.int("db_now")?)))
 }
 
-/// `UPDATE tasks` of a task's columns and JSON.
-fn task_update(st: &mut Statement, t: &Task) -> Result<()> {
-    st.sql("UPDATE tasks SET state = ")
-        .param(t.state.as_str())
-        .sql(", lease_owner = ")
-        .param(t.lease.as_ref().map(|l| l.owner.clone()))
-        .sql(", fence = ")
-        .param(signed(t.lease.as_ref().map_or(u64::from(t.attempts), |l| l.fence)))
-        .sql(", lease_until_us = ")
-        .param(t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()))
-        .sql(", cancel_requested = ")
-        .param(t.cancel_requested)
-        .sql(", task = ")
-        .param(to_json(t)?)
-        .sql(" WHERE id = ")
-        .param(t.id.to_string());
+/// The fence a task's row keeps: its run's, or once it has ended, its attempts.
+fn stored_fence(t: &Task) -> u64 {
+    t.lease.as_ref().map_or(u64::from(t.attempts), |l| l.fence)
+}
+
+/// `UPDATE tasks` of `tasks`' columns and JSON, from one `VALUES` list (whose columns
+/// PostgreSQL and SQLite alike name column1, column2…).
+fn tasks_update(st: &mut Statement, tasks: &[Task]) -> Result<()> {
+    let mut rows = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        rows.push([
+            Bound::from(t.id.to_string()),
+            t.state.as_str().into(),
+            t.lease.as_ref().map(|l| l.owner.clone()).into(),
+            signed(stored_fence(t)).into(),
+            t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()).into(),
+            t.cancel_requested.into(),
+            to_json(t)?.into(),
+        ]);
+    }
+    st.sql(
+        "UPDATE tasks SET state = v.column2, lease_owner = v.column3, fence = v.column4, \
+         lease_until_us = v.column5, cancel_requested = v.column6, task = v.column7 FROM (",
+    )
+    .values(rows)
+    .sql(") AS v WHERE tasks.id = v.column1");
     Ok(())
 }
+
+/// Tasks written by one statement at most.
+const TASKS_PER_STATEMENT: usize = 100;
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -100,54 +114,28 @@ impl SqlStore {
         Ok(owner.and_then(|o| o.parse().ok()))
     }
 
-    /// Writes a task's columns and JSON with `events` (its change's) in `tx`.
-    async fn write_task(&self, tx: &mut Tx, t: &Task, events: Vec<Event>) -> Result<()> {
-        self.change_with_events(tx, events, |st| task_update(st, t)).await
-    }
-
-    /// Writes the state, lease, fence and JSON of claimed `tasks` (rows locked in `tx`) with
-    /// `events` (their claims'), in one statement per hundred.
-    async fn write_claims(&self, tx: &mut Tx, tasks: &[Task], mut events: Vec<Event>) -> Result<()> {
-        for chunk in tasks.chunks(100) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for t in chunk {
-                rows.push([
-                    Bound::from(t.id.to_string()),
-                    t.state.as_str().into(),
-                    t.lease.as_ref().map(|l| l.owner.clone()).into(),
-                    signed(t.fence()).into(),
-                    t.lease.as_ref().map(|l| l.expires_at.timestamp_micros()).into(),
-                    to_json(t)?.into(),
-                ]);
-            }
-            // VALUES columns are named column1, column2… by PostgreSQL and SQLite alike.
-            self.change_with_events(tx, std::mem::take(&mut events), |st| {
-                st.sql(
-                    "UPDATE tasks SET state = v.column2, lease_owner = v.column3, fence = v.column4, \
-                     lease_until_us = v.column5, task = v.column6 FROM (",
-                )
-                .values(rows)
-                .sql(") AS v WHERE tasks.id = v.column1");
-                Ok(())
-            })
-            .await?;
+    /// Writes `tasks`' columns and JSON (rows locked in `tx`) with `events` (their
+    /// changes'), in one statement per hundred.
+    async fn write_tasks(&self, tx: &mut Tx, tasks: &[Task], mut events: Vec<Event>) -> Result<()> {
+        for chunk in tasks.chunks(TASKS_PER_STATEMENT) {
+            self.change_with_events(tx, std::mem::take(&mut events), |st| tasks_update(st, chunk)).await?;
         }
-        Ok(())
+        self.emit(tx, events).await
     }
 
     /// Appends the query of up to `max` claimable tasks, oldest first, locked, skipping
-    /// those another transaction holds, and `except` (a task this transaction has just
-    /// ended: its row, locked by this transaction already, may look claimable to a query
-    /// that runs before the end is written and after its lease has run out).
-    fn claimable(&self, st: &mut Statement, max: usize, except: Option<TaskId>) {
+    /// those another transaction holds, and `except` (tasks this transaction has just
+    /// ended: their rows, locked by this transaction already, may look claimable to a query
+    /// that runs before the ends are written and after their leases have run out).
+    fn claimable(&self, st: &mut Statement, max: usize, except: &[TaskId]) {
         let now_us = self.dialect.now_us();
         st.sql(&format!(
             "SELECT {} FROM tasks WHERE state IN ('queued', 'running') \
              AND (state = 'queued' OR lease_until_us IS NULL OR lease_until_us <= {now_us})",
             columns(now_us)
         ));
-        if let Some(id) = except {
-            st.sql(" AND id <> ").param(id.to_string());
+        if !except.is_empty() {
+            st.sql(" AND id NOT IN ").row(except.iter().map(|id| Bound::from(id.to_string())));
         }
         st.sql(&format!(" ORDER BY id LIMIT {}{}", max.min(1000), self.dialect.skip_locked()));
     }
@@ -162,7 +150,7 @@ impl SqlStore {
         max: usize,
     ) -> Result<Vec<Task>> {
         let mut query = Statement::default();
-        self.claimable(&mut query, max, None);
+        self.claimable(&mut query, max, &[]);
         let rows = query.fetch_all(&mut **tx).await.map_err(|e| self.err(e))?;
         self.claim_rows(tx, &rows, owner, now, lease).await
     }
@@ -177,58 +165,106 @@ impl SqlStore {
         lease: Duration,
     ) -> Result<Vec<Task>> {
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut events = Vec::new();
+        let mut before = Vec::with_capacity(rows.len());
         for row in rows {
             let (mut t, db_now) = task(row)?;
-            let before = t.clone();
+            before.push(t.clone());
             let until = db_now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
             t.claim(owner, now, until);
-            events.extend(self.task_events(tx, Some(&before), &t).await?);
             claimed.push(t);
         }
         if !claimed.is_empty() {
-            self.write_claims(tx, &claimed, events).await?;
+            let changes: Vec<_> = before.iter().zip(&claimed).map(|(b, a)| (Some(b), a)).collect();
+            let events = self.task_events(tx, &changes).await?;
+            self.write_tasks(tx, &claimed, events).await?;
         }
         Ok(claimed)
     }
 
-    /// What saving a run's task writes, checked in `tx` against the stored task (locked):
-    /// the task as saved and the events of its change; `LeaseLost` if the run no longer
-    /// holds its lease.
-    async fn prepare_save(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<(Task, Vec<Event>)> {
-        let (stored, db_now) = self.task_in(tx, t.id).await?;
-        if !stored.is_leased_with(fence, db_now) {
-            return Err(Error::LeaseLost { task: t.id });
+    /// What recording `ends` (each a run's task and fence) writes, checked in `tx` against
+    /// the stored tasks (read in one query, locked in id order): per end, the task as saved,
+    /// or `LeaseLost` if its run no longer holds the lease, `TaskNotFound` if it is gone;
+    /// and the events of the changes.
+    async fn prepare_saves(
+        &self,
+        tx: &mut Tx,
+        ends: &[(&Task, u64)],
+    ) -> Result<(Vec<Result<Task>>, Vec<Event>)> {
+        let mut query = Statement::default();
+        query
+            .sql(&format!("SELECT {} FROM tasks WHERE id IN ", columns(self.dialect.now_us())))
+            .row(ends.iter().map(|(t, _)| Bound::from(t.id.to_string())))
+            .sql(" ORDER BY id")
+            .sql(self.dialect.lock());
+        let mut stored = HashMap::new();
+        for row in query.fetch_all(&mut **tx).await.map_err(|e| self.err(e))? {
+            let (t, db_now) = task(&row)?;
+            stored.insert(t.id, (t, db_now));
         }
-        let saved = t.saved_over(&stored);
-        let events = self.task_events(tx, Some(&stored), &saved).await?;
-        Ok((saved, events))
+        let mut saves = Vec::with_capacity(ends.len());
+        let mut changes = Vec::with_capacity(ends.len());
+        for (t, fence) in ends {
+            saves.push(match stored.get_mut(&t.id) {
+                None => Err(Error::TaskNotFound { id: t.id }),
+                Some((s, db_now)) if !s.is_leased_with(*fence, *db_now) => {
+                    Err(Error::LeaseLost { task: t.id })
+                }
+                Some((s, _)) => {
+                    let saved = t.saved_over(s);
+                    // The same task twice: the second end is judged against the first.
+                    changes.push((std::mem::replace(s, saved.clone()), saved.clone()));
+                    Ok(saved)
+                }
+            });
+        }
+        let changes: Vec<_> = changes.iter().map(|(before, after)| (Some(before), after)).collect();
+        let events = self.task_events(tx, &changes).await?;
+        Ok((saves, events))
     }
 
     /// Saves a run's task in `tx` ([`TaskStore::save_task`]).
     async fn save_in(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<()> {
-        let (saved, events) = self.prepare_save(tx, t, fence).await?;
-        self.write_task(tx, &saved, events).await
+        let (mut saves, events) = self.prepare_saves(tx, &[(t, fence)]).await?;
+        let saved = saves.pop().unwrap_or(Err(Error::TaskNotFound { id: t.id }))?;
+        self.write_tasks(tx, &[saved], events).await
     }
 
-    /// Saves a run's task in `tx` and reads (locked) the next claimable task: on PostgreSQL
-    /// in one statement, the save's writes in its `WITH`.
-    async fn save_and_read_next(&self, tx: &mut Tx, t: &Task, fence: u64) -> Result<Vec<AnyRow>> {
-        let (saved, events) = self.prepare_save(tx, t, fence).await?;
-        if self.dialect != Dialect::Postgres {
-            self.write_task(tx, &saved, events).await?;
-            let mut query = Statement::default();
-            self.claimable(&mut query, 1, Some(t.id));
-            return query.fetch_all(&mut **tx).await.map_err(|e| self.err(e));
+    /// Records `ends` in `tx` and reads (locked) up to `max` claimable tasks, none of those
+    /// ended: on PostgreSQL in one statement, the writes in its `WITH`. Returns whether each
+    /// end was recorded, and the rows read.
+    async fn save_and_read_next(
+        &self,
+        tx: &mut Tx,
+        ends: &[(&Task, u64)],
+        max: usize,
+    ) -> Result<(Vec<Result<()>>, Vec<AnyRow>)> {
+        let (saves, events) =
+            if ends.is_empty() { (Vec::new(), Vec::new()) } else { self.prepare_saves(tx, ends).await? };
+        let ended: Vec<TaskId> = ends.iter().map(|(t, _)| t.id).collect();
+        let mut saved = Vec::with_capacity(saves.len());
+        let outcomes = saves.into_iter().map(|s| s.map(|t| saved.push(t))).collect();
+        let one_statement = self.dialect == Dialect::Postgres
+            && max > 0
+            && !saved.is_empty()
+            && saved.len() <= TASKS_PER_STATEMENT;
+        let mut query = if one_statement {
+            let mut st = self.events_first(tx, events).await?;
+            st.cte("u");
+            tasks_update(&mut st, &saved)?;
+            // The main query sees the snapshot from before the update, where the ended
+            // tasks are still running: they are left out by their ids.
+            st.sql(") ");
+            st
+        } else {
+            self.write_tasks(tx, &saved, events).await?;
+            Statement::default()
+        };
+        if max == 0 {
+            return Ok((outcomes, Vec::new()));
         }
-        let mut st = self.events_first(tx, events).await?;
-        st.cte("u");
-        task_update(&mut st, &saved)?;
-        // The main query sees the snapshot from before the update, where the saved task is
-        // still running: it is left out by its id.
-        st.sql(") ");
-        self.claimable(&mut st, 1, Some(t.id));
-        st.fetch_all(&mut **tx).await.map_err(|e| self.err(e))
+        self.claimable(&mut query, max, &ended);
+        let rows = query.fetch_all(&mut **tx).await.map_err(|e| self.err(e))?;
+        Ok((outcomes, rows))
     }
 
     /// A task and the database's clock, read (and locked) in `tx`.
@@ -358,17 +394,21 @@ impl TaskStore for SqlStore {
 
     async fn finish_and_claim(
         &self,
-        t: &Task,
-        fence: u64,
+        ends: &[(Task, u64)],
         owner: &str,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<Option<Task>> {
+        max: usize,
+    ) -> Result<Finished> {
+        if ends.is_empty() && max == 0 {
+            return Ok(Finished { saved: Vec::new(), claimed: Vec::new() });
+        }
+        let ends: Vec<(&Task, u64)> = ends.iter().map(|(t, fence)| (t, *fence)).collect();
         let mut tx = self.begin().await?;
-        let rows = self.save_and_read_next(&mut tx, t, fence).await?;
-        let next = self.claim_rows(&mut tx, &rows, owner, now, lease).await?.pop();
+        let (saved, rows) = self.save_and_read_next(&mut tx, &ends, max).await?;
+        let claimed = self.claim_rows(&mut tx, &rows, owner, now, lease).await?;
         self.commit(tx).await?;
-        Ok(next)
+        Ok(Finished { saved, claimed })
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
@@ -402,8 +442,8 @@ impl TaskStore for SqlStore {
         let (mut t, _) = self.task_in(&mut tx, id).await?;
         let before = t.clone();
         t.cancel(now)?;
-        let events = self.task_events(&mut tx, Some(&before), &t).await?;
-        self.write_task(&mut tx, &t, events).await?;
+        let events = self.task_events(&mut tx, &[(Some(&before), &t)]).await?;
+        self.write_tasks(&mut tx, std::slice::from_ref(&t), events).await?;
         self.commit(tx).await?;
         Ok(t)
     }

@@ -432,34 +432,57 @@ pub async fn batch_claims(s: &dyn Store, claimers: usize) {
     assert_eq!(started, queued.len(), "one task.started per claim");
 }
 
-/// Ending a task and claiming the next in one go: the end is recorded and the oldest
-/// claimable task claimed; a run that lost its lease records nothing and claims nothing.
+/// Recording ends and claiming in one go: each end is recorded and the oldest claimable
+/// tasks claimed, never one ended in the same call; a run that lost its lease, or whose
+/// task is gone, fails alone and records nothing.
 pub async fn finish_and_claim(s: &dyn Store) {
-    let queued = queue_tasks(s, 3).await;
-    let end = |mut t: Task| {
+    let queued = queue_tasks(s, 5).await;
+    let end = |t: &Task, fence: u64| {
+        let mut t = t.clone();
         t.state = TaskState::Succeeded;
         t.finished_at = Some(Utc::now());
-        t
+        (t, fence)
     };
-    let first = s.claim_task("w", Utc::now(), LEASE).await.unwrap().expect("claim");
-    assert_eq!(first.id, queued[0].id);
-    let next = s.finish_and_claim(&end(first.clone()), first.fence(), "w", Utc::now(), LEASE).await.unwrap();
-    let next = next.expect("the next task");
-    assert_eq!((next.id, next.state, next.attempts), (queued[1].id, TaskState::Running, 1));
-    assert_eq!(s.get_task(first.id).await.unwrap().state, TaskState::Succeeded);
-    assert_eq!(s.get_task(next.id).await.unwrap().lease.expect("a lease").owner, "w");
-    let stale = s.finish_and_claim(&end(next.clone()), next.fence() + 1, "w", Utc::now(), LEASE).await;
-    assert!(matches!(stale, Err(Error::LeaseLost { .. })), "{stale:?}");
-    assert_eq!(s.get_task(next.id).await.unwrap().state, TaskState::Running, "nothing recorded");
-    assert_eq!(s.get_task(queued[2].id).await.unwrap().state, TaskState::Queued, "nothing claimed");
-    let last = s.finish_and_claim(&end(next.clone()), next.fence(), "w", Utc::now(), LEASE).await.unwrap();
-    let last = last.expect("the last task");
-    assert_eq!(last.id, queued[2].id);
-    let none = s.finish_and_claim(&end(last.clone()), last.fence(), "w", Utc::now(), LEASE).await.unwrap();
-    assert!(none.is_none(), "nothing left to claim");
+    let first = s.claim_tasks("w", Utc::now(), LEASE, 2).await.unwrap();
+    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), [queued[0].id, queued[1].id]);
+    let gone = Task::new(TaskKind::Reconcile, None, TaskParams::Reconcile { dry_run: true }, Utc::now());
+    let ends = [end(&first[0], first[0].fence()), end(&first[1], first[1].fence() + 1), end(&gone, 1)];
+    let done = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 2).await.unwrap();
+    assert!(done.saved[0].is_ok(), "{:?}", done.saved);
+    assert!(matches!(done.saved[1], Err(Error::LeaseLost { .. })), "{:?}", done.saved);
+    assert!(matches!(done.saved[2], Err(Error::TaskNotFound { .. })), "{:?}", done.saved);
+    let claimed: Vec<_> = done.claimed.iter().map(|t| (t.id, t.state, t.attempts)).collect();
+    assert_eq!(claimed, [(queued[2].id, TaskState::Running, 1), (queued[3].id, TaskState::Running, 1)]);
+    assert_eq!(s.get_task(first[0].id).await.unwrap().state, TaskState::Succeeded);
+    assert_eq!(
+        s.get_task(first[1].id).await.unwrap().state,
+        TaskState::Running,
+        "the stale end recorded nothing"
+    );
+    assert_eq!(s.get_task(queued[2].id).await.unwrap().lease.expect("a lease").owner, "w");
+    // Ends alone, with nothing to claim.
+    let ends = [end(&first[1], first[1].fence()), end(&done.claimed[0], done.claimed[0].fence())];
+    let alone = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 0).await.unwrap();
+    assert!(alone.saved.iter().all(Result::is_ok) && alone.claimed.is_empty(), "{alone:?}");
+    assert_eq!(s.get_task(queued[4].id).await.unwrap().state, TaskState::Queued, "nothing claimed");
+    // The last claimable task; then none is left.
+    let ends = [end(&done.claimed[1], done.claimed[1].fence())];
+    let last = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 3).await.unwrap();
+    assert_eq!(last.claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [queued[4].id]);
+    let ends = [end(&last.claimed[0], last.claimed[0].fence())];
+    let none = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 3).await.unwrap();
+    assert!(none.claimed.is_empty(), "nothing left to claim");
     for t in &queued {
         assert_eq!(s.get_task(t.id).await.unwrap().state, TaskState::Succeeded);
     }
+    let ended = s
+        .list_events(&crate::EventFilter::default(), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == crate::EventType::TaskSucceeded)
+        .count();
+    assert_eq!(ended, queued.len(), "one task.succeeded per end recorded");
 }
 
 /// The same worker claiming a task again after its lease lapsed gets a new fence, and the

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::future::{select, BoxFuture, Either, FutureExt};
@@ -15,6 +14,7 @@ use tracing::Instrument;
 use super::{chrono_duration, jobs, Vmm};
 use crate::error::{error_chain, Error, Result};
 use crate::id::TaskId;
+use crate::store::Finished;
 use crate::task::{Task, TaskState};
 
 /// A claimed task being run by this worker, with the fence of its claim.
@@ -31,12 +31,36 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
+/// A run that ended, with its task as it is to be recorded.
+struct Ended {
+    task: Task,
+    fence: u64,
+    span: tracing::Span,
+}
+
+impl Ended {
+    /// Logs whether the end was recorded.
+    fn recorded(&self, saved: Result<()>) {
+        let _in = self.span.enter();
+        match saved {
+            Ok(()) => {
+                tracing::info!(state = %self.task.state, error = self.task.error.as_deref(), "task ended")
+            }
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not record the end of the task"),
+        }
+    }
+}
+
 impl Vmm {
     /// Claims one task and runs it to its end. False when nothing was claimable.
     pub async fn run_next_task(&self) -> Result<bool> {
-        match self.claim(1).await?.pop() {
+        let config = &self.inner.config;
+        match self.inner.store.claim_task(&config.worker_id, self.now(), config.lease).await? {
             Some(task) => {
-                self.execute(task, None).await;
+                if let Some(ended) = self.execute(task).await {
+                    self.record_alone(ended).await;
+                }
+                self.notify();
                 Ok(true)
             }
             None => Ok(false),
@@ -52,34 +76,43 @@ impl Vmm {
         Ok(n)
     }
 
-    /// The worker loop: claims and runs up to `concurrency` tasks at once, recovers tasks
-    /// whose lease expired, and returns once `shutdown` completes and the tasks in hand end.
+    /// The worker loop: runs up to `concurrency` tasks at once, recovers tasks whose lease
+    /// expired, and returns once `shutdown` completes and the tasks in hand have ended.
     ///
-    /// Claims run in the same set of futures as the tasks, so that a claim waiting for the
-    /// database never stops a running task (which may hold the lock it waits for) from being
-    /// polled; and no future that touches the store is ever dropped half-way.
+    /// One store call at a time records every run that has ended and fills every free slot,
+    /// in one transaction: a group commit (the ends that come while a call is on its way go
+    /// together in the next; more calls at once made smaller groups, and measured slower).
+    /// Store calls run in the same set of futures as the tasks, so that a call waiting for
+    /// the database never stops a running task (which may hold the lock it waits for) from
+    /// being polled; and no future that touches the store is ever dropped half-way.
     pub async fn run_workers(&self, shutdown: impl Future<Output = ()>) {
         enum Event {
-            Claimed(Result<Vec<Task>>),
-            Ran,
+            /// The store call ended: the tasks it claimed (none when it failed), and how
+            /// many it asked for.
+            Recorded(Option<Vec<Task>>, usize),
+            Ran(Option<Box<Ended>>),
         }
-        let config = &self.inner.config;
+        let slots = self.inner.config.concurrency.max(1);
         let mut shutdown = pin!(shutdown.fuse());
-        let (mut running, mut claiming, mut idle, mut stopping) = (0usize, false, false, false);
-        // Whether a slot whose task ended takes the next one as it records the end.
-        let chaining = AtomicBool::new(true);
+        // Task bodies running; runs ended and not yet recorded; whether the store call is on
+        // its way; whether the last claim found less than it asked for; whether to stop.
+        let (mut running, mut ended, mut recording, mut idle, mut stopping) =
+            (0, Vec::new(), false, false, false);
         let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         loop {
-            if !stopping && !claiming && !idle && running < config.concurrency.max(1) {
-                // Fill every free slot in one claim.
-                let free = config.concurrency.max(1) - running;
-                work.push(Box::pin(self.claim(free).map(Event::Claimed)));
-                claiming = true;
+            // The slots of the runs a call records are freed by that call.
+            let free = if stopping { 0 } else { slots - running };
+            if !recording && (!ended.is_empty() || (free > 0 && !idle)) {
+                let ends = std::mem::take(&mut ended);
+                work.push(Box::pin(
+                    self.record(ends, free).map(move |claimed| Event::Recorded(claimed, free)),
+                ));
+                recording = true;
             }
-            if stopping && running == 0 && !claiming {
+            if stopping && running == 0 && !recording {
                 return;
             }
-            let wake = select(self.inner.changed.listen(), Delay::new(config.poll_interval));
+            let wake = select(self.inner.changed.listen(), Delay::new(self.inner.config.poll_interval));
             let next = async {
                 match work.next().await {
                     Some(event) => event,
@@ -92,30 +125,22 @@ impl Vmm {
                 Either::Right((Either::Left(_), _)) => None,
                 Either::Right((Either::Right(_), _)) => {
                     stopping = true;
-                    chaining.store(false, Ordering::Relaxed);
                     None
                 }
             };
             match outcome {
-                Some(Event::Claimed(claimed)) => {
-                    claiming = false;
-                    match claimed {
-                        Ok(tasks) if tasks.is_empty() => idle = true,
-                        Ok(tasks) => {
-                            for task in tasks {
-                                running += 1;
-                                work.push(Box::pin(self.execute(task, Some(&chaining)).map(|()| Event::Ran)));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %error_chain(&e), "claiming a task failed");
-                            idle = true;
-                        }
+                Some(Event::Recorded(claimed, asked)) => {
+                    recording = false;
+                    let claimed = claimed.unwrap_or_default();
+                    idle = claimed.len() < asked;
+                    for task in claimed {
+                        running += 1;
+                        work.push(Box::pin(self.execute(task).map(|end| Event::Ran(end.map(Box::new)))));
                     }
                 }
-                Some(Event::Ran) => {
+                Some(Event::Ran(end)) => {
                     running -= 1;
-                    idle = false;
+                    ended.extend(end.map(|end| *end));
                 }
                 // Woken: something changed, or it is time to look again.
                 None => idle = false,
@@ -123,24 +148,45 @@ impl Vmm {
         }
     }
 
-    async fn claim(&self, max: usize) -> Result<Vec<Task>> {
-        let config = &self.inner.config;
-        self.inner.store.claim_tasks(&config.worker_id, self.now(), config.lease, max).await
-    }
-
-    /// Runs `task` and, while `chaining` says so, the next task each run claims as it ends.
-    async fn execute(&self, task: Task, chaining: Option<&AtomicBool>) {
-        let mut next = Some(task);
-        while let Some(task) = next.take() {
-            next = self.execute_one(task, chaining).await;
+    /// Records `ends` and claims up to `max` tasks in one store call; returns the tasks
+    /// claimed, or `None` when the call failed (each end is then recorded alone).
+    async fn record(&self, ends: Vec<Ended>, max: usize) -> Option<Vec<Task>> {
+        let (config, store) = (&self.inner.config, &self.inner.store);
+        let runs: Vec<(Task, u64)> = ends.iter().map(|e| (e.task.clone(), e.fence)).collect();
+        let finished = store.finish_and_claim(&runs, &config.worker_id, self.now(), config.lease, max).await;
+        let claimed = match finished {
+            Ok(Finished { saved, claimed }) => {
+                for (end, saved) in ends.iter().zip(saved) {
+                    end.recorded(saved);
+                }
+                Some(claimed)
+            }
+            Err(e) if ends.is_empty() => {
+                tracing::warn!(error = %error_chain(&e), "claiming a task failed");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "recording the ends of tasks failed; recording each alone");
+                for end in ends.iter() {
+                    end.recorded(store.save_task(&end.task, end.fence).await);
+                }
+                None
+            }
+        };
+        if !runs.is_empty() {
             // Whoever waits for a task, or for its events, looks again.
             self.notify();
         }
+        claimed
     }
 
-    /// Runs one task under its lease; while `chaining` says so as it ends, returns the
-    /// next task claimed then.
-    async fn execute_one(&self, task: Task, chaining: Option<&AtomicBool>) -> Option<Task> {
+    /// Records one run's end alone.
+    async fn record_alone(&self, end: Ended) {
+        end.recorded(self.inner.store.save_task(&end.task, end.fence).await);
+    }
+
+    /// Runs one task under its lease; returns its end, or `None` when the lease was lost.
+    async fn execute(&self, task: Task) -> Option<Ended> {
         let span = tracing::info_span!("task", task = %task.id, kind = %task.kind, vm = ?task.vm_id, attempt = task.attempts);
         let (id, fence) = (task.id, task.fence());
         // Each attempt has the kind's deadline, counted from its claim: time the task spent
@@ -149,19 +195,17 @@ impl Vmm {
         let limit = self.inner.config.deadlines.of(task.kind, self.inner.config.shutdown_timeout);
         let run = Run { task, fence, deadline: self.now() + chrono_duration(limit) };
         let work = self.perform(run);
-        let ended = match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await
-        {
-            Either::Left((ended, _)) => ended,
+        match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await {
+            Either::Left((ended, _)) => {
+                let (run, result) = ended?;
+                let task = span.in_scope(|| self.conclude(run.task, result));
+                Some(Ended { task, fence, span })
+            }
             Either::Right((e, _)) => {
                 span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new run"));
                 None
             }
-        };
-        // Recording the end (and claiming the next task) is not raced with the lease
-        // keeper: a next task claimed must never be dropped half-way.
-        let (run, result) = ended?;
-        let chain = chaining.is_some_and(|c| c.load(Ordering::Relaxed));
-        self.finish(run, result, chain).instrument(span).await
+        }
     }
 
     /// Renews the lease every third of its length; ends only when the lease is lost.
@@ -227,10 +271,9 @@ impl Vmm {
         Error::timeout(limit)
     }
 
-    /// Records how the task ended; with `chain`, claims the next task in the same
-    /// transaction and returns it. The task's error is the error's public message: a
+    /// The task as its end is to be recorded. Its error is the error's public message: a
     /// backend's own text (libvirt's, a database's) goes to the log only.
-    async fn finish(&self, mut run: Run, result: Result<Outcome>, chain: bool) -> Option<Task> {
+    fn conclude(&self, mut task: Task, result: Result<Outcome>) -> Task {
         let now = self.now();
         let (state, error) = match result {
             Ok(Outcome::Done) => (TaskState::Succeeded, None),
@@ -240,40 +283,15 @@ impl Vmm {
         if let Some(e) = &error {
             tracing::warn!(error = %error_chain(e), "task failed");
         }
-        run.task.state = state;
+        task.state = state;
         if state == TaskState::Succeeded {
-            run.task.progress = 100;
+            task.progress = 100;
         }
-        run.task.log(now, state.to_string());
-        run.task.error_code = error.as_ref().map(|e| e.code().to_owned());
-        run.task.error = error.as_ref().map(Error::public_message);
-        run.task.finished_at = Some(now);
-        let (config, store) = (&self.inner.config, &self.inner.store);
-        let saved = if chain {
-            match store
-                .finish_and_claim(&run.task, run.fence, &config.worker_id, self.now(), config.lease)
-                .await
-            {
-                // Claiming the next task failed, and the end with it: the end alone.
-                Err(e) if !matches!(e, Error::LeaseLost { .. }) => {
-                    tracing::warn!(error = %error_chain(&e), "claiming the next task failed");
-                    store.save_task(&run.task, run.fence).await.map(|()| None)
-                }
-                saved => saved,
-            }
-        } else {
-            store.save_task(&run.task, run.fence).await.map(|()| None)
-        };
-        match saved {
-            Ok(next) => {
-                tracing::info!(state = %state, error = run.task.error.as_deref(), "task ended");
-                next
-            }
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "could not record the end of the task");
-                None
-            }
-        }
+        task.log(now, state.to_string());
+        task.error_code = error.as_ref().map(|e| e.code().to_owned());
+        task.error = error.as_ref().map(Error::public_message);
+        task.finished_at = Some(now);
+        task
     }
 
     /// Logs a step and saves progress; fails with `LeaseLost` if another run took over.

@@ -32,7 +32,7 @@ pub use nodes::NodeStore;
 pub use recipes::RecipeStore;
 pub use singletons::SingletonStore;
 pub use ssh_keys::SshKeyStore;
-pub use tasks::TaskStore;
+pub use tasks::{Finished, TaskStore};
 pub use users::{StoredToken, UserStore};
 pub use vms::{PlacementRequest, VmGuest, VmStore};
 pub use webhooks::WebhookStore;

@@ -11,6 +11,16 @@ use crate::page::{Page, PageRequest};
 use crate::task::{Task, TaskFilter};
 use crate::vm::VmAction;
 
+/// What [`TaskStore::finish_and_claim`] did.
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether each end was recorded, in the order given: `LeaseLost` for a run that no
+    /// longer holds its lease, `TaskNotFound` for a task that is gone.
+    pub saved: Vec<Result<()>>,
+    /// The tasks claimed, oldest first.
+    pub claimed: Vec<Task>,
+}
+
 /// Durable tasks and their leases. Lease expiry is judged by the store's own clock (the
 /// database's, for SQL stores), so workers on hosts whose clocks disagree still agree on
 /// who holds a task. Every run holds a fence ([`Task::claim`]): renewing and saving check
@@ -48,20 +58,29 @@ pub trait TaskStore: Send + Sync {
     /// ([`Task::saved_over`]) if the run holding `fence` still holds its live lease;
     /// `LeaseLost` otherwise.
     async fn save_task(&self, task: &Task, fence: u64) -> Result<()>;
-    /// Saves a run's task as [`save_task`](Self::save_task) does and, once it is saved,
-    /// claims the oldest claimable task for `owner` as [`claim_task`](Self::claim_task)
-    /// does: a worker whose task ended takes its next one in the same transaction where
-    /// the store has them. Nothing is claimed when the save fails.
+    /// Records the ends of several runs, each `(task, fence)` as
+    /// [`save_task`](Self::save_task) saves it, and claims up to `max` of the oldest
+    /// claimable tasks for `owner` as [`claim_tasks`](Self::claim_tasks) does: a worker
+    /// whose runs ended records them and fills the freed slots in one go (one transaction,
+    /// where the store has them; a task ended here is never claimed here). A run that lost
+    /// its lease, or whose task is gone, fails alone, in [`Finished::saved`]; an error means
+    /// nothing was recorded and nothing claimed.
     async fn finish_and_claim(
         &self,
-        task: &Task,
-        fence: u64,
+        ends: &[(Task, u64)],
         owner: &str,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<Option<Task>> {
-        self.save_task(task, fence).await?;
-        self.claim_task(owner, now, lease).await
+        max: usize,
+    ) -> Result<Finished> {
+        // Claiming first: a task still running under its live lease is not claimable, and
+        // a failed claim has recorded nothing yet.
+        let claimed = self.claim_tasks(owner, now, lease, max).await?;
+        let mut saved = Vec::with_capacity(ends.len());
+        for (task, fence) in ends {
+            saved.push(self.save_task(task, *fence).await);
+        }
+        Ok(Finished { saved, claimed })
     }
     /// Cancels a queued task at once, or asks a running one to stop ([`Task::cancel`]);
     /// returns the task. A conflict for a task that has ended.
