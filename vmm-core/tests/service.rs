@@ -455,6 +455,12 @@ fn wait_returns_the_task_as_it_is_when_the_time_is_up() {
 struct OneWriter {
     inner: InMemoryStore,
     lock: futures::lock::Mutex<()>,
+    /// How many more calls that record ends fail as a whole (as a transaction that fails
+    /// to commit would).
+    failing_batches: std::sync::atomic::AtomicUsize,
+    /// How many more calls that record ends take a second before they start (without the
+    /// lock: a slow network, not a busy database).
+    slow_batches: std::sync::atomic::AtomicUsize,
 }
 
 /// Returns `Pending` once, as a database round trip would.
@@ -473,7 +479,7 @@ async fn round_trip() {
 }
 
 macro_rules! one_at_a_time {
-    ($($area:ident { $($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* })*) => {
+    ($($area:ident { $($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* } $(+ { $($own:item)* })?)*) => {
         $(
             #[async_trait::async_trait]
             impl vmm_core::$area for OneWriter {
@@ -482,6 +488,7 @@ macro_rules! one_at_a_time {
                     round_trip().await;
                     self.inner.$name($($arg),*).await
                 })*
+                $($($own)*)?
             }
         )*
     };
@@ -600,6 +607,9 @@ one_at_a_time! {
         list_ssh_keys(owner: Option<UserId>, page: &PageRequest) -> Page<vmm_core::SshKey>;
         delete_ssh_key(id: vmm_core::SshKeyId) -> ();
     }
+}
+
+one_at_a_time! {
     TaskStore {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();
         get_task(id: TaskId) -> Task;
@@ -608,6 +618,27 @@ one_at_a_time! {
         renew_lease(id: TaskId, fence: u64, lease: Duration) -> ();
         save_task(task: &Task, fence: u64) -> ();
         cancel_task(id: TaskId, now: DateTime<Utc>) -> Task;
+    } + {
+        async fn finish_and_claim(
+            &self,
+            ends: &[(Task, u64)],
+            owner: &str,
+            now: DateTime<Utc>,
+            lease: Duration,
+            max: usize,
+        ) -> vmm_core::Result<vmm_core::Finished> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let less = |n: usize| n.checked_sub(1);
+            if !ends.is_empty() && self.slow_batches.fetch_update(SeqCst, SeqCst, less).is_ok() {
+                futures_timer::Delay::new(Duration::from_secs(1)).await;
+            }
+            let _held = self.lock.lock().await;
+            round_trip().await;
+            if !ends.is_empty() && self.failing_batches.fetch_update(SeqCst, SeqCst, less).is_ok() {
+                return Err(Error::backend("test", "the transaction did not commit"));
+            }
+            self.inner.finish_and_claim(ends, owner, now, lease, max).await
+        }
     }
 }
 
@@ -638,5 +669,53 @@ fn workers_keep_running_tasks_moving_while_they_claim() {
         panic!("the workers stopped making progress after {} tasks", states.len());
     }
     assert!(states.iter().all(|s| *s == TaskState::Succeeded), "{states:?}");
+    drop(worker);
+}
+
+/// When a store call that records ends fails as a whole, each end is recorded alone: every
+/// task ends, each after one run.
+#[test]
+fn ends_are_recorded_alone_when_their_batch_fails() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(OneWriter::default());
+    store.failing_batches.store(3, SeqCst);
+    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
+    let vmm = Vmm::builder().with_store(store.clone()).with_config(config).build();
+    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
+        .collect();
+    let worker = spawn_worker(vmm.clone());
+    for t in tasks {
+        let task = block_on(vmm.wait_task(t, Duration::from_secs(20))).unwrap();
+        assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 1), "{:?}", task.steps);
+    }
+    assert_eq!(store.failing_batches.load(SeqCst), 0, "three batches failed");
+    drop(worker);
+}
+
+/// An end that waits for a slow store call longer than a lease keeps its lease: it is
+/// recorded, and its task does not run again.
+#[test]
+fn an_end_keeps_its_lease_while_it_waits_to_be_recorded() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(OneWriter::default());
+    store.slow_batches.store(2, SeqCst);
+    let config = VmmConfig {
+        node_uris: NodeUriPolicy::for_tests(),
+        lease: Duration::from_millis(300),
+        ..VmmConfig::default()
+    };
+    let vmm = Vmm::builder().with_store(store.clone()).with_config(config).build();
+    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
+    let tasks: Vec<_> = (0..3)
+        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
+        .collect();
+    let worker = spawn_worker(vmm.clone());
+    for t in tasks {
+        let task = block_on(vmm.wait_task(t, Duration::from_secs(20))).unwrap();
+        assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 1), "{:?}", task.steps);
+    }
+    assert_eq!(store.slow_batches.load(SeqCst), 0, "two calls were slow");
     drop(worker);
 }

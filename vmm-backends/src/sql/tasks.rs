@@ -241,8 +241,17 @@ impl SqlStore {
         let (saves, events) =
             if ends.is_empty() { (Vec::new(), Vec::new()) } else { self.prepare_saves(tx, ends).await? };
         let ended: Vec<TaskId> = ends.iter().map(|(t, _)| t.id).collect();
-        let mut saved = Vec::with_capacity(saves.len());
-        let outcomes = saves.into_iter().map(|s| s.map(|t| saved.push(t))).collect();
+        let mut saved: Vec<Task> = Vec::with_capacity(saves.len());
+        let outcomes = saves
+            .into_iter()
+            .map(|s| {
+                s.map(|t| {
+                    // A task saved twice in one call is written once, as last saved.
+                    saved.retain(|earlier| earlier.id != t.id);
+                    saved.push(t);
+                })
+            })
+            .collect();
         let one_statement = self.dialect == Dialect::Postgres
             && max > 0
             && !saved.is_empty()

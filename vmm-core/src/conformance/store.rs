@@ -433,8 +433,8 @@ pub async fn batch_claims(s: &dyn Store, claimers: usize) {
 }
 
 /// Recording ends and claiming in one go: each end is recorded and the oldest claimable
-/// tasks claimed, never one ended in the same call; a run that lost its lease, or whose
-/// task is gone, fails alone and records nothing.
+/// tasks claimed, never one ended in the same call (even when its lease has run out); a run
+/// that lost its lease, or whose task is gone, fails alone and records nothing.
 pub async fn finish_and_claim(s: &dyn Store) {
     let queued = queue_tasks(s, 5).await;
     let end = |t: &Task, fence: u64| {
@@ -445,6 +445,15 @@ pub async fn finish_and_claim(s: &dyn Store) {
     };
     let first = s.claim_tasks("w", Utc::now(), LEASE, 2).await.unwrap();
     assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), [queued[0].id, queued[1].id]);
+    // The same run saved twice in one call: both recorded, the last one kept.
+    let at = |p: u8| {
+        let mut t = first[0].clone();
+        t.progress = p;
+        (t, first[0].fence())
+    };
+    let twice = s.finish_and_claim(&[at(10), at(20)], "w", Utc::now(), LEASE, 0).await.unwrap();
+    assert!(twice.saved.iter().all(Result::is_ok) && twice.claimed.is_empty(), "{twice:?}");
+    assert_eq!(s.get_task(first[0].id).await.unwrap().progress, 20);
     let gone = Task::new(TaskKind::Reconcile, None, TaskParams::Reconcile { dry_run: true }, Utc::now());
     let ends = [end(&first[0], first[0].fence()), end(&first[1], first[1].fence() + 1), end(&gone, 1)];
     let done = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 2).await.unwrap();
@@ -469,9 +478,22 @@ pub async fn finish_and_claim(s: &dyn Store) {
     let ends = [end(&done.claimed[1], done.claimed[1].fence())];
     let last = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 3).await.unwrap();
     assert_eq!(last.claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [queued[4].id]);
-    let ends = [end(&last.claimed[0], last.claimed[0].fence())];
+    // An end whose lease has run out is not recorded, nor claimed again by its own call.
+    let lapsed = &last.claimed[0];
+    expire(s, lapsed.id, lapsed.fence()).await;
+    let ends = [end(lapsed, lapsed.fence())];
+    let late = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 3).await.unwrap();
+    assert!(matches!(late.saved[0], Err(Error::LeaseLost { .. })), "{late:?}");
+    assert!(late.claimed.is_empty(), "{late:?}");
+    let again = s.claim_tasks("w", Utc::now(), LEASE, 3).await.unwrap();
+    assert_eq!(
+        again.iter().map(|t| (t.id, t.attempts)).collect::<Vec<_>>(),
+        [(lapsed.id, 2)],
+        "recovered later"
+    );
+    let ends = [end(&again[0], again[0].fence())];
     let none = s.finish_and_claim(&ends, "w", Utc::now(), LEASE, 3).await.unwrap();
-    assert!(none.claimed.is_empty(), "nothing left to claim");
+    assert!(none.saved[0].is_ok() && none.claimed.is_empty(), "nothing left to claim: {none:?}");
     for t in &queued {
         assert_eq!(s.get_task(t.id).await.unwrap().state, TaskState::Succeeded);
     }

@@ -5,16 +5,58 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::InMemoryStore;
+use super::{InMemoryStore, StoreState};
 use crate::error::{Error, Result};
 use crate::id::{TaskId, VmId};
 use crate::page::{Page, PageRequest};
-use crate::store::TaskStore;
+use crate::store::{Finished, TaskStore};
 use crate::task::{Task, TaskFilter};
 use crate::vm::VmAction;
 
 fn span(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Claims up to `max` claimable tasks but `except` in `s` ([`TaskStore::claim_tasks`]).
+fn claim_in(
+    s: &mut StoreState,
+    owner: &str,
+    now: DateTime<Utc>,
+    store_now: DateTime<Utc>,
+    lease: Duration,
+    max: usize,
+    except: &[TaskId],
+) -> Vec<Task> {
+    let claimable: Vec<TaskId> = s
+        .active
+        .iter()
+        .copied()
+        .filter(|id| !except.contains(id) && s.tasks[id].is_claimable(store_now))
+        .take(max)
+        .collect();
+    let mut claimed = Vec::with_capacity(claimable.len());
+    for id in claimable {
+        let Some(task) = s.tasks.get_mut(&id) else { continue };
+        let before = task.clone();
+        task.claim(owner, now, store_now + span(lease));
+        let task = task.clone();
+        s.task_changed(Some(&before), &task, store_now);
+        claimed.push(task);
+    }
+    claimed
+}
+
+/// Saves a run's task in `s` ([`TaskStore::save_task`]).
+fn save_in(s: &mut StoreState, task: &Task, fence: u64, store_now: DateTime<Utc>) -> Result<()> {
+    let stored = s.tasks.get_mut(&task.id).ok_or(Error::TaskNotFound { id: task.id })?;
+    if !stored.is_leased_with(fence, store_now) {
+        return Err(Error::LeaseLost { task: task.id });
+    }
+    let saved = task.saved_over(stored);
+    let before = std::mem::replace(stored, saved.clone());
+    s.finish(&saved);
+    s.task_changed(Some(&before), &saved, store_now);
+    Ok(())
 }
 
 #[async_trait]
@@ -58,19 +100,23 @@ impl TaskStore for InMemoryStore {
         max: usize,
     ) -> Result<Vec<Task>> {
         let store_now = self.clock.now();
+        Ok(claim_in(&mut self.state(), owner, now, store_now, lease, max, &[]))
+    }
+
+    async fn finish_and_claim(
+        &self,
+        ends: &[(Task, u64)],
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Finished> {
+        let store_now = self.clock.now();
         let mut s = self.state();
-        let claimable: Vec<TaskId> =
-            s.active.iter().copied().filter(|id| s.tasks[id].is_claimable(store_now)).take(max).collect();
-        let mut claimed = Vec::with_capacity(claimable.len());
-        for id in claimable {
-            let Some(task) = s.tasks.get_mut(&id) else { continue };
-            let before = task.clone();
-            task.claim(owner, now, store_now + span(lease));
-            let task = task.clone();
-            s.task_changed(Some(&before), &task, store_now);
-            claimed.push(task);
-        }
-        Ok(claimed)
+        let saved = ends.iter().map(|(task, fence)| save_in(&mut s, task, *fence, store_now)).collect();
+        let ended: Vec<TaskId> = ends.iter().map(|(task, _)| task.id).collect();
+        let claimed = claim_in(&mut s, owner, now, store_now, lease, max, &ended);
+        Ok(Finished { saved, claimed })
     }
 
     async fn renew_lease(&self, id: TaskId, fence: u64, lease: Duration) -> Result<()> {
@@ -88,16 +134,7 @@ impl TaskStore for InMemoryStore {
 
     async fn save_task(&self, task: &Task, fence: u64) -> Result<()> {
         let store_now = self.clock.now();
-        let mut s = self.state();
-        let stored = s.tasks.get_mut(&task.id).ok_or(Error::TaskNotFound { id: task.id })?;
-        if !stored.is_leased_with(fence, store_now) {
-            return Err(Error::LeaseLost { task: task.id });
-        }
-        let saved = task.saved_over(stored);
-        let before = std::mem::replace(stored, saved.clone());
-        s.finish(&saved);
-        s.task_changed(Some(&before), &saved, store_now);
-        Ok(())
+        save_in(&mut self.state(), task, fence, store_now)
     }
 
     async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task> {

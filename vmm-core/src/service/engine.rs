@@ -6,7 +6,8 @@ use std::future::Future;
 use std::pin::pin;
 
 use chrono::{DateTime, Utc};
-use futures::future::{select, BoxFuture, Either, FutureExt};
+use futures::channel::oneshot;
+use futures::future::{join_all, select, BoxFuture, Either, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures_timer::Delay;
 use tracing::Instrument;
@@ -36,6 +37,9 @@ struct Ended {
     task: Task,
     fence: u64,
     span: tracing::Span,
+    /// Dropped with the end once it is recorded: its lease, renewed while the end waits
+    /// for its store call, is let go then.
+    _held: Option<oneshot::Sender<()>>,
 }
 
 impl Ended {
@@ -91,13 +95,18 @@ impl Vmm {
             /// many it asked for.
             Recorded(Option<Vec<Task>>, usize),
             Ran(Option<Box<Ended>>),
+            /// An end's lease is no longer renewed.
+            Released,
         }
         let slots = self.inner.config.concurrency.max(1);
         let mut shutdown = pin!(shutdown.fuse());
         // Task bodies running; runs ended and not yet recorded; whether the store call is on
-        // its way; whether the last claim found less than it asked for; whether to stop.
+        // its way; whether the last claim found less than it asked for (a run that ends
+        // frees a slot, and is a reason to look again); whether to stop.
         let (mut running, mut ended, mut recording, mut idle, mut stopping) =
             (0, Vec::new(), false, false, false);
+        // Ends whose leases are still renewed (they wait for, or are in, a store call).
+        let mut holding = 0usize;
         let mut work: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         loop {
             // The slots of the runs a call records are freed by that call.
@@ -109,7 +118,7 @@ impl Vmm {
                 ));
                 recording = true;
             }
-            if stopping && running == 0 && !recording {
+            if stopping && running == 0 && !recording && holding == 0 {
                 return;
             }
             let wake = select(self.inner.changed.listen(), Delay::new(self.inner.config.poll_interval));
@@ -139,9 +148,20 @@ impl Vmm {
                     }
                 }
                 Some(Event::Ran(end)) => {
-                    running -= 1;
-                    ended.extend(end.map(|end| *end));
+                    (running, idle) = (running - 1, false);
+                    if let Some(mut end) = end {
+                        // The lease is renewed until the end is recorded, however long
+                        // the store calls take.
+                        let (held, recorded) = oneshot::channel();
+                        end._held = Some(held);
+                        holding += 1;
+                        work.push(Box::pin(
+                            self.hold_lease(end.task.id, end.fence, recorded).map(|()| Event::Released),
+                        ));
+                        ended.push(*end);
+                    }
                 }
+                Some(Event::Released) => holding -= 1,
                 // Woken: something changed, or it is time to look again.
                 None => idle = false,
             }
@@ -157,6 +177,13 @@ impl Vmm {
         let claimed = match finished {
             Ok(Finished { saved, claimed }) => {
                 for (end, saved) in ends.iter().zip(saved) {
+                    let saved = match saved {
+                        Err(e) if !matches!(e, Error::LeaseLost { .. } | Error::TaskNotFound { .. }) => {
+                            tracing::warn!(error = %error_chain(&e), "recording the end failed; trying again alone");
+                            store.save_task(&end.task, end.fence).await
+                        }
+                        saved => saved,
+                    };
                     end.recorded(saved);
                 }
                 Some(claimed)
@@ -167,8 +194,9 @@ impl Vmm {
             }
             Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "recording the ends of tasks failed; recording each alone");
-                for end in ends.iter() {
-                    end.recorded(store.save_task(&end.task, end.fence).await);
+                let saves = ends.iter().map(|end| store.save_task(&end.task, end.fence));
+                for (end, saved) in ends.iter().zip(join_all(saves).await) {
+                    end.recorded(saved);
                 }
                 None
             }
@@ -199,13 +227,19 @@ impl Vmm {
             Either::Left((ended, _)) => {
                 let (run, result) = ended?;
                 let task = span.in_scope(|| self.conclude(run.task, result));
-                Some(Ended { task, fence, span })
+                Some(Ended { task, fence, span, _held: None })
             }
             Either::Right((e, _)) => {
                 span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new run"));
                 None
             }
         }
+    }
+
+    /// Renews a run's lease while its end waits to be recorded: until `recorded` is
+    /// dropped, or the lease is lost (the end will say so).
+    async fn hold_lease(&self, id: TaskId, fence: u64, recorded: oneshot::Receiver<()>) {
+        select(pin!(self.keep_lease(id, fence)), recorded).await;
     }
 
     /// Renews the lease every third of its length; ends only when the lease is lost.

@@ -15,7 +15,8 @@ use crate::vm::VmAction;
 #[derive(Debug)]
 pub struct Finished {
     /// Whether each end was recorded, in the order given: `LeaseLost` for a run that no
-    /// longer holds its lease, `TaskNotFound` for a task that is gone.
+    /// longer holds its lease, `TaskNotFound` for a task that is gone; where the store saves
+    /// each end on its own (the default), whatever else failed.
     pub saved: Vec<Result<()>>,
     /// The tasks claimed, oldest first.
     pub claimed: Vec<Task>,
@@ -61,10 +62,11 @@ pub trait TaskStore: Send + Sync {
     /// Records the ends of several runs, each `(task, fence)` as
     /// [`save_task`](Self::save_task) saves it, and claims up to `max` of the oldest
     /// claimable tasks for `owner` as [`claim_tasks`](Self::claim_tasks) does: a worker
-    /// whose runs ended records them and fills the freed slots in one go (one transaction,
-    /// where the store has them; a task ended here is never claimed here). A run that lost
-    /// its lease, or whose task is gone, fails alone, in [`Finished::saved`]; an error means
-    /// nothing was recorded and nothing claimed.
+    /// whose runs ended records them and fills the freed slots in one go. A run that lost
+    /// its lease, or whose task is gone, fails alone, in [`Finished::saved`]. The stores
+    /// here do it all in one transaction (the memory store under its lock): an error means
+    /// nothing was recorded and nothing claimed, and a task ended in the call is never
+    /// claimed by it. The default claims first, then saves each end on its own.
     async fn finish_and_claim(
         &self,
         ends: &[(Task, u64)],
