@@ -672,6 +672,22 @@ fn workers_keep_running_tasks_moving_while_they_claim() {
     drop(worker);
 }
 
+/// Runs `n` creates through a worker on `store` with `config`; each must succeed after one
+/// run.
+fn creates_succeed_once(store: Arc<OneWriter>, config: VmmConfig, n: usize) {
+    let vmm = Vmm::builder().with_store(store).with_config(config).build();
+    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
+        .collect();
+    let worker = spawn_worker(vmm.clone());
+    for t in tasks {
+        let task = block_on(vmm.wait_task(t, Duration::from_secs(20))).unwrap();
+        assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 1), "{:?}", task.steps);
+    }
+    drop(worker);
+}
+
 /// When a store call that records ends fails as a whole, each end is recorded alone: every
 /// task ends, each after one run.
 #[test]
@@ -680,18 +696,8 @@ fn ends_are_recorded_alone_when_their_batch_fails() {
     let store = Arc::new(OneWriter::default());
     store.failing_batches.store(3, SeqCst);
     let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() };
-    let vmm = Vmm::builder().with_store(store.clone()).with_config(config).build();
-    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
-    let tasks: Vec<_> = (0..6)
-        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
-        .collect();
-    let worker = spawn_worker(vmm.clone());
-    for t in tasks {
-        let task = block_on(vmm.wait_task(t, Duration::from_secs(20))).unwrap();
-        assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 1), "{:?}", task.steps);
-    }
+    creates_succeed_once(store.clone(), config, 6);
     assert_eq!(store.failing_batches.load(SeqCst), 0, "three batches failed");
-    drop(worker);
 }
 
 /// An end that waits for a slow store call longer than a lease keeps its lease: it is
@@ -701,21 +707,8 @@ fn an_end_keeps_its_lease_while_it_waits_to_be_recorded() {
     use std::sync::atomic::Ordering::SeqCst;
     let store = Arc::new(OneWriter::default());
     store.slow_batches.store(2, SeqCst);
-    let config = VmmConfig {
-        node_uris: NodeUriPolicy::for_tests(),
-        lease: Duration::from_millis(300),
-        ..VmmConfig::default()
-    };
-    let vmm = Vmm::builder().with_store(store.clone()).with_config(config).build();
-    block_on(vmm.create_node(NodeSpec::new("n", "memory://n?cpus=64&memory_mib=262144"))).unwrap();
-    let tasks: Vec<_> = (0..3)
-        .map(|i| block_on(vmm.create_vm(VmSpec::new(format!("vm-{i}"), 1, 256, 1))).unwrap().1.id)
-        .collect();
-    let worker = spawn_worker(vmm.clone());
-    for t in tasks {
-        let task = block_on(vmm.wait_task(t, Duration::from_secs(20))).unwrap();
-        assert_eq!((task.state, task.attempts), (TaskState::Succeeded, 1), "{:?}", task.steps);
-    }
+    let lease = Duration::from_millis(300);
+    let config = VmmConfig { node_uris: NodeUriPolicy::for_tests(), lease, ..VmmConfig::default() };
+    creates_succeed_once(store.clone(), config, 3);
     assert_eq!(store.slow_batches.load(SeqCst), 0, "two calls were slow");
-    drop(worker);
 }

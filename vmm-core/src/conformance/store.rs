@@ -387,6 +387,12 @@ async fn queue_tasks(s: &dyn Store, n: usize) -> Vec<Task> {
     queued
 }
 
+/// How many events of `kind` the store holds (of its first thousand).
+async fn events_of(s: &dyn Store, kind: crate::EventType) -> usize {
+    let events = s.list_events(&crate::EventFilter::default(), 1000).await.unwrap();
+    events.into_iter().filter(|e| e.kind == kind).count()
+}
+
 /// Claims of several tasks at once: each claim takes the oldest claimable tasks up to its
 /// limit, each with its own lease, fence and `task.started` event; `claimers` concurrent
 /// claimers split the queue between them with no task claimed twice or left behind.
@@ -422,14 +428,7 @@ pub async fn batch_claims(s: &dyn Store, claimers: usize) {
     let mut expected: Vec<_> = queued.iter().map(|t| t.id).collect();
     expected.sort();
     assert_eq!(all, expected, "every task claimed exactly once");
-    let started = s
-        .list_events(&crate::EventFilter::default(), 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == crate::EventType::TaskStarted)
-        .count();
-    assert_eq!(started, queued.len(), "one task.started per claim");
+    assert_eq!(events_of(s, crate::EventType::TaskStarted).await, queued.len(), "one task.started per claim");
 }
 
 /// Recording ends and claiming in one go: each end is recorded and the oldest claimable
@@ -497,13 +496,7 @@ pub async fn finish_and_claim(s: &dyn Store) {
     for t in &queued {
         assert_eq!(s.get_task(t.id).await.unwrap().state, TaskState::Succeeded);
     }
-    let ended = s
-        .list_events(&crate::EventFilter::default(), 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == crate::EventType::TaskSucceeded)
-        .count();
+    let ended = events_of(s, crate::EventType::TaskSucceeded).await;
     assert_eq!(ended, queued.len(), "one task.succeeded per end recorded");
 }
 
