@@ -8,33 +8,42 @@
 //! are volumes in a directory storage pool that the hypervisor creates when it is missing,
 //! so a remote node works like the local one. libvirt's own error text goes to the log;
 //! what users see are vmm's words.
+//!
+//! By area: `call` (calls under deadlines, libvirt's errors in vmm's words), `domains`,
+//! `storage` (pools, volumes, streams), `networks`, `events` (lifecycle watches, the one
+//! file with `unsafe`), `xml` (every document vmm writes or reads), `link` (the
+//! connection), `connector` (nodes by URI). This file holds the [`Hypervisor`] methods.
 
+mod call;
+mod connector;
+mod domains;
 mod events;
 mod link;
+mod networks;
 mod storage;
-
-use storage::{ensure_pool, lookup_named, lookup_volume, pool_is_busy, receive, refresh_pool, send};
 mod xml;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use virt::connect::Connect;
-use virt::domain::{Domain, DomainState};
-use virt::error::{ErrorDomain, ErrorNumber};
+use virt::error::ErrorNumber;
 use virt::storage_vol::StorageVol;
-use vmm_core::memory::InMemoryConnector;
 use vmm_core::{
-    Capacity, Connector, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, ImageFormat,
-    ImageId, LifecycleCallback, LifecycleWatch, Network, NetworkKind, NicSpec, NodeInfo, NodeUriPolicy,
-    PowerState, Result, VirtType, VmId, VolumeInfo,
+    Capacity, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, ImageFormat, ImageId,
+    LifecycleCallback, LifecycleWatch, Network, NetworkKind, NicSpec, NodeInfo, PowerState, Result, VirtType,
+    VmId, VolumeInfo,
 };
 
+use call::{code_is, LibvirtError};
+pub use connector::LibvirtConnector;
+use domains::{domain_info, facts, lookup_domain};
 pub use link::Deadlines;
 use link::Link;
+use networks::ensure_network;
+use storage::{ensure_pool, lookup_named, lookup_volume, receive, refresh_pool};
 pub use xml::{
     domain_facts, domain_xml, interface_macs, interface_xml, named_volume_xml, network_xml, pool_path,
     pool_xml, volume_format, volume_xml, DomainFacts, Placement, LEGACY_METADATA_NS, METADATA_NS,
@@ -67,33 +76,6 @@ impl Default for LibvirtConfig {
     }
 }
 
-/// libvirt failures, before they become [`vmm_core::Error`]s.
-#[derive(Debug, thiserror::Error)]
-enum LibvirtError {
-    #[error(transparent)]
-    Virt(#[from] virt::error::Error),
-    #[error("Cannot serialize XML")]
-    Xml(#[from] quick_xml::SeError),
-    #[error("Unreadable domain XML: {0}")]
-    Parse(String),
-    #[error("The blocking call was lost")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("Cannot read the data to send")]
-    Io(#[from] std::io::Error),
-}
-
-fn is_connection_error(e: &virt::error::Error) -> bool {
-    let code = e.code();
-    let broken_code =
-        [ErrorNumber::NoConnect, ErrorNumber::InvalidConn, ErrorNumber::SystemError, ErrorNumber::AuthFailed];
-    broken_code.iter().any(|&c| code.is_known_and(|k| k == c))
-        || e.domain().is_known_and(|d| matches!(d, ErrorDomain::Rpc | ErrorDomain::Remote))
-}
-
-fn code_is(e: &virt::error::Error, codes: &[ErrorNumber]) -> bool {
-    codes.iter().any(|&c| e.code().is_known_and(|k| k == c))
-}
-
 /// One libvirt node.
 #[derive(Debug)]
 pub struct LibvirtHypervisor {
@@ -105,10 +87,6 @@ pub struct LibvirtHypervisor {
     /// Registers lifecycle watches.
     watcher: events::Watcher,
 }
-
-/// Transfers (uploads, copies, downloads) get the call deadline plus one second for each
-/// this many bytes: a node that moves data slower than this is treated as gone.
-const SLOWEST_TRANSFER_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 
 /// Rotated console logs virtlogd may keep beside the current one (`.0`, `.1`, …).
 const ROTATED_LOGS: usize = 10;
@@ -162,283 +140,6 @@ impl LibvirtHypervisor {
             self.virt_type.as_str()
         }
     }
-
-    /// Runs `f` (which does `op`) on the blocking pool with the connection, under the call
-    /// deadline. A call past it, or on a broken connection, drops the connection (the next
-    /// call reopens it) and is reported as unavailable.
-    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
-    {
-        self.call_moving(op, 0, f).await
-    }
-
-    /// [`call`](Self::call) for a call that moves `bytes` of data: its deadline grows with
-    /// them.
-    async fn call_moving<T, F>(&self, op: &'static str, bytes: u64, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
-    {
-        let conn = self.link.connection().await?;
-        let running = tokio::task::spawn_blocking({
-            let conn = conn.clone();
-            move || {
-                let result = f(&conn);
-                let broken = matches!(&result, Err(LibvirtError::Virt(e)) if is_connection_error(e))
-                    && !conn.is_alive().unwrap_or(false);
-                (result, broken)
-            }
-        });
-        let deadline =
-            self.link.call_deadline() + Duration::from_secs(bytes / SLOWEST_TRANSFER_BYTES_PER_SEC);
-        match tokio::time::timeout(deadline, running).await {
-            Err(_) => {
-                tracing::warn!(uri = %self.link.uri(), op, "libvirt call ran past its deadline; dropping the connection");
-                self.link.drop_connection(conn);
-                Err(Error::unavailable(
-                    self.link.uri(),
-                    format!("the node did not {op} within {}s", deadline.as_secs()),
-                ))
-            }
-            Ok(Err(join)) => Err(self.to_error(op, LibvirtError::Join(join))),
-            Ok(Ok((result, broken))) => {
-                if broken {
-                    tracing::warn!(uri = %self.link.uri(), "libvirt connection lost; reopening on the next call");
-                    self.link.drop_connection(conn);
-                }
-                result.map_err(|e| self.to_error(op, e))
-            }
-        }
-    }
-
-    /// A libvirt failure in vmm's terms. libvirt's message is logged here and kept only as
-    /// the source of internal errors (which reach the log, never users).
-    fn to_error(&self, op: &'static str, e: LibvirtError) -> Error {
-        let uri = self.link.uri();
-        if let LibvirtError::Virt(v) = &e {
-            tracing::info!(uri = %uri, op, error = %v, "libvirt refused a call");
-        }
-        match e {
-            LibvirtError::Virt(v) if is_connection_error(&v) => {
-                Error::unavailable(uri, format!("the connection broke while trying to {op}"))
-            }
-            LibvirtError::Virt(v)
-                if code_is(&v, &[ErrorNumber::NoSupport, ErrorNumber::OperationUnsupported]) =>
-            {
-                Error::unsupported(uri, op)
-            }
-            LibvirtError::Virt(v) if pool_is_busy(&v) => Error::unavailable(
-                uri,
-                format!("the storage pool stayed busy building or copying a volume; could not {op}"),
-            ),
-            LibvirtError::Virt(v) if code_is(&v, &[ErrorNumber::OperationInvalid]) => {
-                Error::conflict(format!("the node cannot {op} in the domain's current state"))
-            }
-            other => Error::backend(uri, other),
-        }
-    }
-
-    /// Runs `f` on the VM's domain; a missing domain is [`Error::VmNotFound`].
-    async fn on_domain<T, F>(&self, op: &'static str, vm: VmId, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
-    {
-        self.call(op, move |c| match lookup_domain(c, vm)? {
-            Some(d) => Ok(Some(f(&d)?)),
-            None => Ok(None),
-        })
-        .await?
-        .ok_or(Error::VmNotFound { id: vm })
-    }
-
-    /// Runs `f` on the VM's volume; a missing volume is [`Error::VmNotFound`].
-    async fn on_volume<T, F>(&self, op: &'static str, vm: VmId, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&StorageVol) -> Result<T, virt::error::Error> + Send + 'static,
-    {
-        let pool = self.config.storage_pool.clone();
-        self.call(op, move |c| match lookup_volume(c, &pool, vm)? {
-            Some(v) => Ok(Some(f(&v)?)),
-            None => Ok(None),
-        })
-        .await?
-        .ok_or(Error::VmNotFound { id: vm })
-    }
-
-    /// The path of the VM's volume on the node, if it exists.
-    pub async fn volume_path(&self, vm: VmId) -> Result<Option<String>> {
-        match self.on_volume("read a volume", vm, |v| v.path()).await {
-            Ok(p) => Ok(Some(p)),
-            Err(Error::VmNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The storage pool's directory on the node (read once).
-    async fn pool_dir(&self) -> Result<String> {
-        if let Some(dir) = self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(dir);
-        }
-        let (name, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
-        let dir = self
-            .call("read the storage pool", move |c| {
-                pool_path(&ensure_pool(c, &name, &path)?.xml_desc(0)?).map_err(LibvirtError::Parse)
-            })
-            .await?;
-        *self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
-        Ok(dir)
-    }
-
-    /// Where domains are placed: the operator's settings, and the pool's directory for the
-    /// console log on nodes that keep one.
-    async fn placement(&self) -> Result<(String, Option<String>, Option<String>)> {
-        let log_dir = if self.capabilities().console_log { Some(self.pool_dir().await?) } else { None };
-        Ok((self.config.storage_pool.clone(), self.config.network.clone(), log_dir))
-    }
-
-    /// Writes `data` (`size` bytes) as volume `name` of `format`, replacing one of that name.
-    async fn upload_volume(
-        &self,
-        op: &'static str,
-        name: String,
-        format: &'static str,
-        data: Box<dyn Read + Send>,
-        size: u64,
-    ) -> Result<()> {
-        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
-        let xml = named_volume_xml(&name, size.max(512), format).map_err(|e| self.to_error(op, e.into()))?;
-        self.call_moving(op, size, move |c| {
-            let p = ensure_pool(c, &pool, &path)?;
-            if let Some(old) = lookup_named(&p, &name)? {
-                old.delete(0)?;
-            }
-            let vol = StorageVol::create_xml(&p, &xml, 0)?;
-            let sent = send(c, &vol, data, size);
-            if sent.is_err() {
-                // No partial volume stays behind.
-                vol.delete(0).ok();
-            }
-            sent
-        })
-        .await
-    }
-
-    /// Deletes volume `name` if it exists.
-    async fn delete_named(&self, op: &'static str, name: String) -> Result<()> {
-        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
-        self.call(op, move |c| {
-            let p = ensure_pool(c, &pool, &path)?;
-            if let Some(v) = lookup_named(&p, &name)? {
-                v.delete(0)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Makes volume `to` (qcow2, at least `size_gib`) a copy of volume `from`; `to` must not
-    /// exist. Returns its size in GiB.
-    async fn copy_named(
-        &self,
-        op: &'static str,
-        from: String,
-        to: String,
-        size_gib: Option<u64>,
-    ) -> Result<u64> {
-        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
-        let bytes = size_gib.unwrap_or(1) * GIB;
-        let copied = self
-            .call_moving(op, bytes, move |c| {
-                let p = ensure_pool(c, &pool, &path)?;
-                let Some(source) = lookup_named(&p, &from)? else { return Ok(Err(from)) };
-                if lookup_named(&p, &to)?.is_some() {
-                    return Ok(Err(to));
-                }
-                let capacity = source.info()?.capacity.max(size_gib.unwrap_or(0) * GIB);
-                let vol =
-                    StorageVol::create_xml_from(&p, &named_volume_xml(&to, capacity, "qcow2")?, &source, 0)?;
-                // libvirt copies at the source's size; grow the copy to the size asked for.
-                if vol.info()?.capacity < capacity {
-                    if let Err(e) = vol.resize(capacity, 0) {
-                        vol.delete(0).ok();
-                        return Err(e.into());
-                    }
-                }
-                Ok(Ok(vol.info()?.capacity.div_ceil(GIB)))
-            })
-            .await?;
-        copied.map_err(|name| Error::conflict(format!("volume {name} is missing or already exists")))
-    }
-
-    async fn power_state(&self, vm: VmId) -> Result<PowerState> {
-        self.on_domain("read a domain", vm, |d| {
-            d.info().map(|i| power_state(i.state.unwrap_or(DomainState::NoState)))
-        })
-        .await
-    }
-}
-
-fn power_state(s: DomainState) -> PowerState {
-    match s {
-        DomainState::Running | DomainState::Blocked => PowerState::Running,
-        DomainState::Paused => PowerState::Paused,
-        DomainState::Shutoff => PowerState::Shutoff,
-        DomainState::Crashed => PowerState::Crashed,
-        _ => PowerState::Other,
-    }
-}
-
-fn lookup_domain(c: &Connect, vm: VmId) -> Result<Option<Domain>, LibvirtError> {
-    match c.lookup_domain_by_uuid_string(&vm.to_string()) {
-        Ok(d) => Ok(Some(d)),
-        Err(e) if code_is(&e, &[ErrorNumber::NoDomain]) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn ensure_network(c: &Connect, network: &Network) -> Result<(), LibvirtError> {
-    let name = network.libvirt_name();
-    let net = match c.lookup_network_by_name(&name) {
-        Ok(n) => n,
-        Err(e) if code_is(&e, &[ErrorNumber::NoNetwork]) => {
-            match c.define_network_xml(&network_xml(network)?) {
-                Ok(n) => {
-                    n.set_autostart(true)?;
-                    n
-                }
-                // Defined by a concurrent caller in between.
-                Err(_) => c.lookup_network_by_name(&name)?,
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !net.is_active()? {
-        if let Err(e) = net.create() {
-            if !net.is_active()? {
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn facts(d: &Domain) -> Result<DomainFacts, LibvirtError> {
-    domain_facts(&d.xml_desc(sys_inactive())?).map_err(LibvirtError::Parse)
-}
-
-/// Read the persistent (inactive) definition: what the next boot will use.
-fn sys_inactive() -> u32 {
-    virt::sys::VIR_DOMAIN_XML_INACTIVE
-}
-
-fn domain_info(d: &Domain) -> Result<DomainInfo, LibvirtError> {
-    let f = facts(d)?;
-    let state = power_state(d.info()?.state.unwrap_or(DomainState::NoState));
-    Ok(DomainInfo { vm_id: f.vm_id, title: f.title, state, vcpus: f.vcpus, memory_mib: f.memory_mib })
 }
 
 #[async_trait]
@@ -872,80 +573,11 @@ impl Hypervisor for LibvirtHypervisor {
 }
 
 impl LibvirtHypervisor {
-    /// The MACs of the running domain's NICs.
-    async fn live_macs(&self, vm: VmId) -> Result<Vec<String>> {
-        let xml = self.on_domain("read a domain", vm, |d| d.xml_desc(0)).await?;
-        interface_macs(&xml).map_err(|e| self.to_error("read a domain", LibvirtError::Parse(e)))
-    }
-
     fn images_supported(&self) -> Result<()> {
         if self.capabilities().images {
             Ok(())
         } else {
             Err(Error::unsupported(self.link.uri(), "installing from images"))
         }
-    }
-
-    fn nic_xml(&self, nic: &NicSpec) -> Result<String> {
-        let at = Placement {
-            storage_pool: &self.config.storage_pool,
-            network: self.config.network.as_deref(),
-            console_log_dir: None,
-        };
-        interface_xml(nic, &at).map_err(|e| self.to_error("plug in a NIC", e.into()))
-    }
-}
-
-/// Opens nodes by URI: libvirt URIs (`test:///default`, `qemu:///system`, `qemu+ssh://…`,
-/// `qemu+tcp://…`) through [`LibvirtHypervisor`], `memory://` through the in-memory fake.
-/// One hypervisor per URI is kept, so that every caller shares its connection. Opening
-/// does no IO (the connection opens on the first call), so no lock is ever held across a
-/// connect. URIs are checked again here against the node URI policy, so that nothing the
-/// policy refuses reaches libvirt, whoever calls.
-#[derive(Debug)]
-pub struct LibvirtConnector {
-    config: LibvirtConfig,
-    policy: NodeUriPolicy,
-    memory: InMemoryConnector,
-    open: Mutex<HashMap<String, Arc<LibvirtHypervisor>>>,
-}
-
-impl Default for LibvirtConnector {
-    fn default() -> Self {
-        Self::new(LibvirtConfig::default())
-    }
-}
-
-impl LibvirtConnector {
-    /// A connector whose nodes use `config`, accepting the URIs of
-    /// [`NodeUriPolicy::for_tests`] (test nodes, no query parameters).
-    pub fn new(config: LibvirtConfig) -> Self {
-        Self::with_policy(config, NodeUriPolicy::for_tests())
-    }
-
-    /// A connector accepting the URIs `policy` accepts.
-    pub fn with_policy(config: LibvirtConfig, policy: NodeUriPolicy) -> Self {
-        Self { config, policy, memory: InMemoryConnector::new(), open: Mutex::new(HashMap::new()) }
-    }
-
-    /// The in-memory connector serving `memory://` URIs.
-    pub fn memory(&self) -> &InMemoryConnector {
-        &self.memory
-    }
-}
-
-#[async_trait]
-impl Connector for LibvirtConnector {
-    async fn connect(&self, uri: &str, virt_type: VirtType) -> Result<Arc<dyn Hypervisor>> {
-        self.policy.check(uri)?;
-        if uri.starts_with("memory://") {
-            return self.memory.connect(uri, virt_type).await;
-        }
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let hv = open
-            .entry(uri.to_owned())
-            .or_insert_with(|| Arc::new(LibvirtHypervisor::new(uri, virt_type, self.config.clone())))
-            .clone();
-        Ok(hv)
     }
 }

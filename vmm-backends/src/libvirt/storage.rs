@@ -9,10 +9,10 @@ use virt::error::ErrorNumber;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
-use vmm_core::VmId;
+use vmm_core::{Error, Hypervisor, Result, VmId};
 
-use super::xml::pool_xml;
-use super::{code_is, LibvirtError, STREAM_CHUNK};
+use super::xml::{named_volume_xml, pool_path, pool_xml};
+use super::{code_is, LibvirtError, LibvirtHypervisor, GIB, STREAM_CHUNK};
 
 pub(super) fn lookup_volume(c: &Connect, pool: &str, vm: VmId) -> Result<Option<StorageVol>, LibvirtError> {
     let pool = c.lookup_storage_pool_by_name(pool)?;
@@ -153,4 +153,126 @@ pub(super) fn refresh_pool(p: &StoragePool, patience: Duration) -> Result<(), Li
 /// has no code of its own (an internal error), only these words.
 pub(super) fn pool_is_busy(e: &virt::error::Error) -> bool {
     code_is(e, &[ErrorNumber::InternalError]) && e.message().contains("asynchronous jobs running")
+}
+
+impl LibvirtHypervisor {
+    /// Runs `f` on the VM's volume; a missing volume is [`Error::VmNotFound`].
+    pub(super) async fn on_volume<T, F>(&self, op: &'static str, vm: VmId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&StorageVol) -> Result<T, virt::error::Error> + Send + 'static,
+    {
+        let pool = self.config.storage_pool.clone();
+        self.call(op, move |c| match lookup_volume(c, &pool, vm)? {
+            Some(v) => Ok(Some(f(&v)?)),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or(Error::VmNotFound { id: vm })
+    }
+
+    /// The path of the VM's volume on the node, if it exists.
+    pub async fn volume_path(&self, vm: VmId) -> Result<Option<String>> {
+        match self.on_volume("read a volume", vm, |v| v.path()).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::VmNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The storage pool's directory on the node (read once).
+    pub(super) async fn pool_dir(&self) -> Result<String> {
+        if let Some(dir) = self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(dir);
+        }
+        let (name, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let dir = self
+            .call("read the storage pool", move |c| {
+                pool_path(&ensure_pool(c, &name, &path)?.xml_desc(0)?).map_err(LibvirtError::Parse)
+            })
+            .await?;
+        *self.pool_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Where domains are placed: the operator's settings, and the pool's directory for the
+    /// console log on nodes that keep one.
+    pub(super) async fn placement(&self) -> Result<(String, Option<String>, Option<String>)> {
+        let log_dir = if self.capabilities().console_log { Some(self.pool_dir().await?) } else { None };
+        Ok((self.config.storage_pool.clone(), self.config.network.clone(), log_dir))
+    }
+
+    /// Writes `data` (`size` bytes) as volume `name` of `format`, replacing one of that name.
+    pub(super) async fn upload_volume(
+        &self,
+        op: &'static str,
+        name: String,
+        format: &'static str,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<()> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let xml = named_volume_xml(&name, size.max(512), format).map_err(|e| self.to_error(op, e.into()))?;
+        self.call_moving(op, size, move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            if let Some(old) = lookup_named(&p, &name)? {
+                old.delete(0)?;
+            }
+            let vol = StorageVol::create_xml(&p, &xml, 0)?;
+            let sent = send(c, &vol, data, size);
+            if sent.is_err() {
+                // No partial volume stays behind.
+                vol.delete(0).ok();
+            }
+            sent
+        })
+        .await
+    }
+
+    /// Deletes volume `name` if it exists.
+    pub(super) async fn delete_named(&self, op: &'static str, name: String) -> Result<()> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        self.call(op, move |c| {
+            let p = ensure_pool(c, &pool, &path)?;
+            if let Some(v) = lookup_named(&p, &name)? {
+                v.delete(0)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes volume `to` (qcow2, at least `size_gib`) a copy of volume `from`; `to` must not
+    /// exist. Returns its size in GiB.
+    pub(super) async fn copy_named(
+        &self,
+        op: &'static str,
+        from: String,
+        to: String,
+        size_gib: Option<u64>,
+    ) -> Result<u64> {
+        let (pool, path) = (self.config.storage_pool.clone(), self.config.storage_path.clone());
+        let bytes = size_gib.unwrap_or(1) * GIB;
+        let copied = self
+            .call_moving(op, bytes, move |c| {
+                let p = ensure_pool(c, &pool, &path)?;
+                let Some(source) = lookup_named(&p, &from)? else { return Ok(Err(from)) };
+                if lookup_named(&p, &to)?.is_some() {
+                    return Ok(Err(to));
+                }
+                let capacity = source.info()?.capacity.max(size_gib.unwrap_or(0) * GIB);
+                let vol =
+                    StorageVol::create_xml_from(&p, &named_volume_xml(&to, capacity, "qcow2")?, &source, 0)?;
+                // libvirt copies at the source's size; grow the copy to the size asked for.
+                if vol.info()?.capacity < capacity {
+                    if let Err(e) = vol.resize(capacity, 0) {
+                        vol.delete(0).ok();
+                        return Err(e.into());
+                    }
+                }
+                Ok(Ok(vol.info()?.capacity.div_ceil(GIB)))
+            })
+            .await?;
+        copied.map_err(|name| Error::conflict(format!("volume {name} is missing or already exists")))
+    }
 }
