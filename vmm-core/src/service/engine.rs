@@ -62,7 +62,7 @@ impl Vmm {
         match self.inner.store.claim_task(&config.worker_id, self.now(), config.lease).await? {
             Some(task) => {
                 if let Some(ended) = self.execute(task).await {
-                    self.record_alone(ended).await;
+                    self.record_alone(&ended).await;
                 }
                 self.notify();
                 Ok(true)
@@ -177,14 +177,13 @@ impl Vmm {
         let claimed = match finished {
             Ok(Finished { saved, claimed }) => {
                 for (end, saved) in ends.iter().zip(saved) {
-                    let saved = match saved {
+                    match saved {
                         Err(e) if !matches!(e, Error::LeaseLost { .. } | Error::TaskNotFound { .. }) => {
                             tracing::warn!(error = %error_chain(&e), "recording the end failed; trying again alone");
-                            store.save_task(&end.task, end.fence).await
+                            self.record_alone(end).await;
                         }
-                        saved => saved,
-                    };
-                    end.recorded(saved);
+                        saved => end.recorded(saved),
+                    }
                 }
                 Some(claimed)
             }
@@ -194,10 +193,7 @@ impl Vmm {
             }
             Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "recording the ends of tasks failed; recording each alone");
-                let saves = ends.iter().map(|end| store.save_task(&end.task, end.fence));
-                for (end, saved) in ends.iter().zip(join_all(saves).await) {
-                    end.recorded(saved);
-                }
+                join_all(ends.iter().map(|end| self.record_alone(end))).await;
                 None
             }
         };
@@ -209,7 +205,7 @@ impl Vmm {
     }
 
     /// Records one run's end alone.
-    async fn record_alone(&self, end: Ended) {
+    async fn record_alone(&self, end: &Ended) {
         end.recorded(self.inner.store.save_task(&end.task, end.fence).await);
     }
 
