@@ -33,8 +33,9 @@ impl Db {
         }
     }
 
-    /// Writes `n` running VMs on `node` and counts them in its usage, in one statement each.
-    async fn bulk_vms(&self, node: &str, n: u64) {
+    /// Writes `n` running VMs on `node` and counts them in its usage, in one statement each;
+    /// `tag` (below 1000, one per node) tells the nodes' VM ids apart.
+    async fn bulk_vms(&self, node: &str, tag: i64, n: u64) {
         let (insert, usage) = (
             "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at) \
              SELECT {id}, {name}, 1, 64, 1, $1, NULL, 'running', '[]', '2026-01-01T00:00:00.000000Z' FROM {seq}",
@@ -49,7 +50,6 @@ impl Db {
                     .replace("{id}", "printf('00000000-0000-7000-8%03d-%012d', $3, n)")
                     .replace("{name}", "'bulk-' || n")
                     .replace("{seq}", "(WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $2) SELECT n FROM seq)");
-                let tag = node_tag(node);
                 sqlx::query(&sql).bind(node).bind(n).bind(tag).execute(&mut c).await.expect("bulk VMs");
                 sqlx::query(usage).bind(node).bind(n).execute(&mut c).await.expect("usage");
             }
@@ -62,17 +62,11 @@ impl Db {
                     )
                     .replace("{name}", "'bulk-' || n")
                     .replace("{seq}", "generate_series(1, $2) AS n");
-                let tag = node_tag(node);
                 sqlx::query(&sql).bind(node).bind(n).bind(tag).execute(&mut c).await.expect("bulk VMs");
                 sqlx::query(usage).bind(node).bind(n).execute(&mut c).await.expect("usage");
             }
         }
     }
-}
-
-/// A small number that tells the nodes' bulk VMs apart in their ids.
-fn node_tag(node: &str) -> i64 {
-    i64::from(node.bytes().fold(0u8, |a, b| a.wrapping_add(b)))
 }
 
 fn sqlite() -> Db {
@@ -99,8 +93,8 @@ async fn service(db: &Db, existing: u64) -> (Vmm, vmm_core::PoolId) {
         vmm.create_node(NodeSpec::new(format!("scale-{i}"), uri)).await.expect("a node");
     }
     let nodes = vmm.list_nodes(&PageRequest::default()).await.expect("nodes").items;
-    for node in &nodes {
-        db.bulk_vms(&node.id.to_string(), existing / NODES as u64).await;
+    for (tag, node) in (0..).zip(&nodes) {
+        db.bulk_vms(&node.id.to_string(), tag, existing / NODES as u64).await;
     }
     let pool = vmm.create_ip_pool(IpPoolSpec::new("scale", "198.18.0.0/15")).await.expect("a pool");
     let total: u64 = {
