@@ -83,6 +83,14 @@ pub enum EventType {
     #[serde(rename = "vm.deleted")]
     #[strum(serialize = "vm.deleted")]
     VmDeleted,
+    /// Someone opened a VM's console.
+    #[serde(rename = "vm.console_opened")]
+    #[strum(serialize = "vm.console_opened")]
+    VmConsoleOpened,
+    /// A VM's console session ended.
+    #[serde(rename = "vm.console_closed")]
+    #[strum(serialize = "vm.console_closed")]
+    VmConsoleClosed,
     /// A task was queued.
     #[serde(rename = "task.queued")]
     #[strum(serialize = "task.queued")]
@@ -396,6 +404,22 @@ pub fn vm_lease_events(kind: EventType, vm: &Vm, addresses: &[IpAddr], at: DateT
             Some(lease_event(kind, pool, *address, Some(vm.id), vm.owner_id, at))
         })
         .collect()
+}
+
+/// The event of `ticket`'s console session on `vm` opening (`VmConsoleOpened`) or closing.
+pub fn console_event(
+    kind: EventType,
+    vm: &Vm,
+    ticket: &crate::console::ConsoleTicket,
+    at: DateTime<Utc>,
+) -> Event {
+    Event::new(kind, at)
+        .vm(Some(vm.id))
+        .owner(vm.owner_id)
+        .actor(Some(ticket.user_id))
+        .node(Some(vm.node_id))
+        .with("vm_name", &vm.name)
+        .with("kind", ticket.kind)
 }
 
 /// The event of a VM deleted, with its name and node.

@@ -11,11 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::console::{ConsoleKind, ConsoleStream};
 use crate::error::{Error, Result};
 use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
 use crate::network::Network;
 use crate::node::{Capacity, VirtType};
+use crate::usage::{DomainStats, NodeStats};
 
 /// The observed power state of a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -323,6 +325,24 @@ pub trait Hypervisor: Send + Sync + Debug {
     async fn detach_nic(&self, vm: VmId, nic: &NicSpec) -> Result<()> {
         let _ = (vm, nic);
         Err(Error::unsupported(self.uri(), "hot-plugging NICs"))
+    }
+
+    /// The counters of every running domain on the node whose name is vmm's (`vmm-<id>`),
+    /// in one bulk read; the caller keeps those of its own VMs.
+    async fn domain_stats(&self) -> Result<Vec<DomainStats>> {
+        Err(Error::unsupported(self.uri(), "domain statistics"))
+    }
+
+    /// The node's own CPU and memory counters.
+    async fn node_stats(&self) -> Result<NodeStats> {
+        Err(Error::unsupported(self.uri(), "node statistics"))
+    }
+
+    /// Opens the running domain's console of `kind`: its screen as RFB bytes (already past
+    /// VNC authentication), or its first serial port.
+    async fn open_console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleStream> {
+        let _ = (vm, kind);
+        Err(Error::unsupported(self.uri(), "consoles"))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod console;
 pub mod directory;
 mod error;
 pub mod event;
@@ -31,6 +32,7 @@ pub mod idempotency;
 pub mod image;
 pub mod ipam;
 pub mod memory;
+pub mod metrics;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -43,6 +45,7 @@ mod service;
 pub mod ssh_keys;
 pub mod store;
 pub mod task;
+pub mod usage;
 pub mod users;
 pub mod vm;
 pub mod webhook;
@@ -50,6 +53,7 @@ pub mod webhook;
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome};
 pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use console::{ConsoleKind, ConsoleStream, ConsoleTicket};
 pub use directory::{Directory, DirectoryUser, InMemoryDirectory};
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventFilter, EventPattern, EventType};
@@ -73,12 +77,15 @@ pub use page::{Page, PageRequest};
 pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
 pub use recipe::{Recipe, RecipeSpec};
 pub use secret::Secret;
-pub use service::{Session, Vmm, VmmBuilder, VmmConfig, TOKEN_PREFIX};
+pub use service::{
+    ConsoleGrant, ConsoleSession, NodeDomains, Session, UsageCollector, Vmm, VmmBuilder, VmmConfig,
+    TOKEN_PREFIX,
+};
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore, NetworkStore, NodeImage,
-    NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken, TaskStore,
-    UserStore, VmGuest, VmStore, WebhookStore,
+    AuditStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore, NetworkStore,
+    NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken,
+    TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

@@ -601,6 +601,18 @@ one_at_a_time! {
     SingletonStore {
         acquire_singleton(name: &str, holder: &str, ttl: Duration) -> bool;
     }
+    ConsoleStore {
+        add_console_ticket(ticket: &vmm_core::ConsoleTicket, now: DateTime<Utc>) -> ();
+        take_console_ticket(token_hash: &str, now: DateTime<Utc>) -> vmm_core::ConsoleTicket;
+        console_closed(ticket: &vmm_core::ConsoleTicket, at: DateTime<Utc>) -> ();
+    }
+    UsageStore {
+        add_usage(points: &[(vmm_core::usage::UsageSubject, vmm_core::usage::UsagePoint)]) -> ();
+        roll_up_usage(resolution: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> ();
+        prune_usage(resolution: u32, before: DateTime<Utc>) -> u64;
+        usage(subject: vmm_core::usage::UsageSubject, resolution: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<vmm_core::usage::UsagePoint>;
+        count_usage() -> u64;
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

@@ -80,6 +80,17 @@ struct FileConfig {
     pub webhook_max_failures: Option<u32>,
     /// `reconcile_interval_s = 30`: how often nodes are probed and compared with the database.
     pub reconcile_interval_s: Option<u64>,
+    /// `metrics_token = "…"`: a read-only token for `GET /metrics` only (at least 16
+    /// characters); the admin token works there too.
+    pub metrics_token: Option<String>,
+    /// `console_ttl_s = 60`: how long a console token can be used.
+    pub console_ttl_s: Option<u64>,
+    /// `console_sessions = 4`: console sessions open at once per VM.
+    pub console_sessions: Option<usize>,
+    /// `usage_interval_s = 60`: how often the usage collector samples VMs and nodes.
+    pub usage_interval_s: Option<u64>,
+    /// `stats_cache_s = 5`: how long a node's bulk statistics serve `/metrics` scrapes.
+    pub stats_cache_s: Option<u64>,
     /// `[ldap]`: the directory users with auth source `ldap` sign in against.
     pub ldap: Option<LdapFile>,
     /// `[smtp]`: the mail server email notification channels send through (`host`, `port`,
@@ -195,6 +206,16 @@ pub struct Settings {
     pub webhook_max_failures: u32,
     /// How often nodes are probed and compared with the database.
     pub reconcile_interval: Duration,
+    /// The read-only token for `GET /metrics`, if configured.
+    pub metrics_token: Option<AdminToken>,
+    /// How long a console token can be used.
+    pub console_ttl: Duration,
+    /// Console sessions open at once per VM.
+    pub console_sessions: usize,
+    /// How often usage is sampled.
+    pub usage_interval: Duration,
+    /// How long a node's bulk statistics serve scrapes.
+    pub stats_cache: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -226,6 +247,11 @@ impl fmt::Debug for Settings {
             .field("webhook_urls", &self.webhook_urls)
             .field("webhook_max_failures", &self.webhook_max_failures)
             .field("reconcile_interval", &self.reconcile_interval)
+            .field("metrics_token", &self.metrics_token)
+            .field("console_ttl", &self.console_ttl)
+            .field("console_sessions", &self.console_sessions)
+            .field("usage_interval", &self.usage_interval)
+            .field("stats_cache", &self.stats_cache)
             .finish()
     }
 }
@@ -416,7 +442,28 @@ impl Settings {
             0 => return Err(Error::invalid("reconcile_interval_s", "must be at least 1")),
             s => Duration::from_secs(s),
         };
+        let metrics_token = env("VMM_METRICS_TOKEN")
+            .or(from_file.metrics_token)
+            .map(|t| {
+                AdminToken::new(t).map_err(|_| {
+                    Error::invalid("metrics_token", "must be at least 16 characters, no white space")
+                })
+            })
+            .transpose()?;
+        let console_ttl = seconds("VMM_CONSOLE_TTL_S", from_file.console_ttl_s, 60)?;
+        let console_sessions =
+            number(&env, "VMM_CONSOLE_SESSIONS")?.or(from_file.console_sessions).unwrap_or(4);
+        if console_sessions == 0 {
+            return Err(Error::invalid("console_sessions", "must be at least 1"));
+        }
+        let usage_interval = seconds("VMM_USAGE_INTERVAL_S", from_file.usage_interval_s, 60)?;
+        let stats_cache = seconds("VMM_STATS_CACHE_S", from_file.stats_cache_s, 5)?;
         Ok(Self {
+            metrics_token,
+            console_ttl,
+            console_sessions,
+            usage_interval,
+            stats_cache,
             image_dir,
             image_limits,
             image_urls,

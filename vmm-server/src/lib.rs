@@ -12,6 +12,7 @@ mod auth;
 pub mod config;
 mod error;
 mod idempotency;
+pub mod metrics;
 mod routes;
 pub mod serve;
 
@@ -69,8 +70,14 @@ pub struct AppState {
     pub admin_email: String,
     /// The first admin's id, once made or found.
     pub admin: Arc<tokio::sync::OnceCell<UserId>>,
-    /// Turns true when the server stops: long answers (event streams) end then.
+    /// Turns true when the server stops: long answers (event streams, consoles) end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The read-only token for `GET /metrics`, if configured.
+    pub metrics_token: Option<Arc<AdminToken>>,
+    /// Request counts and latencies.
+    pub http_metrics: metrics::HttpMetrics,
+    /// Set once the store and every node have answered (`/api/v1/ready`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -85,6 +92,9 @@ impl AppState {
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
             admin: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
+            metrics_token: None,
+            http_metrics: metrics::HttpMetrics::default(),
+            ready: Arc::default(),
         }
     }
 
@@ -122,7 +132,7 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
     security(("bearer" = [])),
     components(schemas(Problem, vmm_core::PowerAction, vmm_core::Rejection, vmm_core::RejectReason)),
     tags(
-        (name = "meta", description = "Version and health"),
+        (name = "meta", description = "Version, health, readiness and metrics"),
         (name = "nodes", description = "Hypervisor nodes"),
         (name = "ip-pools", description = "IP pools and leases"),
         (name = "networks", description = "Networks VMs plug into"),
@@ -163,10 +173,13 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .with_state(state);
     Router::new()
         .merge(api)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .route("/console/", axum::routing::get(routes::console_page))
+        .route("/console/{*file}", axum::routing::get(routes::console_page))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -31,9 +31,19 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // VMM_LOG_FORMAT=json: one JSON object per line, with the fields of the spans it is in
+    // (a request's id, a task's id and kind).
+    if std::env::var("VMM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
         Command::Openapi => {
@@ -74,6 +84,13 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
             session_ttl: settings.session_ttl,
             webhook_urls: settings.webhook_urls.clone(),
             webhook_max_failures: settings.webhook_max_failures,
+            console_ttl: settings.console_ttl,
+            console_sessions: settings.console_sessions,
+            usage: vmm_core::usage::UsageRetention {
+                interval: settings.usage_interval,
+                ..vmm_core::usage::UsageRetention::default()
+            },
+            stats_cache: settings.stats_cache,
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),
@@ -112,6 +129,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     tokio::spawn({
         let vmm = vmm.clone();
         let stopped = stopped();
+        async move { vmm.run_usage_collector(stopped).await }
+    });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
         let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender {
             smtp: settings.smtp.clone(),
             telegram: settings.telegram.clone(),
@@ -137,6 +159,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         admin_email: settings.admin_email.clone(),
         admin: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(admin.id))),
         stopping: stopping.clone(),
+        metrics_token: settings.metrics_token.clone().map(std::sync::Arc::new),
         ..AppState::new(vmm, token)
     };
     vmm_server::serve(listener, app(state), settings.serve, stopped())

@@ -10,14 +10,17 @@
 //! what users see are vmm's words.
 //!
 //! By area: `call` (calls under deadlines, libvirt's errors in vmm's words), `domains`,
-//! `storage` (pools, volumes, streams), `networks`, `events` (lifecycle watches, the one
-//! file with `unsafe`), `xml` (every document vmm writes or reads), `link` (the
-//! connection), `connector` (nodes by URI). This file holds the [`Hypervisor`] methods.
+//! `storage` (pools, volumes, streams), `networks`, `consoles` (screen and serial),
+//! `events` (lifecycle watches) and `ffi` (bulk statistics; these two are the files with
+//! `unsafe`), `xml` (every document vmm writes or reads), `link` (the connection),
+//! `connector` (nodes by URI). This file holds the [`Hypervisor`] methods.
 
 mod call;
 mod connector;
+mod consoles;
 mod domains;
 mod events;
+mod ffi;
 mod link;
 mod networks;
 mod storage;
@@ -31,10 +34,11 @@ use async_trait::async_trait;
 use virt::connect::Connect;
 use virt::error::ErrorNumber;
 use virt::storage_vol::StorageVol;
+use vmm_core::usage::{DomainStats, NodeStats};
 use vmm_core::{
-    Capacity, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities, ImageFormat, ImageId,
-    LifecycleCallback, LifecycleWatch, Network, NetworkKind, NicSpec, NodeInfo, PowerState, Result, VirtType,
-    VmId, VolumeInfo,
+    Capacity, ConsoleKind, ConsoleStream, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities,
+    ImageFormat, ImageId, LifecycleCallback, LifecycleWatch, Network, NetworkKind, NicSpec, NodeInfo,
+    PowerState, Result, VirtType, VmId, VolumeInfo,
 };
 
 use call::{code_is, LibvirtError};
@@ -569,6 +573,24 @@ impl Hypervisor for LibvirtHypervisor {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(())
+    }
+
+    async fn domain_stats(&self) -> Result<Vec<DomainStats>> {
+        self.call("read domain statistics", |c| ffi::domain_stats(c).map_err(Into::into)).await
+    }
+
+    async fn node_stats(&self) -> Result<NodeStats> {
+        self.call("read node statistics", |c| ffi::node_stats(c).map_err(Into::into)).await
+    }
+
+    async fn open_console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleStream> {
+        if self.power_state(vm).await? != PowerState::Running {
+            return Err(Error::conflict(format!("domain {} is not running", vm.domain_name())));
+        }
+        match kind {
+            ConsoleKind::Vnc => self.open_screen(vm).await,
+            ConsoleKind::Serial => self.open_serial(vm).await,
+        }
     }
 }
 

@@ -229,6 +229,10 @@ struct Graphics {
     autoport: &'static str,
     #[serde(rename = "@listen")]
     listen: &'static str,
+    /// A fresh random password at each definition, known to no one: the VNC port on the
+    /// node's loopback is closed to all, and vmm's console goes past it through libvirt.
+    #[serde(rename = "@passwd")]
+    passwd: String,
 }
 
 fn serialize<T: Serialize>(value: &T) -> Result<String, quick_xml::SeError> {
@@ -295,7 +299,14 @@ pub fn domain_xml(
                 target: Port { port: 0 },
             },
             console: Console { kind: "pty", target: ConsoleTarget { kind: "serial", port: 0 } },
-            graphics: Graphics { kind: "vnc", port: -1, autoport: "yes", listen: "127.0.0.1" },
+            graphics: Graphics {
+                kind: "vnc",
+                port: -1,
+                autoport: "yes",
+                listen: "127.0.0.1",
+                // VNC passwords are at most 8 characters.
+                passwd: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            },
         },
     };
     serialize(&domain)

@@ -13,6 +13,7 @@
 //! so reads never wait behind a write. Task leases expire by the database's clock.
 
 mod audit;
+mod consoles;
 mod events;
 mod idempotency;
 mod images;
@@ -24,6 +25,7 @@ mod singletons;
 mod ssh_keys;
 mod statement;
 mod tasks;
+mod usage;
 mod users;
 mod vms;
 mod webhooks;

@@ -12,6 +12,13 @@ pub(super) enum Bound {
     Text(Option<String>),
     Int(Option<i64>),
     Bool(bool),
+    Float(f64),
+}
+
+impl From<f64> for Bound {
+    fn from(f: f64) -> Self {
+        Self::Float(f)
+    }
 }
 
 impl From<bool> for Bound {
@@ -134,6 +141,7 @@ impl Statement {
                 Bound::Text(t) => q.bind(t.clone()),
                 Bound::Int(n) => q.bind(*n),
                 Bound::Bool(b) => q.bind(*b),
+                Bound::Float(f) => q.bind(*f),
             };
         }
         q

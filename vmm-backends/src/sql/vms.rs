@@ -62,7 +62,7 @@ fn vm(r: &AnyRow) -> Result<Vm> {
 
 impl SqlStore {
     /// One VM, read and locked in `tx`.
-    async fn vm_in(&self, tx: &mut Tx, id: VmId) -> Result<Vm> {
+    pub(super) async fn vm_in(&self, tx: &mut Tx, id: VmId) -> Result<Vm> {
         let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1{}", self.dialect.lock());
         let row =
             self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::VmNotFound { id }).await?;

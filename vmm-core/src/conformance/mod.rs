@@ -5,5 +5,6 @@
 pub mod events;
 pub mod hypervisor;
 pub mod idempotency;
+pub mod observe;
 pub mod store;
 pub mod users;

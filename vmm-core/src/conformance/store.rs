@@ -52,6 +52,8 @@ where
     super::events::webhook_claims(new_store().await.as_ref()).await;
     super::events::observed_states(new_store().await.as_ref()).await;
     singletons(new_store().await.as_ref()).await;
+    super::observe::console_tickets(new_store().await.as_ref(), 8).await;
+    super::observe::usage_points(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod counters;
+
 use super::lock;
 use super::watch::Watchers;
+use crate::console::{ConsoleKind, ConsoleStream};
 use crate::error::{Error, Result};
 use crate::hypervisor::{
     Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch,
@@ -18,6 +21,7 @@ use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
 use crate::network::Network;
 use crate::node::{Capacity, VirtType};
+use crate::usage::{DomainStats, NodeStats};
 
 /// A call on a [`InMemoryHypervisor`], to make it fail on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +88,12 @@ pub enum HypervisorCall {
     AttachNic,
     /// [`Hypervisor::detach_nic`].
     DetachNic,
+    /// [`Hypervisor::domain_stats`].
+    DomainStats,
+    /// [`Hypervisor::node_stats`].
+    NodeStats,
+    /// [`Hypervisor::open_console`].
+    OpenConsole,
 }
 
 /// A disk volume of the fake: its size and what it holds.
@@ -128,6 +138,8 @@ struct HvState {
     /// Calls that fail: how many more times (`None`: every time), and how.
     failures: HashMap<HypervisorCall, (Option<u32>, Failure)>,
     calls: Vec<HypervisorCall>,
+    /// Counters of running domains, and the CPU load each runs at (0 to 1).
+    counters: counters::Counters,
 }
 
 /// A [`Hypervisor`] in memory, with failures on demand.
@@ -708,6 +720,27 @@ impl Hypervisor for InMemoryHypervisor {
         }
         gate.pass().await;
         Ok(())
+    }
+
+    async fn domain_stats(&self) -> Result<Vec<DomainStats>> {
+        let gate = self.gate(HypervisorCall::DomainStats).await?;
+        let stats = self.next_stats();
+        gate.pass().await;
+        Ok(stats)
+    }
+
+    async fn node_stats(&self) -> Result<NodeStats> {
+        let gate = self.gate(HypervisorCall::NodeStats).await?;
+        let stats = self.next_node_stats();
+        gate.pass().await;
+        Ok(stats)
+    }
+
+    async fn open_console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleStream> {
+        let gate = self.gate(HypervisorCall::OpenConsole).await?;
+        let console = self.echo_console(vm, kind);
+        gate.pass().await;
+        console
     }
 }
 /// Opens `memory://NAME[?cpus=N&memory_mib=N&storage_gib=N]` URIs: one [`InMemoryHypervisor`]

@@ -5,6 +5,7 @@
 //! that area.
 
 mod audit;
+mod consoles;
 mod events;
 mod hypervisor;
 mod idempotency;
@@ -18,6 +19,7 @@ mod sender;
 mod singletons;
 mod ssh_keys;
 mod tasks;
+mod usage;
 mod users;
 mod vms;
 mod watch;
@@ -117,6 +119,10 @@ struct StoreState {
     deliveries: BTreeMap<crate::id::DeliveryId, crate::webhook::Delivery>,
     /// Singleton leases: holder and until when.
     singletons: HashMap<String, (String, chrono::DateTime<chrono::Utc>)>,
+    /// Console tickets by token hash.
+    console_tickets: HashMap<String, crate::console::ConsoleTicket>,
+    /// Usage points by subject key, resolution and time (Unix seconds).
+    usage: BTreeMap<(String, u32, i64), crate::usage::UsagePoint>,
 }
 
 impl StoreState {

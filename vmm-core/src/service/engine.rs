@@ -217,15 +217,26 @@ impl Vmm {
         // queued, or waiting for a vmmd that was down, does not count against it; with
         // `max_attempts`, the whole task is bounded too.
         let limit = self.inner.config.deadlines.of(task.kind, self.inner.config.shutdown_timeout);
-        let run = Run { task, fence, deadline: self.now() + chrono_duration(limit) };
+        let began = self.now();
+        let (metrics, kind) = (&self.inner.metrics, task.kind);
+        metrics.started(&task, seconds(began - task.created_at));
+        let run = Run { task, fence, deadline: began + chrono_duration(limit) };
         let work = self.perform(run);
-        match select(pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence))).await {
-            Either::Left((ended, _)) => {
-                let (run, result) = ended?;
+        let (work, lease) = (pin!(work.instrument(span.clone())), pin!(self.keep_lease(id, fence)));
+        let ended = select(work, lease).await;
+        let ran = seconds(self.now() - began);
+        match ended {
+            Either::Left((Some((run, result)), _)) => {
                 let task = span.in_scope(|| self.conclude(run.task, result));
+                metrics.ended(kind, task.state.into(), ran);
                 Some(Ended { task, fence, span, _held: None })
             }
+            Either::Left((None, _)) => {
+                metrics.ended(kind, "lease_lost", ran);
+                None
+            }
             Either::Right((e, _)) => {
+                metrics.ended(kind, "lease_lost", ran);
                 span.in_scope(|| tracing::warn!(error = %e, "lease lost; leaving the task to its new run"));
                 None
             }
@@ -353,4 +364,9 @@ impl Vmm {
         run.task.cancel_requested = stored.cancel_requested;
         Ok(stored.cancel_requested)
     }
+}
+
+/// A duration in seconds, for metrics.
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
 }

@@ -9,6 +9,7 @@
 //! Python package use tokio; tests here use a thread or `block_on`).
 
 mod audit;
+mod consoles;
 mod engine;
 mod events;
 mod guests;
@@ -16,6 +17,7 @@ mod idempotency;
 mod images;
 mod ipam;
 mod jobs;
+mod metrics;
 mod networks;
 mod nodes;
 mod recipes;
@@ -23,10 +25,13 @@ mod reconcile;
 mod ssh_keys;
 mod tasks;
 mod tenancy;
+mod usage;
 mod users;
 mod vms;
 mod webhooks;
 
+pub use consoles::{ConsoleGrant, ConsoleSession};
+pub use usage::{NodeDomains, UsageCollector};
 pub use users::{Session, TOKEN_PREFIX};
 
 use std::collections::{HashMap, HashSet};
@@ -86,6 +91,14 @@ pub struct VmmConfig {
     pub webhook_urls: UrlPolicy,
     /// Failed deliveries in a row after which a webhook is disabled.
     pub webhook_max_failures: u32,
+    /// How long a console ticket can be used (default 60 s).
+    pub console_ttl: Duration,
+    /// Console sessions open at once per VM, in one process (default 4).
+    pub console_sessions: usize,
+    /// How often usage is sampled and how long it is kept.
+    pub usage: crate::usage::UsageRetention,
+    /// How long a node's bulk statistics serve scrapes before they are read again (default 5 s).
+    pub stats_cache: Duration,
 }
 
 impl Default for VmmConfig {
@@ -107,6 +120,10 @@ impl Default for VmmConfig {
             idempotency_stale: Duration::from_secs(300),
             webhook_urls: UrlPolicy { allowed_hosts: vec!["*".into()], ..UrlPolicy::default() },
             webhook_max_failures: 10,
+            console_ttl: Duration::from_secs(60),
+            console_sessions: 4,
+            usage: crate::usage::UsageRetention::default(),
+            stats_cache: Duration::from_secs(5),
         }
     }
 }
@@ -182,6 +199,9 @@ impl VmmBuilder {
                 hypervisors: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashSet::new()),
                 changed: Event::new(),
+                metrics: crate::metrics::TaskMetrics::default(),
+                consoles: Mutex::new(HashMap::new()),
+                scraped: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -201,6 +221,12 @@ struct Inner {
     uploads: Mutex<HashSet<ImageId>>,
     /// Notified whenever a task is queued or changes state.
     changed: Event,
+    /// The engine's metrics.
+    metrics: crate::metrics::TaskMetrics,
+    /// Open console sessions per VM, in this process.
+    consoles: Mutex<HashMap<VmId, usize>>,
+    /// The last bulk statistics read from each node, for scrapes.
+    scraped: Mutex<HashMap<NodeId, (std::time::Instant, Arc<Vec<(crate::usage::DomainStats, String)>>)>>,
 }
 
 /// The vmm service. Cheap to clone; clones share everything.
@@ -283,6 +309,10 @@ impl Vmm {
         let hv = self.inner.connector.connect(&node.uri, node.virt_type).await?;
         Ok(self.cache().entry(node.id).or_insert(hv).clone())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -21,6 +21,27 @@ impl Vmm {
         Ok(node)
     }
 
+    /// Every node, each with whether it answered a cheap call (its capacity) within
+    /// `timeout`; an error when the store does not answer.
+    pub async fn probe_all_nodes(&self, timeout: std::time::Duration) -> Result<Vec<(Node, bool)>> {
+        let nodes = self.all_nodes().await?;
+        let probes = nodes.iter().map(|node| async move {
+            let probe = async {
+                match self.hypervisor(node).await {
+                    Ok(hv) => hv.node_info().await.is_ok(),
+                    Err(_) => false,
+                }
+            };
+            let limit = futures_timer::Delay::new(timeout);
+            match futures::future::select(std::pin::pin!(probe), limit).await {
+                futures::future::Either::Left((answered, _)) => answered,
+                futures::future::Either::Right(_) => false,
+            }
+        });
+        let answers = futures::future::join_all(probes).await;
+        Ok(nodes.into_iter().zip(answers).collect())
+    }
+
     /// One node.
     pub async fn get_node(&self, id: NodeId) -> Result<Node> {
         self.inner.store.get_node(id).await

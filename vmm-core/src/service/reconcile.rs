@@ -56,7 +56,7 @@ impl Vmm {
         Ok(report)
     }
 
-    async fn all_nodes(&self) -> Result<Vec<Node>> {
+    pub(super) async fn all_nodes(&self) -> Result<Vec<Node>> {
         let mut nodes = Vec::new();
         let mut page = PageRequest::first(1000);
         loop {

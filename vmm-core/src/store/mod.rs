@@ -6,6 +6,7 @@
 //! SQLite and PostgreSQL in `vmm-backends`.
 
 mod audit;
+mod consoles;
 mod events;
 mod idempotency;
 mod images;
@@ -16,6 +17,7 @@ mod recipes;
 mod singletons;
 mod ssh_keys;
 mod tasks;
+mod usage;
 mod users;
 mod vms;
 mod webhooks;
@@ -23,6 +25,7 @@ mod webhooks;
 use std::fmt::Debug;
 
 pub use audit::AuditStore;
+pub use consoles::ConsoleStore;
 pub use events::EventStore;
 pub use idempotency::IdempotencyStore;
 pub use images::{ImageStore, NodeImage};
@@ -33,6 +36,7 @@ pub use recipes::RecipeStore;
 pub use singletons::SingletonStore;
 pub use ssh_keys::SshKeyStore;
 pub use tasks::{Finished, TaskStore};
+pub use usage::UsageStore;
 pub use users::{StoredToken, UserStore};
 pub use vms::{PlacementRequest, VmGuest, VmStore};
 pub use webhooks::WebhookStore;
@@ -54,6 +58,8 @@ pub trait Store:
     + IdempotencyStore
     + WebhookStore
     + SingletonStore
+    + ConsoleStore
+    + UsageStore
     + Send
     + Sync
     + Debug
@@ -75,6 +81,8 @@ impl<T> Store for T where
         + IdempotencyStore
         + WebhookStore
         + SingletonStore
+        + ConsoleStore
+        + UsageStore
         + Send
         + Sync
         + Debug

@@ -4,16 +4,19 @@
 
 mod audit;
 mod channels;
+mod consoles;
 mod events;
 mod images;
 mod ipam;
 mod meta;
+mod metrics;
 mod networks;
 mod nodes;
 mod recipes;
 mod reconcile;
 mod ssh_keys;
 mod tasks;
+mod usage;
 mod users;
 mod vms;
 mod webhooks;
@@ -130,6 +133,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(images::routes(), Area::Images))
         .merge(gated(recipes::routes(), Area::Recipes))
         .merge(gated(vms::routes(), Area::Vms))
+        .merge(gated(consoles::routes(), Area::Vms))
+        .merge(gated(usage::vm_routes(), Area::Vms))
+        .merge(gated(usage::node_routes(), Area::Nodes))
         .merge(gated(tasks::routes(), Area::Tasks))
         .merge(gated(ssh_keys::routes(), Area::SshKeys))
         .merge(gated(audit::routes(), Area::Audit))
@@ -141,7 +147,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(events::routes())
 }
 
-/// Routes open to all (health, sign-in).
+/// Routes open to all (health, readiness, sign-in), or that check their own credential
+/// (metrics, the console websocket).
 pub fn public() -> OpenApiRouter<AppState> {
-    meta::public().merge(users::public())
+    meta::public().merge(users::public()).merge(metrics::public()).merge(consoles::public())
 }
+
+pub(crate) use consoles::page as console_page;

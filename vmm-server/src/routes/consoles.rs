@@ -1,0 +1,147 @@
+//! Consoles: a single-use token for a running VM's screen or serial console, the websocket
+//! that token opens (RFB bytes or terminal bytes, both ways), and the page that connects by
+//! itself (noVNC for the screen, xterm.js for the serial console).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use vmm_core::{Actor, ConsoleKind, ConsoleSession, VmId};
+
+use super::{created, ApiResult, Json, Path, Problems};
+use crate::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(console_token))
+}
+
+pub(super) fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(console_socket))
+}
+
+/// Which console to open.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleRequest {
+    /// `vnc` (the screen) or `serial`.
+    pub kind: ConsoleKind,
+}
+
+/// A console token: it opens the console once, before `expires_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsoleToken {
+    /// Open `GET /api/v1/console/{token}` as a websocket with it, once.
+    pub token: String,
+    /// The console page that connects by itself (the token is in it: treat it as secret).
+    pub url: String,
+    /// The console it opens.
+    pub kind: ConsoleKind,
+    /// Until when it can be used.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A single-use token to a running VM's console, for whoever may operate the VM.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/console", tag = "vms", params(("id" = VmId, Path)),
+    request_body(content = ConsoleRequest, example = json!({"kind": "vnc"})),
+    responses((status = 201, body = ConsoleToken), Problems))]
+async fn console_token(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<VmId>,
+    Json(request): Json<ConsoleRequest>,
+) -> ApiResult<Response> {
+    let grant = s.vmm.console_ticket(&actor, id, request.kind).await?;
+    let token = grant.token.expose().to_owned();
+    let url = format!("/console/?token={token}&kind={}", grant.kind);
+    let body = ConsoleToken { url, token: token.clone(), kind: grant.kind, expires_at: grant.expires_at };
+    Ok(created(format!("/api/v1/console/{token}"), body))
+}
+
+/// The console a token opens, as a websocket (binary frames both ways: RFB for `vnc`,
+/// terminal bytes for `serial`). The token is the credential: it is used up here, and a
+/// token used before, expired or unknown is refused with 401 before the upgrade.
+#[utoipa::path(get, path = "/api/v1/console/{token}", tag = "vms", security(()), params(("token" = String, Path)),
+    responses((status = 101, description = "Switching to the websocket protocol"), Problems))]
+async fn console_socket(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let session = s.vmm.open_console(&token).await?;
+    let protocol = upgrade.protocols(["binary"]);
+    Ok(protocol.on_upgrade(move |socket| relay(s, socket, session)).into_response())
+}
+
+/// Moves bytes between the websocket and the console until either side closes or the
+/// server stops, then records the close.
+async fn relay(s: AppState, socket: WebSocket, mut session: ConsoleSession) {
+    let stream = session.take_stream();
+    let (mut to_guest, mut from_guest) = (stream.to_guest, stream.from_guest);
+    let (mut ws_out, mut ws_in) = socket.split();
+    let mut stopping = s.stopping.clone();
+    loop {
+        tokio::select! {
+            bytes = from_guest.next() => match bytes {
+                Some(bytes) => {
+                    if ws_out.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            message = ws_in.next() => match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if to_guest.send(bytes.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Text(text))) => {
+                    if to_guest.send(text.as_bytes().to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => break,
+        }
+    }
+    let _ = ws_out.send(Message::Close(None)).await;
+    drop(to_guest);
+    s.vmm.close_console(session).await;
+}
+
+/// The console page and the libraries it loads (noVNC, xterm.js), built into the server.
+#[derive(rust_embed::Embed)]
+#[folder = "assets/console/"]
+struct Page;
+
+/// Serves `/console/` and its files. No bearer token: the page holds none, it reads the
+/// console token from its own address and hands it to the websocket.
+pub(crate) async fn page(uri: axum::http::Uri) -> Response {
+    let path = uri.path().trim_start_matches("/console").trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match Page::get(path) {
+        Some(file) => (
+            [
+                (CONTENT_TYPE, file.metadata.mimetype().to_owned()),
+                (CACHE_CONTROL, "no-cache".to_owned()),
+                (REFERRER_POLICY, "no-referrer".to_owned()),
+                (
+                    CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+                        .to_owned(),
+                ),
+            ],
+            file.data,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
