@@ -50,9 +50,9 @@ pub struct DomainStats {
     pub state: PowerState,
     /// CPU time used by the domain since it started, in nanoseconds.
     pub cpu_time_ns: u64,
-    /// vCPUs it runs with.
+    /// vCPUs it runs with (0 where the driver does not say).
     pub vcpus: u32,
-    /// The most memory it may have, in KiB.
+    /// The most memory it may have, in KiB (0 where the driver does not say).
     pub memory_max_kib: u64,
     /// Memory it has now (the balloon's size), in KiB.
     pub memory_current_kib: u64,

@@ -217,7 +217,8 @@ fn to_domain_stats(vm_id: VmId, p: &HashMap<String, Value>) -> DomainStats {
         vm_id,
         state,
         cpu_time_ns: uint("cpu.time").unwrap_or(0),
-        vcpus: uint("vcpu.current").and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+        // 0: not counted by this driver.
+        vcpus: uint("vcpu.current").and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
         memory_max_kib: uint("balloon.maximum").unwrap_or(0),
         memory_current_kib: uint("balloon.current").unwrap_or(0),
         memory_used_kib: guest_used.or_else(|| uint("balloon.rss")),

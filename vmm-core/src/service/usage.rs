@@ -184,8 +184,8 @@ impl Vmm {
         self.usage_of(UsageSubject::Node(id), from, to, step).await
     }
 
-    /// A series from `from` (an hour ago) to `to` (now) at `step` seconds (60): each point
-    /// the average of the stored points in its step, from the resolution that suits.
+    /// A series from `from` to `to` (the last hour) at `step` seconds (60): each point the
+    /// average of the stored points in its step, from the resolution that suits.
     async fn usage_of(
         &self,
         subject: UsageSubject,
@@ -194,12 +194,18 @@ impl Vmm {
         step: Option<u64>,
     ) -> Result<Vec<UsagePoint>> {
         let now = self.now();
-        let to = to.unwrap_or(now);
-        let from = from.unwrap_or(to - chrono::Duration::hours(1));
         let step = step.unwrap_or(60);
         if step == 0 {
             return Err(Error::invalid("step", "at least 1 second"));
         }
+        // By default the last hour, the point sampled this second included, in steps
+        // aligned to the step.
+        let to = to.unwrap_or(now + chrono::Duration::seconds(1));
+        let from = from.unwrap_or_else(|| {
+            let start = (to - chrono::Duration::hours(1)).timestamp();
+            let step = i64::try_from(step).unwrap_or(i64::MAX);
+            DateTime::from_timestamp(start.div_euclid(step) * step, 0).unwrap_or_default()
+        });
         if from >= to {
             return Err(Error::invalid("from", "must be before `to`"));
         }
@@ -235,9 +241,21 @@ impl Vmm {
         }
         let hv = self.hypervisor(node).await?;
         let (stats, vms) = futures::try_join!(hv.domain_stats(), self.inner.store.vms_on_node(node.id))?;
-        let names: HashMap<VmId, String> = vms.into_iter().map(|vm| (vm.id, vm.name)).collect();
-        let joined: Vec<_> =
-            stats.into_iter().filter_map(|d| names.get(&d.vm_id).map(|n| (d.clone(), n.clone()))).collect();
+        let vms: HashMap<VmId, crate::vm::Vm> = vms.into_iter().map(|vm| (vm.id, vm)).collect();
+        // Where the driver did not say (the test driver counts little), the VM's own size.
+        let joined: Vec<_> = stats
+            .into_iter()
+            .filter_map(|mut d| {
+                let vm = vms.get(&d.vm_id)?;
+                if d.vcpus == 0 {
+                    d.vcpus = vm.vcpus;
+                }
+                if d.memory_max_kib == 0 {
+                    d.memory_max_kib = vm.memory_mib * 1024;
+                }
+                Some((d, vm.name.clone()))
+            })
+            .collect();
         let joined = Arc::new(joined);
         lock(&self.inner.scraped).insert(node.id, (Instant::now(), joined.clone()));
         Ok(joined)
