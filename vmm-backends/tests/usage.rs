@@ -60,7 +60,12 @@ async fn bounded_at_scale(url: &str) {
     // The last ten minutes of raw points of each VM, and its rollups, are all there.
     let now = vmm_core::Clock::now(clock.as_ref());
     let last = store
-        .usage(UsageSubject::Vm(ids[0]), RAW, now - chrono::Duration::minutes(10), now + chrono::Duration::seconds(1))
+        .usage(
+            UsageSubject::Vm(ids[0]),
+            RAW,
+            now - chrono::Duration::minutes(10),
+            now + chrono::Duration::seconds(1),
+        )
         .await
         .unwrap();
     // Ten minutes ago to now, both ends in: eleven points a minute apart.

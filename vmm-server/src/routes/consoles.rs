@@ -2,6 +2,7 @@
 //! that token opens (RFB bytes or terminal bytes, both ways), and the page that connects by
 //! itself (noVNC for the screen, xterm.js for the serial console).
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
@@ -71,8 +72,11 @@ async fn console_token(
 async fn console_socket(
     State(s): State<AppState>,
     Path(token): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    // A plain GET is refused before the token is looked at, so it is not used up.
+    let upgrade =
+        upgrade.map_err(|_| vmm_core::Error::invalid("connection", "open the console as a websocket"))?;
     let session = s.vmm.open_console(&token).await?;
     let protocol = upgrade.protocols(["binary"]);
     Ok(protocol.on_upgrade(move |socket| relay(s, socket, session)).into_response())
@@ -125,7 +129,7 @@ struct Page;
 /// Serves `/console/` and its files. No bearer token: the page holds none, it reads the
 /// console token from its own address and hands it to the websocket.
 pub(crate) async fn page(uri: axum::http::Uri) -> Response {
-    let path = uri.path().trim_start_matches("/console").trim_start_matches('/');
+    let path = uri.path().strip_prefix("/console/").unwrap_or_default();
     let path = if path.is_empty() { "index.html" } else { path };
     match Page::get(path) {
         Some(file) => (
