@@ -5,8 +5,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use vmm_tests::{data_dir, postgres_db, vmmd_binary, Vmmd, VmmdConfig};
 
 fn vm_life(config: VmmdConfig, node_uri: &str) {
@@ -172,5 +173,52 @@ fn a_generated_token_is_written_with_mode_0600_and_required() {
     assert_eq!(ok.status(), 200);
     child.kill().ok();
     child.wait().ok();
+    std::fs::remove_dir_all(data).ok();
+}
+
+#[test]
+fn json_logs_carry_the_request_and_task_ids() {
+    let data = data_dir();
+    let vmmd = Vmmd::start(
+        &VmmdConfig::new(&data).with("VMM_LOG_FORMAT", "json").with("RUST_LOG", "info,tower_http=debug"),
+    );
+    vmmd.add_node("test:///default");
+    let (status, created) = vmmd.call(
+        "POST",
+        "/api/v1/vms",
+        Some(json!({"name": "logged", "vcpus": 1, "memory_mib": 64, "disk_gib": 1})),
+    );
+    assert_eq!(status, 202, "{created}");
+    vmmd.done(&created["task"]);
+    let task = created["task"]["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = vmmd.log();
+        let lines: Vec<Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        let in_span = |name: &str, key: &str, value: &str| {
+            lines.iter().any(|l| {
+                l["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|s| s["name"] == name && s[key] == value))
+            })
+        };
+        let requests = lines.iter().any(|l| {
+            l["spans"].as_array().is_some_and(|s| {
+                s.iter().any(|s| s["name"] == "request" && s["id"].as_str().is_some_and(|id| id.len() == 36))
+            })
+        });
+        if in_span("task", "task", task) && requests {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line of task {task}, or none of a request, in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    vmmd.stop();
     std::fs::remove_dir_all(data).ok();
 }

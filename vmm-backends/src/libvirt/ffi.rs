@@ -49,8 +49,11 @@ const GROUPS: u32 = virt_sys::VIR_DOMAIN_STATS_STATE
     | virt_sys::VIR_DOMAIN_STATS_INTERFACE
     | virt_sys::VIR_DOMAIN_STATS_BLOCK;
 
+/// One domain's typed parameters, by name.
+type Params = HashMap<String, Value>;
+
 /// Each running domain's name and parameters, from one call.
-fn raw_domain_stats(conn: &Connect) -> Result<Vec<(String, HashMap<String, Value>)>, VirtError> {
+fn raw_domain_stats(conn: &Connect) -> Result<Vec<(String, Params)>, VirtError> {
     let mut records: *mut virt_sys::virDomainStatsRecordPtr = std::ptr::null_mut();
     let flags = virt_sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE;
     // SAFETY: `conn` is a live connection; libvirt fills `records` with a NULL-terminated
@@ -175,7 +178,7 @@ pub(super) fn node_stats(conn: &Connect) -> Result<NodeStats, VirtError> {
     })
 }
 
-fn to_domain_stats(vm_id: VmId, p: &HashMap<String, Value>) -> DomainStats {
+fn to_domain_stats(vm_id: VmId, p: &Params) -> DomainStats {
     let uint = |k: &str| p.get(k).and_then(Value::uint);
     let text = |k: &str| match p.get(k) {
         Some(Value::Text(t)) => t.clone(),

@@ -226,7 +226,7 @@ struct Inner {
     /// Open console sessions per VM, in this process.
     consoles: Mutex<HashMap<VmId, usize>>,
     /// The last bulk statistics read from each node, for scrapes.
-    scraped: Mutex<HashMap<NodeId, (std::time::Instant, Arc<Vec<(crate::usage::DomainStats, String)>>)>>,
+    scraped: Mutex<HashMap<NodeId, (std::time::Instant, usage::Domains)>>,
 }
 
 /// The vmm service. Cheap to clone; clones share everything.

@@ -32,13 +32,16 @@ pub struct UsageCollector {
     rolled: Option<DateTime<Utc>>,
 }
 
+/// A node's running VMs' counters, each with the VM's name, from one bulk read.
+pub type Domains = Arc<Vec<(DomainStats, String)>>;
+
 /// A node's domains as one bulk read saw them, with their VMs' names.
 #[derive(Debug)]
 pub struct NodeDomains {
     /// The node.
     pub node: Node,
     /// Its VMs' counters and names, or why they could not be read.
-    pub domains: Result<Arc<Vec<(DomainStats, String)>>>,
+    pub domains: Result<Domains>,
 }
 
 impl Vmm {
@@ -232,7 +235,7 @@ impl Vmm {
         .await)
     }
 
-    async fn cached_domains(&self, node: &Node) -> Result<Arc<Vec<(DomainStats, String)>>> {
+    async fn cached_domains(&self, node: &Node) -> Result<Domains> {
         let max_age = self.inner.config.stats_cache;
         if let Some((at, d)) = lock(&self.inner.scraped).get(&node.id) {
             if at.elapsed() < max_age {
