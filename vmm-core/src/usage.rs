@@ -246,7 +246,10 @@ impl UsageRetention {
     /// coarsest one no coarser than the step that still holds `from`, else the finest that
     /// holds it, else the hourly one.
     pub fn resolution_for(&self, from: DateTime<Utc>, now: DateTime<Utc>, step: u64) -> u32 {
-        let covers = |r: &u32| from >= now - crate::service::chrono_duration(self.keep(*r));
+        let covers = |r: &u32| {
+            now.checked_sub_signed(crate::service::chrono_duration(self.keep(*r)))
+                .is_none_or(|oldest| from >= oldest)
+        };
         let all = [RAW, ROLLUPS[0], ROLLUPS[1]];
         all.iter()
             .rev()

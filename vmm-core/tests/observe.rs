@@ -211,5 +211,6 @@ fn a_scrape_has_every_running_vm() {
         }
         assert!(text.contains("vmm_task_runs_total{kind=\"create_vm\",state=\"succeeded\"} 2"), "{text}");
         assert!(text.contains("vmm_node_up{"), "{text}");
+        assert!(text.contains("vmm_tasks{state=\"queued\"} 0"), "{text}");
     })
 }

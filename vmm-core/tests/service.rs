@@ -626,6 +626,7 @@ one_at_a_time! {
         enqueue_task(task: &Task, action: Option<VmAction>) -> ();
         get_task(id: TaskId) -> Task;
         list_tasks(filter: &TaskFilter, page: &PageRequest) -> Page<Task>;
+        count_active_tasks() -> Vec<(vmm_core::TaskState, u64)>;
         claim_tasks(owner: &str, now: DateTime<Utc>, lease: Duration, max: usize) -> Vec<Task>;
         renew_lease(id: TaskId, fence: u64, lease: Duration) -> ();
         save_task(task: &Task, fence: u64) -> ();

@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use vmm_core::{
-    Error, Event, Finished, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskStore,
-    UserId, VmAction, VmId,
+    Error, Event, Finished, Page, PageRequest, Result, Task, TaskFilter, TaskId, TaskLease, TaskState,
+    TaskStore, UserId, VmAction, VmId,
 };
 
 use super::statement::{Bound, Statement};
 use super::{
-    first, from_json, from_us, is_unique_violation, signed, to_json, Columns, Dialect, SqlStore, Tx,
+    first, from_json, from_us, is_unique_violation, signed, to_json, unsigned, Columns, Dialect, SqlStore, Tx,
 };
 
 /// The columns of a task, the database's clock among them as `db_now`. `cancel_requested`
@@ -349,6 +349,24 @@ impl TaskStore for SqlStore {
         let row =
             self.row(sqlx::query(&sql).bind(id.to_string()), &self.read, Error::TaskNotFound { id }).await?;
         task(&row).map(|(t, _)| t)
+    }
+
+    async fn count_active_tasks(&self) -> Result<Vec<(TaskState, u64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM tasks WHERE state IN ('queued', 'running') GROUP BY state",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.err(e))?;
+        let mut counts = vec![(TaskState::Queued, 0), (TaskState::Running, 0)];
+        for row in rows {
+            let state: TaskState = row.parsed("state")?;
+            let n = unsigned(&row, "n")?;
+            if let Some(c) = counts.iter_mut().find(|(s, _)| *s == state) {
+                c.1 = n;
+            }
+        }
+        Ok(counts)
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {

@@ -52,6 +52,9 @@ pub async fn console_tickets(s: &dyn Store, takers: usize) {
         2,
         "{kinds:?}"
     );
+    // The VM's create task was queued and ended: nothing is active.
+    let active = s.count_active_tasks().await.unwrap();
+    assert!(active.iter().all(|(_, n)| *n == 0), "{active:?}");
     let opened = kinds.iter().position(|k| *k == EventType::VmConsoleOpened).unwrap();
     let closed = kinds.iter().position(|k| *k == EventType::VmConsoleClosed).unwrap();
     assert!(opened < closed, "{kinds:?}");

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::{TaskId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::store::{Finished, TaskStore};
-use crate::task::{Task, TaskFilter};
+use crate::task::{Task, TaskFilter, TaskState};
 use crate::vm::VmAction;
 
 fn span(d: Duration) -> chrono::Duration {
@@ -86,6 +86,14 @@ impl TaskStore for InMemoryStore {
 
     async fn get_task(&self, id: TaskId) -> Result<Task> {
         self.state().tasks.get(&id).cloned().ok_or(Error::TaskNotFound { id })
+    }
+
+    async fn count_active_tasks(&self) -> Result<Vec<(TaskState, u64)>> {
+        let s = self.state();
+        let states = s.active.iter().filter_map(|id| s.tasks.get(id)).map(|t| t.state);
+        let queued = states.clone().filter(|st| *st == TaskState::Queued).count() as u64;
+        let running = states.filter(|st| *st == TaskState::Running).count() as u64;
+        Ok(vec![(TaskState::Queued, queued), (TaskState::Running, running)])
     }
 
     async fn list_tasks(&self, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {

@@ -36,10 +36,16 @@ fn gauge(v: u64) -> i64 {
 }
 
 impl Vmm {
-    /// Registers every metric of a scrape into `registry`: the engine's families, whether
-    /// each node answered (`vmm_node_up`), and its running VMs' counters.
+    /// Registers every metric of a scrape into `registry`: the engine's families, the
+    /// tasks queued and running (`vmm_tasks`), whether each node answered (`vmm_node_up`),
+    /// and its running VMs' counters.
     pub async fn scrape(&self, registry: &mut Registry) -> Result<()> {
         self.inner.metrics.register(registry);
+        let tasks: Family<Labels, Gauge> = Family::default();
+        for (state, n) in self.inner.store.count_active_tasks().await? {
+            tasks.get_or_create(&vec![("state", state.to_string())]).set(gauge(n));
+        }
+        registry.register("vmm_tasks", "Tasks queued and running, in the whole cluster", tasks);
         let up: Family<Labels, Gauge> = Family::default();
         let d = Domains::default();
         for node in self.node_domains().await? {

@@ -204,11 +204,17 @@ impl Vmm {
         // By default the last hour, the point sampled this second included, in steps
         // aligned to the step.
         let to = to.unwrap_or(now + chrono::Duration::seconds(1));
-        let from = from.unwrap_or_else(|| {
-            let start = (to - chrono::Duration::hours(1)).timestamp();
-            let step = i64::try_from(step).unwrap_or(i64::MAX);
-            DateTime::from_timestamp(start.div_euclid(step) * step, 0).unwrap_or_default()
-        });
+        let from = match from {
+            Some(from) => from,
+            None => {
+                let start = to
+                    .checked_sub_signed(chrono::Duration::hours(1))
+                    .ok_or_else(|| Error::invalid("to", "out of range"))?
+                    .timestamp();
+                let step = i64::try_from(step).unwrap_or(i64::MAX);
+                DateTime::from_timestamp(start.div_euclid(step) * step, 0).unwrap_or_default()
+            }
+        };
         if from >= to {
             return Err(Error::invalid("from", "must be before `to`"));
         }

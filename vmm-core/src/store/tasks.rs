@@ -87,4 +87,7 @@ pub trait TaskStore: Send + Sync {
     /// Cancels a queued task at once, or asks a running one to stop ([`Task::cancel`]);
     /// returns the task. A conflict for a task that has ended.
     async fn cancel_task(&self, id: TaskId, now: DateTime<Utc>) -> Result<Task>;
+
+    /// How many tasks are queued and how many run (for metrics).
+    async fn count_active_tasks(&self) -> Result<Vec<(crate::task::TaskState, u64)>>;
 }
