@@ -222,7 +222,12 @@ impl Bench {
             addresses: vec![],
             seed: true,
         };
-        let at = Placement { storage_pool: POOL, network: None, console_log_dir: Some(POOL_DIR) };
+        let at = Placement {
+            storage_pool: POOL,
+            network: None,
+            console_log_dir: Some(POOL_DIR),
+            vnc_password: None,
+        };
         let started = Instant::now();
         copy_disk(&tiny_guest(), &disk);
         std::fs::write(&seed_file, seed(vm)).unwrap();

@@ -37,7 +37,8 @@ fn direct(conn: &Connect, pool_name: &str, domain_type: &str, log_dir: Option<&s
     let vm = VmId::new();
     let pool = conn.lookup_storage_pool_by_name(pool_name).unwrap();
     let vol = virt::storage_vol::StorageVol::create_xml(&pool, &volume_xml(vm, 1).unwrap(), 0).unwrap();
-    let at = Placement { storage_pool: pool_name, network: None, console_log_dir: log_dir };
+    let at =
+        Placement { storage_pool: pool_name, network: None, console_log_dir: log_dir, vnc_password: None };
     let dom = conn
         .define_domain_xml(&domain_xml(&spec(vm, "bench", VirtType::Qemu), domain_type, &at).unwrap())
         .unwrap();

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         let node = vmm.create_node(NodeSpec::new("bench", "test:///default")).await.unwrap();
         // The domains, on the same process-wide test driver vmm's node is.
         let conn = Connect::open(Some("test:///default")).unwrap();
-        let at = Placement { storage_pool: &cfg.storage_pool, network: None, console_log_dir: None };
+        let at = Placement { storage_pool: &cfg.storage_pool, network: None, console_log_dir: None, vnc_password: None };
         let ids: Vec<VmId> = (0..n).map(|_| VmId::new()).collect();
         for (i, id) in ids.iter().enumerate() {
             let xml = domain_xml(&spec(*id, &format!("vm-{i}"), VirtType::Qemu), "test", &at).unwrap();

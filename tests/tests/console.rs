@@ -321,6 +321,12 @@ fn a_running_guest_is_seen_through_its_consoles_metrics_and_graphs() {
     let kinds: Vec<&str> =
         events["items"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(kinds.contains(&"vm.console_opened") && kinds.contains(&"vm.console_closed"), "{events}");
+    // The tokens are credentials: the log names neither.
+    let log = vmmd.log();
+    assert!(log.contains("console opened"), "{log}");
+    for token in [token, used] {
+        assert!(!log.contains(token), "a console token is in the log");
+    }
     vmmd.stop();
     std::fs::remove_dir_all(data).ok();
 }

@@ -144,53 +144,56 @@ pub struct Reading {
     pub at: DateTime<Utc>,
     /// CPU time in nanoseconds.
     pub cpu_ns: u64,
-    /// The CPUs that time is shared by (the VM's vCPUs, or the node's CPUs).
+    /// The CPUs that time is shared by (the VM's vCPUs).
     pub cpus: u32,
     /// Memory in use, in KiB.
     pub memory_used_kib: u64,
-    /// Bytes read from disks, in all.
-    pub disk_read: u64,
-    /// Bytes written to disks, in all.
-    pub disk_write: u64,
-    /// Bytes received, in all.
-    pub net_rx: u64,
-    /// Bytes sent, in all.
-    pub net_tx: u64,
+    /// Each device's byte counters: a disk's `[read, written, 0, 0]`, a NIC's
+    /// `[0, 0, received, sent]`, by `block:NAME` or `net:NAME`.
+    pub devices: std::collections::BTreeMap<String, [u64; 4]>,
 }
 
 impl Reading {
     /// A domain's reading at `at`.
     pub fn of_domain(s: &DomainStats, at: DateTime<Utc>) -> Self {
+        let disks =
+            s.block.iter().map(|b| (format!("block:{}", b.device), [b.read_bytes, b.write_bytes, 0, 0]));
+        let nics = s.net.iter().map(|n| (format!("net:{}", n.device), [0, 0, n.rx_bytes, n.tx_bytes]));
         Reading {
             at,
             cpu_ns: s.cpu_time_ns,
             cpus: s.vcpus.max(1),
             memory_used_kib: s.memory_used_kib.unwrap_or(s.memory_current_kib),
-            disk_read: s.block.iter().map(|b| b.read_bytes).sum(),
-            disk_write: s.block.iter().map(|b| b.write_bytes).sum(),
-            net_rx: s.net.iter().map(|n| n.rx_bytes).sum(),
-            net_tx: s.net.iter().map(|n| n.tx_bytes).sum(),
+            devices: disks.chain(nics).collect(),
         }
     }
 
-    /// The rates from `before` to this reading; `None` when no time passed or a counter
-    /// went back (the domain restarted), so the pair says nothing.
+    /// The rates from `before` to this reading; `None` when no time passed or the CPU
+    /// counter went back (the domain restarted), so the pair says nothing. Devices count
+    /// when both readings have them and their counters did not go back (a disk or NIC
+    /// plugged in or out between the two changes nothing else).
     pub fn rates_since(&self, before: &Reading) -> Option<UsagePoint> {
         let secs = (self.at - before.at).num_milliseconds() as f64 / 1000.0;
         if secs <= 0.0 {
             return None;
         }
-        let delta = |now: u64, then: u64| now.checked_sub(then).map(|d| d as f64);
-        let cpu = delta(self.cpu_ns, before.cpu_ns)?;
-        let per_sec = |now, then| delta(now, then).map(|d| d / secs);
+        let cpu = self.cpu_ns.checked_sub(before.cpu_ns)? as f64;
+        let mut moved = [0f64; 4];
+        for (device, now) in &self.devices {
+            let Some(then) = before.devices.get(device) else { continue };
+            let deltas: Option<Vec<u64>> = now.iter().zip(then).map(|(n, t)| n.checked_sub(*t)).collect();
+            for (sum, d) in moved.iter_mut().zip(deltas.into_iter().flatten()) {
+                *sum += d as f64;
+            }
+        }
         Some(UsagePoint {
             t: self.at,
             cpu_percent: (cpu / (secs * 1e9 * f64::from(self.cpus)) * 100.0).clamp(0.0, 100.0),
             memory_used_mib: self.memory_used_kib as f64 / 1024.0,
-            disk_read_bps: per_sec(self.disk_read, before.disk_read)?,
-            disk_write_bps: per_sec(self.disk_write, before.disk_write)?,
-            net_rx_bps: per_sec(self.net_rx, before.net_rx)?,
-            net_tx_bps: per_sec(self.net_tx, before.net_tx)?,
+            disk_read_bps: moved[0] / secs,
+            disk_write_bps: moved[1] / secs,
+            net_rx_bps: moved[2] / secs,
+            net_tx_bps: moved[3] / secs,
         })
     }
 }
@@ -270,10 +273,7 @@ mod tests {
             cpu_ns,
             cpus: 2,
             memory_used_kib: 2048,
-            disk_read: read,
-            disk_write: 0,
-            net_rx: 0,
-            net_tx: 0,
+            devices: [("block:vda".to_owned(), [read, 0, 0, 0])].into_iter().collect(),
         }
     }
 
@@ -287,9 +287,23 @@ mod tests {
     }
 
     #[test]
-    fn a_counter_that_went_back_or_no_time_gives_no_point() {
+    fn a_cpu_counter_that_went_back_or_no_time_gives_no_point() {
         assert!(reading(70, 1, 0).rates_since(&reading(10, 5, 0)).is_none());
         assert!(reading(10, 5, 0).rates_since(&reading(10, 1, 0)).is_none());
+    }
+
+    #[test]
+    fn a_device_plugged_in_or_out_counts_only_where_both_readings_have_it() {
+        let before = reading(10, 0, 6000);
+        let mut now = reading(70, 0, 12_000);
+        now.devices.insert("block:vdb".into(), [1 << 30, 0, 0, 0]);
+        now.devices.insert("net:vnet0".into(), [0, 0, 600, 60]);
+        let p = now.rates_since(&before).unwrap();
+        assert_eq!((p.disk_read_bps, p.net_rx_bps), (100.0, 0.0));
+        // vda gone (and vdb's counter is new): no disk traffic, the point stands.
+        let mut later = reading(130, 0, 0);
+        later.devices = [("block:vdb".to_owned(), [(1 << 30) + 60, 0, 0, 0])].into_iter().collect();
+        assert_eq!(later.rates_since(&now).unwrap().disk_read_bps, 1.0);
     }
 
     #[test]

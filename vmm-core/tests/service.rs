@@ -604,7 +604,7 @@ one_at_a_time! {
     ConsoleStore {
         add_console_ticket(ticket: &vmm_core::ConsoleTicket, now: DateTime<Utc>) -> ();
         take_console_ticket(token_hash: &str, now: DateTime<Utc>) -> vmm_core::ConsoleTicket;
-        console_closed(ticket: &vmm_core::ConsoleTicket, at: DateTime<Utc>) -> ();
+        record_console(ticket: &vmm_core::ConsoleTicket, kind: vmm_core::EventType, at: DateTime<Utc>) -> ();
     }
     UsageStore {
         add_usage(points: &[(vmm_core::usage::UsageSubject, vmm_core::usage::UsagePoint)]) -> ();

@@ -70,11 +70,13 @@ pub async fn idempotent(State(s): State<AppState>, req: Request, next: Next) -> 
         return ApiError::from(Error::unavailable("http", "the answer could not be read")).into_response();
     };
     let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let (body, secret) = without_secrets(&bytes);
     let kept = StoredResponse {
         status: parts.status.as_u16(),
-        location: text(header::LOCATION),
+        // A location that names the secret (a console token's websocket) is not kept either.
+        location: text(header::LOCATION).filter(|l| secret.as_ref().is_none_or(|t| !l.contains(t.as_str()))),
         content_type: text(header::CONTENT_TYPE),
-        body: without_secrets(&bytes),
+        body,
     };
     if let Err(e) = s.vmm.finish_idempotent(&actor, &key, &kept).await {
         tracing::warn!(error = %vmm_core::error_chain(&e), "the answer to an idempotency key was not kept");
@@ -83,15 +85,23 @@ pub async fn idempotent(State(s): State<AppState>, req: Request, next: Next) -> 
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The answer as it is kept: a secret shown once (a new API token's `token`) is not kept,
-/// so a replay answers with the rest of it and `"token": null`.
-fn without_secrets(body: &[u8]) -> String {
+/// The answer as it is kept, and the secret left out: a secret shown once (a new API
+/// token's or a console ticket's `token`) is not kept, nor any other field that holds it (a
+/// console page's `url`), so a replay answers with the rest and `null` for those.
+fn without_secrets(body: &[u8]) -> (String, Option<String>) {
     match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(mut map)) if map.get("token").is_some_and(|t| t.is_string()) => {
-            map.insert("token".to_owned(), serde_json::Value::Null);
-            serde_json::Value::Object(map).to_string()
+        Ok(serde_json::Value::Object(mut map)) => {
+            let Some(secret) = map.get("token").and_then(|t| t.as_str()).map(str::to_owned) else {
+                return (String::from_utf8_lossy(body).into_owned(), None);
+            };
+            for value in map.values_mut() {
+                if value.as_str().is_some_and(|v| v.contains(secret.as_str())) {
+                    *value = serde_json::Value::Null;
+                }
+            }
+            (serde_json::Value::Object(map).to_string(), Some(secret))
         }
-        _ => String::from_utf8_lossy(body).into_owned(),
+        _ => (String::from_utf8_lossy(body).into_owned(), None),
     }
 }
 

@@ -78,6 +78,8 @@ pub struct AppState {
     pub http_metrics: metrics::HttpMetrics,
     /// Set once the store and every node have answered (`/api/v1/ready`).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The last readiness probe, and when (one at a time, not too often).
+    pub readiness: Arc<tokio::sync::Mutex<Option<(std::time::Instant, routes::Readiness)>>>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             metrics_token: None,
             http_metrics: metrics::HttpMetrics::default(),
             ready: Arc::default(),
+            readiness: Arc::default(),
         }
     }
 
@@ -192,9 +195,19 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %logged_path(req.uri().path()))
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The path as logged: a console token (the credential of the console websocket) is left
+/// out.
+fn logged_path(path: &str) -> &str {
+    if path.starts_with("/api/v1/console/") {
+        "/api/v1/console/{token}"
+    } else {
+        path
+    }
 }
 
 /// Ends a request that runs past `limit` with 408, except an image upload: that one is

@@ -203,6 +203,7 @@ impl World {
             ("POST", "/api/v1/vms/{id}/{action}") | ("POST", "/api/v1/tasks/{id}/cancel") => None,
             ("POST", "/api/v1/vms/{id}/reinstall") => Some(json!({"image_id": self.image})),
             ("POST", "/api/v1/vms/{id}/clone") => Some(json!({"name": "copy"})),
+            ("POST", "/api/v1/vms/{id}/console") => Some(json!({"kind": "vnc"})),
             ("POST", "/api/v1/vms/{id}/addresses") => Some(json!({"ip_pool_id": self.pool})),
             ("POST", "/api/v1/auth/logout") => None,
             ("POST", "/api/v1/users") => {

@@ -1,8 +1,9 @@
-//! Consoles through libvirt, so they work wherever the node's connection reaches: the
-//! screen is the socket `virDomainOpenGraphicsFD` hands over, already past VNC's password
-//! (the domain's password guards the VNC port itself, and never leaves libvirt); the serial
-//! console is a non-blocking libvirt stream (`virDomainOpenConsole`) pumped by a thread of
-//! its own.
+//! Consoles through libvirt: the screen is the socket `virDomainOpenGraphicsFD` hands over,
+//! already past VNC's password (the domain's password guards the VNC port itself, and never
+//! leaves libvirt); the serial console is a non-blocking libvirt stream
+//! (`virDomainOpenConsole`) pumped by a thread of its own. libvirt passes a socket only over
+//! a local connection, so the screen of a node reached over the network is refused as
+//! unsupported (its VNC port stays on that node's loopback); its serial console works.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +27,28 @@ const IDLE: Duration = Duration::from_millis(15);
 impl LibvirtHypervisor {
     /// The domain's screen: RFB bytes, authenticated already.
     pub(super) async fn open_screen(&self, vm: VmId) -> Result<ConsoleStream> {
-        let fd = self
-            .on_domain("open a screen", vm, |d| {
-                d.open_graphics_fd(0, virt::sys::VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH)
+        let uri = self.link.uri();
+        let local = uri.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/'));
+        if !local {
+            return Err(vmm_core::Error::unsupported(
+                uri,
+                "the screen of a node reached over the network (libvirt passes the screen's socket over a local connection only); its serial console works",
+            ));
+        }
+        // The socket is adopted where it is opened: if the call is abandoned past its
+        // deadline, dropping it closes it.
+        let opened = self
+            .call("open a screen", move |c| {
+                let Some(d) = lookup_domain(c, vm)? else { return Ok(None) };
+                let fd = d.open_graphics_fd(0, virt::sys::VIR_DOMAIN_OPEN_GRAPHICS_SKIPAUTH)?;
+                let socket = adopt_socket(fd)?;
+                socket.set_nonblocking(true)?;
+                Ok(Some(socket))
             })
             .await?;
-        let socket = adopt_socket(fd)
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(tokio::net::UnixStream::from_std)
-            .map_err(|e| self.to_error("open a screen", e.into()))?;
+        let socket = opened.ok_or(vmm_core::Error::VmNotFound { id: vm })?;
+        let socket =
+            tokio::net::UnixStream::from_std(socket).map_err(|e| self.to_error("open a screen", e.into()))?;
         let (mut reader, mut writer) = socket.into_split();
         let (to_guest, mut input) = mpsc::channel::<Vec<u8>>(QUEUE);
         let (mut output, from_guest) = mpsc::channel::<Vec<u8>>(QUEUE);
@@ -70,8 +84,8 @@ impl LibvirtHypervisor {
                 let Some(d) = lookup_domain(c, vm)? else {
                     return Ok(None);
                 };
-                let stream = Stream::new(c, virt::sys::VIR_STREAM_NONBLOCK)?;
-                d.open_console(None, &stream, virt::sys::VIR_DOMAIN_CONSOLE_FORCE)?;
+                let stream = Aborting(Some(Stream::new(c, virt::sys::VIR_STREAM_NONBLOCK)?));
+                d.open_console(None, stream.get(), virt::sys::VIR_DOMAIN_CONSOLE_FORCE)?;
                 Ok(Some(stream))
             })
             .await?;
@@ -87,16 +101,39 @@ impl LibvirtHypervisor {
     }
 }
 
+/// A libvirt stream that is aborted when dropped, however its owner ends (libvirt wants a
+/// stream finished or aborted before it is freed, or the console stays attached).
+struct Aborting(Option<Stream>);
+
+impl Aborting {
+    fn get(&self) -> &Stream {
+        self.0.as_ref().expect("the stream until drop")
+    }
+}
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            let _ = stream.abort();
+        }
+    }
+}
+
 /// Moves bytes between a non-blocking libvirt stream and the session's channels until
-/// either side closes. `_conn` keeps the connection open as long as the stream.
+/// either side closes, never blocking on either: while the client does not take the
+/// guest's output, the guest's side is not read (libvirt and the guest hold back), but its
+/// input still goes in. `_conn` keeps the connection open as long as the stream.
 fn pump_serial(
     _conn: Arc<Connect>,
-    stream: Stream,
+    stream: Aborting,
     mut input: mpsc::Receiver<Vec<u8>>,
     mut output: mpsc::Sender<Vec<u8>>,
 ) {
+    let stream = stream.get();
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending: Vec<u8> = Vec::new();
+    // The guest's output the client has not taken yet.
+    let mut held: Option<Vec<u8>> = None;
     let ended = loop {
         let mut busy = false;
         // To the guest: what is pending first, then whatever came in.
@@ -117,23 +154,28 @@ fn pump_serial(
                 Err(_) => break "the stream failed",
             }
         }
-        // From the guest.
-        match stream.recv(&mut buf) {
-            Ok(0) => break "closed by the guest",
-            Ok(n) if n > 0 => {
-                let chunk = buf[..usize::try_from(n).unwrap_or(0)].to_vec();
-                if futures::executor::block_on(output.send(chunk)).is_err() {
-                    break "closed by the client";
-                }
-                busy = true;
+        // From the guest, once the client took what came before.
+        if let Some(chunk) = held.take() {
+            match output.try_send(chunk) {
+                Ok(()) => busy = true,
+                Err(e) if e.is_disconnected() => break "closed by the client",
+                Err(e) => held = Some(e.into_inner()),
             }
-            Ok(_) => {}
-            Err(_) => break "the stream failed",
+        }
+        if held.is_none() {
+            match stream.recv(&mut buf) {
+                Ok(0) => break "closed by the guest",
+                Ok(n) if n > 0 => {
+                    held = Some(buf[..usize::try_from(n).unwrap_or(0)].to_vec());
+                    busy = true;
+                }
+                Ok(_) => {}
+                Err(_) => break "the stream failed",
+            }
         }
         if !busy {
             std::thread::sleep(IDLE);
         }
     };
     tracing::debug!(why = ended, "serial console ended");
-    let _ = stream.abort();
 }

@@ -52,10 +52,16 @@ const GROUPS: u32 = virt_sys::VIR_DOMAIN_STATS_STATE
 /// One domain's typed parameters, by name.
 type Params = HashMap<String, Value>;
 
-/// Each running domain's name and parameters, from one call.
-fn raw_domain_stats(conn: &Connect) -> Result<Vec<(String, Params)>, VirtError> {
+/// Each running domain's name and parameters, from one call (`nowait`: where the driver
+/// knows the flag, QEMU's).
+fn raw_domain_stats(conn: &Connect, nowait: bool) -> Result<Vec<(String, Params)>, VirtError> {
     let mut records: *mut virt_sys::virDomainStatsRecordPtr = std::ptr::null_mut();
-    let flags = virt_sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE;
+    // NOWAIT: a domain busy with a long job (a migration, a stuck monitor) reports what it
+    // can at once instead of holding up the whole node's read.
+    let mut flags = virt_sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE;
+    if nowait {
+        flags |= virt_sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT;
+    }
     // SAFETY: `conn` is a live connection; libvirt fills `records` with a NULL-terminated
     // list of `n` records, which is freed below with its own free function.
     let n = unsafe { virt_sys::virConnectGetAllDomainStats(conn.as_ptr(), GROUPS, &mut records, flags) };
@@ -153,9 +159,10 @@ pub(super) fn adopt_socket(fd: u32) -> std::io::Result<std::os::unix::net::UnixS
     Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
 }
 
-/// Every running domain of vmm's (named `vmm-<id>`) with its counters.
-pub(super) fn domain_stats(conn: &Connect) -> Result<Vec<DomainStats>, VirtError> {
-    Ok(raw_domain_stats(conn)?
+/// Every running domain of vmm's (named `vmm-<id>`) with its counters; `nowait` as for
+/// [`raw_domain_stats`].
+pub(super) fn domain_stats(conn: &Connect, nowait: bool) -> Result<Vec<DomainStats>, VirtError> {
+    Ok(raw_domain_stats(conn, nowait)?
         .into_iter()
         .filter_map(|(name, params)| {
             let vm_id: VmId = name.strip_prefix("vmm-")?.parse().ok()?;

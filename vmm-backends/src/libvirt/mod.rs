@@ -92,6 +92,17 @@ pub struct LibvirtHypervisor {
     watcher: events::Watcher,
 }
 
+/// A fresh VNC password: 8 random letters and digits (VNC's most), about 47 bits.
+fn vnc_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // A v4 UUID's bytes but 6 and 8 are wholly random.
+    let random = uuid::Uuid::new_v4().into_bytes();
+    [0, 1, 2, 3, 4, 5, 10, 11]
+        .iter()
+        .map(|&i| ALPHABET[usize::from(random[i]) % ALPHABET.len()] as char)
+        .collect()
+}
+
 /// Rotated console logs virtlogd may keep beside the current one (`.0`, `.1`, …).
 const ROTATED_LOGS: usize = 10;
 
@@ -210,10 +221,12 @@ impl Hypervisor for LibvirtHypervisor {
 
     async fn define_domain(&self, spec: &DomainSpec) -> Result<()> {
         let (pool, network, log_dir) = self.placement().await?;
+        let password = vnc_password();
         let at = Placement {
             storage_pool: &pool,
             network: network.as_deref(),
             console_log_dir: log_dir.as_deref(),
+            vnc_password: Some(&password),
         };
         let xml = domain_xml(spec, self.domain_type(), &at)
             .map_err(|e| self.to_error("define a domain", e.into()))?;
@@ -576,7 +589,9 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn domain_stats(&self) -> Result<Vec<DomainStats>> {
-        self.call("read domain statistics", |c| ffi::domain_stats(c).map_err(Into::into)).await
+        // The test driver knows no NOWAIT.
+        let nowait = !self.is_test_driver();
+        self.call("read domain statistics", move |c| ffi::domain_stats(c, nowait).map_err(Into::into)).await
     }
 
     async fn node_stats(&self) -> Result<NodeStats> {

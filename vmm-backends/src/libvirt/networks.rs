@@ -40,6 +40,7 @@ impl LibvirtHypervisor {
             storage_pool: &self.config.storage_pool,
             network: self.config.network.as_deref(),
             console_log_dir: None,
+            vnc_password: None,
         };
         interface_xml(nic, &at).map_err(|e| self.to_error("plug in a NIC", e.into()))
     }

@@ -21,6 +21,10 @@ pub struct Placement<'a> {
     /// The directory on the node the serial console is logged to (the storage pool's, so
     /// that the log is read back as a volume); no log when `None`.
     pub console_log_dir: Option<&'a str>,
+    /// The VNC password (at most 8 characters); none when `None`. vmm sets a fresh random
+    /// one at each definition, known to no one: the VNC port on the node's loopback is
+    /// closed to all, and vmm's console goes past it through libvirt.
+    pub vnc_password: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,10 +233,8 @@ struct Graphics {
     autoport: &'static str,
     #[serde(rename = "@listen")]
     listen: &'static str,
-    /// A fresh random password at each definition, known to no one: the VNC port on the
-    /// node's loopback is closed to all, and vmm's console goes past it through libvirt.
-    #[serde(rename = "@passwd")]
-    passwd: String,
+    #[serde(rename = "@passwd", skip_serializing_if = "Option::is_none")]
+    passwd: Option<String>,
 }
 
 fn serialize<T: Serialize>(value: &T) -> Result<String, quick_xml::SeError> {
@@ -304,8 +306,7 @@ pub fn domain_xml(
                 port: -1,
                 autoport: "yes",
                 listen: "127.0.0.1",
-                // VNC passwords are at most 8 characters.
-                passwd: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+                passwd: at.vnc_password.map(str::to_owned),
             },
         },
     };
@@ -575,7 +576,8 @@ mod tests {
         }
     }
 
-    const AT: Placement<'static> = Placement { storage_pool: "vmm", network: None, console_log_dir: None };
+    const AT: Placement<'static> =
+        Placement { storage_pool: "vmm", network: None, console_log_dir: None, vnc_password: None };
 
     /// Compares `got` with the golden file `name`; `UPDATE_GOLDEN=1` rewrites the file.
     fn golden(name: &str, got: &str) {
@@ -590,7 +592,12 @@ mod tests {
     #[test]
     fn xml_matches_the_golden_files() {
         golden("domain-qemu.xml", &domain_xml(&spec("web <1> & \"friends\""), "qemu", &AT).unwrap());
-        let on_net = Placement { storage_pool: "images", network: Some("default"), console_log_dir: None };
+        let on_net = Placement {
+            storage_pool: "images",
+            network: Some("default"),
+            console_log_dir: None,
+            vnc_password: None,
+        };
         golden("domain-kvm-network.xml", &domain_xml(&spec("db"), "kvm", &on_net).unwrap());
         let mut guest = spec("guest");
         guest.seed = true;
@@ -601,8 +608,12 @@ mod tests {
                 network: NicNetwork::Bridge { bridge: "br0".into(), vlan: Some(7) },
             },
         ];
-        let logged =
-            Placement { storage_pool: "vmm", network: None, console_log_dir: Some("/var/lib/vmm/images/") };
+        let logged = Placement {
+            storage_pool: "vmm",
+            network: None,
+            console_log_dir: Some("/var/lib/vmm/images/"),
+            vnc_password: None,
+        };
         golden("domain-guest.xml", &domain_xml(&guest, "qemu", &logged).unwrap());
         golden("volume.xml", &volume_xml(spec("x").vm_id, 10).unwrap());
         golden("pool.xml", &pool_xml("vmm", "/var/lib/vmm/images").unwrap());

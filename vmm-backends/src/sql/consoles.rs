@@ -1,10 +1,11 @@
-//! [`ConsoleStore`] on SQL: taking a ticket deletes its row, so two takers cannot both have
-//! it; the open event is written in the same transaction.
+//! [`ConsoleStore`] on SQL: taking a ticket is one `DELETE … RETURNING`, so two takers
+//! cannot both have it, and a ticket that turns out expired, or whose VM is gone, is gone
+//! as well.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vmm_core::event::{console_event, EventType};
-use vmm_core::{ConsoleStore, ConsoleTicket, Error, Result};
+use vmm_core::{ConsoleStore, ConsoleTicket, Error, Result, VmStore};
 
 use super::{first, from_json, to_json, Columns, SqlStore};
 
@@ -33,34 +34,26 @@ impl ConsoleStore for SqlStore {
     }
 
     async fn take_console_ticket(&self, token_hash: &str, now: DateTime<Utc>) -> Result<ConsoleTicket> {
-        let mut tx = self.begin().await?;
         let rows = sqlx::query("DELETE FROM console_tickets WHERE token_hash = $1 RETURNING record")
             .bind(token_hash)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.write)
             .await
             .map_err(|e| self.err(e))?;
         let ticket: ConsoleTicket = from_json(&first(rows).ok_or_else(refused)?.text("record")?)?;
-        let vm = match self.vm_in(&mut tx, ticket.vm_id).await {
-            Ok(vm) => vm,
-            Err(Error::VmNotFound { .. }) => return Err(refused()),
-            Err(e) => return Err(e),
-        };
         if ticket.expires_at <= now {
-            // Used up all the same: the expired row goes.
-            self.commit(tx).await?;
             return Err(refused());
         }
-        self.emit(&mut tx, vec![console_event(EventType::VmConsoleOpened, &vm, &ticket, now)]).await?;
-        self.commit(tx).await?;
-        Ok(ticket)
+        match self.get_vm(ticket.vm_id).await {
+            Ok(_) => Ok(ticket),
+            Err(Error::VmNotFound { .. }) => Err(refused()),
+            Err(e) => Err(e),
+        }
     }
 
-    async fn console_closed(&self, ticket: &ConsoleTicket, at: DateTime<Utc>) -> Result<()> {
+    async fn record_console(&self, ticket: &ConsoleTicket, kind: EventType, at: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin().await?;
         match self.vm_in(&mut tx, ticket.vm_id).await {
-            Ok(vm) => {
-                self.emit(&mut tx, vec![console_event(EventType::VmConsoleClosed, &vm, ticket, at)]).await?
-            }
+            Ok(vm) => self.emit(&mut tx, vec![console_event(kind, &vm, ticket, at)]).await?,
             Err(Error::VmNotFound { .. }) => {}
             Err(e) => return Err(e),
         }

@@ -1,5 +1,6 @@
 //! The consoles and usage part of the [`Store`](crate::Store) suite: a console ticket is
-//! taken once (by one of many concurrent takers), never after it expired, with an event;
+//! taken once (by one of many concurrent takers), never after it expired; sessions are
+//! events of their VM;
 //! usage points roll up into averages, prune by age, and read back in order.
 
 use chrono::{DateTime, Duration, Utc};
@@ -43,7 +44,13 @@ pub async fn console_tickets(s: &dyn Store, takers: usize) {
     s.add_console_ticket(&old, now).await.unwrap();
     assert!(refused(s.take_console_ticket(&old.token_hash, now + Duration::seconds(2)).await), "expired");
 
-    s.console_closed(&good, now).await.unwrap();
+    // A ticket whose VM is gone is refused (and gone).
+    let orphan = ticket(VmId::new(), "orphan", now + Duration::seconds(60));
+    s.add_console_ticket(&orphan, now).await.unwrap();
+    assert!(refused(s.take_console_ticket(&orphan.token_hash, now).await));
+
+    s.record_console(&good, EventType::VmConsoleOpened, now).await.unwrap();
+    s.record_console(&good, EventType::VmConsoleClosed, now).await.unwrap();
     let events = s.list_events(&EventFilter::default(), 1000).await.unwrap();
     let kinds: Vec<EventType> =
         events.into_iter().filter(|e| e.vm_id == Some(vm.id)).map(|e| e.kind).collect();

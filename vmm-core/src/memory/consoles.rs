@@ -21,20 +21,16 @@ impl ConsoleStore for InMemoryStore {
     async fn take_console_ticket(&self, token_hash: &str, now: DateTime<Utc>) -> Result<ConsoleTicket> {
         let mut s = self.state();
         let ticket = s.console_tickets.remove(token_hash).ok_or_else(refused)?;
-        let vm = s.vms.get(&ticket.vm_id).cloned();
-        match vm {
-            Some(vm) if ticket.expires_at > now => {
-                s.emit(console_event(EventType::VmConsoleOpened, &vm, &ticket, now));
-                Ok(ticket)
-            }
-            _ => Err(refused()),
+        if ticket.expires_at <= now || !s.vms.contains_key(&ticket.vm_id) {
+            return Err(refused());
         }
+        Ok(ticket)
     }
 
-    async fn console_closed(&self, ticket: &ConsoleTicket, at: DateTime<Utc>) -> Result<()> {
+    async fn record_console(&self, ticket: &ConsoleTicket, kind: EventType, at: DateTime<Utc>) -> Result<()> {
         let mut s = self.state();
         if let Some(vm) = s.vms.get(&ticket.vm_id).cloned() {
-            s.emit(console_event(EventType::VmConsoleClosed, &vm, ticket, at));
+            s.emit(console_event(kind, &vm, ticket, at));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{chrono_duration, Vmm};
 use crate::console::{console_token_hash, refused, ConsoleKind, ConsoleStream, ConsoleTicket};
 use crate::error::{Error, Result};
+use crate::event::EventType;
 use crate::id::VmId;
 use crate::secret::Secret;
 use crate::users::{Access, Actor};
@@ -95,27 +96,21 @@ impl Vmm {
         Ok(ConsoleGrant { token: Secret::new(token), kind, vm_id: id, expires_at: ticket.expires_at })
     }
 
-    /// Opens the console a ticket's `token` is for, using the ticket up.
-    /// [`Error::Unauthenticated`] for a token that is unknown, used or expired;
-    /// [`Error::Conflict`] when the VM has its most sessions open already.
+    /// Opens the console a ticket's `token` is for, using the ticket up, and records that
+    /// it opened. [`Error::Unauthenticated`] for a token that is unknown, used or expired;
+    /// [`Error::Conflict`] when the VM has its most sessions open already (the ticket is
+    /// used up all the same: ask for another).
     pub async fn open_console(&self, token: &str) -> Result<ConsoleSession> {
-        let hash = console_token_hash(token);
         // A token that is not a console token's shape is refused without a store call.
         if !token.starts_with(CONSOLE_TOKEN_PREFIX) || token.len() != CONSOLE_TOKEN_PREFIX.len() + 64 {
             return Err(refused());
         }
-        let ticket = self.inner.store.take_console_ticket(&hash, self.now()).await?;
+        let ticket = self.inner.store.take_console_ticket(&console_token_hash(token), self.now()).await?;
         let slot = Slot::take(self, ticket.vm_id)?;
-        match self.console_stream(&ticket).await {
-            Ok(stream) => {
-                tracing::info!(vm = %ticket.vm_id, user = %ticket.user_id, kind = %ticket.kind, "console opened");
-                Ok(ConsoleSession { ticket, stream, slot })
-            }
-            Err(e) => {
-                self.close_console(ConsoleSession::closed(ticket, slot)).await;
-                Err(e)
-            }
-        }
+        let stream = self.console_stream(&ticket).await?;
+        self.inner.store.record_console(&ticket, EventType::VmConsoleOpened, self.now()).await?;
+        tracing::info!(vm = %ticket.vm_id, user = %ticket.user_id, kind = %ticket.kind, "console opened");
+        Ok(ConsoleSession { ticket, stream, slot })
     }
 
     async fn console_stream(&self, ticket: &ConsoleTicket) -> Result<ConsoleStream> {
@@ -128,7 +123,8 @@ impl Vmm {
     pub async fn close_console(&self, session: ConsoleSession) {
         let ConsoleSession { ticket, stream, slot } = session;
         drop(stream);
-        if let Err(e) = self.inner.store.console_closed(&ticket, self.now()).await {
+        if let Err(e) = self.inner.store.record_console(&ticket, EventType::VmConsoleClosed, self.now()).await
+        {
             tracing::warn!(vm = %ticket.vm_id, error = %e, "recording a console's close failed");
         }
         drop(slot);
@@ -147,11 +143,5 @@ impl ConsoleSession {
     pub fn take_stream(&mut self) -> ConsoleStream {
         let (to_guest, from_guest) = futures::channel::mpsc::channel(0);
         std::mem::replace(&mut self.stream, ConsoleStream { to_guest, from_guest })
-    }
-
-    /// A session whose stream never opened (for recording its close).
-    fn closed(ticket: ConsoleTicket, slot: Slot) -> Self {
-        let (to_guest, from_guest) = futures::channel::mpsc::channel(0);
-        ConsoleSession { ticket, stream: ConsoleStream { to_guest, from_guest }, slot }
     }
 }

@@ -226,7 +226,15 @@ impl Vmm {
             ));
         }
         let resolution = self.inner.config.usage.resolution_for(from, now, step);
-        let stored = self.inner.store.usage(subject, resolution, from, to).await?;
+        // A rollup's point is stamped with its bucket's start: the bucket `from` falls in
+        // counts too.
+        let start = match i64::from(resolution) {
+            0 => from,
+            r => DateTime::from_timestamp(from.timestamp().div_euclid(r) * r, 0).unwrap_or(from),
+        };
+        let stored = self.inner.store.usage(subject, resolution, start, to).await?;
+        let stored: Vec<UsagePoint> =
+            stored.into_iter().map(|p| UsagePoint { t: p.t.max(from), ..p }).collect();
         Ok(buckets(&stored, from, step))
     }
 

@@ -2,6 +2,8 @@
 //! that token opens (RFB bytes or terminal bytes, both ways), and the page that connects by
 //! itself (noVNC for the screen, xterm.js for the serial console).
 
+use std::time::Duration;
+
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
@@ -15,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Actor, ConsoleKind, ConsoleSession, VmId};
 
-use super::{created, ApiResult, Json, Path, Problems};
+use super::{ApiResult, Json, Path, Problems};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -60,8 +62,9 @@ async fn console_token(
     let grant = s.vmm.console_ticket(&actor, id, request.kind).await?;
     let token = grant.token.expose().to_owned();
     let url = format!("/console/?token={token}&kind={}", grant.kind);
-    let body = ConsoleToken { url, token: token.clone(), kind: grant.kind, expires_at: grant.expires_at };
-    Ok(created(format!("/api/v1/console/{token}"), body))
+    let body = ConsoleToken { url, token, kind: grant.kind, expires_at: grant.expires_at };
+    // No Location: the websocket's address holds the token.
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// The console a token opens, as a websocket (binary frames both ways: RFB for `vnc`,
@@ -77,48 +80,82 @@ async fn console_socket(
     // A plain GET is refused before the token is looked at, so it is not used up.
     let upgrade =
         upgrade.map_err(|_| vmm_core::Error::invalid("connection", "open the console as a websocket"))?;
-    let session = s.vmm.open_console(&token).await?;
+    let session = Closing::new(&s, s.vmm.open_console(&token).await?);
     let protocol = upgrade.protocols(["binary"]);
     Ok(protocol.on_upgrade(move |socket| relay(s, socket, session)).into_response())
 }
 
-/// Moves bytes between the websocket and the console until either side closes or the
-/// server stops, then records the close.
-async fn relay(s: AppState, socket: WebSocket, mut session: ConsoleSession) {
+/// How long a send may wait on the other side before the session ends (a client that
+/// stopped reading, a guest that stopped taking input).
+const STALLED: Duration = Duration::from_secs(30);
+
+/// A session that is closed (and its close recorded) however the request ends: relayed to
+/// its end, or dropped because the upgrade failed or the client went away first.
+struct Closing {
+    vmm: vmm_core::Vmm,
+    session: Option<ConsoleSession>,
+}
+
+impl Closing {
+    fn new(s: &AppState, session: ConsoleSession) -> Self {
+        Self { vmm: s.vmm.clone(), session: Some(session) }
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let vmm = self.vmm.clone();
+            tokio::spawn(async move { vmm.close_console(session).await });
+        }
+    }
+}
+
+/// Moves bytes between the websocket and the console until either side closes, a send
+/// stalls, or the server stops; then the session closes (and its close is recorded).
+async fn relay(s: AppState, socket: WebSocket, mut closing: Closing) {
+    let Some(session) = closing.session.as_mut() else { return };
     let stream = session.take_stream();
     let (mut to_guest, mut from_guest) = (stream.to_guest, stream.from_guest);
     let (mut ws_out, mut ws_in) = socket.split();
     let mut stopping = s.stopping.clone();
+    let stopped = async move {
+        // A server that cannot say it stops (no sender) never stops the session.
+        if stopping.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             bytes = from_guest.next() => match bytes {
                 Some(bytes) => {
-                    if ws_out.send(Message::Binary(bytes.into())).await.is_err() {
+                    let sent = tokio::time::timeout(STALLED, ws_out.send(Message::Binary(bytes.into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
                 None => break,
             },
-            message = ws_in.next() => match message {
-                Some(Ok(Message::Binary(bytes))) => {
-                    if to_guest.send(bytes.to_vec()).await.is_err() {
-                        break;
-                    }
+            message = ws_in.next() => {
+                let bytes = match message {
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                };
+                if !matches!(tokio::time::timeout(STALLED, to_guest.send(bytes)).await, Ok(Ok(()))) {
+                    break;
                 }
-                Some(Ok(Message::Text(text))) => {
-                    if to_guest.send(text.as_bytes().to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            },
-            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => break,
+            }
+            () = &mut stopped => break,
         }
     }
-    let _ = ws_out.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws_out.send(Message::Close(None))).await;
     drop(to_guest);
-    s.vmm.close_console(session).await;
+    if let Some(session) = closing.session.take() {
+        s.vmm.close_console(session).await;
+    }
 }
 
 /// The console page and the libraries it loads (noVNC, xterm.js), built into the server.

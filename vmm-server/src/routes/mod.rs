@@ -154,3 +154,4 @@ pub fn public() -> OpenApiRouter<AppState> {
 }
 
 pub(crate) use consoles::page as console_page;
+pub use meta::Readiness;
