@@ -280,6 +280,20 @@ impl Vmmd {
         assert_eq!(t["state"], "succeeded", "{t}");
     }
 
+    /// Makes the image `name` of the tiny guest (built by `tests/guest/build.sh`, which the
+    /// setup runs) and uploads its data; returns the image's id once it is ready.
+    pub fn tiny_image(&self, name: &str) -> String {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/out/tiny.qcow2");
+        assert!(tiny.exists(), "{} is missing: run tests/guest/build.sh (the setup does)", tiny.display());
+        let spec = serde_json::json!({"name": name, "os": {"family": "linux"}, "format": "qcow2"});
+        let (status, image) = self.call("POST", "/api/v1/images", Some(spec));
+        assert_eq!(status, 201, "{image}");
+        let id = image["id"].as_str().expect("an image id").to_owned();
+        let (status, image) = self.upload(&format!("/api/v1/images/{id}/data"), &tiny);
+        assert_eq!((status, image["state"].as_str()), (200, Some("ready")), "{image}");
+        id
+    }
+
     /// Registers node `n1` at `uri` (domain type `qemu`); returns it.
     pub fn add_node(&self, uri: &str) -> Value {
         let (status, node) = self.call(

@@ -220,16 +220,7 @@ fn a_running_guest_is_seen_through_its_consoles_metrics_and_graphs() {
         Some(json!({"name": format!("busy-{suffix}"), "os_families": ["linux"], "script": busy})),
     );
     assert_eq!(status, 201, "{recipe}");
-    let (status, image) = vmmd.call(
-        "POST",
-        "/api/v1/images",
-        Some(json!({"name": format!("tiny-{suffix}"), "os": {"family": "linux"}, "format": "qcow2"})),
-    );
-    assert_eq!(status, 201, "{image}");
-    let image_id = id(&image);
-    let tiny = root().join("tests/guest/out/tiny.qcow2");
-    let (status, image) = vmmd.upload(&format!("/api/v1/images/{image_id}/data"), &tiny);
-    assert_eq!((status, image["state"].as_str()), (200, Some("ready")), "{image}");
+    let image_id = vmmd.tiny_image(&format!("tiny-{suffix}"));
     let spec = json!({
         "name": format!("seen-{suffix}"), "vcpus": 1, "memory_mib": 256, "disk_gib": 1, "node_id": id(&node),
         "image_id": image_id, "recipe_ids": [id(&recipe)],

@@ -8,7 +8,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,13 +25,6 @@ const KEYS: [&str; 3] = [
 
 /// How long a boot under TCG may take to report.
 const BOOT: Duration = Duration::from_secs(180);
-
-/// The tiny guest image, built by the setup.
-fn tiny_guest() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/out/tiny.qcow2");
-    assert!(path.exists(), "{} is missing: run tests/guest/build.sh (the setup does)", path.display());
-    path
-}
 
 fn sha256(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -82,15 +74,7 @@ fn a_server_from_an_image_boots_with_what_it_was_given() {
     let recipe = json!({"name": format!("r-{suffix}"), "os_families": ["linux"], "script": "echo from-the-recipe > /tmp/r\nexit 42"});
     let (status, recipe) = vmmd.call("POST", "/api/v1/recipes", Some(recipe));
     assert_eq!(status, 201, "{recipe}");
-    let (status, image) = vmmd.call(
-        "POST",
-        "/api/v1/images",
-        Some(json!({"name": format!("tiny-{suffix}"), "os": {"family": "linux"}, "format": "qcow2"})),
-    );
-    assert_eq!(status, 201, "{image}");
-    let image_id = id(&image);
-    let (status, image) = vmmd.upload(&format!("/api/v1/images/{image_id}/data"), &tiny_guest());
-    assert_eq!((status, image["state"].as_str()), (200, Some("ready")), "{image}");
+    let image_id = vmmd.tiny_image(&format!("tiny-{suffix}"));
 
     let spec = json!({
         "name": "e2e guest", "vcpus": 1, "memory_mib": 256, "disk_gib": 1, "node_id": id(&node),
