@@ -1,5 +1,5 @@
 //! The [`Hypervisor`] trait: one node, as vmm needs it. Implementations: the in-memory
-//! [`MemoryHypervisor`](crate::memory::MemoryHypervisor) here, libvirt in `vmm-backends`.
+//! [`InMemoryHypervisor`](crate::memory::InMemoryHypervisor) here, libvirt in `vmm-backends`.
 //! A [`Connector`] opens a hypervisor by URI.
 
 use std::fmt::Debug;

@@ -2,125 +2,31 @@
 //! [`InMemoryConnector`], which opens `memory://NAME` URIs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod calls;
+mod connector;
 mod counters;
+
+pub use calls::{Failure, FakeVolume, HypervisorCall};
+pub use connector::InMemoryConnector;
 
 use super::lock;
 use super::watch::Watchers;
 use crate::console::{ConsoleKind, ConsoleStream};
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Connector, DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch,
-    NicSpec, NodeInfo, PowerState, VolumeInfo,
+    DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch, NicSpec,
+    NodeInfo, PowerState, VolumeInfo,
 };
 use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
 use crate::network::Network;
-use crate::node::{Capacity, VirtType};
+use crate::node::Capacity;
 use crate::usage::{DomainStats, NodeStats};
-
-/// A call on a [`InMemoryHypervisor`], to make it fail on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HypervisorCall {
-    /// [`Hypervisor::node_info`].
-    NodeInfo,
-    /// [`Hypervisor::list_domains`].
-    ListDomains,
-    /// [`Hypervisor::domain`].
-    Domain,
-    /// [`Hypervisor::define_domain`].
-    DefineDomain,
-    /// [`Hypervisor::undefine_domain`].
-    UndefineDomain,
-    /// [`Hypervisor::start`].
-    Start,
-    /// [`Hypervisor::stop`].
-    Stop,
-    /// [`Hypervisor::shutdown`].
-    Shutdown,
-    /// [`Hypervisor::reboot`].
-    Reboot,
-    /// [`Hypervisor::suspend`].
-    Suspend,
-    /// [`Hypervisor::resume`].
-    Resume,
-    /// [`Hypervisor::create_volume`].
-    CreateVolume,
-    /// [`Hypervisor::volume`].
-    Volume,
-    /// [`Hypervisor::resize_volume`].
-    ResizeVolume,
-    /// [`Hypervisor::delete_volume`].
-    DeleteVolume,
-    /// [`Hypervisor::upload_image`].
-    UploadImage,
-    /// [`Hypervisor::has_image`].
-    HasImage,
-    /// [`Hypervisor::delete_image`].
-    DeleteImage,
-    /// [`Hypervisor::create_volume_from_image`].
-    CreateVolumeFromImage,
-    /// [`Hypervisor::copy_volume`].
-    CopyVolume,
-    /// [`Hypervisor::save_previous_volume`].
-    SavePreviousVolume,
-    /// [`Hypervisor::restore_previous_volume`].
-    RestorePreviousVolume,
-    /// [`Hypervisor::delete_previous_volume`].
-    DeletePreviousVolume,
-    /// [`Hypervisor::write_seed`].
-    WriteSeed,
-    /// [`Hypervisor::delete_seed`].
-    DeleteSeed,
-    /// [`Hypervisor::console_log`].
-    ConsoleLog,
-    /// [`Hypervisor::delete_console_log`].
-    DeleteConsoleLog,
-    /// [`Hypervisor::ensure_network`].
-    EnsureNetwork,
-    /// [`Hypervisor::remove_network`].
-    RemoveNetwork,
-    /// [`Hypervisor::attach_nic`].
-    AttachNic,
-    /// [`Hypervisor::detach_nic`].
-    DetachNic,
-    /// [`Hypervisor::domain_stats`].
-    DomainStats,
-    /// [`Hypervisor::node_stats`].
-    NodeStats,
-    /// [`Hypervisor::open_console`].
-    OpenConsole,
-}
-
-/// A disk volume of the fake: its size and what it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeVolume {
-    /// Its size in GiB.
-    pub size_gib: u64,
-    /// What was written to it: `empty`, `image:<id>`, or the content of the volume it was
-    /// copied from.
-    pub content: String,
-}
-
-/// What an injected failure looks like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Failure {
-    /// [`Error::Backend`]: the call failed.
-    Backend,
-    /// [`Error::Unavailable`]: the node did not answer (retryable).
-    Unavailable,
-    /// [`Error::Unsupported`]: the node does not implement the call.
-    Unsupported,
-    /// The call never returns, and does nothing (a node that stopped answering).
-    Hang,
-    /// The call does what it does, then never returns (a node that stopped answering
-    /// before it could say so; or a worker that died right after).
-    HangAfter,
-}
 
 #[derive(Debug, Default)]
 struct HvState {
@@ -741,86 +647,5 @@ impl Hypervisor for InMemoryHypervisor {
         let console = self.echo_console(vm, kind);
         gate.pass().await;
         console
-    }
-}
-/// Opens `memory://NAME[?cpus=N&memory_mib=N&storage_gib=N]` URIs: one [`InMemoryHypervisor`]
-/// per URI, kept so that tests can reach it with [`get`](Self::get).
-#[derive(Debug, Default)]
-pub struct InMemoryConnector {
-    nodes: Mutex<HashMap<String, Arc<InMemoryHypervisor>>>,
-    unreachable: Mutex<BTreeSet<String>>,
-}
-
-impl InMemoryConnector {
-    /// A connector with no nodes opened yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The node opened at `uri`, if any.
-    pub fn get(&self, uri: &str) -> Option<Arc<InMemoryHypervisor>> {
-        lock(&self.nodes).get(uri).cloned()
-    }
-
-    /// Makes `uri` refuse connections (or accept them again).
-    pub fn set_unreachable(&self, uri: &str, unreachable: bool) {
-        let mut set = lock(&self.unreachable);
-        if unreachable {
-            set.insert(uri.to_owned());
-        } else {
-            set.remove(uri);
-        }
-    }
-
-    fn parse(uri: &str) -> Result<Capacity> {
-        let bad = |why: &str| Error::invalid("uri", format!("{uri:?}: {why}"));
-        let rest = uri.strip_prefix("memory://").ok_or_else(|| bad("not a memory:// URI"))?;
-        let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(bad("the name may hold only letters, digits, '-', '_' and '.'"));
-        }
-        let mut cap = DEFAULT_MEMORY_CAPACITY;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| bad("query is not key=value"))?;
-            let n: u64 = v.parse().map_err(|_| bad("query values must be numbers"))?;
-            match k {
-                "cpus" => cap.cpus = u32::try_from(n).map_err(|_| bad("too many cpus"))?,
-                "memory_mib" => cap.memory_mib = n,
-                "storage_gib" => cap.storage_gib = n,
-                _ => return Err(bad("unknown query key")),
-            }
-        }
-        Ok(cap)
-    }
-}
-
-#[async_trait]
-impl Connector for InMemoryConnector {
-    async fn connect(&self, uri: &str, _virt_type: VirtType) -> Result<Arc<dyn Hypervisor>> {
-        let capacity = Self::parse(uri)?;
-        if lock(&self.unreachable).contains(uri) {
-            return Err(Error::Unavailable { backend: uri.to_owned(), reason: "connection refused".into() });
-        }
-        let mut nodes = lock(&self.nodes);
-        let hv = nodes
-            .entry(uri.to_owned())
-            .or_insert_with(|| Arc::new(InMemoryHypervisor::with_capacity(uri, capacity)))
-            .clone();
-        Ok(hv)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_uris_are_parsed() {
-        assert_eq!(InMemoryConnector::parse("memory://n1").unwrap(), DEFAULT_MEMORY_CAPACITY);
-        let cap = InMemoryConnector::parse("memory://n1?cpus=2&memory_mib=4096&storage_gib=50").unwrap();
-        assert_eq!(cap, Capacity { cpus: 2, memory_mib: 4096, storage_gib: 50 });
-        for bad in ["qemu:///system", "memory://", "memory://a b", "memory://n?cpus=x", "memory://n?gpus=1"] {
-            assert!(InMemoryConnector::parse(bad).is_err(), "{bad}");
-        }
     }
 }
