@@ -2,7 +2,7 @@
 //! bulk read per node), stores rates and keeps the rollups and their bounds; the queries
 //! that answer a range at a step; and the cached bulk reads that scrapes share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,7 +87,7 @@ impl Vmm {
             Ok::<_, Error>((domains, own, node_stats))
         }))
         .await;
-        let (mut seen, mut seen_nodes) = (Vec::new(), Vec::new());
+        let (mut seen, mut seen_nodes) = (HashSet::new(), HashSet::new());
         for (node, read) in nodes.iter().zip(reads) {
             let (domains, own, node_stats) = match read {
                 Ok(read) => read,
@@ -97,9 +97,10 @@ impl Vmm {
                 }
             };
             let mut node_point = UsagePoint { t: now, ..UsagePoint::default() };
-            for d in domains.iter().filter(|d| own.iter().any(|vm| vm.id == d.vm_id)) {
+            let own: HashSet<VmId> = own.iter().map(|vm| vm.id).collect();
+            for d in domains.iter().filter(|d| own.contains(&d.vm_id)) {
                 let subject = UsageSubject::Vm(d.vm_id);
-                seen.push(subject);
+                seen.insert(subject);
                 if let Some(p) = self.rate(collector, subject, Reading::of_domain(d, now)) {
                     node_point.disk_read_bps += p.disk_read_bps;
                     node_point.disk_write_bps += p.disk_write_bps;
@@ -109,7 +110,7 @@ impl Vmm {
                 }
             }
             if let Some(n) = node_stats {
-                seen_nodes.push(node.id);
+                seen_nodes.insert(node.id);
                 if let Some((at, before)) = collector.nodes.insert(node.id, (now, n)) {
                     let busy = n.cpu_busy_ns.saturating_sub(before.cpu_busy_ns) as f64;
                     let idle = n.cpu_idle_ns.saturating_sub(before.cpu_idle_ns) as f64;
