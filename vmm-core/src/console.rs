@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use futures::channel::mpsc;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::id::{UserId, VmId};
 
@@ -52,10 +51,11 @@ pub struct ConsoleTicket {
 
 /// The hash a console token is kept and looked up by.
 pub fn console_token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::secret::sha256_hex(token)
 }
 
-/// The one answer for a console token that is unknown, used up or expired.
-pub(crate) fn refused() -> crate::Error {
+/// The one answer for a console token that is unknown, used up or expired (every store
+/// gives it).
+pub fn refused() -> crate::Error {
     crate::Error::Unauthenticated { reason: "the console token is not valid" }
 }

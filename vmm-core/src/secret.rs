@@ -19,6 +19,19 @@ impl Secret {
     }
 }
 
+/// The SHA-256 of `text`, in hex: how tokens (API tokens, console tickets) are kept.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `bytes` random bytes from the operating system, in hex.
+pub(crate) fn random_hex(bytes: usize) -> crate::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).map_err(|e| crate::Error::backend("random source", e.to_string()))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")

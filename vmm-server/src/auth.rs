@@ -271,12 +271,7 @@ pub async fn require_token(
     let ip = client_ip(&request);
     let now = Instant::now();
     state.throttle.check(&ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = bearer(request.headers());
     let actor = match presented {
         Some(token) if state.token.matches(token) => Some(state.bootstrap_actor().await?),
         Some(token) => match state.vmm.authenticate(token).await {
@@ -294,6 +289,15 @@ pub async fn require_token(
         }
         None => Err(refuse(&state, ip, now)),
     }
+}
+
+/// The bearer token the request presents, if any.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Counts a failed attempt to authenticate from `ip`: 401, or 429 once it is too many.

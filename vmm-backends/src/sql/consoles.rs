@@ -4,15 +4,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use vmm_core::console::refused;
 use vmm_core::event::{console_event, EventType};
 use vmm_core::{ConsoleStore, ConsoleTicket, Error, Result, VmStore};
 
 use super::{first, from_json, to_json, Columns, SqlStore};
-
-/// The one answer for a token that is unknown, used up or expired.
-fn refused() -> Error {
-    Error::Unauthenticated { reason: "the console token is not valid" }
-}
 
 #[async_trait]
 impl ConsoleStore for SqlStore {

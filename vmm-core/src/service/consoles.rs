@@ -80,10 +80,7 @@ impl Vmm {
         if vm.state != VmState::Running {
             return Err(Error::conflict(format!("the VM is {}, not running", vm.state)));
         }
-        let mut bytes = [0u8; 32];
-        getrandom::getrandom(&mut bytes).map_err(|e| Error::backend("random source", e.to_string()))?;
-        let token =
-            format!("{CONSOLE_TOKEN_PREFIX}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let token = format!("{CONSOLE_TOKEN_PREFIX}{}", crate::secret::random_hex(32)?);
         let now = self.now();
         let ticket = ConsoleTicket {
             token_hash: console_token_hash(&token),

@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Vmm;
@@ -80,14 +79,12 @@ fn dummy_hash() -> &'static str {
 }
 
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::secret::sha256_hex(token)
 }
 
 /// A fresh token and its lookup prefix.
 fn new_token() -> Result<(Secret, String)> {
-    let mut bytes = [0u8; TOKEN_HEX / 2];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::backend("random source", e.to_string()))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::secret::random_hex(TOKEN_HEX / 2)?;
     let lookup = hex[..LOOKUP_HEX].to_owned();
     Ok((Secret::new(format!("{TOKEN_PREFIX}{hex}")), lookup))
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::registry::Registry;
@@ -83,11 +83,7 @@ async fn metrics(
 async fn allowed(s: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let now = Instant::now();
     s.throttle.check(&ip, now).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = auth::bearer(headers);
     let Some(token) = presented else { return Err(auth::refuse(s, ip, now)) };
     if s.token.matches(token) || s.metrics_token.as_ref().is_some_and(|m| m.matches(token)) {
         s.throttle.succeed(&ip);
