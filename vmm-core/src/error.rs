@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use crate::id::{
-    BackupId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId,
-    VmId, WebhookId,
+    BackupId, BackupTargetId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId,
+    TokenId, UserId, VmId, WebhookId,
 };
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
@@ -58,6 +58,12 @@ pub enum Error {
     BackupNotFound {
         /// The backup asked for.
         id: BackupId,
+    },
+    /// No backup target with this id.
+    #[error("Backup target {id} not found")]
+    BackupTargetNotFound {
+        /// The target asked for.
+        id: BackupTargetId,
     },
     /// No backup schedule with this id.
     #[error("Backup schedule {id} not found")]
@@ -297,6 +303,7 @@ impl Error {
             | Self::LeaseNotFound { .. }
             | Self::TaskNotFound { .. }
             | Self::BackupNotFound { .. }
+            | Self::BackupTargetNotFound { .. }
             | Self::ScheduleNotFound { .. }
             | Self::ImageNotFound { .. }
             | Self::RecipeNotFound { .. }
@@ -332,6 +339,7 @@ impl Error {
             Self::LeaseNotFound { .. } => "lease_not_found",
             Self::TaskNotFound { .. } => "task_not_found",
             Self::BackupNotFound { .. } => "backup_not_found",
+            Self::BackupTargetNotFound { .. } => "backup_target_not_found",
             Self::ScheduleNotFound { .. } => "schedule_not_found",
             Self::ImageNotFound { .. } => "image_not_found",
             Self::RecipeNotFound { .. } => "recipe_not_found",
@@ -374,6 +382,7 @@ impl Error {
             Self::PoolExhausted { pool } => vec![("pool_id", pool.to_string())],
             Self::TaskNotFound { id } | Self::LeaseLost { task: id } => vec![("task_id", id.to_string())],
             Self::BackupNotFound { id } => vec![("backup_id", id.to_string())],
+            Self::BackupTargetNotFound { id } => vec![("target_id", id.to_string())],
             Self::ScheduleNotFound { id } => vec![("schedule_id", id.to_string())],
             Self::ImageNotFound { id } => vec![("image_id", id.to_string())],
             Self::RecipeNotFound { id } => vec![("recipe_id", id.to_string())],

@@ -171,6 +171,18 @@ pub enum EventType {
     #[serde(rename = "webhook.disabled")]
     #[strum(serialize = "webhook.disabled")]
     WebhookDisabled,
+    /// A backup became restorable.
+    #[serde(rename = "backup.completed")]
+    #[strum(serialize = "backup.completed")]
+    BackupCompleted,
+    /// A backup was checked against its manifest (`ok` says how it went).
+    #[serde(rename = "backup.verified")]
+    #[strum(serialize = "backup.verified")]
+    BackupVerified,
+    /// A backup was removed from its target.
+    #[serde(rename = "backup.deleted")]
+    #[strum(serialize = "backup.deleted")]
+    BackupDeleted,
 }
 
 impl EventType {
@@ -515,7 +527,7 @@ pub fn token_event(kind: EventType, token: &ApiToken, at: DateTime<Utc>) -> Opti
 /// The VM event a task's success means, if any.
 fn vm_event_of(task: &Task) -> Option<EventType> {
     Some(match task.kind {
-        TaskKind::CreateVm | TaskKind::CloneVm => EventType::VmCreated,
+        TaskKind::CreateVm | TaskKind::CloneVm | TaskKind::RestoreBackup => EventType::VmCreated,
         TaskKind::StartVm => EventType::VmStarted,
         TaskKind::StopVm | TaskKind::ShutdownVm => EventType::VmStopped,
         TaskKind::RebootVm => EventType::VmRebooted,
@@ -526,7 +538,13 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         TaskKind::AddAddress => EventType::VmAddressAdded,
         TaskKind::RemoveAddress => EventType::VmAddressRemoved,
         // The VM is gone by then: the store records `vm.deleted` as it removes the row.
-        TaskKind::DeleteVm | TaskKind::ImportImage | TaskKind::Reconcile => return None,
+        // Backups have events of their own, recorded with the backup's record.
+        TaskKind::DeleteVm
+        | TaskKind::ImportImage
+        | TaskKind::Reconcile
+        | TaskKind::BackupVm
+        | TaskKind::VerifyBackup
+        | TaskKind::DeleteBackup => return None,
     })
 }
 

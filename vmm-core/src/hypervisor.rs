@@ -134,6 +134,10 @@ pub struct HypervisorCapabilities {
     pub console_log: bool,
 }
 
+/// Where [`Hypervisor::read_volume`] sends a disk's bytes: a bounded channel, so a slow
+/// reader slows the read down.
+pub type DataSink = futures::channel::mpsc::Sender<Vec<u8>>;
+
 /// What a hypervisor calls when a domain of vmm's on its node changes: started, stopped,
 /// crashed, defined or undefined, by vmm or by anyone else. It must return quickly (it
 /// runs on the hypervisor's event thread).
@@ -242,6 +246,29 @@ pub trait Hypervisor: Send + Sync + Debug {
     async fn copy_volume(&self, from: VmId, to: VmId) -> Result<VolumeInfo> {
         let _ = (from, to);
         Err(Error::unsupported(self.uri(), "copying disks"))
+    }
+
+    /// Streams the VM's disk volume, as stored on the node (the bytes of its file, in its
+    /// format), into `sink` in pieces; returns the format and the number of bytes sent.
+    /// The domain must be shut off. A `sink` closed by its reader ends the read with an
+    /// error.
+    async fn read_volume(&self, vm: VmId, sink: DataSink) -> Result<(ImageFormat, u64)> {
+        let _ = (vm, sink);
+        Err(Error::unsupported(self.uri(), "reading disks"))
+    }
+
+    /// Makes the VM's disk volume (it must not exist) from `size` bytes of `data` in
+    /// `format`, as [`read_volume`](Self::read_volume) gave them. A failure leaves no
+    /// volume.
+    async fn write_volume(
+        &self,
+        vm: VmId,
+        format: ImageFormat,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<VolumeInfo> {
+        let _ = (vm, format, data, size);
+        Err(Error::unsupported(self.uri(), "writing disks"))
     }
 
     /// Keeps a copy of the VM's disk aside (before a reinstall), replacing an older one.

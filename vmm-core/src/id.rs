@@ -112,6 +112,10 @@ id_type!(
     ScheduleId
 );
 id_type!(
+    /// Identifies a backup target (a directory or an S3 bucket backups are kept in).
+    BackupTargetId
+);
+id_type!(
     /// Identifies an OS image.
     ImageId
 );

@@ -51,7 +51,10 @@ pub mod vm;
 pub mod webhook;
 
 pub use audit::{AuditEntry, AuditFilter, AuditOutcome};
-pub use backup::{Backup, BackupSchedule, BackupState, RetentionPolicy};
+pub use backup::{
+    Backup, BackupFilter, BackupMode, BackupSchedule, BackupSpec, BackupState, BackupTarget,
+    BackupTargetConfig, BackupTargetSpec, RestoreSpec, RetentionPolicy,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use console::{ConsoleKind, ConsoleStream, ConsoleTicket};
 pub use directory::{Directory, DirectoryUser, InMemoryDirectory};
@@ -63,8 +66,8 @@ pub use hypervisor::{
     NicNetwork, NicSpec, NodeInfo, PowerState, VolumeInfo,
 };
 pub use id::{
-    AuditId, BackupId, DeliveryId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId,
-    TaskId, TokenId, UserId, VmId, WebhookId,
+    AuditId, BackupId, BackupTargetId, DeliveryId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId,
+    SshKeyId, TaskId, TokenId, UserId, VmId, WebhookId,
 };
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
@@ -83,9 +86,9 @@ pub use service::{
 };
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore, NetworkStore,
-    NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store, StoredToken,
-    TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
+    AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
+    NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store,
+    StoredToken, TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

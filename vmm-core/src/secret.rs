@@ -19,10 +19,20 @@ impl Secret {
     }
 }
 
-/// The SHA-256 of `text`, in hex: how tokens (API tokens, console tickets) are kept.
-pub(crate) fn sha256_hex(text: &str) -> String {
+/// The SHA-256 of `data`, in hex: how tokens (API tokens, console tickets) are kept, and
+/// how backup chunks are checked.
+pub(crate) fn sha256_hex(data: impl AsRef<[u8]>) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(data.as_ref()))
+}
+
+/// `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// `bytes` random bytes from the operating system, in hex.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{ImageId, TaskId, UserId, VmId};
+use crate::id::{BackupId, ImageId, TaskId, UserId, VmId};
 use crate::placement::Demand;
 use crate::vm::{PowerAction, VmAction, VmPatch};
 
@@ -57,6 +57,14 @@ pub enum TaskKind {
     /// Compare every node with the database; report drift and orphans, and remove the
     /// orphans unless it is a dry run.
     Reconcile,
+    /// Copy a VM's disk to a backup target.
+    BackupVm,
+    /// Make a new VM from a backup.
+    RestoreBackup,
+    /// Re-read a backup and check every chunk against its manifest.
+    VerifyBackup,
+    /// Remove a backup from its target.
+    DeleteBackup,
 }
 
 impl TaskKind {
@@ -103,7 +111,11 @@ impl TaskKind {
             | Self::AddAddress
             | Self::RemoveAddress
             | Self::ImportImage
-            | Self::Reconcile => None,
+            | Self::Reconcile
+            | Self::BackupVm
+            | Self::RestoreBackup
+            | Self::VerifyBackup
+            | Self::DeleteBackup => None,
         }
     }
 
@@ -117,7 +129,8 @@ impl TaskKind {
     pub fn default_deadline(self) -> Duration {
         let minutes = match self {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
-            Self::ImportImage => 120,
+            Self::ImportImage | Self::BackupVm | Self::RestoreBackup | Self::VerifyBackup => 120,
+            Self::DeleteBackup => 30,
             Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress | Self::Reconcile => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
             Self::StartVm | Self::StopVm | Self::RebootVm | Self::SuspendVm | Self::ResumeVm => 5,
@@ -265,6 +278,19 @@ pub enum TaskParams {
     Reconcile {
         /// Report only.
         dry_run: bool,
+    },
+    /// A backup to take, verify or delete.
+    Backup {
+        /// The backup.
+        backup_id: BackupId,
+    },
+    /// A restore: the backup the new VM (the task's) is made from.
+    Restore {
+        /// The backup.
+        backup_id: BackupId,
+        /// Start the VM once restored.
+        #[serde(default)]
+        start: bool,
     },
     /// Update: the patch to apply.
     Update {
@@ -446,6 +472,14 @@ impl Task {
         match &self.params {
             TaskParams::Create { image_id, .. } => *image_id,
             TaskParams::Reinstall { image_id } | TaskParams::ImportImage { image_id } => Some(*image_id),
+            _ => None,
+        }
+    }
+
+    /// The backup the task works on, if any.
+    pub fn backup_id(&self) -> Option<BackupId> {
+        match &self.params {
+            TaskParams::Backup { backup_id } | TaskParams::Restore { backup_id, .. } => Some(*backup_id),
             _ => None,
         }
     }

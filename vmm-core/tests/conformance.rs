@@ -16,3 +16,8 @@ fn memory_store_passes_the_store_suite() {
 fn memory_hypervisor_passes_the_hypervisor_suite() {
     block_on(conformance::hypervisor::run(&InMemoryHypervisor::new("memory://suite"), VirtType::Kvm));
 }
+
+#[test]
+fn memory_target_passes_the_backup_target_suite() {
+    block_on(conformance::backups::backup_target(&vmm_core::memory::InMemoryTarget::new("suite")));
+}

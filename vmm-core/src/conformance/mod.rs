@@ -2,6 +2,7 @@
 //! same suite: the in-memory fakes here, libvirt and SQL in `vmm-backends`. A failed check
 //! panics with what it saw.
 
+pub mod backups;
 pub mod events;
 pub mod hypervisor;
 pub mod idempotency;

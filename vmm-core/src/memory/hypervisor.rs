@@ -136,6 +136,18 @@ impl InMemoryHypervisor {
         lock(&self.state).volumes.get(&vm).cloned()
     }
 
+    /// Replaces what the VM's disk volume holds (its bytes for
+    /// [`read_volume`](Hypervisor::read_volume)); false if it has none.
+    pub fn set_volume_content(&self, vm: VmId, content: impl Into<String>) -> bool {
+        match lock(&self.state).volumes.get_mut(&vm) {
+            Some(v) => {
+                v.content = content.into();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The VM's seed volume.
     pub fn seed(&self, vm: VmId) -> Option<Vec<u8>> {
         lock(&self.state).seeds.get(&vm).cloned()
@@ -498,6 +510,72 @@ impl Hypervisor for InMemoryHypervisor {
         };
         gate.pass().await;
         result
+    }
+
+    async fn read_volume(
+        &self,
+        vm: VmId,
+        mut sink: crate::hypervisor::DataSink,
+    ) -> Result<(ImageFormat, u64)> {
+        use futures::SinkExt;
+        let gate = self.gate(HypervisorCall::ReadVolume).await?;
+        let content = {
+            let s = self.state();
+            let running = s.domains.get(&vm).is_some_and(|(_, st)| *st != PowerState::Shutoff);
+            match s.volumes.get(&vm) {
+                _ if running => {
+                    Err(Error::conflict(format!("VM {vm} must be shut off for its disk to be read")))
+                }
+                Some(v) => Ok(v.content.clone().into_bytes()),
+                None => Err(Error::VmNotFound { id: vm }),
+            }
+        };
+        gate.pass().await;
+        let content = content?;
+        for piece in content.chunks(1 << 20) {
+            sink.send(piece.to_vec())
+                .await
+                .map_err(|_| Error::conflict("the reader of the disk went away"))?;
+        }
+        Ok((ImageFormat::Qcow2, content.len() as u64))
+    }
+
+    async fn write_volume(
+        &self,
+        vm: VmId,
+        _format: ImageFormat,
+        mut data: Box<dyn std::io::Read + Send>,
+        size: u64,
+    ) -> Result<VolumeInfo> {
+        let gate = self.gate(HypervisorCall::WriteVolume).await?;
+        if self.state().volumes.contains_key(&vm) {
+            return Err(Error::conflict(format!("volume {} exists", vm.volume_name())));
+        }
+        // Read on a thread of its own, as a node would: the data may be fed by the caller's
+        // own task.
+        let (done, bytes) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = done.send(data.read_to_end(&mut bytes).map(|_| bytes));
+        });
+        let read = bytes.await.map_err(|_| Error::backend(self.uri.clone(), "the reading thread died"))?;
+        gate.pass().await;
+        let bytes = read.map_err(|e| Error::backend(self.uri.clone(), e))?;
+        if bytes.len() as u64 != size {
+            return Err(Error::invalid("data", format!("{} bytes arrived of {size}", bytes.len())));
+        }
+        let content = String::from_utf8(bytes).map_err(|_| Error::invalid("data", "the fake holds text"))?;
+        let size_gib = size.div_ceil(1 << 30).max(1);
+        let mut s = self.state();
+        match s.volumes.entry(vm) {
+            std::collections::btree_map::Entry::Occupied(_) => {
+                Err(Error::conflict(format!("volume {} exists", vm.volume_name())))
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(FakeVolume { size_gib, content });
+                Ok(VolumeInfo { name: vm.volume_name(), capacity_gib: size_gib })
+            }
+        }
     }
 
     async fn save_previous_volume(&self, vm: VmId) -> Result<()> {

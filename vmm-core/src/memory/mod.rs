@@ -5,6 +5,7 @@
 //! that area.
 
 mod audit;
+mod backups;
 mod consoles;
 mod events;
 mod hypervisor;
@@ -48,6 +49,7 @@ use crate::task::Task;
 use crate::users::{ApiToken, User, UserUsage};
 use crate::vm::Vm;
 
+pub use backups::{InMemoryTarget, InMemoryTargets};
 pub use hypervisor::{
     Failure, FakeVolume, HypervisorCall, InMemoryConnector, InMemoryHypervisor, DEFAULT_MEMORY_CAPACITY,
 };
@@ -123,15 +125,29 @@ struct StoreState {
     console_tickets: HashMap<String, crate::console::ConsoleTicket>,
     /// Usage points by subject key, resolution and time (Unix seconds).
     usage: BTreeMap<(String, u32, i64), crate::usage::UsagePoint>,
+    /// Backup targets, with their S3 secrets.
+    backup_targets: BTreeMap<crate::id::BackupTargetId, crate::backup::BackupTargetConfig>,
+    backups: BTreeMap<crate::id::BackupId, crate::backup::Backup>,
 }
 
 impl StoreState {
-    /// Keeps a new task, as its VM's owner's, and records it queued.
+    /// Keeps a new task, as its VM's owner's (or as the owner it names, without a VM),
+    /// and records it queued.
     fn insert_task(&mut self, task: &Task) {
-        let owner = task.vm_id.and_then(|v| self.vms.get(&v)).and_then(|vm| vm.owner_id);
+        let owner = match task.vm_id {
+            Some(v) => self.vms.get(&v).and_then(|vm| vm.owner_id),
+            None => task.owner_id,
+        };
         let task = Task { owner_id: owner, ..task.clone() };
         self.task_changed(None, &task, task.created_at);
         self.tasks.insert(task.id, task);
+    }
+
+    /// Appends `events`, numbered after the last.
+    fn emit_all(&mut self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            self.emit(e);
+        }
     }
 
     /// Appends an event, numbered after the last.

@@ -59,29 +59,33 @@ fn save_in(s: &mut StoreState, task: &Task, fence: u64, store_now: DateTime<Utc>
     Ok(())
 }
 
+/// Queues a task in `s` ([`TaskStore::enqueue_task`]).
+pub(super) fn enqueue_in(s: &mut StoreState, task: &Task, action: Option<VmAction>) -> Result<()> {
+    if s.tasks.contains_key(&task.id) {
+        return Err(Error::conflict(format!("task {} exists", task.id)));
+    }
+    if let Some(id) = task.image_id().filter(|i| !s.images.contains_key(i)) {
+        return Err(Error::ImageNotFound { id });
+    }
+    if let Some(vm_id) = task.vm_id {
+        let vm = s.vms.get(&vm_id).ok_or(Error::VmNotFound { id: vm_id })?;
+        if let Some(&active) = s.vm_active.get(&vm_id) {
+            return Err(Error::ActiveTask { vm: vm_id, task: active });
+        }
+        if let Some(action) = action {
+            vm.state.apply(vm_id, action)?;
+        }
+        s.vm_active.insert(vm_id, task.id);
+    }
+    s.insert_task(task);
+    s.active.insert(task.id);
+    Ok(())
+}
+
 #[async_trait]
 impl TaskStore for InMemoryStore {
     async fn enqueue_task(&self, task: &Task, action: Option<VmAction>) -> Result<()> {
-        let mut s = self.state();
-        if s.tasks.contains_key(&task.id) {
-            return Err(Error::conflict(format!("task {} exists", task.id)));
-        }
-        if let Some(id) = task.image_id().filter(|i| !s.images.contains_key(i)) {
-            return Err(Error::ImageNotFound { id });
-        }
-        if let Some(vm_id) = task.vm_id {
-            let vm = s.vms.get(&vm_id).ok_or(Error::VmNotFound { id: vm_id })?;
-            if let Some(&active) = s.vm_active.get(&vm_id) {
-                return Err(Error::ActiveTask { vm: vm_id, task: active });
-            }
-            if let Some(action) = action {
-                vm.state.apply(vm_id, action)?;
-            }
-            s.vm_active.insert(vm_id, task.id);
-        }
-        s.insert_task(task);
-        s.active.insert(task.id);
-        Ok(())
+        enqueue_in(&mut self.state(), task, action)
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Task> {

@@ -9,6 +9,7 @@
 //! Python package use tokio; tests here use a thread or `block_on`).
 
 mod audit;
+mod backups;
 mod consoles;
 mod engine;
 mod events;
@@ -41,13 +42,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use event_listener::Event;
 
+use crate::backup::TargetOpener;
 use crate::clock::{Clock, SystemClock};
 use crate::directory::Directory;
 use crate::error::Result;
 use crate::hypervisor::{Connector, Hypervisor};
 use crate::id::{ImageId, NodeId, UserId, VmId};
 use crate::image::{ImageFetcher, ImageLimits, ImageRepo, UrlPolicy};
-use crate::memory::{InMemoryConnector, InMemoryImageRepo, InMemoryStore};
+use crate::memory::{InMemoryConnector, InMemoryImageRepo, InMemoryStore, InMemoryTargets};
 use crate::node::{Node, NodeUriPolicy};
 use crate::placement::Strategy;
 use crate::store::Store;
@@ -137,10 +139,17 @@ pub struct VmmBuilder {
     images: Option<Arc<dyn ImageRepo>>,
     fetcher: Option<Arc<dyn ImageFetcher>>,
     directory: Option<Arc<dyn Directory>>,
+    targets: Option<Arc<dyn TargetOpener>>,
     config: VmmConfig,
 }
 
 impl VmmBuilder {
+    /// How backup targets are opened (default: [`InMemoryTargets`], `memory://NAME` only).
+    pub fn with_targets(mut self, targets: Arc<dyn TargetOpener>) -> Self {
+        self.targets = Some(targets);
+        self
+    }
+
     /// Persistence (default: a fresh [`InMemoryStore`] on the builder's clock).
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -195,6 +204,7 @@ impl VmmBuilder {
                 images: self.images.unwrap_or_else(|| Arc::new(InMemoryImageRepo::new())),
                 fetcher: self.fetcher,
                 directory: self.directory,
+                targets: self.targets.unwrap_or_else(|| Arc::new(InMemoryTargets::new())),
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashSet::new()),
@@ -215,6 +225,7 @@ struct Inner {
     images: Arc<dyn ImageRepo>,
     fetcher: Option<Arc<dyn ImageFetcher>>,
     directory: Option<Arc<dyn Directory>>,
+    targets: Arc<dyn TargetOpener>,
     config: VmmConfig,
     hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
     /// Images whose data is being uploaded through this service: one upload at a time each.

@@ -79,7 +79,11 @@ impl Vmm {
 
     /// The nodes that have every network of `pools` (`None`: any node); a pinned node that
     /// lacks one is refused, naming the pool.
-    async fn nodes_for_pools(&self, pools: &[PoolId], pinned: Option<NodeId>) -> Result<Option<Vec<NodeId>>> {
+    pub(super) async fn nodes_for_pools(
+        &self,
+        pools: &[PoolId],
+        pinned: Option<NodeId>,
+    ) -> Result<Option<Vec<NodeId>>> {
         let mut only: Option<Vec<NodeId>> = None;
         for pool_id in pools {
             let pool = self.inner.store.get_pool(*pool_id).await?;

@@ -1,11 +1,12 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
 //! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
-//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`]…);
+//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`], [`BackupStore`]…);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
 
 mod audit;
+mod backups;
 mod consoles;
 mod events;
 mod idempotency;
@@ -25,6 +26,7 @@ mod webhooks;
 use std::fmt::Debug;
 
 pub use audit::AuditStore;
+pub use backups::BackupStore;
 pub use consoles::ConsoleStore;
 pub use events::EventStore;
 pub use idempotency::IdempotencyStore;
@@ -60,6 +62,7 @@ pub trait Store:
     + SingletonStore
     + ConsoleStore
     + UsageStore
+    + BackupStore
     + Send
     + Sync
     + Debug
@@ -83,6 +86,7 @@ impl<T> Store for T where
         + SingletonStore
         + ConsoleStore
         + UsageStore
+        + BackupStore
         + Send
         + Sync
         + Debug

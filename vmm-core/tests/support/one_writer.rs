@@ -171,6 +171,17 @@ one_at_a_time! {
         usage(subject: vmm_core::usage::UsageSubject, resolution: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<vmm_core::usage::UsagePoint>;
         count_usage() -> u64;
     }
+    BackupStore {
+        create_backup_target(target: &vmm_core::BackupTargetConfig) -> ();
+        get_backup_target(id: vmm_core::BackupTargetId) -> vmm_core::BackupTargetConfig;
+        list_backup_targets(page: &PageRequest) -> Page<vmm_core::BackupTargetConfig>;
+        delete_backup_target(id: vmm_core::BackupTargetId) -> ();
+        enqueue_backup_task(backup: &vmm_core::Backup, task: &Task) -> ();
+        get_backup(id: vmm_core::BackupId) -> vmm_core::Backup;
+        list_backups(filter: &vmm_core::BackupFilter, page: &PageRequest) -> Page<vmm_core::Backup>;
+        update_backup(backup: &vmm_core::Backup, event: Option<vmm_core::Event>) -> ();
+        delete_backup(id: vmm_core::BackupId, event: Option<vmm_core::Event>) -> ();
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

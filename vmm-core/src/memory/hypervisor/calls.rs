@@ -43,6 +43,10 @@ pub enum HypervisorCall {
     CreateVolumeFromImage,
     /// [`Hypervisor::copy_volume`](crate::Hypervisor::copy_volume).
     CopyVolume,
+    /// [`Hypervisor::read_volume`](crate::Hypervisor::read_volume).
+    ReadVolume,
+    /// [`Hypervisor::write_volume`](crate::Hypervisor::write_volume).
+    WriteVolume,
     /// [`Hypervisor::save_previous_volume`](crate::Hypervisor::save_previous_volume).
     SavePreviousVolume,
     /// [`Hypervisor::restore_previous_volume`](crate::Hypervisor::restore_previous_volume).

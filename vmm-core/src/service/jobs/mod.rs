@@ -3,6 +3,7 @@
 //! resumed after a crash may run again from the start.
 
 mod addresses;
+mod backup_vm;
 mod clone_vm;
 mod create_vm;
 mod delete_vm;
@@ -10,7 +11,9 @@ mod import_image;
 mod power;
 mod reconcile;
 mod reinstall_vm;
+mod restore_backup;
 mod update_vm;
+mod verify_backup;
 
 use std::sync::Arc;
 
@@ -35,6 +38,10 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::RemoveAddress => addresses::remove(vmm, run).await,
         TaskKind::ImportImage => import_image::run(vmm, run).await,
         TaskKind::Reconcile => reconcile::run(vmm, run).await,
+        TaskKind::BackupVm => backup_vm::run(vmm, run).await,
+        TaskKind::RestoreBackup => restore_backup::run(vmm, run).await,
+        TaskKind::VerifyBackup => verify_backup::verify(vmm, run).await,
+        TaskKind::DeleteBackup => verify_backup::delete(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -42,8 +49,12 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 /// Undoes what the task did, as far as it can be undone.
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     match run.task.kind {
-        TaskKind::CreateVm | TaskKind::CloneVm => vmm.undo_create(vm_of(run)?).await,
-        TaskKind::DeleteVm | TaskKind::RemoveAddress | TaskKind::Reconcile => Ok(()),
+        TaskKind::CreateVm | TaskKind::CloneVm | TaskKind::RestoreBackup => {
+            vmm.undo_create(vm_of(run)?).await
+        }
+        TaskKind::DeleteVm | TaskKind::RemoveAddress | TaskKind::Reconcile | TaskKind::VerifyBackup => Ok(()),
+        TaskKind::BackupVm => backup_vm::undo(vmm, run).await,
+        TaskKind::DeleteBackup => verify_backup::undo_delete(vmm, run).await,
         TaskKind::UpdateVm => update_vm::undo(vmm, run).await,
         TaskKind::ReinstallVm => reinstall_vm::undo(vmm, run).await,
         TaskKind::AddAddress => addresses::undo_add(vmm, run).await,

@@ -1,5 +1,6 @@
-//! Backups: the model, schedules (cron expressions) and the retention rule. Taking and
-//! restoring backups comes with the backup targets; the rules live here, pure.
+//! Backups: the model, schedules (cron expressions) and the retention rule; where backups
+//! are kept ([`target`]) and how a backup is laid out there ([`manifest`]). The sagas that
+//! take, restore, verify and delete backups are in the service's jobs.
 //!
 //! Retention follows Proxmox's prune semantics: `keep_last` keeps the newest N; each of
 //! `keep_daily`, `keep_weekly` and `keep_monthly` keeps the newest backup of each of the N
@@ -15,40 +16,210 @@ use croner::Cron;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{BackupId, ScheduleId, VmId};
+use crate::id::{BackupId, BackupTargetId, ScheduleId, TaskId, UserId, VmId};
+use crate::vm::Vm;
+
+pub mod manifest;
+pub mod target;
+
+pub use manifest::{Chunk, ChunkRef, Manifest, CHUNK_SIZE};
+pub use target::{BackupTarget, BackupTargetConfig, BackupTargetSpec, S3Access, TargetOpener, TargetUrl};
 
 /// The key of the day, ISO week or month a time falls in (the last field tells which).
 type PeriodOf<'a> = &'a dyn Fn(&DateTime<Utc>) -> (i32, u32, u8);
 
 /// Where a backup is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(strum::Display, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum BackupState {
     /// Not started.
     Pending,
     /// Being written.
     Running,
-    /// Complete and usable.
+    /// Complete and usable: its manifest is on the target.
     Completed,
-    /// Failed; not usable.
+    /// Failed; not usable (nothing of it is left on the target).
     Failed,
+    /// Being removed from its target.
+    Deleting,
+}
+
+/// Whether a backup copies the whole disk or only what changed since its parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(strum::Display, strum::EnumString)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum BackupMode {
+    /// Every chunk is stored.
+    #[default]
+    Full,
+    /// Only the chunks that differ from the newest completed backup of the VM on the same
+    /// target are stored; a full one when there is none.
+    Incremental,
+}
+
+/// How consistent a backup's copy of the disk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// The VM was shut off: the disk as the guest left it.
+    Stopped,
+    /// Taken from a running VM without the guest's help: as after a power loss.
+    CrashConsistent,
+    /// Taken while the guest agent held the filesystems frozen.
+    FsFrozen,
+}
+
+/// The last check of a backup against its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Verification {
+    /// When it was checked.
+    pub at: DateTime<Utc>,
+    /// Whether every chunk matched.
+    pub ok: bool,
+    /// What was wrong, naming the chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A backup of one VM's disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Backup {
     /// The id.
     pub id: BackupId,
-    /// The VM.
+    /// The VM (it may be gone since: backups outlive their VMs).
     pub vm_id: VmId,
+    /// Whose it is: the VM's owner when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<UserId>,
+    /// Where it is kept.
+    pub target_id: BackupTargetId,
+    /// Full or incremental.
+    pub mode: BackupMode,
+    /// For an incremental backup: the backup whose chunks it shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<BackupId>,
     /// The schedule that made it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<ScheduleId>,
     /// Its state.
     pub state: BackupState,
-    /// Its size in bytes once written.
+    /// The task that takes (or took) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// Bytes this backup stored on its target (chunks shared with its parent not counted).
     pub size_bytes: u64,
-    /// When it was taken.
+    /// The size of the disk it copies, in bytes.
+    pub disk_bytes: u64,
+    /// How consistent the copy is, once taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+    /// The VM's settings when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<Vm>,
+    /// The last verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verification>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was asked for.
     pub created_at: DateTime<Utc>,
+    /// When it became restorable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Backup {
+    /// A pending backup of `vm` to `target`.
+    pub fn new(vm_id: VmId, target_id: BackupTargetId, mode: BackupMode, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id: BackupId::new(),
+            vm_id,
+            owner_id: None,
+            target_id,
+            mode,
+            parent_id: None,
+            schedule_id: None,
+            state: BackupState::Pending,
+            task_id: None,
+            size_bytes: 0,
+            disk_bytes: 0,
+            consistency: None,
+            vm: None,
+            verified: None,
+            error: None,
+            created_at,
+            completed_at: None,
+        }
+    }
+}
+
+/// What a backup request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BackupSpec {
+    /// Where to keep it.
+    pub target_id: BackupTargetId,
+    /// Full (default) or incremental.
+    #[serde(default)]
+    pub mode: BackupMode,
+}
+
+/// Which backups to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackupFilter {
+    /// Only this VM's.
+    pub vm_id: Option<VmId>,
+    /// Only this user's.
+    pub owner_id: Option<UserId>,
+    /// Only those on this target.
+    pub target_id: Option<BackupTargetId>,
+}
+
+impl BackupFilter {
+    /// Whether `b` passes.
+    pub fn matches(&self, b: &Backup) -> bool {
+        self.vm_id.is_none_or(|v| b.vm_id == v)
+            && self.owner_id.is_none_or(|o| b.owner_id == Some(o))
+            && self.target_id.is_none_or(|t| b.target_id == t)
+    }
+}
+
+/// Where a restore goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSpec {
+    /// A new VM (new id, new addresses from the same pools), placed like a create.
+    pub new_vm: NewVmFromBackup,
+}
+
+/// The new VM a restore makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewVmFromBackup {
+    /// Its name.
+    pub name: String,
+    /// The node to put it on (placement chooses when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<crate::id::NodeId>,
+    /// Start it once restored (default true).
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How many backups to keep. All zero keeps everything.
@@ -127,11 +298,12 @@ fn parse_cron(expr: &str) -> Result<Cron> {
 ///
 /// ```
 /// use vmm_core::backup::{prune, Backup, BackupState, RetentionPolicy};
-/// use vmm_core::{BackupId, VmId};
+/// use vmm_core::{BackupTargetId, VmId};
 /// let vm = VmId::new();
 /// let at = |d: u32| format!("2026-03-{d:02}T03:00:00Z").parse().unwrap();
+/// let target = BackupTargetId::new();
 /// let backups: Vec<Backup> = (1..=5)
-///     .map(|d| Backup { id: BackupId::new(), vm_id: vm, schedule_id: None, state: BackupState::Completed, size_bytes: 1, created_at: at(d) })
+///     .map(|d| Backup { state: BackupState::Completed, ..Backup::new(vm, target, Default::default(), at(d)) })
 ///     .collect();
 /// let pruned = prune(&backups, &RetentionPolicy { keep_last: 2, ..Default::default() });
 /// assert_eq!(pruned, vec![backups[2].id, backups[1].id, backups[0].id]);
@@ -175,7 +347,7 @@ pub fn prune(backups: &[Backup], policy: &RetentionPolicy) -> Vec<BackupId> {
         .filter(|b| match b.state {
             BackupState::Completed => !keep.contains(&b.id),
             BackupState::Failed => true,
-            BackupState::Pending | BackupState::Running => false,
+            BackupState::Pending | BackupState::Running | BackupState::Deleting => false,
         })
         .collect();
     pruned.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -189,7 +361,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn backup(vm: VmId, at: DateTime<Utc>, state: BackupState) -> Backup {
-        Backup { id: BackupId::new(), vm_id: vm, schedule_id: None, state, size_bytes: 1, created_at: at }
+        Backup { state, ..Backup::new(vm, BackupTargetId::new(), BackupMode::Full, at) }
     }
 
     #[test]
@@ -278,7 +450,7 @@ mod tests {
             }
             for b in &backups {
                 match b.state {
-                    BackupState::Running | BackupState::Pending => prop_assert!(!pruned.contains(&b.id)),
+                    BackupState::Running | BackupState::Pending | BackupState::Deleting => prop_assert!(!pruned.contains(&b.id)),
                     BackupState::Failed => prop_assert!(pruned.contains(&b.id)),
                     BackupState::Completed => {}
                 }

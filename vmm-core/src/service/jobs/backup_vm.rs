@@ -1,0 +1,203 @@
+//! `backup_vm`: the VM's disk read from its node through the hypervisor (so remote nodes
+//! work the same), cut into chunks as it streams, each chunk stored on the target unless
+//! it is zeros or (incremental) the same as the parent's; the manifest last, in one atomic
+//! put. Nothing of an unfinished backup is restorable, and its chunks are removed when the
+//! task is undone or runs again.
+
+use futures::StreamExt;
+
+use super::{Outcome, Run, Vmm};
+use crate::backup::manifest::{
+    backup_prefix, chunk_key, is_zero, manifest_key, sha256_hex, Chunker, MANIFEST_VERSION,
+};
+use crate::backup::{
+    Backup, BackupFilter, BackupMode, BackupState, BackupTarget, Chunk, ChunkRef, Consistency, Manifest,
+    CHUNK_SIZE,
+};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventType};
+use crate::hypervisor::PowerState;
+use crate::page::PageRequest;
+use crate::task::TaskParams;
+
+/// Pieces of the disk in flight between the node and the target.
+const IN_FLIGHT: usize = 4;
+
+fn backup_of(run: &Run) -> Result<crate::id::BackupId> {
+    match run.task.params {
+        TaskParams::Backup { backup_id } => Ok(backup_id),
+        _ => Err(Error::invalid("task", "a backup task without its backup")),
+    }
+}
+
+pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
+    let mut backup = vmm.inner.store.get_backup(backup_of(run)?).await?;
+    if backup.state == BackupState::Completed {
+        // Resumed after the manifest was written: the backup is done.
+        return Ok(Outcome::Done);
+    }
+    let (vm, _node, hv) = vmm.vm_and_hypervisor(run).await?;
+    let target = vmm.backup_target(backup.target_id).await?;
+    if vmm.cancel_requested(run).await? {
+        undo(vmm, run).await?;
+        return Ok(Outcome::Cancelled);
+    }
+    let observed = hv.domain(vm.id).await?.map(|d| d.state);
+    if !matches!(observed, Some(PowerState::Shutoff) | None) {
+        return Err(Error::conflict(format!(
+            "VM {} must be stopped to be backed up (backups of running VMs are not supported yet)",
+            vm.id
+        )));
+    }
+    let parent = match backup.mode {
+        BackupMode::Full => None,
+        BackupMode::Incremental => newest_completed(vmm, &backup).await?,
+    };
+    let parent_manifest = match &parent {
+        Some(p) => Some(vmm.read_manifest(p).await?),
+        None => None,
+    };
+    backup.state = BackupState::Running;
+    backup.parent_id = parent.as_ref().map(|p| p.id);
+    backup.vm = Some(vm.clone());
+    vmm.inner.store.update_backup(&backup, None).await?;
+    vmm.step(run, 5, format!("clearing what an earlier try left on {}", target.describe())).await?;
+    remove_prefix(target.as_ref(), &backup_prefix(vm.id, backup.id)).await?;
+
+    vmm.step(run, 10, "copying the disk").await?;
+    let parent_chunks = parent_manifest.as_ref().map(|m| &m.chunks[..]).unwrap_or_default();
+    let (sink, mut pieces) = futures::channel::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let read = hv.read_volume(vm.id, sink);
+    let store = async {
+        let mut chunker = Chunker::default();
+        let mut chunks: Vec<Chunk> = Vec::new();
+        let mut stored = 0u64;
+        while let Some(piece) = pieces.next().await {
+            for data in chunker.push(&piece) {
+                stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
+            }
+        }
+        let (last, total, sha256) = chunker.finish();
+        if let Some(data) = last {
+            stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
+        }
+        Ok::<_, Error>((chunks, stored, total, sha256))
+    };
+    // A failed store drops the channel, which ends the read; a failed read ends the stream.
+    let (read, stored) = futures::join!(read, store);
+    let (chunks, mut stored, total, sha256) = stored?;
+    let (format, sent) = read?;
+    if sent != total {
+        return Err(Error::conflict(format!("the node sent {total} bytes of a {sent}-byte disk")));
+    }
+
+    vmm.step(run, 90, "writing the manifest").await?;
+    let guest = vmm.inner.store.vm_guest(vm.id).await?.current;
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        backup_id: backup.id,
+        parent_id: backup.parent_id,
+        created_at: vmm.now(),
+        format,
+        size: total,
+        chunk_size: CHUNK_SIZE as u64,
+        sha256,
+        consistency: Consistency::Stopped,
+        vm: vm.clone(),
+        guest,
+        chunks,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::backend("manifest", e))?;
+    stored += json.len() as u64;
+    target.put(&manifest_key(vm.id, backup.id), json).await?;
+
+    backup.state = BackupState::Completed;
+    backup.size_bytes = stored;
+    backup.disk_bytes = total;
+    backup.consistency = Some(Consistency::Stopped);
+    backup.completed_at = Some(vmm.now());
+    let event = backup_event(EventType::BackupCompleted, &backup, vmm.now())
+        .with("mode", backup.mode)
+        .with("size_bytes", stored)
+        .with("disk_bytes", total);
+    vmm.inner.store.update_backup(&backup, Some(event)).await?;
+    Ok(Outcome::Done)
+}
+
+/// Stores one chunk (unless it is zeros or the parent's chunk at the same place is the
+/// same), adds it to `chunks`, and returns the bytes stored.
+async fn keep_chunk(
+    target: &dyn BackupTarget,
+    backup: &Backup,
+    parent: &[Chunk],
+    chunks: &mut Vec<Chunk>,
+    data: Vec<u8>,
+) -> Result<u64> {
+    let index = chunks.len();
+    let len = data.len() as u64;
+    if is_zero(&data) {
+        chunks.push(Chunk::Zero { zero: len });
+        return Ok(0);
+    }
+    let sha256 = sha256_hex(&data);
+    if let Some(Chunk::Stored(same)) =
+        parent.get(index).filter(|p| matches!(p, Chunk::Stored(c) if c.sha256 == sha256 && c.len == len))
+    {
+        chunks.push(Chunk::Stored(same.clone()));
+        return Ok(0);
+    }
+    let key = chunk_key(backup.vm_id, backup.id, index);
+    target.put(&key, data).await?;
+    chunks.push(Chunk::Stored(ChunkRef { key, sha256, len }));
+    Ok(len)
+}
+
+/// The newest completed backup of the VM on the same target: an incremental one's parent.
+async fn newest_completed(vmm: &Vmm, backup: &Backup) -> Result<Option<Backup>> {
+    let filter =
+        BackupFilter { vm_id: Some(backup.vm_id), target_id: Some(backup.target_id), owner_id: None };
+    let mut page = PageRequest::default();
+    loop {
+        let found = vmm.inner.store.list_backups(&filter, &page).await?;
+        if let Some(b) =
+            found.items.into_iter().find(|b| b.state == BackupState::Completed && b.id != backup.id)
+        {
+            return Ok(Some(b));
+        }
+        match found.next_cursor {
+            Some(cursor) => page = PageRequest { cursor: Some(cursor), ..page },
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Removes every object under `prefix`.
+pub(super) async fn remove_prefix(target: &dyn BackupTarget, prefix: &str) -> Result<()> {
+    for key in target.list(prefix).await? {
+        target.delete(&key).await?;
+    }
+    Ok(())
+}
+
+/// The event of something that happened to `backup`.
+pub(super) fn backup_event(kind: EventType, backup: &Backup, at: chrono::DateTime<chrono::Utc>) -> Event {
+    Event::new(kind, at).vm(Some(backup.vm_id)).owner(backup.owner_id).with("backup_id", backup.id)
+}
+
+/// Removes what the backup wrote and records it failed; a completed backup stays.
+pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
+    let mut backup = match vmm.inner.store.get_backup(backup_of(run)?).await {
+        Ok(b) => b,
+        Err(Error::BackupNotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if backup.state == BackupState::Completed {
+        return Ok(());
+    }
+    let target = vmm.backup_target(backup.target_id).await?;
+    remove_prefix(target.as_ref(), &backup_prefix(backup.vm_id, backup.id)).await?;
+    backup.state = BackupState::Failed;
+    backup.size_bytes = 0;
+    backup.error = Some(format!("task {} did not finish it", run.task.id));
+    vmm.inner.store.update_backup(&backup, None).await
+}

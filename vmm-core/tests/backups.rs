@@ -1,0 +1,208 @@
+//! Backups on the in-memory fakes: full and incremental backups of a stopped VM, restore
+//! as a new VM, verify, a corrupted chunk, a full target, and deletes that keep the chains
+//! that share chunks.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use vmm_core::backup::{
+    manifest::CHUNK_SIZE, BackupMode, BackupSpec, BackupTargetSpec, NewVmFromBackup, RestoreSpec,
+};
+use vmm_core::event::{EventFilter, EventType};
+use vmm_core::memory::{
+    InMemoryConnector, InMemoryHypervisor, InMemoryStore, InMemoryTarget, InMemoryTargets,
+};
+use vmm_core::{
+    Actor, Backup, BackupState, Error, EventStore, NodeSpec, NodeUriPolicy, PowerAction, Role, TaskState, Vm,
+    VmSpec, VmState, Vmm, VmmConfig,
+};
+
+const URI: &str = "memory://n1";
+
+struct World {
+    vmm: Vmm,
+    hv: Arc<InMemoryHypervisor>,
+    store: Arc<InMemoryStore>,
+    target: Arc<InMemoryTarget>,
+    target_id: vmm_core::BackupTargetId,
+}
+
+fn admin() -> Actor {
+    Actor { role: Role::Admin, ..Actor::system() }
+}
+
+async fn world() -> World {
+    let store = Arc::new(InMemoryStore::new());
+    let connector = Arc::new(InMemoryConnector::new());
+    let targets = InMemoryTargets::new();
+    let vmm = Vmm::builder()
+        .with_store(store.clone())
+        .with_connector(connector.clone())
+        .with_targets(Arc::new(targets.clone()))
+        .with_config(VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() })
+        .build();
+    vmm.create_node(NodeSpec::new("n1", URI)).await.unwrap();
+    let spec = BackupTargetSpec { name: "t".into(), url: "memory://t".into(), s3: None };
+    let target_id = vmm.create_backup_target(&admin(), spec).await.unwrap().id;
+    World { vmm, hv: connector.get(URI).unwrap(), store, target: targets.target("t"), target_id }
+}
+
+/// A stopped VM whose disk holds `content`.
+async fn stopped_vm(w: &World, content: &str) -> Vm {
+    let (vm, _) = w.vmm.create_vm(VmSpec::new("web-1", 1, 512, 1)).await.unwrap();
+    w.vmm.run_until_idle().await.unwrap();
+    w.vmm.power_vm(vm.id, PowerAction::Stop).await.unwrap();
+    w.vmm.run_until_idle().await.unwrap();
+    assert!(w.hv.set_volume_content(vm.id, content));
+    w.vmm.get_vm(vm.id).await.unwrap()
+}
+
+/// Two and a half chunks: one of `a`, one of zeros, half of `b`.
+fn disk(a: char, b: char) -> String {
+    let mut s = a.to_string().repeat(CHUNK_SIZE);
+    s.push_str(&"\0".repeat(CHUNK_SIZE));
+    s.push_str(&b.to_string().repeat(CHUNK_SIZE / 2));
+    s
+}
+
+async fn take(w: &World, vm: &Vm, mode: BackupMode) -> (Backup, TaskState) {
+    let (backup, task) =
+        w.vmm.backup_vm(&admin(), vm.id, BackupSpec { target_id: w.target_id, mode }).await.unwrap();
+    w.vmm.run_until_idle().await.unwrap();
+    let state = w.vmm.get_task(task.id).await.unwrap().state;
+    (w.store_backup(backup.id).await, state)
+}
+
+impl World {
+    async fn store_backup(&self, id: vmm_core::BackupId) -> Backup {
+        vmm_core::BackupStore::get_backup(self.store.as_ref(), id).await.unwrap()
+    }
+
+    async fn restore(&self, backup: &Backup, name: &str) -> (Vm, TaskState) {
+        let spec = RestoreSpec { new_vm: NewVmFromBackup { name: name.into(), node_id: None, start: false } };
+        let (vm, task) = self.vmm.restore_backup(&admin(), backup.id, spec).await.unwrap();
+        self.vmm.run_until_idle().await.unwrap();
+        (vm, self.vmm.get_task(task.id).await.unwrap().state)
+    }
+
+    async fn events(&self, kind: EventType) -> Vec<vmm_core::Event> {
+        let all = self.store.list_events(&EventFilter::default(), 10_000).await.unwrap();
+        all.into_iter().filter(|e| e.kind == kind).collect()
+    }
+}
+
+#[test]
+fn a_full_and_an_incremental_backup_restore_as_new_vms() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let (full, state) = take(&w, &vm, BackupMode::Full).await;
+        assert_eq!((state, full.state), (TaskState::Succeeded, BackupState::Completed));
+        // The zero chunk is not stored: two chunks and the manifest.
+        assert_eq!(w.target.keys().len(), 3, "{:?}", w.target.keys());
+        assert_eq!(full.disk_bytes, (CHUNK_SIZE * 5 / 2) as u64);
+
+        // Change the last chunk only: the incremental stores that one and names the rest.
+        assert!(w.hv.set_volume_content(vm.id, disk('a', 'c')));
+        let (incr, state) = take(&w, &vm, BackupMode::Incremental).await;
+        assert_eq!((state, incr.parent_id), (TaskState::Succeeded, Some(full.id)));
+        assert!(incr.size_bytes < (CHUNK_SIZE / 2 + 100_000) as u64, "{}", incr.size_bytes);
+        assert_eq!(w.events(EventType::BackupCompleted).await.len(), 2);
+
+        for (backup, want, name) in
+            [(&full, disk('a', 'b'), "from-full"), (&incr, disk('a', 'c'), "from-incr")]
+        {
+            let (restored, state) = w.restore(backup, name).await;
+            assert_eq!(state, TaskState::Succeeded);
+            assert_eq!(w.vmm.get_vm(restored.id).await.unwrap().state, VmState::Stopped);
+            assert_eq!(w.hv.volume_of(restored.id).unwrap().content, want, "{name}");
+        }
+
+        // Deleting the full backup keeps the chunks the incremental shares with it.
+        let task = w.vmm.delete_backup(&admin(), full.id).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert_eq!(w.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        let (again, state) = w.restore(&incr, "again").await;
+        assert_eq!(state, TaskState::Succeeded);
+        assert_eq!(w.hv.volume_of(again.id).unwrap().content, disk('a', 'c'));
+        // Deleting the last one leaves nothing on the target.
+        w.vmm.delete_backup(&admin(), incr.id).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert!(w.target.keys().is_empty(), "{:?}", w.target.keys());
+        assert_eq!(w.events(EventType::BackupDeleted).await.len(), 2);
+    })
+}
+
+#[test]
+fn a_flipped_byte_fails_verify_and_restore_naming_the_chunk() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let (backup, _) = take(&w, &vm, BackupMode::Full).await;
+        let task = w.vmm.verify_backup(&admin(), backup.id).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert_eq!(w.vmm.get_task(task.id).await.unwrap().state, TaskState::Succeeded);
+        assert!(w.store_backup(backup.id).await.verified.unwrap().ok);
+
+        let chunk = w.target.keys().into_iter().find(|k| k.ends_with("chunks/00000002")).unwrap();
+        assert!(w.target.corrupt(&chunk));
+        let task = w.vmm.verify_backup(&admin(), backup.id).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        let task = w.vmm.get_task(task.id).await.unwrap();
+        assert_eq!(task.state, TaskState::Failed);
+        assert!(task.error.as_deref().unwrap().contains("chunk 2"), "{:?}", task.error);
+        let verified = w.store_backup(backup.id).await.verified.unwrap();
+        assert!(!verified.ok && verified.error.unwrap().contains(&chunk));
+        let events = w.events(EventType::BackupVerified).await;
+        assert_eq!(events.len(), 2);
+
+        let volumes = w.hv.volume_count();
+        let (restored, state) = w.restore(&backup, "broken").await;
+        assert_eq!(state, TaskState::Failed);
+        assert!(
+            matches!(w.vmm.get_vm(restored.id).await, Err(Error::VmNotFound { .. })),
+            "undone like a create"
+        );
+        assert_eq!(w.hv.volume_count(), volumes, "no volume is left");
+    })
+}
+
+#[test]
+fn a_full_target_fails_the_backup_and_keeps_nothing_of_it() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        w.target.set_capacity(Some((CHUNK_SIZE + CHUNK_SIZE / 4) as u64));
+        let (backup, state) = take(&w, &vm, BackupMode::Full).await;
+        assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));
+        assert!(w.target.keys().is_empty(), "{:?}", w.target.keys());
+        // It is not restorable.
+        let spec = RestoreSpec { new_vm: NewVmFromBackup { name: "x".into(), node_id: None, start: false } };
+        assert!(matches!(w.vmm.restore_backup(&admin(), backup.id, spec).await, Err(Error::Conflict { .. })));
+    })
+}
+
+#[test]
+fn running_vms_and_other_users_are_refused() {
+    block_on(async {
+        let w = world().await;
+        let (vm, _) = w.vmm.create_vm(VmSpec::new("web-1", 1, 512, 1)).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        let (backup, state) = take(&w, &vm, BackupMode::Full).await;
+        assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));
+
+        let stranger = Actor { role: Role::User, user_id: vmm_core::UserId::new(), token_id: None };
+        let spec = BackupSpec { target_id: w.target_id, mode: BackupMode::Full };
+        assert!(matches!(w.vmm.backup_vm(&stranger, vm.id, spec).await, Err(Error::VmNotFound { .. })));
+        assert!(matches!(w.vmm.verify_backup(&stranger, backup.id).await, Err(Error::BackupNotFound { .. })));
+        assert!(matches!(
+            w.vmm.list_backup_targets(&stranger, &Default::default()).await,
+            Err(Error::Forbidden { .. })
+        ));
+        // A target that holds backups cannot be removed.
+        assert!(matches!(
+            w.vmm.delete_backup_target(&admin(), w.target_id).await,
+            Err(Error::Conflict { .. })
+        ));
+    })
+}
