@@ -6,6 +6,7 @@
 //! - [`SqlStore`] (features `sqlite`, `postgres`): the store on SQLite or PostgreSQL.
 //! - [`images::DirImageRepo`] and [`images::HttpFetcher`]: image files in a directory,
 //!   checked by `qemu-img`, and fetched from HTTP(S) URLs under the operator's policy.
+//! - [`backup::Targets`]: backup targets in a directory or S3-compatible object storage.
 //!
 //! Build without libvirt installed with `--no-default-features --features sqlite,postgres`.
 
@@ -15,6 +16,7 @@ pub mod libvirt;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
+pub mod backup;
 pub mod images;
 pub mod ldap;
 pub mod notify;

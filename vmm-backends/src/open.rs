@@ -303,7 +303,8 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
         .with_store(store)
         .with_connector(connector)
         .with_config(config.vmm.clone())
-        .with_image_fetcher(Arc::new(crate::images::HttpFetcher::default()));
+        .with_image_fetcher(Arc::new(crate::images::HttpFetcher::default()))
+        .with_targets(Arc::new(crate::backup::Targets::new()));
     if let Some(dir) = &config.image_dir {
         builder = builder.with_image_repo(Arc::new(crate::images::DirImageRepo::open(dir)?));
     }

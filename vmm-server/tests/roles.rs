@@ -32,6 +32,8 @@ struct World {
     token: String,
     webhook: String,
     channel: String,
+    target: String,
+    backup: String,
 }
 
 async fn json_of(r: &Reply, what: &str) -> Value {
@@ -138,7 +140,25 @@ async fn world() -> World {
         "channel",
     )
     .await;
+    let target = json_of(
+        &api.post("/api/v1/backup-targets", json!({"name": "t", "url": "memory://roles"})).await,
+        "backup target",
+    )
+    .await;
+    let backup = api
+        .call_as(
+            &a_token,
+            Method::POST,
+            &format!("/api/v1/vms/{}/backups", made["vm"]["id"].as_str().unwrap()),
+            Some(json!({"target_id": target["id"]})),
+        )
+        .await;
+    let backup = json_of(&backup, "A's backup").await;
+    let backup_task = backup["task"]["id"].as_str().unwrap();
+    api.call_as(&a_token, Method::GET, &format!("/api/v1/tasks/{backup_task}/wait?timeout_s=30"), None).await;
     World {
+        target: target["id"].as_str().unwrap().to_owned(),
+        backup: backup["backup"]["id"].as_str().unwrap().to_owned(),
         webhook: webhook["id"].as_str().unwrap().to_owned(),
         channel: channel["id"].as_str().unwrap().to_owned(),
         api,
@@ -175,6 +195,8 @@ impl World {
             "ssh-keys" => &self.key,
             "webhooks" => &self.webhook,
             "notification-channels" => &self.channel,
+            "backup-targets" => &self.target,
+            "backups" => &self.backup,
             _ => "",
         };
         let address = if area == "vms" { &self.vm_address } else { &self.lease };
@@ -219,6 +241,10 @@ impl World {
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
+            ("POST", "/api/v1/backup-targets") => Some(json!({"name": "t2", "url": "memory://roles-2"})),
+            ("POST", "/api/v1/vms/{id}/backups") => Some(json!({"target_id": self.target})),
+            ("POST", "/api/v1/backups/{id}/restore") => Some(json!({"new_vm": {"name": "restored"}})),
+            ("POST", "/api/v1/backups/{id}/verify") => None,
             ("POST", "/api/v1/notification-channels") => {
                 Some(json!({"kind": "telegram", "to": "123456789", "events": ["task.failed"]}))
             }
@@ -246,6 +272,8 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "reconcile" => Area::Nodes,
         "webhooks" => Area::Webhooks,
         "notification-channels" => Area::Webhooks,
+        "backup-targets" => Area::Nodes,
+        "backups" => Area::Vms,
         _ => return None,
     };
     Some((area, template.contains("{id}")))
@@ -296,7 +324,7 @@ async fn every_route_for_every_role_on_a_users_objects_follows_the_rules() {
 async fn b_finds_none_of_as_objects_in_any_list() {
     let w = world().await;
     let b = w.tokens.iter().find(|t| t.1 == "B").unwrap().2.clone();
-    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook, &w.channel];
+    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook, &w.channel, &w.backup];
     let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
     for (template, ops) in spec["paths"].as_object().unwrap() {
         // The stream never ends; it is checked in events.rs.
@@ -316,6 +344,7 @@ async fn b_finds_none_of_as_objects_in_any_list() {
         format!("/api/v1/tasks?vm_id={}", w.vm),
         format!("/api/v1/audit?target_id={}", w.vm),
         format!("/api/v1/audit?actor_id={}", w.a),
+        format!("/api/v1/backups?vm_id={}", w.vm),
     ] {
         let r = w.api.get_as_token(&b, &uri).await;
         assert_eq!(r.body["items"], json!([]), "{uri}");

@@ -403,6 +403,43 @@ impl Hypervisor for LibvirtHypervisor {
         Ok(VolumeInfo { name: to.volume_name(), capacity_gib })
     }
 
+    async fn read_volume(
+        &self,
+        vm: VmId,
+        sink: vmm_core::hypervisor::DataSink,
+    ) -> Result<(ImageFormat, u64)> {
+        self.images_supported()?;
+        if self.domain(vm).await?.is_some_and(|d| d.state != PowerState::Shutoff) {
+            return Err(Error::conflict(format!("VM {vm} must be shut off for its disk to be read")));
+        }
+        let capacity = self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })?.capacity_gib * GIB;
+        let pool = self.config.storage_pool.clone();
+        let sent = self
+            .call_moving("read a disk", capacity, move |c| {
+                let vol = lookup_volume(c, &pool, vm)?
+                    .ok_or(LibvirtError::Parse(format!("volume of {vm} is gone")))?;
+                storage::stream_out(c, &vol, sink)
+            })
+            .await?;
+        // vmm makes every VM disk as qcow2.
+        Ok((ImageFormat::Qcow2, sent))
+    }
+
+    async fn write_volume(
+        &self,
+        vm: VmId,
+        format: ImageFormat,
+        data: Box<dyn Read + Send>,
+        size: u64,
+    ) -> Result<VolumeInfo> {
+        self.images_supported()?;
+        if self.volume(vm).await?.is_some() {
+            return Err(Error::conflict(format!("volume {} exists", vm.volume_name())));
+        }
+        self.upload_volume("write a disk", vm.volume_name(), volume_format(format), data, size).await?;
+        self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })
+    }
+
     async fn save_previous_volume(&self, vm: VmId) -> Result<()> {
         self.images_supported()?;
         let size = self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })?.capacity_gib;

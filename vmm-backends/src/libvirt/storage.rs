@@ -106,6 +106,40 @@ pub(super) fn receive(
     Ok(out)
 }
 
+/// Streams the whole of `vol` into `sink` through libvirt; returns the bytes sent. A sink
+/// whose reader went away aborts the stream.
+pub(super) fn stream_out(
+    c: &Connect,
+    vol: &StorageVol,
+    mut sink: vmm_core::hypervisor::DataSink,
+) -> Result<u64, LibvirtError> {
+    use futures::SinkExt;
+    let stream = Stream::new(c, 0)?;
+    vol.download(&stream, 0, 0, 0)?;
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut sent = 0u64;
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if n > 0 => {
+                let n = usize::try_from(n).unwrap_or(0);
+                if futures::executor::block_on(sink.send(buf[..n].to_vec())).is_err() {
+                    stream.abort().ok();
+                    return Err(LibvirtError::Io(std::io::ErrorKind::BrokenPipe.into()));
+                }
+                sent += n as u64;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                stream.abort().ok();
+                return Err(e.into());
+            }
+        }
+    }
+    stream.finish()?;
+    Ok(sent)
+}
+
 pub(super) fn ensure_pool(c: &Connect, name: &str, path: &str) -> Result<StoragePool, LibvirtError> {
     let pool = match c.lookup_storage_pool_by_name(name) {
         Ok(p) => p,

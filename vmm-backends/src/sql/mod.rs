@@ -13,6 +13,7 @@
 //! so reads never wait behind a write. Task leases expire by the database's clock.
 
 mod audit;
+mod backups;
 mod consoles;
 mod events;
 mod idempotency;

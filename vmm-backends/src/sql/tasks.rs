@@ -85,6 +85,53 @@ impl SqlStore {
         self.task_changed(tx, None, &Task { owner_id: owner, ..t.clone() }).await
     }
 
+    /// Queues `t` in `tx` ([`TaskStore::enqueue_task`]): the VM's row is locked, a VM with
+    /// an active task refuses it. `Ok(false)`: a concurrent insert won (the task id, or
+    /// another active task of the VM); the caller ends `tx` and asks [`Self::duplicate`].
+    pub(super) async fn enqueue_in(&self, tx: &mut Tx, t: &Task, action: Option<VmAction>) -> Result<bool> {
+        if let Some(image) = t.image_id() {
+            self.lock_image(tx, image).await?;
+        }
+        if let Some(vm) = t.vm_id {
+            let sql = format!("SELECT state FROM vms WHERE id = $1{}", self.dialect.lock());
+            let row = self
+                .row(sqlx::query(&sql).bind(vm.to_string()), &mut **tx, Error::VmNotFound { id: vm })
+                .await?;
+            let active =
+                sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
+                    .bind(vm.to_string())
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map(first)
+                    .map_err(|e| self.err(e))?;
+            if let Some(r) = active {
+                return Err(Error::ActiveTask { vm, task: r.parsed("id")? });
+            }
+            if let Some(action) = action {
+                row.parsed::<vmm_core::VmState>("state")?.apply(vm, action)?;
+            }
+        }
+        match self.try_insert_task(tx, t).await {
+            Ok(owner) => {
+                self.task_changed(tx, None, &Task { owner_id: owner, ..t.clone() }).await.map(|()| true)
+            }
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Why `t` could not be inserted: its VM's active task, or its id taken.
+    pub(super) async fn duplicate(&self, t: &Task) -> Error {
+        match t.vm_id {
+            Some(vm) => match self.active_task_of(vm).await {
+                Ok(Some(active)) => Error::ActiveTask { vm, task: active },
+                Ok(None) => Error::conflict(format!("task {} exists", t.id)),
+                Err(e) => e,
+            },
+            None => Error::conflict(format!("task {} exists", t.id)),
+        }
+    }
+
     /// Inserts a new task; returns its owner.
     async fn try_insert_task(
         &self,
@@ -93,7 +140,7 @@ impl SqlStore {
     ) -> std::result::Result<Option<UserId>, sqlx::Error> {
         let rows = sqlx::query(
             "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id, \
-             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT owner_id FROM vms WHERE id = $2)) \
+             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE((SELECT owner_id FROM vms WHERE id = $2), $10)) \
              RETURNING owner_id",
         )
         .bind(t.id.to_string())
@@ -105,6 +152,7 @@ impl SqlStore {
         .bind(t.cancel_requested)
         .bind(serde_json::to_string(t).unwrap_or_default())
         .bind(t.image_id().map(|i| i.to_string()))
+        .bind(t.owner_id.map(|o| o.to_string()))
         .fetch_all(&mut **tx)
         .await?;
         let owner: Option<String> = match rows.first() {
@@ -303,44 +351,11 @@ impl SqlStore {
 impl TaskStore for SqlStore {
     async fn enqueue_task(&self, t: &Task, action: Option<VmAction>) -> Result<()> {
         let mut tx = self.begin().await?;
-        if let Some(image) = t.image_id() {
-            self.lock_image(&mut tx, image).await?;
-        }
-        if let Some(vm) = t.vm_id {
-            let sql = format!("SELECT state FROM vms WHERE id = $1{}", self.dialect.lock());
-            let row = self
-                .row(sqlx::query(&sql).bind(vm.to_string()), &mut *tx, Error::VmNotFound { id: vm })
-                .await?;
-            let active =
-                sqlx::query("SELECT id FROM tasks WHERE vm_id = $1 AND state IN ('queued', 'running')")
-                    .bind(vm.to_string())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map(first)
-                    .map_err(|e| self.err(e))?;
-            if let Some(r) = active {
-                return Err(Error::ActiveTask { vm, task: r.parsed("id")? });
-            }
-            if let Some(action) = action {
-                row.parsed::<vmm_core::VmState>("state")?.apply(vm, action)?;
-            }
-        }
-        match self.try_insert_task(&mut tx, t).await {
-            Ok(owner) => {
-                self.task_changed(&mut tx, None, &Task { owner_id: owner, ..t.clone() }).await?;
-                self.commit(tx).await
-            }
-            Err(e) if is_unique_violation(&e) => {
-                drop(tx);
-                match t.vm_id {
-                    Some(vm) => match self.active_task_of(vm).await? {
-                        Some(active) => Err(Error::ActiveTask { vm, task: active }),
-                        None => Err(Error::conflict(format!("task {} exists", t.id))),
-                    },
-                    None => Err(Error::conflict(format!("task {} exists", t.id))),
-                }
-            }
-            Err(e) => Err(self.err(e)),
+        if self.enqueue_in(&mut tx, t, action).await? {
+            self.commit(tx).await
+        } else {
+            drop(tx);
+            Err(self.duplicate(t).await)
         }
     }
 

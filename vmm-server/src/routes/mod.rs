@@ -3,6 +3,7 @@
 //! with problem+json, the problems every route may answer, paging, and the 201/202 shapes.
 
 mod audit;
+mod backups;
 mod channels;
 mod consoles;
 mod events;
@@ -140,6 +141,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(ssh_keys::routes(), Area::SshKeys))
         .merge(gated(audit::routes(), Area::Audit))
         .merge(gated(webhooks::routes(), Area::Webhooks))
+        .merge(gated(backups::target_routes(), Area::Nodes))
+        .merge(gated(backups::routes(), Area::Vms))
         .merge(gated(channels::routes(), Area::Webhooks))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())

@@ -1,0 +1,20 @@
+-- Backup targets: the settings as JSON, the S3 secret apart (never in the JSON).
+CREATE TABLE backup_targets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    secret TEXT,
+    record TEXT NOT NULL -- the BackupTargetConfig as JSON
+);
+
+-- Backups outlive their VMs (no foreign key to vms); a target that holds any stays.
+CREATE TABLE backups (
+    id TEXT PRIMARY KEY,
+    vm_id TEXT NOT NULL,
+    owner_id TEXT,
+    target_id TEXT NOT NULL REFERENCES backup_targets (id),
+    state TEXT NOT NULL,
+    record TEXT NOT NULL -- the Backup as JSON
+);
+CREATE INDEX backups_by_vm ON backups (vm_id, id);
+CREATE INDEX backups_by_owner ON backups (owner_id, id);
+CREATE INDEX backups_by_target ON backups (target_id, id);

@@ -1,0 +1,194 @@
+//! Backups: the targets they are kept on (admins), and backups of VMs taken, listed,
+//! restored as new VMs, verified and deleted, each long step as a task.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use vmm_core::{
+    Access, Actor, Backup, BackupFilter, BackupId, BackupSpec, BackupTargetConfig, BackupTargetId,
+    BackupTargetSpec, Page, PageRequest, RestoreSpec, Task, VmId,
+};
+
+use super::vms::{TaskAccepted, VmAccepted};
+use super::{accepted, created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use crate::AppState;
+
+/// A backup whose taking was queued, and its task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupAccepted {
+    /// The backup, `pending`.
+    pub backup: Backup,
+    /// The task that takes it.
+    pub task: Task,
+}
+
+/// Backup filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BackupQuery {
+    /// Only backups of this VM.
+    pub vm_id: Option<VmId>,
+    /// Only backups on this target.
+    pub target_id: Option<BackupTargetId>,
+    /// Items per page, 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Routes of backup targets (an admin's business).
+pub(super) fn target_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_target, list_targets))
+        .routes(routes!(get_target, delete_target))
+}
+
+/// Routes of backups (their VM's owner's).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(backup_vm))
+        .routes(routes!(list_backups))
+        .routes(routes!(get_backup, delete_backup))
+        .routes(routes!(restore_backup))
+        .routes(routes!(verify_backup))
+}
+
+/// Add a backup target: a directory on the vmmd host (`dir:///srv/backups`, local or
+/// NFS-mounted; it must exist) or S3-compatible storage (`s3://bucket/prefix` with `s3`).
+/// It is written, read and listed once before it is kept. The S3 secret is never shown
+/// again.
+#[utoipa::path(post, path = "/api/v1/backup-targets", tag = "backups",
+    request_body(content = BackupTargetSpec, examples(
+        ("directory" = (value = json!({"name": "local", "url": "dir:///srv/vmm-backups"}))),
+        ("s3" = (value = json!({"name": "offsite", "url": "s3://vmm-backups/site-a",
+            "s3": {"endpoint": "https://s3.example.net", "region": "eu-1", "access_key_id": "AKIAEXAMPLE",
+                   "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}))))),
+    responses((status = 201, body = BackupTargetConfig), Problems))]
+async fn create_target(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Json(spec): Json<BackupTargetSpec>,
+) -> ApiResult<Response> {
+    let target = s.vmm.create_backup_target(&actor, spec).await?;
+    Ok(created(format!("/api/v1/backup-targets/{}", target.id), target))
+}
+
+/// Backup targets, newest first.
+#[utoipa::path(get, path = "/api/v1/backup-targets", tag = "backups", params(PageQuery),
+    responses((status = 200, body = Page<BackupTargetConfig>), Problems))]
+async fn list_targets(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<BackupTargetConfig>>> {
+    Ok(Json(s.vmm.list_backup_targets(&actor, &q.page()).await?))
+}
+
+/// One backup target.
+#[utoipa::path(get, path = "/api/v1/backup-targets/{id}", tag = "backups", params(("id" = BackupTargetId, Path)),
+    responses((status = 200, body = BackupTargetConfig), Problems))]
+async fn get_target(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupTargetId>,
+) -> ApiResult<Json<BackupTargetConfig>> {
+    Ok(Json(s.vmm.get_backup_target(&actor, id).await?))
+}
+
+/// Remove a backup target that holds no backups (409 while it does).
+#[utoipa::path(delete, path = "/api/v1/backup-targets/{id}", tag = "backups", params(("id" = BackupTargetId, Path)),
+    responses((status = 204), Problems))]
+async fn delete_target(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupTargetId>,
+) -> ApiResult<StatusCode> {
+    s.vmm.delete_backup_target(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Back a VM up to a target: its disk in checked chunks, then a manifest; `incremental`
+/// stores only the chunks that changed since the VM's newest backup on that target. The VM
+/// must be stopped.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/backups", tag = "backups", params(("id" = VmId, Path)),
+    request_body(content = BackupSpec, example = json!({"target_id": "01900000-0000-7000-8000-000000000009", "mode": "full"})),
+    responses((status = 202, body = BackupAccepted, headers(("Location" = String, description = "The task"))), Problems))]
+async fn backup_vm(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<VmId>,
+    Json(spec): Json<BackupSpec>,
+) -> ApiResult<Response> {
+    let (backup, task) = s.vmm.backup_vm(&actor, id, spec).await?;
+    Ok(accepted(&task, BackupAccepted { backup, task: task.clone() }))
+}
+
+/// Backups you may see, newest first.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(BackupQuery),
+    responses((status = 200, body = Page<Backup>), Problems))]
+async fn list_backups(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<BackupQuery>,
+) -> ApiResult<Json<Page<Backup>>> {
+    let filter = BackupFilter { vm_id: q.vm_id, target_id: q.target_id, owner_id: None };
+    let page = PageRequest { limit: q.limit, cursor: q.cursor };
+    Ok(Json(s.vmm.list_backups(&actor, &filter, &page).await?))
+}
+
+/// One backup.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", tag = "backups", params(("id" = BackupId, Path)),
+    responses((status = 200, body = Backup), Problems))]
+async fn get_backup(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupId>,
+) -> ApiResult<Json<Backup>> {
+    Ok(Json(s.vmm.backup_for(&actor, id, Access::Read).await?))
+}
+
+/// Delete a backup from its target (a task). Chunks a newer incremental backup shares stay
+/// until it goes too.
+#[utoipa::path(delete, path = "/api/v1/backups/{id}", tag = "backups", params(("id" = BackupId, Path)),
+    responses((status = 202, body = TaskAccepted, headers(("Location" = String, description = "The task"))), Problems))]
+async fn delete_backup(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupId>,
+) -> ApiResult<Response> {
+    let task = s.vmm.delete_backup(&actor, id).await?;
+    Ok(accepted(&task, TaskAccepted { task: task.clone() }))
+}
+
+/// Restore a backup as a new VM: the settings it was taken with, a new id, new addresses
+/// from the same pools, a new seed; placed like a create. Every chunk is checked as it
+/// streams; a bad one fails the task and leaves nothing behind.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups", params(("id" = BackupId, Path)),
+    request_body(content = RestoreSpec, example = json!({"new_vm": {"name": "web-1-restored"}})),
+    responses((status = 202, body = VmAccepted, headers(("Location" = String, description = "The task"))), Problems))]
+async fn restore_backup(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupId>,
+    Json(spec): Json<RestoreSpec>,
+) -> ApiResult<Response> {
+    let (vm, task) = s.vmm.restore_backup(&actor, id, spec).await?;
+    Ok(accepted(&task, VmAccepted { vm, task: task.clone() }))
+}
+
+/// Re-read a backup and check every chunk against its manifest; the result is kept on the
+/// backup (`verified`) and recorded as a `backup.verified` event.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/verify", tag = "backups", params(("id" = BackupId, Path)),
+    responses((status = 202, body = TaskAccepted, headers(("Location" = String, description = "The task"))), Problems))]
+async fn verify_backup(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<BackupId>,
+) -> ApiResult<Response> {
+    let task = s.vmm.verify_backup(&actor, id).await?;
+    Ok(accepted(&task, TaskAccepted { task: task.clone() }))
+}
