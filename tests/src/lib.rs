@@ -534,3 +534,57 @@ pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A `moto` S3 server (from the setup's `.venv`) of the test's own on a loopback port;
+/// stopped when dropped.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts moto and makes `bucket` in it.
+    pub fn start(bucket: &str) -> Self {
+        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+        assert!(server.exists(), "moto_server comes from the setup's .venv (make setup)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {}", moto.endpoint);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // moto takes an unsigned request to make a bucket.
+        let made = ureq::put(&format!("{}/{bucket}", moto.endpoint)).call();
+        assert!(made.is_ok(), "moto makes bucket {bucket}: {made:?}");
+        moto
+    }
+
+    /// The keys of `bucket`, as moto lists them (first 1000).
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let body = ureq::get(&format!("{}/{bucket}?list-type=2", self.endpoint))
+            .call()
+            .expect("moto lists the bucket")
+            .into_string()
+            .expect("a listing");
+        body.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -171,7 +171,9 @@ fn a_flipped_byte_fails_verify_and_restore_naming_the_chunk() {
 fn a_full_target_fails_the_backup_and_keeps_nothing_of_it() {
     block_on(async {
         let w = world().await;
-        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        // Far more than the channel between the node and the target holds: the read must
+        // end when the target fails, not wait for room.
+        let vm = stopped_vm(&w, &disk('a', 'b').repeat(8)).await;
         w.target.set_capacity(Some((CHUNK_SIZE + CHUNK_SIZE / 4) as u64));
         let (backup, state) = take(&w, &vm, BackupMode::Full).await;
         assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));

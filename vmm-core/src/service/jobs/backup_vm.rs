@@ -69,21 +69,27 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let (sink, mut pieces) = futures::channel::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let read = hv.read_volume(vm.id, sink);
     let store = async {
-        let mut chunker = Chunker::default();
-        let mut chunks: Vec<Chunk> = Vec::new();
-        let mut stored = 0u64;
-        while let Some(piece) = pieces.next().await {
-            for data in chunker.push(&piece) {
+        let kept = async {
+            let mut chunker = Chunker::default();
+            let mut chunks: Vec<Chunk> = Vec::new();
+            let mut stored = 0u64;
+            while let Some(piece) = pieces.next().await {
+                for data in chunker.push(&piece) {
+                    stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
+                }
+            }
+            let (last, total, sha256) = chunker.finish();
+            if let Some(data) = last {
                 stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
             }
+            Ok::<_, Error>((chunks, stored, total, sha256))
         }
-        let (last, total, sha256) = chunker.finish();
-        if let Some(data) = last {
-            stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
-        }
-        Ok::<_, Error>((chunks, stored, total, sha256))
+        .await;
+        // Stopped early (the target failed): the read ends too, instead of waiting for room.
+        pieces.close();
+        kept
     };
-    // A failed store drops the channel, which ends the read; a failed read ends the stream.
+    // A failed store closes the channel, which ends the read; a failed read ends the stream.
     let (read, stored) = futures::join!(read, store);
     let (chunks, mut stored, total, sha256) = stored?;
     let (format, sent) = read?;
