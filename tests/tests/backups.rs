@@ -358,3 +358,52 @@ fn a_full_target_and_a_killed_vmmd_leave_no_partial_backup() {
         std::fs::remove_dir_all(d).ok();
     }
 }
+
+#[test]
+fn a_schedule_keeping_two_leaves_two_after_four_runs() {
+    let data = data_dir();
+    let vmmd = Vmmd::start(&VmmdConfig::new(&data));
+    vmmd.add_node("memory://n1");
+    let (status, created) = vmmd.call(
+        "POST",
+        "/api/v1/vms",
+        Some(json!({"name": "s", "vcpus": 1, "memory_mib": 128, "disk_gib": 1})),
+    );
+    assert_eq!(status, 202, "{created}");
+    vmmd.done(&created["task"]);
+    let vm = id(&created["vm"]);
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
+    let (status, target) =
+        vmmd.call("POST", "/api/v1/backup-targets", Some(json!({"name": "m", "url": "memory://schedules"})));
+    assert_eq!(status, 201, "{target}");
+    let spec = json!({"name": "every minute", "cron": "* * * * *", "target_id": id(&target), "vm_ids": [vm],
+        "mode": "incremental", "retention": {"keep_last": 2}});
+    let (status, schedule) = vmmd.call("POST", "/api/v1/backup-schedules", Some(spec));
+    assert_eq!(status, 201, "{schedule}");
+    for _ in 0..4 {
+        let (status, run) =
+            vmmd.call("POST", &format!("/api/v1/backup-schedules/{}/run", id(&schedule)), None);
+        assert_eq!(status, 202, "{run}");
+        for task in run["tasks"].as_array().unwrap() {
+            vmmd.done(task);
+        }
+    }
+    let (_, backups) = vmmd.call("GET", &format!("/api/v1/backups?vm_id={vm}"), None);
+    let items = backups["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{backups}");
+    assert!(
+        items.iter().all(|b| b["state"] == "completed" && b["schedule_id"] == schedule["id"]),
+        "{backups}"
+    );
+    // A bad cron is refused, and changes nothing.
+    let (status, bad) = vmmd.call(
+        "PATCH",
+        &format!("/api/v1/backup-schedules/{}", id(&schedule)),
+        Some(json!({"cron": "61 * * * *"})),
+    );
+    assert_eq!(status, 422, "{bad}");
+    let (_, kept) = vmmd.call("GET", &format!("/api/v1/backup-schedules/{}", id(&schedule)), None);
+    assert_eq!(kept["cron"], "* * * * *");
+    vmmd.stop();
+    std::fs::remove_dir_all(data).ok();
+}

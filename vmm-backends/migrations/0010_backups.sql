@@ -18,3 +18,15 @@ CREATE TABLE backups (
 CREATE INDEX backups_by_vm ON backups (vm_id, id);
 CREATE INDEX backups_by_owner ON backups (owner_id, id);
 CREATE INDEX backups_by_target ON backups (target_id, id);
+
+-- Backup schedules: the settings as JSON, with the columns the due list reads.
+CREATE TABLE backup_schedules (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT,
+    target_id TEXT NOT NULL REFERENCES backup_targets (id),
+    enabled BIGINT NOT NULL,
+    next_run_at TEXT NOT NULL,
+    record TEXT NOT NULL -- the BackupSchedule as JSON
+);
+CREATE INDEX schedules_due ON backup_schedules (enabled, next_run_at);
+CREATE INDEX schedules_by_owner ON backup_schedules (owner_id, id);

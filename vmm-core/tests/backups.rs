@@ -8,19 +8,21 @@ use futures::executor::block_on;
 use vmm_core::backup::{
     manifest::CHUNK_SIZE, BackupMode, BackupSpec, BackupTargetSpec, NewVmFromBackup, RestoreSpec,
 };
+use vmm_core::backup::{RetentionPolicy, ScheduleSpec};
 use vmm_core::event::{EventFilter, EventType};
 use vmm_core::memory::{
     InMemoryConnector, InMemoryHypervisor, InMemoryStore, InMemoryTarget, InMemoryTargets,
 };
 use vmm_core::{
-    Actor, Backup, BackupState, Error, EventStore, NodeSpec, NodeUriPolicy, PowerAction, Role, TaskState, Vm,
-    VmSpec, VmState, Vmm, VmmConfig,
+    Actor, Backup, BackupState, Error, EventStore, ManualClock, NodeSpec, NodeUriPolicy, PowerAction, Role,
+    TaskState, Vm, VmSpec, VmState, Vmm, VmmConfig,
 };
 
 const URI: &str = "memory://n1";
 
 struct World {
     vmm: Vmm,
+    clock: Arc<ManualClock>,
     hv: Arc<InMemoryHypervisor>,
     store: Arc<InMemoryStore>,
     target: Arc<InMemoryTarget>,
@@ -32,19 +34,21 @@ fn admin() -> Actor {
 }
 
 async fn world() -> World {
-    let store = Arc::new(InMemoryStore::new());
+    let clock = Arc::new(ManualClock::new("2026-03-01T10:00:30Z".parse().unwrap()));
+    let store = Arc::new(InMemoryStore::with_clock(clock.clone()));
     let connector = Arc::new(InMemoryConnector::new());
     let targets = InMemoryTargets::new();
     let vmm = Vmm::builder()
         .with_store(store.clone())
         .with_connector(connector.clone())
         .with_targets(Arc::new(targets.clone()))
+        .with_clock(clock.clone())
         .with_config(VmmConfig { node_uris: NodeUriPolicy::for_tests(), ..VmmConfig::default() })
         .build();
     vmm.create_node(NodeSpec::new("n1", URI)).await.unwrap();
     let spec = BackupTargetSpec { name: "t".into(), url: "memory://t".into(), s3: None };
     let target_id = vmm.create_backup_target(&admin(), spec).await.unwrap().id;
-    World { vmm, hv: connector.get(URI).unwrap(), store, target: targets.target("t"), target_id }
+    World { vmm, clock, hv: connector.get(URI).unwrap(), store, target: targets.target("t"), target_id }
 }
 
 /// A stopped VM whose disk holds `content`.
@@ -206,5 +210,73 @@ fn running_vms_and_other_users_are_refused() {
             w.vmm.delete_backup_target(&admin(), w.target_id).await,
             Err(Error::Conflict { .. })
         ));
+    })
+}
+
+#[test]
+fn a_one_minute_schedule_keeping_two_leaves_two_after_four_runs() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let spec = ScheduleSpec {
+            name: "every minute".into(),
+            cron: "* * * * *".into(),
+            target_id: w.target_id,
+            vm_ids: vec![vm.id],
+            all: false,
+            mode: BackupMode::Incremental,
+            retention: RetentionPolicy { keep_last: 2, ..Default::default() },
+            enabled: true,
+        };
+        let schedule = w.vmm.create_schedule(&admin(), spec).await.unwrap();
+        assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 0, "not due yet");
+        for run in 1..=4 {
+            w.clock.advance(chrono::Duration::minutes(1));
+            assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 1, "run {run}");
+            w.vmm.run_until_idle().await.unwrap();
+        }
+        let made =
+            vmm_core::BackupStore::list_backups(w.store.as_ref(), &Default::default(), &Default::default())
+                .await
+                .unwrap()
+                .items;
+        assert_eq!(made.len(), 2, "{made:#?}");
+        assert!(made.iter().all(|b| b.state == BackupState::Completed && b.schedule_id == Some(schedule.id)));
+        // What is left restores, though its chain's older backups were pruned.
+        for b in &made {
+            let (restored, state) = w.restore(b, &format!("r-{}", b.id)).await;
+            assert_eq!(state, TaskState::Succeeded);
+            assert_eq!(w.hv.volume_of(restored.id).unwrap().content, disk('a', 'b'));
+        }
+        // Down for an hour: one run catches up, not sixty.
+        w.clock.advance(chrono::Duration::minutes(60));
+        assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 1);
+        assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 0);
+    })
+}
+
+#[test]
+fn backups_count_against_the_owners_disk_quota() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let quota = vmm_core::users::Quota { max_disk_gib: Some(1), ..Default::default() };
+        let user = vmm_core::users::User {
+            id: vmm_core::UserId::new(),
+            email: "q@example.com".into(),
+            role: Role::User,
+            state: vmm_core::users::UserState::Active,
+            auth: vmm_core::users::AuthSource::Local,
+            quota,
+            created_at: vmm_core::Clock::now(w.clock.as_ref()),
+        };
+        vmm_core::UserStore::create_user(w.store.as_ref(), &user, None).await.unwrap();
+        let vm = w.vmm.change_vm_owner(&admin(), vm.id, Some(user.id)).await.unwrap();
+        // The VM's 1 GiB disk fills the quota: a backup that stores anything is refused.
+        let (backup, state) = take(&w, &vm, BackupMode::Full).await;
+        assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));
+        assert!(w.target.keys().is_empty(), "{:?}", w.target.keys());
+        let task = w.vmm.get_task(backup.task_id.unwrap()).await.unwrap();
+        assert_eq!(task.error_code.as_deref(), Some("quota_exceeded"), "{task:?}");
     })
 }

@@ -134,6 +134,11 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     tokio::spawn({
         let vmm = vmm.clone();
         let stopped = stopped();
+        async move { vmm.run_backup_scheduler(Duration::from_secs(10), stopped).await }
+    });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
         let sender = std::sync::Arc::new(vmm_backends::HttpWebhookSender {
             smtp: settings.smtp.clone(),
             telegram: settings.telegram.clone(),

@@ -34,6 +34,7 @@ struct World {
     channel: String,
     target: String,
     backup: String,
+    schedule: String,
 }
 
 async fn json_of(r: &Reply, what: &str) -> Value {
@@ -156,7 +157,17 @@ async fn world() -> World {
     let backup = json_of(&backup, "A's backup").await;
     let backup_task = backup["task"]["id"].as_str().unwrap();
     api.call_as(&a_token, Method::GET, &format!("/api/v1/tasks/{backup_task}/wait?timeout_s=30"), None).await;
+    let schedule = api
+        .call_as(
+            &a_token,
+            Method::POST,
+            "/api/v1/backup-schedules",
+            Some(json!({"name": "s", "cron": "0 3 * * *", "target_id": target["id"], "all": true})),
+        )
+        .await;
+    let schedule = json_of(&schedule, "A's schedule").await;
     World {
+        schedule: schedule["id"].as_str().unwrap().to_owned(),
         target: target["id"].as_str().unwrap().to_owned(),
         backup: backup["backup"]["id"].as_str().unwrap().to_owned(),
         webhook: webhook["id"].as_str().unwrap().to_owned(),
@@ -197,6 +208,7 @@ impl World {
             "notification-channels" => &self.channel,
             "backup-targets" => &self.target,
             "backups" => &self.backup,
+            "backup-schedules" => &self.schedule,
             _ => "",
         };
         let address = if area == "vms" { &self.vm_address } else { &self.lease };
@@ -244,7 +256,11 @@ impl World {
             ("POST", "/api/v1/backup-targets") => Some(json!({"name": "t2", "url": "memory://roles-2"})),
             ("POST", "/api/v1/vms/{id}/backups") => Some(json!({"target_id": self.target})),
             ("POST", "/api/v1/backups/{id}/restore") => Some(json!({"new_vm": {"name": "restored"}})),
-            ("POST", "/api/v1/backups/{id}/verify") => None,
+            ("POST", "/api/v1/backups/{id}/verify") | ("POST", "/api/v1/backup-schedules/{id}/run") => None,
+            ("POST", "/api/v1/backup-schedules") => {
+                Some(json!({"name": "s2", "cron": "0 4 * * *", "target_id": self.target, "all": true}))
+            }
+            ("PATCH", "/api/v1/backup-schedules/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/notification-channels") => {
                 Some(json!({"kind": "telegram", "to": "123456789", "events": ["task.failed"]}))
             }
@@ -273,7 +289,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "webhooks" => Area::Webhooks,
         "notification-channels" => Area::Webhooks,
         "backup-targets" => Area::Nodes,
-        "backups" => Area::Vms,
+        "backups" | "backup-schedules" => Area::Vms,
         _ => return None,
     };
     Some((area, template.contains("{id}")))
@@ -324,7 +340,7 @@ async fn every_route_for_every_role_on_a_users_objects_follows_the_rules() {
 async fn b_finds_none_of_as_objects_in_any_list() {
     let w = world().await;
     let b = w.tokens.iter().find(|t| t.1 == "B").unwrap().2.clone();
-    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook, &w.channel, &w.backup];
+    let theirs = [&w.vm, &w.task, &w.key, &w.token, &w.a, &w.webhook, &w.channel, &w.backup, &w.schedule];
     let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
     for (template, ops) in spec["paths"].as_object().unwrap() {
         // The stream never ends; it is checked in events.rs.

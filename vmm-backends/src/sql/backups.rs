@@ -3,13 +3,15 @@
 //! columns lists filter on.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use vmm_core::backup::BackupSchedule;
 use vmm_core::{
     Backup, BackupFilter, BackupId, BackupStore, BackupTargetConfig, BackupTargetId, Error, Event, Page,
-    PageRequest, Result, Secret, Task,
+    PageRequest, Result, ScheduleId, Secret, Task, UserId,
 };
 
 use super::users::is_foreign_key_violation;
-use super::{from_json, is_unique_violation, to_json, Columns, SqlStore, Tx};
+use super::{first, from_json, is_unique_violation, to_json, ts, Columns, SqlStore, Tx};
 
 impl SqlStore {
     /// Writes a backup's columns and JSON: inserted when new, updated when known.
@@ -31,6 +33,36 @@ impl SqlStore {
             .map_err(|e| {
                 if is_foreign_key_violation(&e) {
                     Error::BackupTargetNotFound { id: b.target_id }
+                } else {
+                    self.err(e)
+                }
+            })?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SqlStore {
+    /// Writes a schedule's columns and JSON: inserted when new, updated when known.
+    async fn write_schedule(&self, tx: &mut Tx, x: &BackupSchedule, insert: bool) -> Result<bool> {
+        let sql = if insert {
+            "INSERT INTO backup_schedules (id, owner_id, target_id, enabled, next_run_at, record) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        } else {
+            "UPDATE backup_schedules SET owner_id = $2, target_id = $3, enabled = $4, next_run_at = $5, \
+             record = $6 WHERE id = $1"
+        };
+        let done = sqlx::query(sql)
+            .bind(x.id.to_string())
+            .bind(x.owner_id.map(|o| o.to_string()))
+            .bind(x.target_id.to_string())
+            .bind(i64::from(x.enabled))
+            .bind(ts(x.next_run_at))
+            .bind(to_json(x)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                if is_foreign_key_violation(&e) {
+                    Error::BackupTargetNotFound { id: x.target_id }
                 } else {
                     self.err(e)
                 }
@@ -82,7 +114,7 @@ impl BackupStore for SqlStore {
             .await
             .map_err(|e| {
                 if is_foreign_key_violation(&e) {
-                    Error::conflict(format!("backup target {id} still holds backups"))
+                    Error::conflict(format!("backup target {id} still holds backups or schedules"))
                 } else {
                     self.err(e)
                 }
@@ -148,5 +180,63 @@ impl BackupStore for SqlStore {
         }
         self.emit(&mut tx, event.into_iter().collect()).await?;
         self.commit(tx).await
+    }
+
+    async fn create_schedule(&self, schedule: &BackupSchedule) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.write_schedule(&mut tx, schedule, true).await?;
+        self.commit(tx).await
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<BackupSchedule> {
+        let query = sqlx::query("SELECT record FROM backup_schedules WHERE id = $1").bind(id.to_string());
+        let row = self.row(query, &self.read, Error::ScheduleNotFound { id }).await?;
+        from_json(&row.text("record")?)
+    }
+
+    async fn list_schedules(
+        &self,
+        owner: Option<UserId>,
+        page: &PageRequest,
+    ) -> Result<Page<BackupSchedule>> {
+        let only: Vec<_> = owner.map(|o| ("owner_id", o.to_string())).into_iter().collect();
+        self.records("backup_schedules", &only, page).await
+    }
+
+    async fn update_schedule(&self, schedule: &BackupSchedule) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if !self.write_schedule(&mut tx, schedule, false).await? {
+            return Err(Error::ScheduleNotFound { id: schedule.id });
+        }
+        self.commit(tx).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<()> {
+        let done = sqlx::query("DELETE FROM backup_schedules WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(|e| self.err(e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::ScheduleNotFound { id });
+        }
+        Ok(())
+    }
+
+    async fn claim_due_schedule(&self, now: DateTime<Utc>) -> Result<Option<BackupSchedule>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT record FROM backup_schedules WHERE enabled = 1 AND next_run_at <= $1 \
+             ORDER BY next_run_at LIMIT 1{}",
+            self.dialect.skip_locked()
+        );
+        let row =
+            sqlx::query(&sql).bind(ts(now)).fetch_all(&mut *tx).await.map(first).map_err(|e| self.err(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let due: BackupSchedule = from_json(&row.text("record")?)?;
+        let ran = due.ran(now)?;
+        self.write_schedule(&mut tx, &ran, false).await?;
+        self.commit(tx).await?;
+        Ok(Some(ran))
     }
 }

@@ -9,20 +9,19 @@
 //! touched. A policy that keeps nothing keeps everything.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Utc};
-use croner::Cron;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::id::{BackupId, BackupTargetId, ScheduleId, TaskId, UserId, VmId};
 use crate::vm::Vm;
 
 pub mod manifest;
+mod schedule;
 pub mod target;
 
 pub use manifest::{Chunk, ChunkRef, Manifest, CHUNK_SIZE};
+pub use schedule::{next_run, BackupSchedule, SchedulePatch, ScheduleSpec, MAX_SCHEDULE_VMS};
 pub use target::{BackupTarget, BackupTargetConfig, BackupTargetSpec, S3Access, TargetOpener, TargetUrl};
 
 /// The key of the day, ISO week or month a time falls in (the last field tells which).
@@ -224,6 +223,7 @@ fn yes() -> bool {
 
 /// How many backups to keep. All zero keeps everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// The newest N backups.
@@ -245,52 +245,6 @@ impl RetentionPolicy {
     pub fn keeps_all(&self) -> bool {
         *self == Self::default()
     }
-}
-
-/// A recurring backup of one VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupSchedule {
-    /// The id.
-    pub id: ScheduleId,
-    /// The VM.
-    pub vm_id: VmId,
-    /// When to run, as a five-field cron expression in UTC (`0 3 * * *`).
-    pub cron: String,
-    /// What to keep.
-    pub retention: RetentionPolicy,
-    /// Whether it runs.
-    pub enabled: bool,
-}
-
-impl BackupSchedule {
-    /// A schedule, with the cron expression checked.
-    ///
-    /// ```
-    /// use vmm_core::{backup::{BackupSchedule, RetentionPolicy}, VmId};
-    /// let s = BackupSchedule::new(VmId::new(), "0 3 * * *", RetentionPolicy { keep_daily: 7, ..Default::default() }).unwrap();
-    /// let after = "2026-01-01T12:00:00Z".parse().unwrap();
-    /// assert_eq!(s.next_run(after).unwrap().to_rfc3339(), "2026-01-02T03:00:00+00:00");
-    /// assert!(BackupSchedule::new(VmId::new(), "61 * * * *", RetentionPolicy::default()).is_err());
-    /// ```
-    pub fn new(vm_id: VmId, cron: &str, retention: RetentionPolicy) -> Result<Self> {
-        parse_cron(cron)?;
-        Ok(Self { id: ScheduleId::new(), vm_id, cron: cron.trim().to_owned(), retention, enabled: true })
-    }
-
-    /// The first time the schedule fires strictly after `after`.
-    pub fn next_run(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>> {
-        parse_cron(&self.cron)?
-            .find_next_occurrence(&after, false)
-            .map_err(|e| Error::invalid("cron", e.to_string()))
-    }
-}
-
-fn parse_cron(expr: &str) -> Result<Cron> {
-    let expr = expr.trim();
-    if expr.split_whitespace().count() != 5 {
-        return Err(Error::invalid("cron", "must have five fields: minute hour day month weekday"));
-    }
-    Cron::from_str(expr).map_err(|e| Error::invalid("cron", e.to_string()))
 }
 
 /// The backups `policy` prunes from `backups` (any order). Never the newest completed backup,
@@ -408,14 +362,6 @@ mod tests {
         let b: Vec<_> =
             (0..5).map(|i| backup(vm, Utc::now() - Duration::days(i), BackupState::Completed)).collect();
         assert!(prune(&b, &RetentionPolicy::default()).is_empty());
-    }
-
-    #[test]
-    fn cron_expressions_are_checked() {
-        assert!(BackupSchedule::new(VmId::new(), "*/15 2 * * 1-5", RetentionPolicy::default()).is_ok());
-        for bad in ["", "* * * *", "0 25 * * *", "banana", "0 0 * * * *"] {
-            assert!(BackupSchedule::new(VmId::new(), bad, RetentionPolicy::default()).is_err(), "{bad}");
-        }
     }
 
     fn arb_state() -> impl Strategy<Value = BackupState> {

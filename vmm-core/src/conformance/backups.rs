@@ -82,6 +82,57 @@ pub async fn backup_records(s: &dyn Store) {
     assert!(matches!(s.get_backup_target(target.id).await, Err(Error::BackupTargetNotFound { .. })));
 }
 
+/// Schedules: kept with their target (which then stays), listed by owner, and each due
+/// run claimed by one of the callers racing for it, its next run moved past now.
+pub async fn schedules(s: &dyn Store) {
+    use crate::backup::{BackupSchedule, ScheduleSpec};
+    let target = target_config("site-b");
+    s.create_backup_target(&target).await.expect("create a target");
+    let owner = crate::id::UserId::new();
+    let t0: chrono::DateTime<Utc> = "2026-03-01T10:00:30Z".parse().unwrap();
+    let spec = ScheduleSpec {
+        name: "every minute".into(),
+        cron: "* * * * *".into(),
+        target_id: target.id,
+        vm_ids: Vec::new(),
+        all: true,
+        mode: BackupMode::Incremental,
+        retention: crate::backup::RetentionPolicy { keep_last: 2, ..Default::default() },
+        enabled: true,
+    };
+    let schedule = BackupSchedule::new(spec.clone(), Some(owner), t0).unwrap();
+    let lost =
+        BackupSchedule::new(ScheduleSpec { target_id: BackupTargetId::new(), ..spec }, None, t0).unwrap();
+    assert!(matches!(s.create_schedule(&lost).await, Err(Error::BackupTargetNotFound { .. })));
+    s.create_schedule(&schedule).await.expect("create a schedule");
+    assert_eq!(s.get_schedule(schedule.id).await.unwrap(), schedule);
+    assert_eq!(s.list_schedules(Some(owner), &PageRequest::default()).await.unwrap().items.len(), 1);
+    assert!(s
+        .list_schedules(Some(crate::id::UserId::new()), &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(matches!(s.delete_backup_target(target.id).await, Err(Error::Conflict { .. })));
+
+    assert_eq!(s.claim_due_schedule(t0).await.unwrap(), None, "not due yet");
+    let later = t0 + chrono::Duration::minutes(5);
+    let (a, b) = futures::join!(s.claim_due_schedule(later), s.claim_due_schedule(later));
+    let claimed: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(claimed.len(), 1, "one caller gets the run");
+    assert_eq!(claimed[0].last_run_at, Some(later));
+    assert!(claimed[0].next_run_at > later);
+    assert_eq!(s.get_schedule(schedule.id).await.unwrap(), claimed[0]);
+
+    let disabled = BackupSchedule { enabled: false, ..claimed[0].clone() };
+    s.update_schedule(&disabled).await.expect("update a schedule");
+    assert_eq!(s.claim_due_schedule(later + chrono::Duration::hours(1)).await.unwrap(), None, "disabled");
+    s.delete_schedule(schedule.id).await.expect("delete a schedule");
+    assert!(matches!(s.get_schedule(schedule.id).await, Err(Error::ScheduleNotFound { .. })));
+    assert!(matches!(s.update_schedule(&disabled).await, Err(Error::ScheduleNotFound { .. })));
+    s.delete_backup_target(target.id).await.expect("delete an unused target");
+}
+
 /// What every backup target does: puts replace, gets see whole objects or none, lists
 /// give the keys under a prefix (and only those), deletes are idempotent, and keys vmm
 /// does not make are refused.

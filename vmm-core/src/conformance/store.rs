@@ -55,6 +55,7 @@ where
     super::observe::console_tickets(new_store().await.as_ref(), 8).await;
     super::observe::usage_points(new_store().await.as_ref()).await;
     super::backups::backup_records(new_store().await.as_ref()).await;
+    super::backups::schedules(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{lock, InMemoryStore};
 use crate::backup::target::check_key;
-use crate::backup::{Backup, BackupFilter, BackupTarget, BackupTargetConfig, TargetOpener, TargetUrl};
+use crate::backup::{
+    Backup, BackupFilter, BackupSchedule, BackupTarget, BackupTargetConfig, TargetOpener, TargetUrl,
+};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::id::{BackupId, BackupTargetId};
+use crate::id::{BackupId, BackupTargetId, ScheduleId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::store::BackupStore;
 use crate::task::Task;
@@ -44,8 +47,8 @@ impl BackupStore for InMemoryStore {
         if !s.backup_targets.contains_key(&id) {
             return Err(Error::BackupTargetNotFound { id });
         }
-        if s.backups.values().any(|b| b.target_id == id) {
-            return Err(Error::conflict(format!("backup target {id} still holds backups")));
+        if s.backups.values().any(|b| b.target_id == id) || s.schedules.values().any(|x| x.target_id == id) {
+            return Err(Error::conflict(format!("backup target {id} still holds backups or schedules")));
         }
         s.backup_targets.remove(&id);
         Ok(())
@@ -82,6 +85,49 @@ impl BackupStore for InMemoryStore {
         s.backups.remove(&id).ok_or(Error::BackupNotFound { id })?;
         s.emit_all(event);
         Ok(())
+    }
+
+    async fn create_schedule(&self, schedule: &BackupSchedule) -> Result<()> {
+        let mut s = self.state();
+        if !s.backup_targets.contains_key(&schedule.target_id) {
+            return Err(Error::BackupTargetNotFound { id: schedule.target_id });
+        }
+        s.schedules.insert(schedule.id, schedule.clone());
+        Ok(())
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<BackupSchedule> {
+        self.state().schedules.get(&id).cloned().ok_or(Error::ScheduleNotFound { id })
+    }
+
+    async fn list_schedules(
+        &self,
+        owner: Option<UserId>,
+        page: &PageRequest,
+    ) -> Result<Page<BackupSchedule>> {
+        super::page_of(&self.state().schedules, page, |s| owner.is_none_or(|o| s.owner_id == Some(o)))
+    }
+
+    async fn update_schedule(&self, schedule: &BackupSchedule) -> Result<()> {
+        let mut s = self.state();
+        let slot = s.schedules.get_mut(&schedule.id).ok_or(Error::ScheduleNotFound { id: schedule.id })?;
+        *slot = schedule.clone();
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<()> {
+        self.state().schedules.remove(&id).map(drop).ok_or(Error::ScheduleNotFound { id })
+    }
+
+    async fn claim_due_schedule(&self, now: DateTime<Utc>) -> Result<Option<BackupSchedule>> {
+        let mut s = self.state();
+        let Some(due) = s.schedules.values().filter(|x| x.is_due(now)).min_by_key(|x| x.next_run_at).cloned()
+        else {
+            return Ok(None);
+        };
+        let ran = due.ran(now)?;
+        s.schedules.insert(ran.id, ran.clone());
+        Ok(Some(ran))
     }
 }
 

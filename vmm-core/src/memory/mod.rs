@@ -128,6 +128,7 @@ struct StoreState {
     /// Backup targets, with their S3 secrets.
     backup_targets: BTreeMap<crate::id::BackupTargetId, crate::backup::BackupTargetConfig>,
     backups: BTreeMap<crate::id::BackupId, crate::backup::Backup>,
+    schedules: BTreeMap<crate::id::ScheduleId, crate::backup::BackupSchedule>,
 }
 
 impl StoreState {

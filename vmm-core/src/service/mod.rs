@@ -23,6 +23,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod reconcile;
+mod schedules;
 mod ssh_keys;
 mod tasks;
 mod tenancy;

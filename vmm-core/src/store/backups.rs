@@ -1,12 +1,13 @@
-//! The backups area of the [`Store`](super::Store): targets (with their S3 secret) and
-//! backups.
+//! The backups area of the [`Store`](super::Store): targets (with their S3 secret),
+//! backups and schedules.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-use crate::backup::{Backup, BackupFilter, BackupTargetConfig};
+use crate::backup::{Backup, BackupFilter, BackupSchedule, BackupTargetConfig};
 use crate::error::Result;
 use crate::event::Event;
-use crate::id::{BackupId, BackupTargetId};
+use crate::id::{BackupId, BackupTargetId, ScheduleId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::task::Task;
 
@@ -36,4 +37,20 @@ pub trait BackupStore: Send + Sync {
     async fn update_backup(&self, backup: &Backup, event: Option<Event>) -> Result<()>;
     /// Forgets a backup (its objects are already gone from the target), with `event`.
     async fn delete_backup(&self, id: BackupId, event: Option<Event>) -> Result<()>;
+
+    /// Keeps a new schedule; its target must exist.
+    async fn create_schedule(&self, schedule: &BackupSchedule) -> Result<()>;
+    /// One schedule.
+    async fn get_schedule(&self, id: ScheduleId) -> Result<BackupSchedule>;
+    /// Schedules (of `owner`, if given), newest first.
+    async fn list_schedules(&self, owner: Option<UserId>, page: &PageRequest)
+        -> Result<Page<BackupSchedule>>;
+    /// Saves a schedule's settings and next run.
+    async fn update_schedule(&self, schedule: &BackupSchedule) -> Result<()>;
+    /// Removes a schedule (its backups stay).
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<()>;
+    /// Claims one enabled schedule due at `now`: saves it as having run at `now` (its next
+    /// run the first after `now`, see [`BackupSchedule::ran`]) and returns it. Of callers
+    /// racing for the same run, one gets it.
+    async fn claim_due_schedule(&self, now: DateTime<Utc>) -> Result<Option<BackupSchedule>>;
 }

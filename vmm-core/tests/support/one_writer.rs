@@ -181,6 +181,12 @@ one_at_a_time! {
         list_backups(filter: &vmm_core::BackupFilter, page: &PageRequest) -> Page<vmm_core::Backup>;
         update_backup(backup: &vmm_core::Backup, event: Option<vmm_core::Event>) -> ();
         delete_backup(id: vmm_core::BackupId, event: Option<vmm_core::Event>) -> ();
+        create_schedule(schedule: &vmm_core::backup::BackupSchedule) -> ();
+        get_schedule(id: vmm_core::ScheduleId) -> vmm_core::backup::BackupSchedule;
+        list_schedules(owner: Option<UserId>, page: &PageRequest) -> Page<vmm_core::backup::BackupSchedule>;
+        update_schedule(schedule: &vmm_core::backup::BackupSchedule) -> ();
+        delete_schedule(id: vmm_core::ScheduleId) -> ();
+        claim_due_schedule(now: DateTime<Utc>) -> Option<vmm_core::backup::BackupSchedule>;
     }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();

@@ -1,16 +1,17 @@
-//! Backups: the targets they are kept on (admins), and backups of VMs taken, listed,
-//! restored as new VMs, verified and deleted, each long step as a task.
+//! Backups: the targets they are kept on (admins); backups of VMs taken, listed, restored
+//! as new VMs, verified and deleted, each long step as a task; and backup schedules.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
+use vmm_core::backup::{BackupSchedule, SchedulePatch, ScheduleSpec};
 use vmm_core::{
     Access, Actor, Backup, BackupFilter, BackupId, BackupSpec, BackupTargetConfig, BackupTargetId,
-    BackupTargetSpec, Page, PageRequest, RestoreSpec, Task, VmId,
+    BackupTargetSpec, Page, PageRequest, RestoreSpec, ScheduleId, Task, VmId,
 };
 
 use super::vms::{TaskAccepted, VmAccepted};
@@ -47,7 +48,7 @@ pub(super) fn target_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_target, delete_target))
 }
 
-/// Routes of backups (their VM's owner's).
+/// Routes of backups and schedules (their owner's).
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(backup_vm))
@@ -55,6 +56,93 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_backup, delete_backup))
         .routes(routes!(restore_backup))
         .routes(routes!(verify_backup))
+        .routes(routes!(create_schedule, list_schedules))
+        .routes(routes!(get_schedule, update_schedule, delete_schedule))
+        .routes(routes!(run_schedule))
+}
+
+/// The backup tasks a schedule's run queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleRun {
+    /// One backup task per VM (VMs busy with another task are passed over).
+    pub tasks: Vec<Task>,
+}
+
+/// Make a backup schedule: a cron expression in UTC over chosen VMs (`vm_ids`) or all of
+/// yours (`all: true`), a target, a mode and a retention (keep last / daily / weekly /
+/// monthly; the newest good backup is never pruned). One scheduler per cluster runs it; a
+/// scheduler that was down runs it once, not once per missed time.
+#[utoipa::path(post, path = "/api/v1/backup-schedules", tag = "backups",
+    request_body(content = ScheduleSpec, example = json!({"name": "nightly", "cron": "0 3 * * *",
+        "target_id": "01900000-0000-7000-8000-000000000009", "all": true, "mode": "incremental",
+        "retention": {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}})),
+    responses((status = 201, body = BackupSchedule), Problems))]
+async fn create_schedule(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Json(spec): Json<ScheduleSpec>,
+) -> ApiResult<Response> {
+    let schedule = s.vmm.create_schedule(&actor, spec).await?;
+    Ok(created(format!("/api/v1/backup-schedules/{}", schedule.id), schedule))
+}
+
+/// Backup schedules you may see, newest first.
+#[utoipa::path(get, path = "/api/v1/backup-schedules", tag = "backups", params(PageQuery),
+    responses((status = 200, body = Page<BackupSchedule>), Problems))]
+async fn list_schedules(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<BackupSchedule>>> {
+    Ok(Json(s.vmm.list_schedules(&actor, &q.page()).await?))
+}
+
+/// One backup schedule.
+#[utoipa::path(get, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+    responses((status = 200, body = BackupSchedule), Problems))]
+async fn get_schedule(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<ScheduleId>,
+) -> ApiResult<Json<BackupSchedule>> {
+    Ok(Json(s.vmm.schedule_for(&actor, id, Access::Read).await?))
+}
+
+/// Change a backup schedule (a new cron counts from now).
+#[utoipa::path(patch, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+    request_body(content = SchedulePatch, example = json!({"enabled": false})),
+    responses((status = 200, body = BackupSchedule), Problems))]
+async fn update_schedule(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<ScheduleId>,
+    Json(patch): Json<SchedulePatch>,
+) -> ApiResult<Json<BackupSchedule>> {
+    Ok(Json(s.vmm.update_schedule(&actor, id, patch).await?))
+}
+
+/// Remove a backup schedule; the backups it made stay.
+#[utoipa::path(delete, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+    responses((status = 204), Problems))]
+async fn delete_schedule(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<ScheduleId>,
+) -> ApiResult<StatusCode> {
+    s.vmm.delete_schedule(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Run a backup schedule now (its next run stays as it was).
+#[utoipa::path(post, path = "/api/v1/backup-schedules/{id}/run", tag = "backups", params(("id" = ScheduleId, Path)),
+    responses((status = 202, body = ScheduleRun), Problems))]
+async fn run_schedule(
+    State(s): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<ScheduleId>,
+) -> ApiResult<Response> {
+    let tasks = s.vmm.run_schedule_now(&actor, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(ScheduleRun { tasks })).into_response())
 }
 
 /// Add a backup target: a directory on the vmmd host (`dir:///srv/backups`, local or

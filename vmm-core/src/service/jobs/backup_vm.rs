@@ -97,6 +97,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         return Err(Error::conflict(format!("the node sent {total} bytes of a {sent}-byte disk")));
     }
 
+    check_quota(vmm, &backup, stored).await?;
     vmm.step(run, 90, "writing the manifest").await?;
     let guest = vmm.inner.store.vm_guest(vm.id).await?.current;
     let manifest = Manifest {
@@ -127,7 +128,53 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         .with("size_bytes", stored)
         .with("disk_bytes", total);
     vmm.inner.store.update_backup(&backup, Some(event)).await?;
+    if backup.schedule_id.is_some() {
+        vmm.step(run, 95, "pruning by the schedule's retention").await?;
+        // The backup is good whatever happens to the older ones; the next run prunes again.
+        if let Err(e) = vmm.prune_after(&backup).await {
+            tracing::warn!(backup = %backup.id, error = %crate::error_chain(&e), "pruning after a scheduled backup failed");
+        }
+    }
     Ok(Outcome::Done)
+}
+
+/// Whether keeping `adding` more bytes of backups fits the owner's disk quota, beside their
+/// VMs' disks and their backups kept so far.
+async fn check_quota(vmm: &Vmm, backup: &Backup, adding: u64) -> Result<()> {
+    const GIB: u64 = 1 << 30;
+    let Some(owner) = backup.owner_id else { return Ok(()) };
+    let user = match vmm.inner.store.get_user(owner).await {
+        Ok(user) => user,
+        Err(Error::UserNotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some(max_gib) = user.quota.max_disk_gib else { return Ok(()) };
+    let disks = vmm.inner.store.user_usage(owner).await?.disk_gib * GIB;
+    let filter = BackupFilter { owner_id: Some(owner), ..BackupFilter::default() };
+    let mut kept = 0u64;
+    let mut page = PageRequest::first(crate::page::MAX_LIMIT);
+    loop {
+        let found = vmm.inner.store.list_backups(&filter, &page).await?;
+        kept += found
+            .items
+            .iter()
+            .filter(|b| b.state == BackupState::Completed)
+            .map(|b| b.size_bytes)
+            .sum::<u64>();
+        match found.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let wanted = disks + kept + adding;
+    if wanted > max_gib * GIB {
+        return Err(Error::QuotaExceeded {
+            limit: "max_disk_gib",
+            max: max_gib,
+            wanted: wanted.div_ceil(GIB),
+        });
+    }
+    Ok(())
 }
 
 /// Stores one chunk (unless it is zeros or the parent's chunk at the same place is the

@@ -59,33 +59,40 @@ async fn check(vmm: &Vmm, run: &mut Run, backup: &Backup) -> Result<()> {
     Ok(())
 }
 
-/// Removes the backup's manifest (it stops being restorable at once), then every object
-/// under the VM's prefix that no remaining manifest names: this backup's chunks that no
-/// newer backup shares, and chunks of earlier deleted backups that only this one still
-/// used. The task holds the VM (while it exists), so no backup of it is being written.
+/// Removes the backup from its target and forgets it ([`Vmm::remove_backup`]).
 pub(super) async fn delete(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let backup = match vmm.inner.store.get_backup(backup_of(run)?).await {
         Ok(b) => b,
         Err(Error::BackupNotFound { .. }) => return Ok(Outcome::Done),
         Err(e) => return Err(e),
     };
-    let target = vmm.backup_target(backup.target_id).await?;
-    vmm.step(run, 10, "removing its manifest").await?;
-    target.delete(&manifest_key(backup.vm_id, backup.id)).await?;
-    vmm.step(run, 30, "removing the chunks no other backup uses").await?;
-    let keys = target.list(&format!("vms/{}/", backup.vm_id)).await?;
-    let mut used: HashSet<String> = HashSet::new();
-    for key in keys.iter().filter(|k| k.ends_with("/manifest.json")) {
-        if let Some(data) = target.get(key).await? {
-            used.extend(Manifest::from_json(&data)?.keys().map(str::to_owned));
-        }
-    }
-    for key in keys.iter().filter(|k| !k.ends_with("/manifest.json") && !used.contains(*k)) {
-        target.delete(key).await?;
-    }
-    let event = backup_event(EventType::BackupDeleted, &backup, vmm.now());
-    vmm.inner.store.delete_backup(backup.id, Some(event)).await?;
+    vmm.step(run, 10, "removing its manifest and the chunks no other backup uses").await?;
+    vmm.remove_backup(&backup).await?;
     Ok(Outcome::Done)
+}
+
+impl Vmm {
+    /// Removes the backup's manifest (it stops being restorable at once), then every object
+    /// under the VM's prefix that no remaining manifest names: this backup's chunks that no
+    /// newer backup shares, and chunks of earlier deleted backups that only this one still
+    /// used; then its record, with a `backup.deleted` event. The caller holds the VM (while
+    /// it exists), so no backup of it is being written.
+    pub(in crate::service) async fn remove_backup(&self, backup: &Backup) -> Result<()> {
+        let target = self.backup_target(backup.target_id).await?;
+        target.delete(&manifest_key(backup.vm_id, backup.id)).await?;
+        let keys = target.list(&format!("vms/{}/", backup.vm_id)).await?;
+        let mut used: HashSet<String> = HashSet::new();
+        for key in keys.iter().filter(|k| k.ends_with("/manifest.json")) {
+            if let Some(data) = target.get(key).await? {
+                used.extend(Manifest::from_json(&data)?.keys().map(str::to_owned));
+            }
+        }
+        for key in keys.iter().filter(|k| !k.ends_with("/manifest.json") && !used.contains(*k)) {
+            target.delete(key).await?;
+        }
+        let event = backup_event(EventType::BackupDeleted, backup, self.now());
+        self.inner.store.delete_backup(backup.id, Some(event)).await
+    }
 }
 
 /// A delete that failed leaves the backup `deleting`; asking again finishes it. Its
