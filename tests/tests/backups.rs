@@ -1,7 +1,7 @@
 //! Keeping it, end to end: the directory and S3 targets (moto on loopback) pass the target
 //! suite; on `qemu:///system` the tiny guest writes a known pattern to its disk through a
-//! recipe, is backed up in full to a directory and to S3, changed, backed up incrementally
-//! to S3, destroyed, and restored from each backup as a new VM whose disk `qemu-img
+//! recipe, is backed up in full to a directory while it runs (libvirt's backup API) and to
+//! S3 once stopped, changed, backed up incrementally to S3, destroyed, and restored from each backup as a new VM whose disk `qemu-img
 //! compare`s equal to the disk at backup time and whose guest reports the pattern on its
 //! console. Faults: a flipped byte in a stored chunk fails verify and restore naming the
 //! chunk; a full target (a tmpfs of a few MiB) fails the backup and keeps nothing of it;
@@ -162,7 +162,6 @@ fn a_guest_backed_up_to_a_directory_and_to_s3_restores_with_its_disk() {
     let vm = id(&created["vm"]);
     let zeros = md5_of(&[0u8; 1 << 20]);
     assert_eq!(disk_line(&vmmd, &vm), format!("{pattern} {zeros}"), "the recipe wrote the pattern");
-    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
 
     // The targets: a directory, and a bucket on moto.
     let moto = Moto::start("vmm-backups");
@@ -192,8 +191,15 @@ fn a_guest_backed_up_to_a_directory_and_to_s3_restores_with_its_disk() {
         b
     };
     let keep = temp_dir("disks");
+    // The guest runs: the full backup to the directory copies its disk at one instant,
+    // crash-consistent (the tiny guest has no agent to freeze its filesystems).
     let full_dir = backup(&dir_target, "full");
+    assert_eq!(full_dir["consistency"], "crash_consistent", "{full_dir}");
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
     let full_s3 = backup(&s3_target, "full");
+    assert_eq!(full_s3["consistency"], "stopped", "{full_s3}");
+    // The tiny guest never writes to its disk after the recipe: the disk now is the disk at
+    // either backup.
     let at_full = keep.join("full.qcow2");
     std::fs::copy(volume_path(&vm), &at_full).expect("a copy of the disk at backup time");
     // Change 1 MiB on the stopped VM's disk, then back up incrementally to S3.

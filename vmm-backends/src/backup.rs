@@ -4,13 +4,14 @@
 //! puts are atomic by nature). [`Targets`] opens them from their records.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
 use vmm_core::backup::target::check_key;
 use vmm_core::backup::{BackupTarget, BackupTargetConfig, TargetOpener, TargetUrl};
 use vmm_core::memory::InMemoryTargets;
@@ -133,7 +134,19 @@ impl TargetOpener for Targets {
                     .s3
                     .as_ref()
                     .ok_or_else(|| Error::invalid("s3", "an s3:// target needs its keys"))?;
+                // A target that does not answer fails its call within a minute, not after
+                // object_store's default of retrying for three.
+                let retry = RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(30),
+                    backoff: BackoffConfig::default(),
+                };
+                let client = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60));
                 let mut builder = AmazonS3Builder::new()
+                    .with_retry(retry)
+                    .with_client_options(client)
                     .with_bucket_name(bucket)
                     .with_region(s3.region.clone().unwrap_or_else(|| "us-east-1".into()))
                     .with_access_key_id(&s3.access_key_id)

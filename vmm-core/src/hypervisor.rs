@@ -134,6 +134,17 @@ pub struct HypervisorCapabilities {
     pub console_log: bool,
 }
 
+/// What [`Hypervisor::read_volume`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeRead {
+    /// The format of the bytes.
+    pub format: ImageFormat,
+    /// How many bytes were sent.
+    pub bytes: u64,
+    /// How consistent they are.
+    pub consistency: crate::backup::Consistency,
+}
+
 /// Where [`Hypervisor::read_volume`] sends a disk's bytes: a bounded channel, so a slow
 /// reader slows the read down.
 pub type DataSink = futures::channel::mpsc::Sender<Vec<u8>>;
@@ -249,10 +260,11 @@ pub trait Hypervisor: Send + Sync + Debug {
     }
 
     /// Streams the VM's disk volume, as stored on the node (the bytes of its file, in its
-    /// format), into `sink` in pieces; returns the format and the number of bytes sent.
-    /// The domain must be shut off. A `sink` closed by its reader ends the read with an
-    /// error.
-    async fn read_volume(&self, vm: VmId, sink: DataSink) -> Result<(ImageFormat, u64)> {
+    /// format), into `sink` in pieces. A shut-off domain's disk is read as it is; a running
+    /// one's as it was at one instant (its filesystems frozen by the guest agent when there
+    /// is one, otherwise crash-consistent). A `sink` closed by its reader ends the read with
+    /// an error.
+    async fn read_volume(&self, vm: VmId, sink: DataSink) -> Result<VolumeRead> {
         let _ = (vm, sink);
         Err(Error::unsupported(self.uri(), "reading disks"))
     }

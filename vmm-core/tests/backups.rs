@@ -189,13 +189,16 @@ fn a_full_target_fails_the_backup_and_keeps_nothing_of_it() {
 }
 
 #[test]
-fn running_vms_and_other_users_are_refused() {
+fn running_vms_are_crash_consistent_and_other_users_are_refused() {
     block_on(async {
         let w = world().await;
         let (vm, _) = w.vmm.create_vm(VmSpec::new("web-1", 1, 512, 1)).await.unwrap();
         w.vmm.run_until_idle().await.unwrap();
+        // A running VM is backed up too, crash-consistent (the fake has no guest agent).
+        assert!(w.hv.set_volume_content(vm.id, disk('a', 'b')));
         let (backup, state) = take(&w, &vm, BackupMode::Full).await;
-        assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));
+        assert_eq!((state, backup.state), (TaskState::Succeeded, BackupState::Completed));
+        assert_eq!(backup.consistency, Some(vmm_core::backup::Consistency::CrashConsistent));
 
         let stranger = Actor { role: Role::User, user_id: vmm_core::UserId::new(), token_id: None };
         let spec = BackupSpec { target_id: w.target_id, mode: BackupMode::Full };

@@ -236,3 +236,42 @@ fn to_domain_stats(vm_id: VmId, p: &Params) -> DomainStats {
         net,
     }
 }
+
+/// `virDomainBackupBegin` with `xml` (a push-mode backup) and no checkpoint.
+pub(super) fn backup_begin(d: &virt::domain::Domain, xml: &str) -> Result<(), VirtError> {
+    let xml = std::ffi::CString::new(xml).map_err(|_| VirtError::last_error())?;
+    // SAFETY: the domain pointer lives as long as `d`; the XML is a nul-terminated string
+    // that outlives the call; a null checkpoint XML asks for no checkpoint.
+    let r = unsafe { virt_sys::virDomainBackupBegin(d.as_ptr(), xml.as_ptr(), std::ptr::null(), 0) };
+    if r < 0 {
+        return Err(VirtError::last_error());
+    }
+    Ok(())
+}
+
+/// Freezes every filesystem of the guest through its agent; how many it froze.
+pub(super) fn fs_freeze(d: &virt::domain::Domain) -> Result<u32, VirtError> {
+    // SAFETY: no mount points (null, 0) means all of them.
+    let r = unsafe { virt_sys::virDomainFSFreeze(d.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    u32::try_from(r).map_err(|_| VirtError::last_error())
+}
+
+/// Thaws what [`fs_freeze`] froze.
+pub(super) fn fs_thaw(d: &virt::domain::Domain) -> Result<(), VirtError> {
+    // SAFETY: as for `fs_freeze`.
+    let r = unsafe { virt_sys::virDomainFSThaw(d.as_ptr(), std::ptr::null_mut(), 0, 0) };
+    if r < 0 {
+        return Err(VirtError::last_error());
+    }
+    Ok(())
+}
+
+/// Aborts the domain's running job.
+pub(super) fn abort_job(d: &virt::domain::Domain) -> Result<(), VirtError> {
+    // SAFETY: the domain pointer lives as long as `d`.
+    let r = unsafe { virt_sys::virDomainAbortJob(d.as_ptr()) };
+    if r < 0 {
+        return Err(VirtError::last_error());
+    }
+    Ok(())
+}

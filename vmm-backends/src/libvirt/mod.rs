@@ -15,6 +15,7 @@
 //! `unsafe`), `xml` (every document vmm writes or reads), `link` (the connection),
 //! `connector` (nodes by URI). This file holds the [`Hypervisor`] methods.
 
+mod backups;
 mod call;
 mod connector;
 mod consoles;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 use virt::connect::Connect;
 use virt::error::ErrorNumber;
 use virt::storage_vol::StorageVol;
+use vmm_core::hypervisor::VolumeRead;
 use vmm_core::usage::{DomainStats, NodeStats};
 use vmm_core::{
     Capacity, ConsoleKind, ConsoleStream, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities,
@@ -403,26 +405,26 @@ impl Hypervisor for LibvirtHypervisor {
         Ok(VolumeInfo { name: to.volume_name(), capacity_gib })
     }
 
-    async fn read_volume(
-        &self,
-        vm: VmId,
-        sink: vmm_core::hypervisor::DataSink,
-    ) -> Result<(ImageFormat, u64)> {
+    async fn read_volume(&self, vm: VmId, sink: vmm_core::hypervisor::DataSink) -> Result<VolumeRead> {
         self.images_supported()?;
         if self.domain(vm).await?.is_some_and(|d| d.state != PowerState::Shutoff) {
-            return Err(Error::conflict(format!("VM {vm} must be shut off for its disk to be read")));
+            return self.read_running_volume(vm, sink).await;
         }
         let capacity = self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })?.capacity_gib * GIB;
-        let pool = self.config.storage_pool.clone();
-        let sent = self
+        let (pool, local) = (self.config.storage_pool.clone(), self.is_local());
+        let bytes = self
             .call_moving("read a disk", capacity, move |c| {
                 let vol = lookup_volume(c, &pool, vm)?
                     .ok_or(LibvirtError::Parse(format!("volume of {vm} is gone")))?;
-                storage::stream_out(c, &vol, sink)
+                storage::stream_out(c, &vol, sink, local)
             })
             .await?;
         // vmm makes every VM disk as qcow2.
-        Ok((ImageFormat::Qcow2, sent))
+        Ok(VolumeRead {
+            format: ImageFormat::Qcow2,
+            bytes,
+            consistency: vmm_core::backup::Consistency::Stopped,
+        })
     }
 
     async fn write_volume(
@@ -647,6 +649,12 @@ impl Hypervisor for LibvirtHypervisor {
 }
 
 impl LibvirtHypervisor {
+    /// Whether the node is this host (`qemu:///…`): its volumes' files can then be read
+    /// directly, several times faster than through a libvirt stream.
+    fn is_local(&self) -> bool {
+        self.link.uri().starts_with("qemu:///")
+    }
+
     fn images_supported(&self) -> Result<()> {
         if self.capabilities().images {
             Ok(())

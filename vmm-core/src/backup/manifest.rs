@@ -101,7 +101,7 @@ pub struct Manifest {
     pub size: u64,
     /// [`CHUNK_SIZE`] when written.
     pub chunk_size: u64,
-    /// The SHA-256 of the whole disk.
+    /// The whole disk's checksum ([`disk_digest`]).
     pub sha256: String,
     /// How consistent the copy is.
     pub consistency: Consistency,
@@ -127,6 +127,9 @@ impl Manifest {
         if total != m.size {
             return Err(Error::conflict(format!("the manifest's chunks hold {total} bytes, not {}", m.size)));
         }
+        if disk_digest(&m.chunks) != m.sha256 {
+            return Err(Error::conflict("the manifest's chunk list does not match its checksum"));
+        }
         for c in &m.chunks {
             if let Chunk::Stored(c) = c {
                 super::target::check_key(&c.key)
@@ -145,43 +148,64 @@ impl Manifest {
     }
 }
 
-/// Cuts a stream of pieces of any size into chunks of [`CHUNK_SIZE`], hashing the whole.
-#[derive(Debug)]
+/// Cuts a stream of pieces of any size into chunks of [`CHUNK_SIZE`]; a piece that is a
+/// whole chunk where one starts passes through without a copy.
+#[derive(Debug, Default)]
 pub struct Chunker {
     buf: Vec<u8>,
-    whole: Sha256,
     total: u64,
-}
-
-impl Default for Chunker {
-    fn default() -> Self {
-        Self { buf: Vec::with_capacity(CHUNK_SIZE), whole: Sha256::new(), total: 0 }
-    }
 }
 
 impl Chunker {
     /// Takes the next piece; returns the chunks it completed.
-    pub fn push(&mut self, mut piece: &[u8]) -> Vec<Vec<u8>> {
-        self.whole.update(piece);
+    pub fn push(&mut self, piece: Vec<u8>) -> Vec<Vec<u8>> {
         self.total += piece.len() as u64;
+        if self.buf.is_empty() && piece.len() == CHUNK_SIZE {
+            return vec![piece];
+        }
         let mut full = Vec::new();
-        while !piece.is_empty() {
-            let take = (CHUNK_SIZE - self.buf.len()).min(piece.len());
-            self.buf.extend_from_slice(&piece[..take]);
-            piece = &piece[take..];
+        let mut rest = &piece[..];
+        while !rest.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(CHUNK_SIZE);
+            }
+            let take = (CHUNK_SIZE - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
             if self.buf.len() == CHUNK_SIZE {
-                full.push(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE)));
+                full.push(std::mem::take(&mut self.buf));
             }
         }
         full
     }
 
-    /// The last, short chunk (if any), the number of bytes seen and their SHA-256.
-    pub fn finish(self) -> (Option<Vec<u8>>, u64, String) {
-        let last = (!self.buf.is_empty()).then_some(self.buf);
-        let digest = self.whole.finalize();
-        (last, self.total, crate::secret::hex(&digest))
+    /// The last, short chunk (if any) and the number of bytes seen.
+    pub fn finish(self) -> (Option<Vec<u8>>, u64) {
+        ((!self.buf.is_empty()).then_some(self.buf), self.total)
     }
+}
+
+/// The SHA-256 of `len` zero bytes (a full chunk's is computed once).
+pub fn zero_digest(len: u64) -> String {
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if len == CHUNK_SIZE as u64 {
+        return FULL.get_or_init(|| sha256_hex(&vec![0; CHUNK_SIZE])).clone();
+    }
+    sha256_hex(&vec![0; usize::try_from(len).unwrap_or(0)])
+}
+
+/// The whole disk's checksum: the SHA-256 of its chunks' SHA-256s (lowercase hex, in order,
+/// zero chunks included), as Proxmox Backup Server checksums a fixed index. With every
+/// chunk checked against its own, it checks the disk without hashing it twice.
+pub fn disk_digest(chunks: &[Chunk]) -> String {
+    let mut whole = Sha256::new();
+    for c in chunks {
+        match c {
+            Chunk::Stored(c) => whole.update(c.sha256.as_bytes()),
+            Chunk::Zero { zero } => whole.update(zero_digest(*zero).as_bytes()),
+        }
+    }
+    crate::secret::hex(&whole.finalize())
 }
 
 /// Whether a chunk is all zeros (compared 16 bytes at a time).
@@ -197,8 +221,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Whatever the pieces, the chunks are the input cut at CHUNK_SIZE, and the hash is
-        /// the whole input's.
+        /// Whatever the pieces, the chunks are the input cut at CHUNK_SIZE.
         #[test]
         fn chunks_concatenate_to_the_input(cuts in proptest::collection::vec(0usize..3 * CHUNK_SIZE / 2, 0..6)) {
             let total: usize = cuts.iter().sum();
@@ -207,16 +230,25 @@ mod tests {
             let mut out = Vec::new();
             let mut at = 0;
             for c in &cuts {
-                out.extend(chunker.push(&data[at..at + c]));
+                out.extend(chunker.push(data[at..at + c].to_vec()));
                 at += c;
             }
-            let (last, n, sha) = chunker.finish();
+            let (last, n) = chunker.finish();
             out.extend(last);
             prop_assert!(out.iter().rev().skip(1).all(|c| c.len() == CHUNK_SIZE));
-            prop_assert_eq!(out.concat(), data.clone());
+            prop_assert_eq!(out.concat(), data);
             prop_assert_eq!(n as usize, total);
-            prop_assert_eq!(sha, sha256_hex(&data));
         }
+    }
+
+    #[test]
+    fn the_disk_digest_covers_every_chunk_in_order() {
+        let a = Chunk::Stored(ChunkRef { key: "k/a".into(), sha256: sha256_hex(b"a"), len: 1 });
+        let z = Chunk::Zero { zero: CHUNK_SIZE as u64 };
+        let whole = disk_digest(&[a.clone(), z.clone()]);
+        assert_ne!(whole, disk_digest(&[z.clone(), a.clone()]));
+        assert_ne!(whole, disk_digest(std::slice::from_ref(&a)));
+        assert_eq!(zero_digest(CHUNK_SIZE as u64), sha256_hex(&vec![0; CHUNK_SIZE]));
     }
 
     #[test]

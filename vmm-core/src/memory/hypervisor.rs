@@ -16,11 +16,12 @@ pub use connector::InMemoryConnector;
 
 use super::lock;
 use super::watch::Watchers;
+use crate::backup::Consistency;
 use crate::console::{ConsoleKind, ConsoleStream};
 use crate::error::{Error, Result};
 use crate::hypervisor::{
     DomainInfo, DomainSpec, Hypervisor, HypervisorCapabilities, LifecycleCallback, LifecycleWatch, NicSpec,
-    NodeInfo, PowerState, VolumeInfo,
+    NodeInfo, PowerState, VolumeInfo, VolumeRead,
 };
 use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
@@ -512,23 +513,14 @@ impl Hypervisor for InMemoryHypervisor {
         result
     }
 
-    async fn read_volume(
-        &self,
-        vm: VmId,
-        mut sink: crate::hypervisor::DataSink,
-    ) -> Result<(ImageFormat, u64)> {
+    async fn read_volume(&self, vm: VmId, mut sink: crate::hypervisor::DataSink) -> Result<VolumeRead> {
         use futures::SinkExt;
         let gate = self.gate(HypervisorCall::ReadVolume).await?;
-        let content = {
+        let (content, running) = {
             let s = self.state();
             let running = s.domains.get(&vm).is_some_and(|(_, st)| *st != PowerState::Shutoff);
-            match s.volumes.get(&vm) {
-                _ if running => {
-                    Err(Error::conflict(format!("VM {vm} must be shut off for its disk to be read")))
-                }
-                Some(v) => Ok(v.content.clone().into_bytes()),
-                None => Err(Error::VmNotFound { id: vm }),
-            }
+            let content = s.volumes.get(&vm).map(|v| v.content.clone().into_bytes());
+            (content.ok_or(Error::VmNotFound { id: vm }), running)
         };
         gate.pass().await;
         let content = content?;
@@ -537,7 +529,9 @@ impl Hypervisor for InMemoryHypervisor {
                 .await
                 .map_err(|_| Error::conflict("the reader of the disk went away"))?;
         }
-        Ok((ImageFormat::Qcow2, content.len() as u64))
+        // A running fake has no guest agent: its copy is crash-consistent.
+        let consistency = if running { Consistency::CrashConsistent } else { Consistency::Stopped };
+        Ok(VolumeRead { format: ImageFormat::Qcow2, bytes: content.len() as u64, consistency })
     }
 
     async fn write_volume(

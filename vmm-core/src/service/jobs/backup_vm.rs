@@ -4,24 +4,26 @@
 //! put. Nothing of an unfinished backup is restorable, and its chunks are removed when the
 //! task is undone or runs again.
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
 use super::{Outcome, Run, Vmm};
 use crate::backup::manifest::{
-    backup_prefix, chunk_key, is_zero, manifest_key, sha256_hex, Chunker, MANIFEST_VERSION,
+    backup_prefix, chunk_key, disk_digest, is_zero, manifest_key, sha256_hex, Chunker, MANIFEST_VERSION,
 };
 use crate::backup::{
-    Backup, BackupFilter, BackupMode, BackupState, BackupTarget, Chunk, ChunkRef, Consistency, Manifest,
-    CHUNK_SIZE,
+    Backup, BackupFilter, BackupMode, BackupState, BackupTarget, Chunk, ChunkRef, Manifest, CHUNK_SIZE,
 };
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
-use crate::hypervisor::PowerState;
 use crate::page::PageRequest;
 use crate::task::TaskParams;
 
-/// Pieces of the disk in flight between the node and the target.
+/// Pieces of the disk in flight between the node and the chunker.
 const IN_FLIGHT: usize = 4;
+
+/// Chunks being written to the target at once.
+const PUTS_IN_FLIGHT: usize = 4;
 
 fn backup_of(run: &Run) -> Result<crate::id::BackupId> {
     match run.task.params {
@@ -41,13 +43,6 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     if vmm.cancel_requested(run).await? {
         undo(vmm, run).await?;
         return Ok(Outcome::Cancelled);
-    }
-    let observed = hv.domain(vm.id).await?.map(|d| d.state);
-    if !matches!(observed, Some(PowerState::Shutoff) | None) {
-        return Err(Error::conflict(format!(
-            "VM {} must be stopped to be backed up (backups of running VMs are not supported yet)",
-            vm.id
-        )));
     }
     let parent = match backup.mode {
         BackupMode::Full => None,
@@ -73,16 +68,37 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
             let mut chunker = Chunker::default();
             let mut chunks: Vec<Chunk> = Vec::new();
             let mut stored = 0u64;
-            while let Some(piece) = pieces.next().await {
-                for data in chunker.push(&piece) {
-                    stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
+            // Puts run while the next chunks are read and hashed, a few at a time.
+            let mut puts = FuturesUnordered::new();
+            let mut last = None;
+            loop {
+                let pieces_left = match pieces.next().await {
+                    Some(piece) => chunker.push(piece),
+                    None => {
+                        let (tail, total) = std::mem::take(&mut chunker).finish();
+                        last = Some(total);
+                        tail.into_iter().collect()
+                    }
+                };
+                for data in pieces_left {
+                    let (chunk, put) = plan_chunk(&backup, parent_chunks, chunks.len(), data);
+                    chunks.push(chunk);
+                    if let Some((key, data)) = put {
+                        stored += data.len() as u64;
+                        let target = target.clone();
+                        puts.push(async move { target.put(&key, data).await });
+                        while puts.len() >= PUTS_IN_FLIGHT {
+                            puts.next().await.transpose()?;
+                        }
+                    }
+                }
+                if let Some(total) = last.take() {
+                    while let Some(put) = puts.next().await {
+                        put?;
+                    }
+                    return Ok::<_, Error>((chunks, stored, total));
                 }
             }
-            let (last, total, sha256) = chunker.finish();
-            if let Some(data) = last {
-                stored += keep_chunk(target.as_ref(), &backup, parent_chunks, &mut chunks, data).await?;
-            }
-            Ok::<_, Error>((chunks, stored, total, sha256))
         }
         .await;
         // Stopped early (the target failed): the read ends too, instead of waiting for room.
@@ -91,8 +107,9 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     };
     // A failed store closes the channel, which ends the read; a failed read ends the stream.
     let (read, stored) = futures::join!(read, store);
-    let (chunks, mut stored, total, sha256) = stored?;
-    let (format, sent) = read?;
+    let (chunks, mut stored, total) = stored?;
+    let read = read?;
+    let (format, sent) = (read.format, read.bytes);
     if sent != total {
         return Err(Error::conflict(format!("the node sent {total} bytes of a {sent}-byte disk")));
     }
@@ -108,8 +125,8 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         format,
         size: total,
         chunk_size: CHUNK_SIZE as u64,
-        sha256,
-        consistency: Consistency::Stopped,
+        sha256: disk_digest(&chunks),
+        consistency: read.consistency,
         vm: vm.clone(),
         guest,
         chunks,
@@ -121,7 +138,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     backup.state = BackupState::Completed;
     backup.size_bytes = stored;
     backup.disk_bytes = total;
-    backup.consistency = Some(Consistency::Stopped);
+    backup.consistency = Some(read.consistency);
     backup.completed_at = Some(vmm.now());
     let event = backup_event(EventType::BackupCompleted, &backup, vmm.now())
         .with("mode", backup.mode)
@@ -177,32 +194,27 @@ async fn check_quota(vmm: &Vmm, backup: &Backup, adding: u64) -> Result<()> {
     Ok(())
 }
 
-/// Stores one chunk (unless it is zeros or the parent's chunk at the same place is the
-/// same), adds it to `chunks`, and returns the bytes stored.
-async fn keep_chunk(
-    target: &dyn BackupTarget,
+/// What to do with chunk `index`: nothing stored when it is zeros or the same as the
+/// parent's chunk at the same place (named instead), otherwise stored under a key of this
+/// backup's.
+fn plan_chunk(
     backup: &Backup,
     parent: &[Chunk],
-    chunks: &mut Vec<Chunk>,
+    index: usize,
     data: Vec<u8>,
-) -> Result<u64> {
-    let index = chunks.len();
+) -> (Chunk, Option<(String, Vec<u8>)>) {
     let len = data.len() as u64;
     if is_zero(&data) {
-        chunks.push(Chunk::Zero { zero: len });
-        return Ok(0);
+        return (Chunk::Zero { zero: len }, None);
     }
     let sha256 = sha256_hex(&data);
-    if let Some(Chunk::Stored(same)) =
-        parent.get(index).filter(|p| matches!(p, Chunk::Stored(c) if c.sha256 == sha256 && c.len == len))
-    {
-        chunks.push(Chunk::Stored(same.clone()));
-        return Ok(0);
+    if let Some(Chunk::Stored(same)) = parent.get(index) {
+        if same.sha256 == sha256 && same.len == len {
+            return (Chunk::Stored(same.clone()), None);
+        }
     }
     let key = chunk_key(backup.vm_id, backup.id, index);
-    target.put(&key, data).await?;
-    chunks.push(Chunk::Stored(ChunkRef { key, sha256, len }));
-    Ok(len)
+    (Chunk::Stored(ChunkRef { key: key.clone(), sha256, len }), Some((key, data)))
 }
 
 /// The newest completed backup of the VM on the same target: an incremental one's parent.

@@ -1,6 +1,6 @@
 //! `restore_backup`: a new VM (placed and leased when the task was queued) whose disk is
-//! streamed back from a backup, each chunk checked against the manifest as it arrives and
-//! the whole disk before its last chunk is handed over; then a new seed, define and start,
+//! streamed back from a backup, each chunk checked against the manifest before it is handed
+//! over; then a new seed, define and start,
 //! as for a clone. A bad chunk fails the write, so the node keeps no volume, and the task
 //! is undone like a create.
 
@@ -8,7 +8,6 @@ use std::io::Read;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use sha2::{Digest, Sha256};
 
 use super::{Outcome, Run, Vmm};
 use crate::backup::manifest::sha256_hex;
@@ -67,43 +66,28 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Sends the disk's bytes, chunk by chunk, each checked; the last one only once the whole
-/// disk's checksum matches. On a bad chunk it sends an error (so the write fails rather
-/// than keep a short disk) and returns it.
+/// Sends the disk's bytes chunk by chunk, each checked before it goes (the manifest, whose
+/// chunk list matches the disk's checksum, was checked when read). On a bad chunk it sends
+/// an error, so the write fails rather than keep a short disk, and returns it.
 async fn feed(
     target: &dyn BackupTarget,
     manifest: &Manifest,
     mut tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
 ) -> Result<()> {
-    let checked = async {
-        let mut whole = Sha256::new();
-        let mut held: Option<Vec<u8>> = None;
-        for (index, chunk) in manifest.chunks.iter().enumerate() {
-            let data = read_chunk(target, index, chunk).await?;
-            whole.update(&data);
-            if let Some(previous) = held.replace(data) {
-                if tx.send(Ok(previous)).await.is_err() {
+    for (index, chunk) in manifest.chunks.iter().enumerate() {
+        match read_chunk(target, index, chunk).await {
+            Ok(data) => {
+                if tx.send(Ok(data)).await.is_err() {
                     return Err(Error::conflict("the node stopped taking the disk"));
                 }
             }
-        }
-        if crate::secret::hex(&whole.finalize()) != manifest.sha256 {
-            return Err(Error::conflict("the restored disk does not match the backup's checksum"));
-        }
-        Ok(held)
-    };
-    match checked.await {
-        Ok(last) => {
-            if let Some(last) = last {
-                tx.send(Ok(last)).await.map_err(|_| Error::conflict("the node stopped taking the disk"))?;
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return Err(e);
             }
-            Ok(())
-        }
-        Err(e) => {
-            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-            Err(e)
         }
     }
+    Ok(())
 }
 
 /// Chunk `index`'s bytes, checked against the manifest: a missing or changed chunk is an

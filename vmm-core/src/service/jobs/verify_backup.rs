@@ -3,8 +3,6 @@
 
 use std::collections::HashSet;
 
-use sha2::{Digest, Sha256};
-
 use super::backup_vm::backup_event;
 use super::restore_backup::read_chunk;
 use super::{Outcome, Run, Vmm};
@@ -43,19 +41,19 @@ pub(super) async fn verify(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 async fn check(vmm: &Vmm, run: &mut Run, backup: &Backup) -> Result<()> {
     let manifest = vmm.read_manifest(backup).await?;
     let target = vmm.backup_target(backup.target_id).await?;
-    let mut whole = Sha256::new();
     let count = manifest.chunks.len().max(1);
     for (index, chunk) in manifest.chunks.iter().enumerate() {
-        whole.update(read_chunk(target.as_ref(), index, chunk).await?);
+        // Zero chunks are not stored: nothing to read.
+        if let crate::backup::Chunk::Stored(_) = chunk {
+            read_chunk(target.as_ref(), index, chunk).await?;
+        }
         if index % 64 == 63 {
             let progress = u8::try_from(5 + index * 90 / count).unwrap_or(95);
             vmm.step(run, progress, format!("checked {} of {} chunks", index + 1, manifest.chunks.len()))
                 .await?;
         }
     }
-    if crate::secret::hex(&whole.finalize()) != manifest.sha256 {
-        return Err(Error::conflict("the disk does not match the backup's checksum"));
-    }
+    // The chunk list's own checksum was checked as the manifest was read.
     Ok(())
 }
 
