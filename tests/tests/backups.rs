@@ -212,6 +212,13 @@ fn a_guest_backed_up_to_a_directory_and_to_s3_restores_with_its_disk() {
     let at_incr = keep.join("incr.qcow2");
     std::fs::copy(&path, &at_incr).expect("a copy of the disk at backup time");
 
+    // Into the VM itself: the full backup's disk comes back over the changed one.
+    let (status, r) =
+        vmmd.call("POST", &format!("/api/v1/backups/{}/restore", id(&full_s3)), Some(json!({"vm_id": vm})));
+    assert_eq!(status, 202, "{r}");
+    vmmd.done(&r["task"]);
+    run("qemu-img", &["compare", "-f", "qcow2", "-F", "qcow2", at_full.to_str().unwrap(), &volume_path(&vm)]);
+
     // Destroy the VM; restore each backup as a new VM.
     vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
     let restore = |backup: &Value, name: &str| -> (u16, Value) {

@@ -62,6 +62,10 @@ pub enum EventType {
     #[serde(rename = "vm.reinstalled")]
     #[strum(serialize = "vm.reinstalled")]
     VmReinstalled,
+    /// A VM's disk was replaced by a backup's.
+    #[serde(rename = "vm.restored")]
+    #[strum(serialize = "vm.restored")]
+    VmRestored,
     /// A VM was given to another user.
     #[serde(rename = "vm.owner_changed")]
     #[strum(serialize = "vm.owner_changed")]
@@ -527,6 +531,9 @@ pub fn token_event(kind: EventType, token: &ApiToken, at: DateTime<Utc>) -> Opti
 /// The VM event a task's success means, if any.
 fn vm_event_of(task: &Task) -> Option<EventType> {
     Some(match task.kind {
+        TaskKind::RestoreBackup if matches!(task.params, TaskParams::Restore { in_place: true, .. }) => {
+            EventType::VmRestored
+        }
         TaskKind::CreateVm | TaskKind::CloneVm | TaskKind::RestoreBackup => EventType::VmCreated,
         TaskKind::StartVm => EventType::VmStarted,
         TaskKind::StopVm | TaskKind::ShutdownVm => EventType::VmStopped,

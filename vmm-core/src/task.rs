@@ -291,6 +291,9 @@ pub enum TaskParams {
         /// Start the VM once restored.
         #[serde(default)]
         start: bool,
+        /// Into the backup's own VM (its disk replaced), not a new one.
+        #[serde(default)]
+        in_place: bool,
     },
     /// Update: the patch to apply.
     Update {

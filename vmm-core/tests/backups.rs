@@ -83,7 +83,10 @@ impl World {
     }
 
     async fn restore(&self, backup: &Backup, name: &str) -> (Vm, TaskState) {
-        let spec = RestoreSpec { new_vm: NewVmFromBackup { name: name.into(), node_id: None, start: false } };
+        let spec = RestoreSpec {
+            new_vm: Some(NewVmFromBackup { name: name.into(), node_id: None, start: false }),
+            vm_id: None,
+        };
         let (vm, task) = self.vmm.restore_backup(&admin(), backup.id, spec).await.unwrap();
         self.vmm.run_until_idle().await.unwrap();
         (vm, self.vmm.get_task(task.id).await.unwrap().state)
@@ -183,7 +186,10 @@ fn a_full_target_fails_the_backup_and_keeps_nothing_of_it() {
         assert_eq!((state, backup.state), (TaskState::Failed, BackupState::Failed));
         assert!(w.target.keys().is_empty(), "{:?}", w.target.keys());
         // It is not restorable.
-        let spec = RestoreSpec { new_vm: NewVmFromBackup { name: "x".into(), node_id: None, start: false } };
+        let spec = RestoreSpec {
+            new_vm: Some(NewVmFromBackup { name: "x".into(), node_id: None, start: false }),
+            vm_id: None,
+        };
         assert!(matches!(w.vmm.restore_backup(&admin(), backup.id, spec).await, Err(Error::Conflict { .. })));
     })
 }
@@ -281,5 +287,47 @@ fn backups_count_against_the_owners_disk_quota() {
         assert!(w.target.keys().is_empty(), "{:?}", w.target.keys());
         let task = w.vmm.get_task(backup.task_id.unwrap()).await.unwrap();
         assert_eq!(task.error_code.as_deref(), Some("quota_exceeded"), "{task:?}");
+    })
+}
+
+#[test]
+fn a_restore_into_the_vm_replaces_its_disk_or_leaves_it_as_it_was() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let (backup, _) = take(&w, &vm, BackupMode::Full).await;
+        let into = || RestoreSpec { new_vm: None, vm_id: Some(vm.id) };
+        let restore = |spec: RestoreSpec| async {
+            let (_, task) = w.vmm.restore_backup(&admin(), backup.id, spec).await.unwrap();
+            w.vmm.run_until_idle().await.unwrap();
+            w.vmm.get_task(task.id).await.unwrap()
+        };
+        // The disk changed since: the restore puts the backup's back.
+        assert!(w.hv.set_volume_content(vm.id, disk('x', 'y')));
+        assert_eq!(restore(into()).await.state, TaskState::Succeeded);
+        assert_eq!(w.hv.volume_of(vm.id).unwrap().content, disk('a', 'b'));
+        assert_eq!(w.events(EventType::VmRestored).await.len(), 1);
+        // A bad chunk: the restore fails and the disk is as it was.
+        assert!(w.hv.set_volume_content(vm.id, disk('x', 'y')));
+        let chunk = w.target.keys().into_iter().find(|k| k.contains("/chunks/")).unwrap();
+        assert!(w.target.corrupt(&chunk));
+        let task = restore(into()).await;
+        assert_eq!(task.state, TaskState::Failed, "{task:?}");
+        assert_eq!(w.hv.volume_of(vm.id).unwrap().content, disk('x', 'y'));
+        assert_eq!(w.vmm.get_vm(vm.id).await.unwrap().state, VmState::Stopped);
+        // Only into its own, stopped VM; and one of the two ways.
+        let other = RestoreSpec { new_vm: None, vm_id: Some(vmm_core::VmId::new()) };
+        assert!(matches!(w.vmm.restore_backup(&admin(), backup.id, other).await, Err(Error::Invalid { .. })));
+        let both = RestoreSpec {
+            new_vm: Some(NewVmFromBackup { name: "n".into(), node_id: None, start: false }),
+            vm_id: Some(vm.id),
+        };
+        assert!(matches!(w.vmm.restore_backup(&admin(), backup.id, both).await, Err(Error::Invalid { .. })));
+        w.vmm.power_vm(vm.id, PowerAction::Start).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert!(matches!(
+            w.vmm.restore_backup(&admin(), backup.id, into()).await,
+            Err(Error::Conflict { .. })
+        ));
     })
 }

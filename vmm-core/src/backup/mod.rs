@@ -199,7 +199,12 @@ impl BackupFilter {
 #[serde(deny_unknown_fields)]
 pub struct RestoreSpec {
     /// A new VM (new id, new addresses from the same pools), placed like a create.
-    pub new_vm: NewVmFromBackup,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_vm: Option<NewVmFromBackup>,
+    /// Instead: the backup's own VM, stopped, whose disk is replaced (the old one is kept
+    /// until the new one is whole, and put back if the restore fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<VmId>,
 }
 
 /// The new VM a restore makes.

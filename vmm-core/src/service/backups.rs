@@ -156,7 +156,11 @@ impl Vmm {
     pub async fn restore_backup(&self, actor: &Actor, id: BackupId, spec: RestoreSpec) -> Result<(Vm, Task)> {
         let backup = self.backup_for(actor, id, Access::Write).await?;
         actor.may(Area::Vms, Access::Write)?;
-        let new = spec.new_vm;
+        let new = match (spec.new_vm, spec.vm_id) {
+            (Some(new), None) => new,
+            (None, Some(vm)) => return self.restore_in_place(actor, backup, vm).await,
+            _ => return Err(Error::invalid("new_vm", "give either new_vm or vm_id")),
+        };
         validate_name(&new.name)?;
         if backup.state != BackupState::Completed {
             return Err(Error::conflict(format!("backup {id} is {}, not completed", backup.state)));
@@ -199,13 +203,39 @@ impl Vmm {
         let task = self.acting_for(actor).new_task(
             TaskKind::RestoreBackup,
             Some(vm_id),
-            TaskParams::Restore { backup_id: id, start: new.start },
+            TaskParams::Restore { backup_id: id, start: new.start, in_place: false },
             now,
         );
         let placement = PlacementRequest { pinned: new.node_id, strategy: self.inner.config.strategy, only };
         let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
         self.notify();
         Ok((vm, task))
+    }
+
+    /// Queues the restore of `backup` into its own VM, which must be stopped and have the
+    /// disk size it had then.
+    async fn restore_in_place(&self, actor: &Actor, backup: Backup, vm: VmId) -> Result<(Vm, Task)> {
+        if vm != backup.vm_id {
+            return Err(Error::invalid("vm_id", "a backup restores into its own VM, or as a new one"));
+        }
+        let current = self.vm_for(actor, vm, Access::Write).await?;
+        if backup.state != BackupState::Completed {
+            return Err(Error::conflict(format!("backup {} is {}, not completed", backup.id, backup.state)));
+        }
+        if current.state != VmState::Stopped {
+            return Err(Error::conflict(format!("VM {vm} must be stopped for a restore into it")));
+        }
+        if backup.vm.as_ref().is_some_and(|then| then.disk_gib != current.disk_gib) {
+            return Err(Error::conflict(format!(
+                "VM {vm}'s disk was resized since backup {}; restore it as a new VM",
+                backup.id
+            )));
+        }
+        let params = TaskParams::Restore { backup_id: backup.id, start: false, in_place: true };
+        let task = self.acting_for(actor).new_task(TaskKind::RestoreBackup, Some(vm), params, self.now());
+        self.inner.store.enqueue_task(&task, None).await?;
+        self.notify();
+        Ok((current, task))
     }
 
     /// The target a backup is on, opened.

@@ -252,11 +252,15 @@ async fn delete_backup(
     Ok(accepted(&task, TaskAccepted { task: task.clone() }))
 }
 
-/// Restore a backup as a new VM: the settings it was taken with, a new id, new addresses
-/// from the same pools, a new seed; placed like a create. Every chunk is checked as it
-/// streams; a bad one fails the task and leaves nothing behind.
+/// Restore a backup as a new VM (`new_vm`: the settings it was taken with, a new id, new
+/// addresses from the same pools, a new seed; placed like a create), or into its own VM
+/// (`vm_id`, stopped: its disk is kept aside until the backup's is whole, and put back if
+/// the restore fails). Every chunk is checked as it streams; a bad one fails the task,
+/// naming it, and leaves nothing behind.
 #[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups", params(("id" = BackupId, Path)),
-    request_body(content = RestoreSpec, example = json!({"new_vm": {"name": "web-1-restored"}})),
+    request_body(content = RestoreSpec, examples(
+        ("as a new VM" = (value = json!({"new_vm": {"name": "web-1-restored"}}))),
+        ("into its VM" = (value = json!({"vm_id": "01900000-0000-7000-8000-000000000003"}))))),
     responses((status = 202, body = VmAccepted, headers(("Location" = String, description = "The task"))), Problems))]
 async fn restore_backup(
     State(s): State<AppState>,

@@ -49,9 +49,8 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
 /// Undoes what the task did, as far as it can be undone.
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
     match run.task.kind {
-        TaskKind::CreateVm | TaskKind::CloneVm | TaskKind::RestoreBackup => {
-            vmm.undo_create(vm_of(run)?).await
-        }
+        TaskKind::RestoreBackup => restore_backup::undo(vmm, run).await,
+        TaskKind::CreateVm | TaskKind::CloneVm => vmm.undo_create(vm_of(run)?).await,
         TaskKind::DeleteVm | TaskKind::RemoveAddress | TaskKind::Reconcile | TaskKind::VerifyBackup => Ok(()),
         TaskKind::BackupVm => backup_vm::undo(vmm, run).await,
         TaskKind::DeleteBackup => verify_backup::undo_delete(vmm, run).await,

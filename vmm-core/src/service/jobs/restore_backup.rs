@@ -2,7 +2,8 @@
 //! streamed back from a backup, each chunk checked against the manifest before it is handed
 //! over; then a new seed, define and start,
 //! as for a clone. A bad chunk fails the write, so the node keeps no volume, and the task
-//! is undone like a create.
+//! is undone like a create. A restore into the VM itself keeps its disk aside until the
+//! new one is whole, and puts it back if the restore fails.
 
 use std::io::Read;
 
@@ -13,38 +14,31 @@ use super::{Outcome, Run, Vmm};
 use crate::backup::manifest::sha256_hex;
 use crate::backup::{BackupTarget, Chunk, Manifest};
 use crate::error::{Error, Result};
-use crate::hypervisor::PowerState;
+use crate::hypervisor::{Hypervisor, PowerState};
+use crate::id::{BackupId, VmId};
 use crate::task::TaskParams;
 use crate::vm::VmState;
 
 /// Checkpoint: the disk is restored and checked.
 const DISK_MADE: &str = "disk_made";
+/// Checkpoint (into the VM itself): its disk is kept aside.
+const DISK_SAVED: &str = "disk_saved";
 
 pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
-    let TaskParams::Restore { backup_id, start } = run.task.params else {
+    let TaskParams::Restore { backup_id, start, in_place } = run.task.params else {
         return Err(Error::invalid("task", "a restore without its backup"));
     };
+    if in_place {
+        return run_in_place(vmm, run, backup_id).await;
+    }
     let (mut vm, node, hv) = vmm.vm_and_hypervisor(run).await?;
     if vmm.cancel_requested(run).await? {
         vmm.undo_create(vm.id).await?;
         return Ok(Outcome::Cancelled);
     }
     if !run.task.reached(DISK_MADE) {
-        let backup = vmm.inner.store.get_backup(backup_id).await?;
-        let target = vmm.backup_target(backup.target_id).await?;
-        let manifest = vmm.read_manifest(&backup).await?;
         vmm.step(run, 10, format!("restoring the disk from backup {backup_id}")).await?;
-        // A disk left by an interrupted run may be partial: it is made again.
-        if hv.volume(vm.id).await?.is_some() {
-            hv.delete_volume(vm.id).await?;
-        }
-        let (tx, rx) = mpsc::channel(4);
-        let reader = Box::new(ChannelReader { rx, piece: Vec::new(), at: 0 });
-        let write = hv.write_volume(vm.id, manifest.format, reader, manifest.size);
-        let (written, fed) = futures::join!(write, feed(target.as_ref(), &manifest, tx));
-        // The feed's error names the chunk; the write's then only says the data stopped.
-        fed?;
-        written?;
+        stream_back(vmm, hv.as_ref(), vm.id, backup_id).await?;
         vmm.checkpoint(run, DISK_MADE).await?;
     }
     vmm.step(run, 70, "preparing networks and the seed").await?;
@@ -64,6 +58,74 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     vm.state = if start { VmState::Running } else { VmState::Stopped };
     vmm.inner.store.update_vm(&vm).await?;
     Ok(Outcome::Done)
+}
+
+/// Makes the VM's disk from the backup (a partial disk of an interrupted run is made again).
+async fn stream_back(vmm: &Vmm, hv: &dyn Hypervisor, vm: VmId, backup_id: BackupId) -> Result<()> {
+    let backup = vmm.inner.store.get_backup(backup_id).await?;
+    let target = vmm.backup_target(backup.target_id).await?;
+    let manifest = vmm.read_manifest(&backup).await?;
+    if hv.volume(vm).await?.is_some() {
+        hv.delete_volume(vm).await?;
+    }
+    let (tx, rx) = mpsc::channel(4);
+    let reader = Box::new(ChannelReader { rx, piece: Vec::new(), at: 0 });
+    let write = hv.write_volume(vm, manifest.format, reader, manifest.size);
+    let (written, fed) = futures::join!(write, feed(target.as_ref(), &manifest, tx));
+    // The feed's error names the chunk; the write's then only says the data stopped.
+    fed?;
+    written.map(drop)
+}
+
+/// Into the VM itself: its disk kept aside, the backup's written in its place, the kept one
+/// removed once the new one is whole. The VM stays stopped.
+async fn run_in_place(vmm: &Vmm, run: &mut Run, backup_id: BackupId) -> Result<Outcome> {
+    let (mut vm, _node, hv) = vmm.vm_and_hypervisor(run).await?;
+    if !run.task.reached(DISK_MADE) {
+        if vmm.cancel_requested(run).await? {
+            undo(vmm, run).await?;
+            return Ok(Outcome::Cancelled);
+        }
+        if hv.domain(vm.id).await?.is_some_and(|d| d.state != PowerState::Shutoff) {
+            return Err(Error::conflict(format!("VM {} must stay stopped for a restore into it", vm.id)));
+        }
+        if !run.task.reached(DISK_SAVED) {
+            vmm.step(run, 5, "keeping the current disk aside").await?;
+            hv.save_previous_volume(vm.id).await?;
+            vmm.checkpoint(run, DISK_SAVED).await?;
+        }
+        vmm.step(run, 20, format!("restoring the disk from backup {backup_id}")).await?;
+        stream_back(vmm, hv.as_ref(), vm.id, backup_id).await?;
+        vmm.checkpoint(run, DISK_MADE).await?;
+    }
+    if let Err(e) = hv.delete_previous_volume(vm.id).await {
+        tracing::warn!(vm = %vm.id, error = %crate::error_chain(&e), "the disk kept aside stays; a delete of the VM removes it");
+    }
+    vm.state = VmState::Stopped;
+    vmm.inner.store.update_vm(&vm).await?;
+    Ok(Outcome::Done)
+}
+
+/// A restore as a new VM is undone like a create. One into the VM itself puts the disk kept
+/// aside back, unless the new disk was whole already.
+pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
+    let in_place = matches!(run.task.params, TaskParams::Restore { in_place: true, .. });
+    let vm = super::vm_of(run)?;
+    if !in_place {
+        return vmm.undo_create(vm).await;
+    }
+    if run.task.reached(DISK_MADE) || !run.task.reached(DISK_SAVED) {
+        return Ok(());
+    }
+    let (_, _, hv) = match vmm.vm_and_hypervisor(run).await {
+        Err(Error::VmNotFound { .. }) => return Ok(()),
+        other => other?,
+    };
+    match hv.restore_previous_volume(vm).await {
+        // Put back by an earlier run of this undo.
+        Err(Error::Conflict { .. }) if hv.volume(vm).await?.is_some() => Ok(()),
+        other => other,
+    }
 }
 
 /// Sends the disk's bytes chunk by chunk, each checked before it goes (the manifest, whose
