@@ -420,3 +420,91 @@ fn a_schedule_keeping_two_leaves_two_after_four_runs() {
     vmmd.stop();
     std::fs::remove_dir_all(data).ok();
 }
+
+#[test]
+#[ignore = "needs libvirtd with QEMU and the tiny guest; CI runs it"]
+fn snapshots_of_a_guest_revert_its_disk_and_memory_and_go_with_it() {
+    let data = data_dir();
+    let vmmd = Vmmd::start(&VmmdConfig::new(&data));
+    let node = vmmd.add_node("qemu:///system");
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let image = vmmd.tiny_image(&format!("tiny-{suffix}"));
+    let spec = json!({"name": "snapped", "vcpus": 1, "memory_mib": 256, "disk_gib": 1, "node_id": id(&node),
+        "image_id": image});
+    let (status, created) = vmmd.call("POST", "/api/v1/vms", Some(spec));
+    assert_eq!(status, 202, "{created}");
+    vmmd.done(&created["task"]);
+    let vm = id(&created["vm"]);
+    vmmd.console_line(&vm, "VMM-GUEST-TICK 1", 0, BOOT);
+    let snapshot = |name: &str| {
+        let (status, r) =
+            vmmd.call("POST", &format!("/api/v1/vms/{vm}/snapshots"), Some(json!({"name": name})));
+        assert_eq!(status, 202, "{r}");
+        vmmd.done(&r["task"]);
+    };
+    // Running: disk and memory. Then stopped, the disk changed, a disk-only one.
+    snapshot("live");
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
+    run("qemu-io", &["-f", "qcow2", "-c", "write -q -P 0x77 600M 1M", &volume_path(&vm)]);
+    snapshot("changed");
+    let (_, list) = vmmd.call("GET", &format!("/api/v1/vms/{vm}/snapshots"), None);
+    let got: Vec<_> =
+        list["items"].as_array().unwrap().iter().map(|s| (s["name"].clone(), s["memory"].clone())).collect();
+    assert_eq!(got, vec![(json!("live"), json!(true)), (json!("changed"), json!(false))], "{list}");
+    assert_eq!(list["items"][1]["parent"], "live", "{list}");
+    let (status, bad) =
+        vmmd.call("POST", &format!("/api/v1/vms/{vm}/snapshots"), Some(json!({"name": "a/b"})));
+    assert_eq!(status, 422, "{bad}");
+
+    // A VM with snapshots backs up.
+    let dir = temp_dir("snapped");
+    let (_, target) = vmmd.call(
+        "POST",
+        "/api/v1/backup-targets",
+        Some(json!({"name": "snapped", "url": format!("dir://{}", dir.display())})),
+    );
+    let (status, r) =
+        vmmd.call("POST", &format!("/api/v1/vms/{vm}/backups"), Some(json!({"target_id": id(&target)})));
+    assert_eq!(status, 202, "{r}");
+    vmmd.done(&r["task"]);
+
+    // Revert to the running one: the guest runs on from where it was (no new boot), and the
+    // disk is as it was then.
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/snapshots/live/revert"));
+    let (_, got) = vmmd.call("GET", &format!("/api/v1/vms/{vm}"), None);
+    assert_eq!(got["state"], "running", "{got}");
+    // What the guest prints next: a tick counting on from before the snapshot, no boot.
+    let seen = vmmd.console_log(&vm).len();
+    let mut after = String::new();
+    wait_until("a tick after the revert", BOOT, || {
+        let log = vmmd.console_log(&vm);
+        after = log.get(seen.min(log.len())..).unwrap_or_default().to_owned();
+        after.contains("VMM-GUEST-TICK ")
+            && after.split("VMM-GUEST-TICK ").nth(1).is_some_and(|t| t.contains('\n'))
+    });
+    assert!(!after.contains("VMM-GUEST-BOOT"), "the guest was not booted again: {after}");
+    let tick: u32 =
+        after.split("VMM-GUEST-TICK ").nth(1).and_then(|t| t.lines().next()).unwrap().trim().parse().unwrap();
+    assert!(tick >= 2, "the guest counts on from its snapshot: {after}");
+    vmmd.act("POST", &format!("/api/v1/vms/{vm}/stop"));
+    let read = run("qemu-io", &["-f", "qcow2", "-c", "read -P 0 600M 1M", &volume_path(&vm)]);
+    assert!(!read.contains("failed"), "the disk is as it was at the snapshot: {read}");
+
+    vmmd.act("DELETE", &format!("/api/v1/vms/{vm}/snapshots/changed"));
+    let (_, list) = vmmd.call("GET", &format!("/api/v1/vms/{vm}/snapshots"), None);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    // The VM goes with its snapshots.
+    let (_, backups) = vmmd.call("GET", &format!("/api/v1/backups?vm_id={vm}"), None);
+    for b in backups["items"].as_array().unwrap() {
+        vmmd.act("DELETE", &format!("/api/v1/backups/{}", id(b)));
+    }
+    vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
+    let domains = run("virsh", &["-c", "qemu:///system", "list", "--all", "--name"]);
+    assert!(!domains.contains(&vm), "{domains}");
+    assert_eq!(vmmd.call("DELETE", &format!("/api/v1/backup-targets/{}", id(&target)), None).0, 204);
+    assert_eq!(vmmd.call("DELETE", &format!("/api/v1/images/{image}"), None).0, 204);
+    vmmd.stop();
+    for d in [&dir, &data] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}

@@ -30,3 +30,12 @@ CREATE TABLE backup_schedules (
 );
 CREATE INDEX schedules_due ON backup_schedules (enabled, next_run_at);
 CREATE INDEX schedules_by_owner ON backup_schedules (owner_id, id);
+
+-- Each VM's snapshots, mirrored from its node; they go with the VM.
+CREATE TABLE vm_snapshots (
+    vm_id TEXT NOT NULL REFERENCES vms (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    record TEXT NOT NULL, -- the Snapshot as JSON
+    PRIMARY KEY (vm_id, name)
+);

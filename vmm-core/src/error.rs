@@ -65,6 +65,14 @@ pub enum Error {
         /// The target asked for.
         id: BackupTargetId,
     },
+    /// No snapshot of this name.
+    #[error("VM {vm} has no snapshot named {name}")]
+    SnapshotNotFound {
+        /// The VM.
+        vm: VmId,
+        /// The name asked for.
+        name: String,
+    },
     /// No backup schedule with this id.
     #[error("Backup schedule {id} not found")]
     ScheduleNotFound {
@@ -304,6 +312,7 @@ impl Error {
             | Self::TaskNotFound { .. }
             | Self::BackupNotFound { .. }
             | Self::BackupTargetNotFound { .. }
+            | Self::SnapshotNotFound { .. }
             | Self::ScheduleNotFound { .. }
             | Self::ImageNotFound { .. }
             | Self::RecipeNotFound { .. }
@@ -340,6 +349,7 @@ impl Error {
             Self::TaskNotFound { .. } => "task_not_found",
             Self::BackupNotFound { .. } => "backup_not_found",
             Self::BackupTargetNotFound { .. } => "backup_target_not_found",
+            Self::SnapshotNotFound { .. } => "snapshot_not_found",
             Self::ScheduleNotFound { .. } => "schedule_not_found",
             Self::ImageNotFound { .. } => "image_not_found",
             Self::RecipeNotFound { .. } => "recipe_not_found",
@@ -383,6 +393,7 @@ impl Error {
             Self::TaskNotFound { id } | Self::LeaseLost { task: id } => vec![("task_id", id.to_string())],
             Self::BackupNotFound { id } => vec![("backup_id", id.to_string())],
             Self::BackupTargetNotFound { id } => vec![("target_id", id.to_string())],
+            Self::SnapshotNotFound { vm, .. } => vec![("vm_id", vm.to_string())],
             Self::ScheduleNotFound { id } => vec![("schedule_id", id.to_string())],
             Self::ImageNotFound { id } => vec![("image_id", id.to_string())],
             Self::RecipeNotFound { id } => vec![("recipe_id", id.to_string())],

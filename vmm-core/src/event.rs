@@ -62,7 +62,7 @@ pub enum EventType {
     #[serde(rename = "vm.reinstalled")]
     #[strum(serialize = "vm.reinstalled")]
     VmReinstalled,
-    /// A VM's disk was replaced by a backup's.
+    /// A VM was put back as it was: its disk from a backup, or to a snapshot.
     #[serde(rename = "vm.restored")]
     #[strum(serialize = "vm.restored")]
     VmRestored,
@@ -534,6 +534,7 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         TaskKind::RestoreBackup if matches!(task.params, TaskParams::Restore { in_place: true, .. }) => {
             EventType::VmRestored
         }
+        TaskKind::RevertSnapshot => EventType::VmRestored,
         TaskKind::CreateVm | TaskKind::CloneVm | TaskKind::RestoreBackup => EventType::VmCreated,
         TaskKind::StartVm => EventType::VmStarted,
         TaskKind::StopVm | TaskKind::ShutdownVm => EventType::VmStopped,
@@ -551,7 +552,9 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         | TaskKind::Reconcile
         | TaskKind::BackupVm
         | TaskKind::VerifyBackup
-        | TaskKind::DeleteBackup => return None,
+        | TaskKind::DeleteBackup
+        | TaskKind::SnapshotVm
+        | TaskKind::DeleteSnapshot => return None,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
 use crate::network::Network;
 use crate::node::{Capacity, VirtType};
+use crate::snapshot::SnapshotInfo;
 use crate::usage::{DomainStats, NodeStats};
 
 /// The observed power state of a domain.
@@ -281,6 +282,30 @@ pub trait Hypervisor: Send + Sync + Debug {
     ) -> Result<VolumeInfo> {
         let _ = (vm, format, data, size);
         Err(Error::unsupported(self.uri(), "writing disks"))
+    }
+
+    /// Takes a snapshot of the domain named `name`: its disk, and its memory when it runs.
+    async fn create_snapshot(&self, vm: VmId, name: &str, description: Option<&str>) -> Result<SnapshotInfo> {
+        let _ = (vm, name, description);
+        Err(Error::unsupported(self.uri(), "snapshots"))
+    }
+
+    /// The domain's snapshots.
+    async fn list_snapshots(&self, vm: VmId) -> Result<Vec<SnapshotInfo>> {
+        let _ = vm;
+        Err(Error::unsupported(self.uri(), "snapshots"))
+    }
+
+    /// Puts the domain back as it was at snapshot `name` (running again if it held memory).
+    async fn revert_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        let _ = (vm, name);
+        Err(Error::unsupported(self.uri(), "snapshots"))
+    }
+
+    /// Deletes snapshot `name` (nothing happens if there is none).
+    async fn delete_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        let _ = (vm, name);
+        Err(Error::unsupported(self.uri(), "snapshots"))
     }
 
     /// Keeps a copy of the VM's disk aside (before a reinstall), replacing an older one.

@@ -42,6 +42,7 @@ pub mod recipe;
 pub mod reconcile;
 mod secret;
 mod service;
+pub mod snapshot;
 pub mod ssh_keys;
 pub mod store;
 pub mod task;
@@ -87,8 +88,8 @@ pub use service::{
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
     AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
-    NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SshKeyStore, Store,
-    StoredToken, TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
+    NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SnapshotStore,
+    SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

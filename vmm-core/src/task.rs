@@ -65,6 +65,12 @@ pub enum TaskKind {
     VerifyBackup,
     /// Remove a backup from its target.
     DeleteBackup,
+    /// Take a snapshot of a VM.
+    SnapshotVm,
+    /// Put a VM back as it was at a snapshot.
+    RevertSnapshot,
+    /// Delete a snapshot of a VM.
+    DeleteSnapshot,
 }
 
 impl TaskKind {
@@ -115,7 +121,10 @@ impl TaskKind {
             | Self::BackupVm
             | Self::RestoreBackup
             | Self::VerifyBackup
-            | Self::DeleteBackup => None,
+            | Self::DeleteBackup
+            | Self::SnapshotVm
+            | Self::RevertSnapshot
+            | Self::DeleteSnapshot => None,
         }
     }
 
@@ -130,7 +139,7 @@ impl TaskKind {
         let minutes = match self {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
             Self::ImportImage | Self::BackupVm | Self::RestoreBackup | Self::VerifyBackup => 120,
-            Self::DeleteBackup => 30,
+            Self::DeleteBackup | Self::SnapshotVm | Self::RevertSnapshot | Self::DeleteSnapshot => 30,
             Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress | Self::Reconcile => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
             Self::StartVm | Self::StopVm | Self::RebootVm | Self::SuspendVm | Self::ResumeVm => 5,
@@ -294,6 +303,14 @@ pub enum TaskParams {
         /// Into the backup's own VM (its disk replaced), not a new one.
         #[serde(default)]
         in_place: bool,
+    },
+    /// A snapshot to take, revert to or delete.
+    Snapshot {
+        /// Its name.
+        name: String,
+        /// The note given when it is taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
     },
     /// Update: the patch to apply.
     Update {

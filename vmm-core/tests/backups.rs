@@ -13,6 +13,7 @@ use vmm_core::event::{EventFilter, EventType};
 use vmm_core::memory::{
     InMemoryConnector, InMemoryHypervisor, InMemoryStore, InMemoryTarget, InMemoryTargets,
 };
+use vmm_core::snapshot::SnapshotSpec;
 use vmm_core::{
     Actor, Backup, BackupState, Error, EventStore, ManualClock, NodeSpec, NodeUriPolicy, PowerAction, Role,
     TaskState, Vm, VmSpec, VmState, Vmm, VmmConfig,
@@ -329,5 +330,67 @@ fn a_restore_into_the_vm_replaces_its_disk_or_leaves_it_as_it_was() {
             w.vmm.restore_backup(&admin(), backup.id, into()).await,
             Err(Error::Conflict { .. })
         ));
+    })
+}
+
+#[test]
+fn snapshots_are_taken_reverted_to_and_deleted_as_tasks() {
+    block_on(async {
+        let w = world().await;
+        let (vm, _) = w.vmm.create_vm(VmSpec::new("snap", 1, 512, 1)).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert!(w.hv.set_volume_content(vm.id, "before"));
+        let spec =
+            |name: &str, memory: Option<bool>| SnapshotSpec { name: name.into(), description: None, memory };
+        let vmm = &w.vmm;
+        let done = |task: vmm_core::Task| async move {
+            vmm.run_until_idle().await.unwrap();
+            vmm.get_task(task.id).await.unwrap().state
+        };
+        // A running VM's snapshot keeps its memory; a disk-only one is refused while it runs.
+        assert!(matches!(
+            w.vmm.create_snapshot(&admin(), vm.id, spec("x", Some(false))).await,
+            Err(Error::Conflict { .. })
+        ));
+        let task = w.vmm.create_snapshot(&admin(), vm.id, spec("before-upgrade", None)).await.unwrap();
+        assert_eq!(done(task).await, TaskState::Succeeded);
+        let taken = w.vmm.list_snapshots(&admin(), vm.id).await.unwrap();
+        assert_eq!((taken.len(), taken[0].memory), (1, true));
+        assert!(matches!(
+            w.vmm.create_snapshot(&admin(), vm.id, spec("before-upgrade", None)).await,
+            Err(Error::Conflict { .. })
+        ));
+        assert!(matches!(
+            w.vmm.create_snapshot(&admin(), vm.id, spec("../x", None)).await,
+            Err(Error::Invalid { .. })
+        ));
+
+        // Stopped and changed: the revert brings the disk back, and the VM running.
+        w.vmm.power_vm(vm.id, PowerAction::Stop).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        assert!(w.hv.set_volume_content(vm.id, "after"));
+        let task = w.vmm.create_snapshot(&admin(), vm.id, spec("stopped", None)).await.unwrap();
+        assert_eq!(done(task).await, TaskState::Succeeded);
+        let taken = w.vmm.list_snapshots(&admin(), vm.id).await.unwrap();
+        assert_eq!(taken[1].parent.as_deref(), Some("before-upgrade"));
+        assert!(!taken[1].memory);
+        let task = w.vmm.revert_snapshot(&admin(), vm.id, "before-upgrade").await.unwrap();
+        assert_eq!(done(task).await, TaskState::Succeeded);
+        assert_eq!(w.hv.volume_of(vm.id).unwrap().content, "before");
+        assert_eq!(w.vmm.get_vm(vm.id).await.unwrap().state, VmState::Running);
+        assert!(matches!(
+            w.vmm.revert_snapshot(&admin(), vm.id, "nope").await,
+            Err(Error::SnapshotNotFound { .. })
+        ));
+
+        // A VM with snapshots backs up, and deletes cleanly with them.
+        let (backup, state) = take(&w, &vm, BackupMode::Full).await;
+        assert_eq!((state, backup.state), (TaskState::Succeeded, BackupState::Completed));
+        let task = w.vmm.delete_snapshot(&admin(), vm.id, "stopped").await.unwrap();
+        assert_eq!(done(task).await, TaskState::Succeeded);
+        assert_eq!(w.vmm.list_snapshots(&admin(), vm.id).await.unwrap().len(), 1);
+        let task = w.vmm.delete_vm(vm.id).await.unwrap();
+        assert_eq!(done(task).await, TaskState::Succeeded);
+        assert!(vmm_core::SnapshotStore::list_snapshots(w.store.as_ref(), vm.id).await.unwrap().is_empty());
     })
 }

@@ -166,6 +166,18 @@ async fn world() -> World {
         )
         .await;
     let schedule = json_of(&schedule, "A's schedule").await;
+    let snapshot = api
+        .call_as(
+            &a_token,
+            Method::POST,
+            &format!("/api/v1/vms/{}/snapshots", made["vm"]["id"].as_str().unwrap()),
+            Some(json!({"name": "s"})),
+        )
+        .await;
+    let snapshot = json_of(&snapshot, "A's snapshot").await;
+    let snapshot_task = snapshot["task"]["id"].as_str().unwrap();
+    api.call_as(&a_token, Method::GET, &format!("/api/v1/tasks/{snapshot_task}/wait?timeout_s=30"), None)
+        .await;
     World {
         schedule: schedule["id"].as_str().unwrap().to_owned(),
         target: target["id"].as_str().unwrap().to_owned(),
@@ -212,7 +224,11 @@ impl World {
             _ => "",
         };
         let address = if area == "vms" { &self.vm_address } else { &self.lease };
-        let path = template.replace("{id}", id).replace("{address}", address).replace("{action}", "stop");
+        let path = template
+            .replace("{id}", id)
+            .replace("{address}", address)
+            .replace("{action}", "stop")
+            .replace("{name}", "s");
         let body = match (method.as_str(), template) {
             (_, t) if !matches!(*method, Method::POST | Method::PATCH | Method::PUT) => {
                 let _ = t;
@@ -253,6 +269,8 @@ impl World {
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
+            ("POST", "/api/v1/vms/{id}/snapshots") => Some(json!({"name": "s2"})),
+            ("POST", "/api/v1/vms/{id}/snapshots/{name}/revert") => None,
             ("POST", "/api/v1/backup-targets") => Some(json!({"name": "t2", "url": "memory://roles-2"})),
             ("POST", "/api/v1/vms/{id}/backups") => Some(json!({"target_id": self.target})),
             ("POST", "/api/v1/backups/{id}/restore") => Some(json!({"new_vm": {"name": "restored"}})),

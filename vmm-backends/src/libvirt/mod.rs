@@ -24,6 +24,7 @@ mod events;
 mod ffi;
 mod link;
 mod networks;
+mod snapshots;
 mod storage;
 mod xml;
 
@@ -36,6 +37,7 @@ use virt::connect::Connect;
 use virt::error::ErrorNumber;
 use virt::storage_vol::StorageVol;
 use vmm_core::hypervisor::VolumeRead;
+use vmm_core::snapshot::SnapshotInfo;
 use vmm_core::usage::{DomainStats, NodeStats};
 use vmm_core::{
     Capacity, ConsoleKind, ConsoleStream, DomainInfo, DomainSpec, Error, Hypervisor, HypervisorCapabilities,
@@ -265,7 +267,8 @@ impl Hypervisor for LibvirtHypervisor {
                 if d.is_active()? {
                     Ok(false)
                 } else {
-                    d.undefine().map(|()| true)
+                    // Its snapshots' metadata goes with it (their data is in the disk).
+                    d.undefine_flags(virt_sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA).map(|()| true)
                 }
             })
             .await?;
@@ -440,6 +443,62 @@ impl Hypervisor for LibvirtHypervisor {
         }
         self.upload_volume("write a disk", vm.volume_name(), volume_format(format), data, size).await?;
         self.volume(vm).await?.ok_or(Error::VmNotFound { id: vm })
+    }
+
+    async fn create_snapshot(&self, vm: VmId, name: &str, description: Option<&str>) -> Result<SnapshotInfo> {
+        self.images_supported()?;
+        let (name, description) = (name.to_owned(), description.map(str::to_owned));
+        let made = self
+            .call("take a snapshot", move |c| {
+                let d = domains::lookup_domain(c, vm)?
+                    .ok_or(LibvirtError::Parse(format!("domain of {vm} is gone")))?;
+                snapshots::create(&d, &name, description.as_deref())
+            })
+            .await?;
+        Ok(made)
+    }
+
+    async fn list_snapshots(&self, vm: VmId) -> Result<Vec<SnapshotInfo>> {
+        self.images_supported()?;
+        self.call("list snapshots", move |c| match domains::lookup_domain(c, vm)? {
+            Some(d) => snapshots::list(&d),
+            None => Ok(Vec::new()),
+        })
+        .await
+    }
+
+    async fn revert_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        self.images_supported()?;
+        let name = name.to_owned();
+        let reverted = self
+            .call("revert to a snapshot", move |c| {
+                let d = domains::lookup_domain(c, vm)?
+                    .ok_or(LibvirtError::Parse(format!("domain of {vm} is gone")))?;
+                match snapshots::lookup(&d, &name)? {
+                    Some(s) => s.revert(0).map(|()| true).map_err(Into::into),
+                    None => Ok(false),
+                }
+            })
+            .await?;
+        if reverted {
+            Ok(())
+        } else {
+            Err(Error::conflict(format!("VM {vm} has no snapshot of that name on its node")))
+        }
+    }
+
+    async fn delete_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        self.images_supported()?;
+        let name = name.to_owned();
+        self.call("delete a snapshot", move |c| {
+            if let Some(d) = domains::lookup_domain(c, vm)? {
+                if let Some(s) = snapshots::lookup(&d, &name)? {
+                    s.delete(0)?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn save_previous_volume(&self, vm: VmId) -> Result<()> {

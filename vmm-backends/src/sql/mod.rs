@@ -23,6 +23,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod singletons;
+mod snapshots;
 mod ssh_keys;
 mod statement;
 mod tasks;

@@ -133,6 +133,36 @@ pub async fn schedules(s: &dyn Store) {
     s.delete_backup_target(target.id).await.expect("delete an unused target");
 }
 
+/// Snapshot records: kept per VM by name (a second put replaces), listed oldest first,
+/// deleted idempotently, and gone with their VM.
+pub async fn snapshot_records(s: &dyn Store) {
+    use crate::snapshot::Snapshot;
+    s.create_node(&super::store::node("n1", 8)).await.expect("create a node");
+    let vm = super::store::created_vm(s, None).await;
+    let t0 = Utc::now();
+    let snap = |name: &str, secs: i64| Snapshot {
+        vm_id: vm.id,
+        name: name.into(),
+        description: None,
+        memory: false,
+        parent: None,
+        created_at: t0 + chrono::Duration::seconds(secs),
+    };
+    s.put_snapshot(&snap("b", 2)).await.expect("put a snapshot");
+    s.put_snapshot(&snap("a", 1)).await.expect("put another");
+    s.put_snapshot(&Snapshot { memory: true, ..snap("b", 2) }).await.expect("put it again");
+    let names: Vec<_> =
+        s.list_snapshots(vm.id).await.unwrap().into_iter().map(|x| (x.name, x.memory)).collect();
+    assert_eq!(names, vec![("a".to_owned(), false), ("b".to_owned(), true)]);
+    let lost = Snapshot { vm_id: crate::id::VmId::new(), ..snap("c", 3) };
+    assert!(matches!(s.put_snapshot(&lost).await, Err(Error::VmNotFound { .. })));
+    s.delete_snapshot(vm.id, "a").await.expect("delete a snapshot");
+    s.delete_snapshot(vm.id, "a").await.expect("delete it again");
+    assert_eq!(s.list_snapshots(vm.id).await.unwrap().len(), 1);
+    s.delete_vm(vm.id).await.expect("delete the VM");
+    assert!(s.list_snapshots(vm.id).await.unwrap().is_empty(), "they go with the VM");
+}
+
 /// What every backup target does: puts replace, gets see whole objects or none, lists
 /// give the keys under a prefix (and only those), deletes are idempotent, and keys vmm
 /// does not make are refused.

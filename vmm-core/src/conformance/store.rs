@@ -56,6 +56,7 @@ where
     super::observe::usage_points(new_store().await.as_ref()).await;
     super::backups::backup_records(new_store().await.as_ref()).await;
     super::backups::schedules(new_store().await.as_ref()).await;
+    super::backups::snapshot_records(new_store().await.as_ref()).await;
 }
 
 fn ip(s: &str) -> IpAddr {

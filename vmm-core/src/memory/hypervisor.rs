@@ -27,12 +27,15 @@ use crate::id::{ImageId, VmId};
 use crate::image::ImageFormat;
 use crate::network::Network;
 use crate::node::Capacity;
+use crate::snapshot::SnapshotInfo;
 use crate::usage::{DomainStats, NodeStats};
 
 #[derive(Debug, Default)]
 struct HvState {
     domains: BTreeMap<VmId, (DomainSpec, PowerState)>,
     volumes: BTreeMap<VmId, FakeVolume>,
+    /// Snapshots of each VM: their info, and the disk content and power state they hold.
+    snapshots: BTreeMap<VmId, Vec<(SnapshotInfo, String, PowerState)>>,
     /// Disks kept aside during a reinstall.
     previous: BTreeMap<VmId, FakeVolume>,
     /// Images the node holds: their format and size.
@@ -326,7 +329,9 @@ impl Hypervisor for InMemoryHypervisor {
             match s.domains.get(&vm) {
                 None => Err(Error::VmNotFound { id: vm }),
                 Some((_, PowerState::Shutoff | PowerState::Crashed)) => {
+                    // Its snapshots go with it, as libvirt's metadata does.
                     s.domains.remove(&vm);
+                    s.snapshots.remove(&vm);
                     Ok(())
                 }
                 Some((_, st)) => Err(Error::conflict(format!("domain {} is {st:?}", vm.domain_name()))),
@@ -570,6 +575,75 @@ impl Hypervisor for InMemoryHypervisor {
                 Ok(VolumeInfo { name: vm.volume_name(), capacity_gib: size_gib })
             }
         }
+    }
+
+    async fn create_snapshot(
+        &self,
+        vm: VmId,
+        name: &str,
+        _description: Option<&str>,
+    ) -> Result<SnapshotInfo> {
+        let gate = self.gate(HypervisorCall::CreateSnapshot).await?;
+        let result = {
+            let mut s = self.state();
+            let state = s.domains.get(&vm).map(|(_, st)| *st).ok_or(Error::VmNotFound { id: vm })?;
+            let content =
+                s.volumes.get(&vm).map(|v| v.content.clone()).ok_or(Error::VmNotFound { id: vm })?;
+            let taken = s.snapshots.entry(vm).or_default();
+            if taken.iter().any(|(i, _, _)| i.name == name) {
+                Err(Error::conflict(format!("VM {vm} has a snapshot named {name}")))
+            } else {
+                let info = SnapshotInfo {
+                    name: name.to_owned(),
+                    parent: taken.last().map(|(i, _, _)| i.name.clone()),
+                    memory: state == PowerState::Running,
+                };
+                taken.push((info.clone(), content, state));
+                Ok(info)
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn list_snapshots(&self, vm: VmId) -> Result<Vec<SnapshotInfo>> {
+        Ok(self
+            .state()
+            .snapshots
+            .get(&vm)
+            .map(|t| t.iter().map(|(i, _, _)| i.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn revert_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        let gate = self.gate(HypervisorCall::RevertSnapshot).await?;
+        let result = {
+            let mut s = self.state();
+            let found = s.snapshots.get(&vm).and_then(|t| t.iter().find(|(i, _, _)| i.name == name).cloned());
+            match found {
+                None => Err(Error::conflict(format!("VM {vm} has no snapshot named {name}"))),
+                Some((_, content, state)) => {
+                    if let Some(v) = s.volumes.get_mut(&vm) {
+                        v.content = content;
+                    }
+                    if let Some((_, st)) = s.domains.get_mut(&vm) {
+                        *st = state;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        gate.pass().await;
+        result
+    }
+
+    async fn delete_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
+        let gate = self.gate(HypervisorCall::DeleteSnapshot).await?;
+        if let Some(taken) = self.state().snapshots.get_mut(&vm) {
+            taken.retain(|(i, _, _)| i.name != name);
+        }
+        gate.pass().await;
+        Ok(())
     }
 
     async fn save_previous_volume(&self, vm: VmId) -> Result<()> {

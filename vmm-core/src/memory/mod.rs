@@ -18,6 +18,7 @@ mod recipes;
 mod repo;
 mod sender;
 mod singletons;
+mod snapshots;
 mod ssh_keys;
 mod tasks;
 mod usage;
@@ -129,6 +130,8 @@ struct StoreState {
     backup_targets: BTreeMap<crate::id::BackupTargetId, crate::backup::BackupTargetConfig>,
     backups: BTreeMap<crate::id::BackupId, crate::backup::Backup>,
     schedules: BTreeMap<crate::id::ScheduleId, crate::backup::BackupSchedule>,
+    /// Each VM's snapshots (a VM's go when it does).
+    snapshots: HashMap<VmId, Vec<crate::snapshot::Snapshot>>,
 }
 
 impl StoreState {

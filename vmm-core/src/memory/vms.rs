@@ -125,6 +125,7 @@ impl VmStore for InMemoryStore {
         s.release_vm_leases(id);
         s.emit(vm_deleted_event(&vm, at));
         s.guests.remove(&id);
+        s.snapshots.remove(&id);
         if let Some(node) = s.nodes.get_mut(&vm.node_id) {
             node.allocated = node.allocated.without(&vm.demand());
         }

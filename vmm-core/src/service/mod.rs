@@ -24,6 +24,7 @@ mod nodes;
 mod recipes;
 mod reconcile;
 mod schedules;
+mod snapshots;
 mod ssh_keys;
 mod tasks;
 mod tenancy;

@@ -16,6 +16,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod singletons;
+mod snapshots;
 mod ssh_keys;
 mod tasks;
 mod usage;
@@ -36,6 +37,7 @@ pub use networks::NetworkStore;
 pub use nodes::NodeStore;
 pub use recipes::RecipeStore;
 pub use singletons::SingletonStore;
+pub use snapshots::SnapshotStore;
 pub use ssh_keys::SshKeyStore;
 pub use tasks::{Finished, TaskStore};
 pub use usage::UsageStore;
@@ -63,6 +65,7 @@ pub trait Store:
     + ConsoleStore
     + UsageStore
     + BackupStore
+    + SnapshotStore
     + Send
     + Sync
     + Debug
@@ -87,6 +90,7 @@ impl<T> Store for T where
         + ConsoleStore
         + UsageStore
         + BackupStore
+        + SnapshotStore
         + Send
         + Sync
         + Debug

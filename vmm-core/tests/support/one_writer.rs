@@ -188,6 +188,11 @@ one_at_a_time! {
         delete_schedule(id: vmm_core::ScheduleId) -> ();
         claim_due_schedule(now: DateTime<Utc>) -> Option<vmm_core::backup::BackupSchedule>;
     }
+    SnapshotStore {
+        put_snapshot(snapshot: &vmm_core::snapshot::Snapshot) -> ();
+        list_snapshots(vm: VmId) -> Vec<vmm_core::snapshot::Snapshot>;
+        delete_snapshot(vm: VmId, name: &str) -> ();
+    }
     SshKeyStore {
         create_ssh_key(key: &vmm_core::SshKey) -> ();
         get_ssh_key(id: vmm_core::SshKeyId) -> vmm_core::SshKey;

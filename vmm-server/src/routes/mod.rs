@@ -15,6 +15,7 @@ mod networks;
 mod nodes;
 mod recipes;
 mod reconcile;
+mod snapshots;
 mod ssh_keys;
 mod tasks;
 mod usage;
@@ -143,6 +144,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(webhooks::routes(), Area::Webhooks))
         .merge(gated(backups::target_routes(), Area::Nodes))
         .merge(gated(backups::routes(), Area::Vms))
+        .merge(gated(snapshots::routes(), Area::Vms))
         .merge(gated(channels::routes(), Area::Webhooks))
         // Users and tokens: the core checks each call against the object it names.
         .merge(users::routes())

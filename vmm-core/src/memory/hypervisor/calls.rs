@@ -47,6 +47,12 @@ pub enum HypervisorCall {
     ReadVolume,
     /// [`Hypervisor::write_volume`](crate::Hypervisor::write_volume).
     WriteVolume,
+    /// [`Hypervisor::create_snapshot`](crate::Hypervisor::create_snapshot).
+    CreateSnapshot,
+    /// [`Hypervisor::revert_snapshot`](crate::Hypervisor::revert_snapshot).
+    RevertSnapshot,
+    /// [`Hypervisor::delete_snapshot`](crate::Hypervisor::delete_snapshot).
+    DeleteSnapshot,
     /// [`Hypervisor::save_previous_volume`](crate::Hypervisor::save_previous_volume).
     SavePreviousVolume,
     /// [`Hypervisor::restore_previous_volume`](crate::Hypervisor::restore_previous_volume).

@@ -12,6 +12,7 @@ mod power;
 mod reconcile;
 mod reinstall_vm;
 mod restore_backup;
+mod snapshots;
 mod update_vm;
 mod verify_backup;
 
@@ -42,6 +43,9 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::RestoreBackup => restore_backup::run(vmm, run).await,
         TaskKind::VerifyBackup => verify_backup::verify(vmm, run).await,
         TaskKind::DeleteBackup => verify_backup::delete(vmm, run).await,
+        TaskKind::SnapshotVm => snapshots::take(vmm, run).await,
+        TaskKind::RevertSnapshot => snapshots::revert(vmm, run).await,
+        TaskKind::DeleteSnapshot => snapshots::delete(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -54,6 +58,8 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         TaskKind::DeleteVm | TaskKind::RemoveAddress | TaskKind::Reconcile | TaskKind::VerifyBackup => Ok(()),
         TaskKind::BackupVm => backup_vm::undo(vmm, run).await,
         TaskKind::DeleteBackup => verify_backup::undo_delete(vmm, run).await,
+        TaskKind::SnapshotVm => snapshots::undo_take(vmm, run).await,
+        TaskKind::RevertSnapshot | TaskKind::DeleteSnapshot => Ok(()),
         TaskKind::UpdateVm => update_vm::undo(vmm, run).await,
         TaskKind::ReinstallVm => reinstall_vm::undo(vmm, run).await,
         TaskKind::AddAddress => addresses::undo_add(vmm, run).await,
