@@ -12,13 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vmm_backends::libvirt::{LibvirtConfig, LibvirtHypervisor};
-use vmm_backends::{OpenConfig, StoreConfig};
+use vmm_benches::BENCH_POOL_DIR as POOL_DIR;
 use vmm_core::backup::{BackupMode, BackupSpec, BackupTargetSpec};
-use vmm_core::{Actor, BackupTargetId, NodeSpec, Role, TaskState, VirtType, VmId, VmSpec, Vmm};
+use vmm_core::{Actor, BackupTargetId, Role, TaskState, VmId, VmSpec, Vmm};
 
-const POOL: &str = "vmm-bench";
-const POOL_DIR: &str = "/var/lib/vmm/bench-images";
 const MIB: u64 = 1 << 20;
 
 fn run(cmd: &mut Command) -> String {
@@ -43,34 +40,9 @@ struct Bench {
 }
 
 fn setup(disk_mib: u64) -> Option<Bench> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let libvirt = LibvirtConfig {
-        storage_pool: POOL.into(),
-        storage_path: POOL_DIR.into(),
-        ..LibvirtConfig::default()
-    };
-    if let Err(e) = rt.block_on(LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, libvirt.clone()))
-    {
-        eprintln!("skipping backup: {e}");
-        return None;
-    }
-    let data = std::env::temp_dir().join(format!("vmm-bench-backup-{}", uuid::Uuid::new_v4().simple()));
+    let vmm_benches::LocalVmm { rt, vmm, node, data } = vmm_benches::local_vmm("backup")?;
     let dir = data.join("target");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = OpenConfig {
-        store: StoreConfig::parse(&format!("sqlite://{}/vmm.db", data.display())).unwrap(),
-        libvirt,
-        ..OpenConfig::new("sqlite::memory:").unwrap()
-    };
-    let vmm = rt.block_on(vmm_backends::open(&config)).unwrap();
-    rt.spawn({
-        let vmm = vmm.clone();
-        async move { vmm.run_workers(std::future::pending()).await }
-    });
-    let node = rt
-        .block_on(vmm.create_node(NodeSpec::new("bench", "qemu:///system").with_virt_type(VirtType::Qemu)))
-        .unwrap()
-        .id;
     let spec =
         VmSpec { node_id: Some(node), start: false, ..VmSpec::new("bench", 1, 128, disk_mib.div_ceil(1024)) };
     let (vm, task) = rt.block_on(vmm.create_vm(spec)).unwrap();

@@ -17,16 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vmm_backends::libvirt::{domain_xml, LibvirtConfig, LibvirtHypervisor, Placement};
-use vmm_backends::{OpenConfig, StoreConfig};
+use vmm_backends::libvirt::{domain_xml, Placement};
+use vmm_benches::{BENCH_POOL as POOL, BENCH_POOL_DIR as POOL_DIR};
 use vmm_core::guest::{seed_files, seed_image, GuestRequest};
 use vmm_core::{
-    DomainSpec, ImageFormat, ImageSpec, NicNetwork, NicSpec, NodeSpec, OsInfo, TaskState, VirtType, VmId,
-    VmSpec, Vmm,
+    DomainSpec, ImageFormat, ImageSpec, NicNetwork, NicSpec, OsInfo, TaskState, VirtType, VmId, VmSpec, Vmm,
 };
 
-const POOL: &str = "vmm-bench";
-const POOL_DIR: &str = "/var/lib/vmm/bench-images";
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz5Q2d5kq2xqk0fZ7J3o1n9Zr1v3p6yX7mWcJmQqG7A bench@example";
 const MEMORY_MIB: u64 = 256;
@@ -97,34 +94,7 @@ fn setup() -> Option<Bench> {
         eprintln!("skipping guest_boot: virt-install is missing (Debian's virtinst)");
         return None;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let libvirt = LibvirtConfig {
-        storage_pool: POOL.into(),
-        storage_path: POOL_DIR.into(),
-        ..LibvirtConfig::default()
-    };
-    // Connecting makes sure the storage pool exists.
-    if let Err(e) = rt.block_on(LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, libvirt.clone()))
-    {
-        eprintln!("skipping guest_boot: {e}");
-        return None;
-    }
-    let data = std::env::temp_dir().join(format!("vmm-bench-boot-{}", uuid::Uuid::new_v4().simple()));
-    let config = OpenConfig {
-        store: StoreConfig::parse(&format!("sqlite://{}/vmm.db", data.display())).unwrap(),
-        libvirt,
-        image_dir: Some(data.join("images")),
-        ..OpenConfig::new("sqlite::memory:").unwrap()
-    };
-    let vmm = rt.block_on(vmm_backends::open(&config)).unwrap();
-    rt.spawn({
-        let vmm = vmm.clone();
-        async move { vmm.run_workers(std::future::pending()).await }
-    });
-    let node = rt
-        .block_on(vmm.create_node(NodeSpec::new("bench", "qemu:///system").with_virt_type(VirtType::Qemu)))
-        .unwrap()
-        .id;
+    let vmm_benches::LocalVmm { rt, vmm, node, data } = vmm_benches::local_vmm("guest_boot")?;
     let spec = ImageSpec {
         name: "tiny".into(),
         os: OsInfo { family: "linux".into(), version: String::new() },

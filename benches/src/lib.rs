@@ -72,6 +72,61 @@ pub async fn drop_postgres_db(url: &str) {
     }
 }
 
+/// The storage pool the benchmarks on the local libvirt use.
+pub const BENCH_POOL: &str = "vmm-bench";
+/// Its directory.
+pub const BENCH_POOL_DIR: &str = "/var/lib/vmm/bench-images";
+
+/// A `Vmm` of a benchmark's own on the local libvirt (`qemu:///system`, TCG): its SQLite
+/// database and image library in `data`, its workers running on `rt`, `node` registered.
+#[derive(Debug)]
+pub struct LocalVmm {
+    /// The runtime its workers run on.
+    pub rt: tokio::runtime::Runtime,
+    /// The service.
+    pub vmm: vmm_core::Vmm,
+    /// The local node.
+    pub node: NodeId,
+    /// Its data, for the benchmark to remove at the end.
+    pub data: std::path::PathBuf,
+}
+
+/// [`LocalVmm`] for benchmark `name`; `None` (said on stderr) when libvirtd does not answer.
+pub fn local_vmm(name: &str) -> Option<LocalVmm> {
+    use vmm_backends::libvirt::{LibvirtConfig, LibvirtHypervisor};
+    use vmm_backends::{OpenConfig, StoreConfig};
+    use vmm_core::{NodeSpec, VirtType};
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let libvirt = LibvirtConfig {
+        storage_pool: BENCH_POOL.into(),
+        storage_path: BENCH_POOL_DIR.into(),
+        ..LibvirtConfig::default()
+    };
+    // Connecting makes sure the storage pool exists.
+    if let Err(e) = rt.block_on(LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, libvirt.clone()))
+    {
+        eprintln!("skipping {name}: {e}");
+        return None;
+    }
+    let data = std::env::temp_dir().join(format!("vmm-bench-{name}-{}", uuid::Uuid::new_v4().simple()));
+    let config = OpenConfig {
+        store: StoreConfig::parse(&format!("sqlite://{}/vmm.db", data.display())).expect("a store URL"),
+        libvirt,
+        image_dir: Some(data.join("images")),
+        ..OpenConfig::new("sqlite::memory:").expect("a store URL")
+    };
+    let vmm = rt.block_on(vmm_backends::open(&config)).expect("vmm opens");
+    rt.spawn({
+        let vmm = vmm.clone();
+        async move { vmm.run_workers(std::future::pending()).await }
+    });
+    let node = rt
+        .block_on(vmm.create_node(NodeSpec::new("bench", "qemu:///system").with_virt_type(VirtType::Qemu)))
+        .expect("the local node")
+        .id;
+    Some(LocalVmm { rt, vmm, node, data })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

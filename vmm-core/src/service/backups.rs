@@ -16,7 +16,7 @@ use crate::page::{Page, PageRequest};
 use crate::store::PlacementRequest;
 use crate::task::{Task, TaskKind, TaskParams};
 use crate::users::{sees_all, Access, Actor, Area, Target};
-use crate::vm::{validate_name, Vm, VmNic, VmState};
+use crate::vm::{validate_name, Vm, VmState};
 
 impl Vmm {
     /// Adds a backup target after checking that it can be written, read and listed.
@@ -180,25 +180,11 @@ impl Vmm {
         });
         let pools: Vec<_> = from.nics.iter().filter_map(|n| n.pool_id).collect();
         let only = self.nodes_for_pools(&pools, new.node_id).await?;
-        let nics = if from.nics.is_empty() {
-            vec![VmNic::new(vm_id, 0, None)]
-        } else {
-            from.nics.iter().enumerate().map(|(i, n)| VmNic::new(vm_id, i as u8, n.pool_id)).collect()
-        };
+        let hostname = guest.as_ref().map(|g| g.hostname.clone());
+        let nil = NodeId::from_uuid(uuid::Uuid::nil());
         let vm = Vm {
-            id: vm_id,
-            name: new.name,
-            node_id: NodeId::from_uuid(uuid::Uuid::nil()),
-            ip_pool_id: None,
-            state: VmState::Creating,
-            addresses: Vec::new(),
-            created_at: now,
-            hostname: guest.as_ref().map(|g| g.hostname.clone()),
-            nics,
             owner_id: backup.owner_id,
-            observed_state: None,
-            state_reason: None,
-            ..from
+            ..super::vms::copy_of(&from, vm_id, new.name, nil, hostname, now)
         };
         let task = self.acting_for(actor).new_task(
             TaskKind::RestoreBackup,

@@ -176,25 +176,8 @@ impl Vmm {
             g.generation = 0;
             g
         });
-        let nics = if from.nics.is_empty() {
-            vec![VmNic::new(id, 0, None)]
-        } else {
-            from.nics.iter().enumerate().map(|(i, n)| VmNic::new(id, i as u8, n.pool_id)).collect()
-        };
-        let vm = Vm {
-            id,
-            name: spec.name,
-            node_id: from.node_id,
-            ip_pool_id: None,
-            state: VmState::Creating,
-            addresses: Vec::new(),
-            created_at: now,
-            hostname: guest.as_ref().map(|g| g.hostname.clone()),
-            nics,
-            observed_state: None,
-            state_reason: None,
-            ..from.clone()
-        };
+        let hostname = guest.as_ref().map(|g| g.hostname.clone());
+        let vm = copy_of(&from, id, spec.name, from.node_id, hostname, now);
         let task =
             self.new_task(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
         let placement =
@@ -336,5 +319,36 @@ impl Vmm {
         self.inner.store.enqueue_task(&task, Some(action)).await?;
         self.notify();
         Ok(task)
+    }
+}
+
+/// A new VM `id` with `from`'s size, image, owner and pools (one NIC per pool, new MACs, no
+/// addresses yet), to be placed on `node_id` (nil: placement chooses) and made by a task.
+pub(super) fn copy_of(
+    from: &Vm,
+    id: VmId,
+    name: String,
+    node_id: NodeId,
+    hostname: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vm {
+    let nics = if from.nics.is_empty() {
+        vec![VmNic::new(id, 0, None)]
+    } else {
+        from.nics.iter().enumerate().map(|(i, n)| VmNic::new(id, i as u8, n.pool_id)).collect()
+    };
+    Vm {
+        id,
+        name,
+        node_id,
+        ip_pool_id: None,
+        state: VmState::Creating,
+        addresses: Vec::new(),
+        created_at: now,
+        hostname,
+        nics,
+        observed_state: None,
+        state_reason: None,
+        ..from.clone()
     }
 }
