@@ -364,6 +364,8 @@ fn a_full_target_and_a_killed_vmmd_leave_no_partial_backup() {
         other => panic!("the task ended {other:?}: {task}"),
     }
     vmmd.act("DELETE", &format!("/api/v1/backups/{backup}"));
+    // Nothing stays: no chunk, no staging file of a put the kill interrupted.
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
     vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
     assert_eq!(vmmd.call("DELETE", &format!("/api/v1/images/{image}"), None).0, 204);
     vmmd.stop();

@@ -23,6 +23,9 @@ pub struct ObjectTarget {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+    /// For a directory target: the directory (where an interrupted put leaves a staging
+    /// file that listings do not show).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl ObjectTarget {
@@ -35,10 +38,11 @@ impl ObjectTarget {
     /// unavailable, with the store's words kept for the log.
     fn error(&self, op: &str, e: object_store::Error) -> Error {
         tracing::warn!(target = %self.url, op, error = %e, "backup target call failed");
+        // The target's URL stays in the log: users who read task errors may not see targets.
         if is_storage_full(&e) {
-            return Error::conflict(format!("backup target {} is full", self.url));
+            return Error::conflict("the backup target is full");
         }
-        Error::unavailable(&self.url, format!("could not {op}"))
+        Error::unavailable("backup target", format!("could not {op}"))
     }
 }
 
@@ -101,6 +105,28 @@ impl BackupTarget for ObjectTarget {
             Err(e) => Err(self.error("delete an object", e)),
         }
     }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            for key in self.list(prefix).await? {
+                self.delete(&key).await?;
+            }
+            return Ok(());
+        };
+        // The whole directory, staging files of interrupted puts included.
+        check_key(prefix.trim_end_matches('/'))?;
+        let under = dir.join(prefix.trim_end_matches('/'));
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&under) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| Error::backend("backup target", e))?;
+        removed.map_err(|e| {
+            tracing::warn!(target = %self.url, error = %e, "removing a directory of a backup target failed");
+            Error::unavailable("backup target", "could not remove a backup's directory")
+        })
+    }
 }
 
 /// Opens `dir://` and `s3://` targets (and `memory://` ones, which live as long as it does,
@@ -121,12 +147,14 @@ impl Targets {
 impl TargetOpener for Targets {
     async fn open(&self, config: &BackupTargetConfig) -> Result<Arc<dyn BackupTarget>> {
         let url = config.url.clone();
+        let mut dir = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match TargetUrl::parse(&config.url)? {
             TargetUrl::Memory(_) => return self.memory.open(config).await,
             TargetUrl::Dir(path) => {
                 let fs = LocalFileSystem::new_with_prefix(&path)
                     .map_err(|_| Error::invalid("url", format!("{path} is not a directory vmmd can use")))?
                     .with_automatic_cleanup(true);
+                dir = Some(std::path::PathBuf::from(&path));
                 (Arc::new(fs), String::new())
             }
             TargetUrl::S3 { bucket, prefix } => {
@@ -159,6 +187,6 @@ impl TargetOpener for Targets {
                 (Arc::new(store), prefix)
             }
         };
-        Ok(Arc::new(ObjectTarget { store, prefix, url }))
+        Ok(Arc::new(ObjectTarget { store, prefix, url, dir }))
     }
 }

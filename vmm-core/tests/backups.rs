@@ -394,3 +394,55 @@ fn snapshots_are_taken_reverted_to_and_deleted_as_tasks() {
         assert!(vmm_core::SnapshotStore::list_snapshots(w.store.as_ref(), vm.id).await.unwrap().is_empty());
     })
 }
+
+#[test]
+fn a_vm_busy_when_its_schedule_runs_is_backed_up_once_it_is_free() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let spec = |name: &str| ScheduleSpec {
+            name: name.into(),
+            cron: "0 3 * * *".into(),
+            target_id: w.target_id,
+            vm_ids: vec![vm.id],
+            all: false,
+            mode: BackupMode::Full,
+            retention: RetentionPolicy::default(),
+            enabled: true,
+        };
+        // Two schedules at the same time over the same VM: the second finds it busy.
+        w.vmm.create_schedule(&admin(), spec("local")).await.unwrap();
+        w.vmm.create_schedule(&admin(), spec("offsite")).await.unwrap();
+        w.clock.advance(chrono::Duration::hours(24));
+        assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 2);
+        w.vmm.run_until_idle().await.unwrap();
+        // The next pass queues what was busy, though no schedule is due.
+        assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 0);
+        w.vmm.run_until_idle().await.unwrap();
+        let made =
+            vmm_core::BackupStore::list_backups(w.store.as_ref(), &Default::default(), &Default::default())
+                .await
+                .unwrap()
+                .items;
+        assert_eq!(made.len(), 2, "{made:#?}");
+        assert!(made.iter().all(|b| b.state == BackupState::Completed));
+        assert_ne!(made[0].schedule_id, made[1].schedule_id);
+    })
+}
+
+#[test]
+fn a_cancelled_queued_backup_is_recorded_failed() {
+    block_on(async {
+        let w = world().await;
+        let vm = stopped_vm(&w, &disk('a', 'b')).await;
+        let spec = BackupSpec { target_id: w.target_id, mode: BackupMode::Full };
+        let (backup, task) = w.vmm.backup_vm(&admin(), vm.id, spec).await.unwrap();
+        w.vmm.cancel_task(task.id).await.unwrap();
+        let backup = w.store_backup(backup.id).await;
+        assert_eq!(backup.state, BackupState::Failed);
+        // It can be deleted, and then the target can go.
+        w.vmm.delete_backup(&admin(), backup.id).await.unwrap();
+        w.vmm.run_until_idle().await.unwrap();
+        w.vmm.delete_backup_target(&admin(), w.target_id).await.unwrap();
+    })
+}

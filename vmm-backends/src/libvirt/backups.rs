@@ -26,7 +26,8 @@ fn scratch_name(vm: VmId) -> String {
     format!("vmm-{vm}-backup.qcow2")
 }
 
-/// The push-mode backup of the VM's disk (`vda`) to `file`; the seed CD-ROM is left out.
+/// The push-mode backup of the VM's disk (`vda`) to `file`. Disks not listed (the seed
+/// CD-ROM, when there is one) are left out.
 fn backup_xml(file: &str) -> Result<String, LibvirtError> {
     use serde::Serialize;
     #[derive(Serialize)]
@@ -46,12 +47,10 @@ fn backup_xml(file: &str) -> Result<String, LibvirtError> {
         name: &'static str,
         #[serde(rename = "@backup")]
         backup: &'static str,
-        #[serde(rename = "@type", skip_serializing_if = "Option::is_none")]
-        kind: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        target: Option<Target>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        driver: Option<Driver>,
+        #[serde(rename = "@type")]
+        kind: &'static str,
+        target: Target,
+        driver: Driver,
     }
     #[derive(Serialize)]
     struct Target {
@@ -66,16 +65,13 @@ fn backup_xml(file: &str) -> Result<String, LibvirtError> {
     let doc = DomainBackup {
         mode: "push",
         disks: Disks {
-            disk: vec![
-                Disk {
-                    name: "vda",
-                    backup: "yes",
-                    kind: Some("file"),
-                    target: Some(Target { file: file.to_owned() }),
-                    driver: Some(Driver { kind: "qcow2" }),
-                },
-                Disk { name: "hdc", backup: "no", kind: None, target: None, driver: None },
-            ],
+            disk: vec![Disk {
+                name: "vda",
+                backup: "yes",
+                kind: "file",
+                target: Target { file: file.to_owned() },
+                driver: Driver { kind: "qcow2" },
+            }],
         },
     };
     Ok(quick_xml::se::to_string(&doc)?)
@@ -159,14 +155,20 @@ fn copy_and_stream(
 ) -> Result<VolumeRead, LibvirtError> {
     let d = lookup_domain(c, vm)?.ok_or_else(|| LibvirtError::Parse(format!("domain of {vm} is gone")))?;
     let p = ensure_pool(c, pool, path)?;
+    // A backup job left by a vmmd that died mid-backup is ended before its file goes.
+    if d.job_info()?.r#type != JOB_NONE {
+        ffi::abort_job(&d).ok();
+        wait_job(&d, Duration::from_secs(60)).ok();
+    }
     if let Some(stale) = lookup_named(&p, scratch)? {
         stale.delete(0)?;
     }
     if local {
         std::fs::remove_file(file).ok();
     }
+    let xml = backup_xml(file)?;
     let frozen = freeze(&d);
-    let begun = ffi::backup_begin(&d, &backup_xml(file)?);
+    let begun = ffi::backup_begin(&d, &xml);
     if frozen {
         // The copy's instant is the job's start: the guest goes on at once.
         if let Err(e) = ffi::fs_thaw(&d) {

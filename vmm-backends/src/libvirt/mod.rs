@@ -446,59 +446,19 @@ impl Hypervisor for LibvirtHypervisor {
     }
 
     async fn create_snapshot(&self, vm: VmId, name: &str, description: Option<&str>) -> Result<SnapshotInfo> {
-        self.images_supported()?;
-        let (name, description) = (name.to_owned(), description.map(str::to_owned));
-        let made = self
-            .call("take a snapshot", move |c| {
-                let d = domains::lookup_domain(c, vm)?
-                    .ok_or(LibvirtError::Parse(format!("domain of {vm} is gone")))?;
-                snapshots::create(&d, &name, description.as_deref())
-            })
-            .await?;
-        Ok(made)
+        self.take_snapshot(vm, name, description).await
     }
 
     async fn list_snapshots(&self, vm: VmId) -> Result<Vec<SnapshotInfo>> {
-        self.images_supported()?;
-        self.call("list snapshots", move |c| match domains::lookup_domain(c, vm)? {
-            Some(d) => snapshots::list(&d),
-            None => Ok(Vec::new()),
-        })
-        .await
+        self.snapshots_of(vm).await
     }
 
     async fn revert_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
-        self.images_supported()?;
-        let name = name.to_owned();
-        let reverted = self
-            .call("revert to a snapshot", move |c| {
-                let d = domains::lookup_domain(c, vm)?
-                    .ok_or(LibvirtError::Parse(format!("domain of {vm} is gone")))?;
-                match snapshots::lookup(&d, &name)? {
-                    Some(s) => s.revert(0).map(|()| true).map_err(Into::into),
-                    None => Ok(false),
-                }
-            })
-            .await?;
-        if reverted {
-            Ok(())
-        } else {
-            Err(Error::conflict(format!("VM {vm} has no snapshot of that name on its node")))
-        }
+        self.revert_to(vm, name).await
     }
 
     async fn delete_snapshot(&self, vm: VmId, name: &str) -> Result<()> {
-        self.images_supported()?;
-        let name = name.to_owned();
-        self.call("delete a snapshot", move |c| {
-            if let Some(d) = domains::lookup_domain(c, vm)? {
-                if let Some(s) = snapshots::lookup(&d, &name)? {
-                    s.delete(0)?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.remove_snapshot(vm, name).await
     }
 
     async fn save_previous_volume(&self, vm: VmId) -> Result<()> {

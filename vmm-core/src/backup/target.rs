@@ -34,6 +34,15 @@ pub trait BackupTarget: Send + Sync + Debug {
 
     /// Removes the object under `key`; nothing happens if there is none.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes everything under `prefix` (which ends with `/`), what an interrupted put
+    /// may have left included.
+    async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        for key in self.list(prefix).await? {
+            self.delete(&key).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Opens targets from their records.

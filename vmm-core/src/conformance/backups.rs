@@ -188,6 +188,13 @@ pub async fn backup_target(t: &dyn BackupTarget) {
     assert_eq!(under, vec![key("dir/b"), key("dir/sub/c")]);
     assert!(t.list(&format!("suite-{run}/none/")).await.unwrap().is_empty());
 
+    t.delete_prefix(&key("dir/")).await.expect("delete a prefix");
+    assert_eq!(
+        t.list(&format!("suite-{run}/")).await.unwrap(),
+        vec![key("a")],
+        "only what was under it goes"
+    );
+    t.delete_prefix(&key("dir/")).await.expect("delete a prefix again");
     for k in [key("a"), key("dir/b"), key("dir/sub/c"), format!("suite-{run}x/d")] {
         t.delete(&k).await.expect("delete");
         t.delete(&k).await.expect("delete again");

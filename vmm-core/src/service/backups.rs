@@ -35,7 +35,12 @@ impl Vmm {
             created_at: self.now(),
         };
         let target = self.inner.targets.open(&config).await?;
-        probe(target.as_ref()).await?;
+        probe(target.as_ref()).await.map_err(|e| match e {
+            Error::Unavailable { reason, .. } => {
+                Error::invalid("url", format!("the target cannot be used: {reason}"))
+            }
+            other => other,
+        })?;
         self.inner.store.create_backup_target(&config).await?;
         Ok(config.without_secret())
     }
@@ -211,6 +216,11 @@ impl Vmm {
         if current.state != VmState::Stopped {
             return Err(Error::conflict(format!("VM {vm} must be stopped for a restore into it")));
         }
+        if !self.inner.store.list_snapshots(vm).await?.is_empty() {
+            return Err(Error::conflict(format!(
+                "VM {vm} has snapshots, which its disk from the backup would not hold; delete them first"
+            )));
+        }
         if backup.vm.as_ref().is_some_and(|then| then.disk_gib != current.disk_gib) {
             return Err(Error::conflict(format!(
                 "VM {vm}'s disk was resized since backup {}; restore it as a new VM",
@@ -236,9 +246,7 @@ impl Vmm {
         let key = manifest_key(backup.vm_id, backup.id);
         match target.get(&key).await? {
             Some(data) => Manifest::from_json(&data),
-            None => {
-                Err(Error::conflict(format!("backup {} has no manifest on {}", backup.id, target.describe())))
-            }
+            None => Err(Error::conflict(format!("backup {} has no manifest on its target", backup.id))),
         }
     }
 }

@@ -214,6 +214,7 @@ impl VmmBuilder {
                 metrics: crate::metrics::TaskMetrics::default(),
                 consoles: Mutex::new(HashMap::new()),
                 scraped: Mutex::new(HashMap::new()),
+                busy: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -240,6 +241,9 @@ struct Inner {
     consoles: Mutex<HashMap<VmId, usize>>,
     /// The last bulk statistics read from each node, for scrapes.
     scraped: Mutex<HashMap<NodeId, (std::time::Instant, usage::Domains)>>,
+    /// VMs a schedule's run found busy with another task, tried again at each scheduler
+    /// pass until their backup is queued or the schedule runs again.
+    busy: Mutex<HashMap<crate::id::ScheduleId, Vec<VmId>>>,
 }
 
 /// The vmm service. Cheap to clone; clones share everything.

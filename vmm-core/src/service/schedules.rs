@@ -80,8 +80,10 @@ impl Vmm {
         self.run_schedule(&schedule).await
     }
 
-    /// Claims every schedule due now and runs it; returns how many ran.
+    /// Claims every schedule due now and runs it; returns how many ran. VMs an earlier run
+    /// found busy with another task are tried again first.
     pub async fn run_due_schedules(&self) -> Result<usize> {
+        self.retry_busy().await?;
         let mut ran = 0;
         while let Some(schedule) = self.inner.store.claim_due_schedule(self.now()).await? {
             if let Err(e) = self.run_schedule(&schedule).await {
@@ -140,16 +142,59 @@ impl Vmm {
             found
         };
         let mut tasks = Vec::new();
+        let mut busy = Vec::new();
         for vm in vms {
             match self.queue_scheduled_backup(schedule, &vm).await {
                 Ok(task) => tasks.push(task),
+                Err(Error::ActiveTask { .. }) => busy.push(vm.id),
                 Err(e) => {
                     tracing::warn!(schedule = %schedule.id, vm = %vm.id, error = %crate::error_chain(&e), "a scheduled backup was not queued");
                 }
             }
         }
+        // This run covers what an earlier one left; what is busy now is tried again.
+        let mut pending = super::lock(&self.inner.busy);
+        if busy.is_empty() {
+            pending.remove(&schedule.id);
+        } else {
+            pending.insert(schedule.id, busy);
+        }
+        drop(pending);
         self.notify();
         Ok(tasks)
+    }
+
+    /// Queues the backups that runs of schedules could not queue because their VMs were
+    /// busy, for those no longer busy.
+    async fn retry_busy(&self) -> Result<()> {
+        let waiting: Vec<(ScheduleId, Vec<VmId>)> = super::lock(&self.inner.busy).drain().collect();
+        for (id, vms) in waiting {
+            let schedule = match self.inner.store.get_schedule(id).await {
+                Ok(s) => s,
+                Err(Error::ScheduleNotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut still = Vec::new();
+            for vm_id in vms {
+                let vm = match self.inner.store.get_vm(vm_id).await {
+                    Ok(vm) => vm,
+                    Err(Error::VmNotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                match self.queue_scheduled_backup(&schedule, &vm).await {
+                    Ok(_) => {}
+                    Err(Error::ActiveTask { .. }) => still.push(vm_id),
+                    Err(e) => {
+                        tracing::warn!(schedule = %id, vm = %vm_id, error = %crate::error_chain(&e), "a scheduled backup was not queued");
+                    }
+                }
+            }
+            if !still.is_empty() {
+                super::lock(&self.inner.busy).entry(id).or_insert(still);
+            }
+        }
+        self.notify();
+        Ok(())
     }
 
     async fn schedule_vms(&self, owner: Option<crate::id::UserId>) -> Result<Vec<Vm>> {
@@ -194,7 +239,11 @@ impl Vmm {
         let made = self.backups_of(backup.vm_id, Some(schedule_id)).await?;
         for id in crate::backup::prune(&made, &schedule.retention) {
             if let Some(b) = made.iter().find(|b| b.id == id) {
-                self.remove_backup(b).await?;
+                // Deleting first: should the removal stop half-way, the backup shows it and
+                // a delete finishes it.
+                let deleting = Backup { state: BackupState::Deleting, ..b.clone() };
+                self.inner.store.update_backup(&deleting, None).await?;
+                self.remove_backup(&deleting).await?;
             }
         }
         Ok(())

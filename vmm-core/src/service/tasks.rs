@@ -9,7 +9,7 @@ use super::Vmm;
 use crate::error::Result;
 use crate::id::TaskId;
 use crate::page::{Page, PageRequest};
-use crate::task::{Task, TaskFilter, TaskKind, TaskState};
+use crate::task::{Task, TaskFilter, TaskKind, TaskParams, TaskState};
 
 impl Vmm {
     /// One task.
@@ -23,14 +23,26 @@ impl Vmm {
     }
 
     /// Cancels a queued task, or asks a running one to stop at its next step boundary and
-    /// undo what it did. A queued create gives back its placement and address at once.
+    /// undo what it did. A queued create (or restore as a new VM) gives back its placement
+    /// and address at once; a queued backup is recorded failed.
     pub async fn cancel_task(&self, id: TaskId) -> Result<Task> {
         let task = self.inner.store.cancel_task(id, self.now()).await?;
         self.notify();
-        if let (TaskKind::CreateVm, TaskState::Cancelled, Some(vm)) = (task.kind, task.state, task.vm_id) {
+        if task.state != TaskState::Cancelled {
+            return Ok(task);
+        }
+        let new_vm = match (&task.kind, &task.params) {
+            (TaskKind::CreateVm, _) => true,
+            (TaskKind::RestoreBackup, TaskParams::Restore { in_place, .. }) => !in_place,
+            _ => false,
+        };
+        if let (true, Some(vm)) = (new_vm, task.vm_id) {
             // Nothing exists on the node yet. Should this fail or the process die here, the VM
             // stays `creating` with no task, and deleting it cleans up.
             self.undo_create(vm).await?;
+        }
+        if let (TaskKind::BackupVm, Some(backup)) = (task.kind, task.backup_id()) {
+            self.backup_not_taken(backup, "cancelled before it started").await?;
         }
         Ok(task)
     }

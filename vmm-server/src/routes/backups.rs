@@ -200,8 +200,9 @@ async fn delete_target(
 }
 
 /// Back a VM up to a target: its disk in checked chunks, then a manifest; `incremental`
-/// stores only the chunks that changed since the VM's newest backup on that target. The VM
-/// must be stopped.
+/// stores only the chunks that changed since the VM's newest backup on that target. A
+/// running VM's disk is copied at one instant (`consistency`: `fs_frozen` with a guest
+/// agent, else `crash_consistent`).
 #[utoipa::path(post, path = "/api/v1/vms/{id}/backups", tag = "backups", params(("id" = VmId, Path)),
     request_body(content = BackupSpec, example = json!({"target_id": "01900000-0000-7000-8000-000000000009", "mode": "full"})),
     responses((status = 202, body = BackupAccepted, headers(("Location" = String, description = "The task"))), Problems))]

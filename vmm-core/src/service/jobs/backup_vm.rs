@@ -4,6 +4,7 @@
 //! put. Nothing of an unfinished backup is restorable, and its chunks are removed when the
 //! task is undone or runs again.
 
+use futures::future::{select, Either};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
@@ -56,7 +57,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     backup.parent_id = parent.as_ref().map(|p| p.id);
     backup.vm = Some(vm.clone());
     vmm.inner.store.update_backup(&backup, None).await?;
-    vmm.step(run, 5, format!("clearing what an earlier try left on {}", target.describe())).await?;
+    vmm.step(run, 5, "clearing what an earlier try left on the target").await?;
     remove_prefix(target.as_ref(), &backup_prefix(vm.id, backup.id)).await?;
 
     vmm.step(run, 10, "copying the disk").await?;
@@ -72,7 +73,21 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
             let mut puts = FuturesUnordered::new();
             let mut last = None;
             loop {
-                let pieces_left = match pieces.next().await {
+                // While the next piece comes, the puts in flight go on.
+                let next = loop {
+                    if puts.is_empty() {
+                        break pieces.next().await;
+                    }
+                    match select(pieces.next(), puts.next()).await {
+                        Either::Left((piece, _)) => break piece,
+                        Either::Right((Some(Err(e)), _)) => {
+                            while puts.next().await.is_some() {}
+                            return Err(e);
+                        }
+                        Either::Right(_) => {}
+                    }
+                };
+                let pieces_left = match next {
                     Some(piece) => chunker.push(piece),
                     None => {
                         let (tail, total) = std::mem::take(&mut chunker).finish();
@@ -88,15 +103,25 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
                         let target = target.clone();
                         puts.push(async move { target.put(&key, data).await });
                         while puts.len() >= PUTS_IN_FLIGHT {
-                            puts.next().await.transpose()?;
+                            if let Some(Err(e)) = puts.next().await {
+                                // The others finish before the undo clears the prefix.
+                                while puts.next().await.is_some() {}
+                                return Err(e);
+                            }
                         }
                     }
                 }
                 if let Some(total) = last.take() {
+                    let mut failed = None;
                     while let Some(put) = puts.next().await {
-                        put?;
+                        if let Err(e) = put {
+                            failed.get_or_insert(e);
+                        }
                     }
-                    return Ok::<_, Error>((chunks, stored, total));
+                    return match failed {
+                        Some(e) => Err(e),
+                        None => Ok::<_, Error>((chunks, stored, total)),
+                    };
                 }
             }
         }
@@ -111,7 +136,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let read = read?;
     let (format, sent) = (read.format, read.bytes);
     if sent != total {
-        return Err(Error::conflict(format!("the node sent {total} bytes of a {sent}-byte disk")));
+        return Err(Error::conflict(format!("the node sent {sent} bytes but {total} arrived")));
     }
 
     check_quota(vmm, &backup, stored).await?;
@@ -238,10 +263,7 @@ async fn newest_completed(vmm: &Vmm, backup: &Backup) -> Result<Option<Backup>> 
 
 /// Removes every object under `prefix`.
 pub(super) async fn remove_prefix(target: &dyn BackupTarget, prefix: &str) -> Result<()> {
-    for key in target.list(prefix).await? {
-        target.delete(&key).await?;
-    }
-    Ok(())
+    target.delete_prefix(prefix).await
 }
 
 /// The event of something that happened to `backup`.
@@ -249,20 +271,40 @@ pub(super) fn backup_event(kind: EventType, backup: &Backup, at: chrono::DateTim
     Event::new(kind, at).vm(Some(backup.vm_id)).owner(backup.owner_id).with("backup_id", backup.id)
 }
 
-/// Removes what the backup wrote and records it failed; a completed backup stays.
+/// Records the backup failed (a completed one stays), then removes what it wrote, as far
+/// as the target lets it: what stays is removed by the next delete of a backup of the VM.
 pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
-    let mut backup = match vmm.inner.store.get_backup(backup_of(run)?).await {
-        Ok(b) => b,
-        Err(Error::BackupNotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if backup.state == BackupState::Completed {
-        return Ok(());
+    let why = format!("task {} did not finish it", run.task.id);
+    vmm.backup_not_taken(backup_of(run)?, &why).await
+}
+
+impl Vmm {
+    /// Records backup `id` failed for `why` (unless it completed), and removes its objects
+    /// from its target as far as it can.
+    pub(in crate::service) async fn backup_not_taken(
+        &self,
+        id: crate::id::BackupId,
+        why: &str,
+    ) -> Result<()> {
+        let mut backup = match self.inner.store.get_backup(id).await {
+            Ok(b) => b,
+            Err(Error::BackupNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if backup.state == BackupState::Completed {
+            return Ok(());
+        }
+        backup.state = BackupState::Failed;
+        backup.size_bytes = 0;
+        backup.error = Some(why.to_owned());
+        self.inner.store.update_backup(&backup, None).await?;
+        let cleared = async {
+            let target = self.backup_target(backup.target_id).await?;
+            remove_prefix(target.as_ref(), &backup_prefix(backup.vm_id, backup.id)).await
+        };
+        if let Err(e) = cleared.await {
+            tracing::warn!(backup = %backup.id, error = %crate::error_chain(&e), "what a failed backup wrote stays on its target until the next delete of one of the VM's backups");
+        }
+        Ok(())
     }
-    let target = vmm.backup_target(backup.target_id).await?;
-    remove_prefix(target.as_ref(), &backup_prefix(backup.vm_id, backup.id)).await?;
-    backup.state = BackupState::Failed;
-    backup.size_bytes = 0;
-    backup.error = Some(format!("task {} did not finish it", run.task.id));
-    vmm.inner.store.update_backup(&backup, None).await
 }

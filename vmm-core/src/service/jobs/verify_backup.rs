@@ -33,6 +33,9 @@ pub(super) async fn verify(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let event = backup_event(EventType::BackupVerified, &backup, vmm.now())
         .with("ok", verification.ok)
         .with("error", &verification.error);
+    // Only the verification is written, over the backup as it is now: a delete that began
+    // meanwhile keeps its state.
+    backup = vmm.inner.store.get_backup(backup.id).await?;
     backup.verified = Some(verification);
     vmm.inner.store.update_backup(&backup, Some(event)).await?;
     checked.map(|()| Outcome::Done)
