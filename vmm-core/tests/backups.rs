@@ -79,6 +79,12 @@ async fn take(w: &World, vm: &Vm, mode: BackupMode) -> (Backup, TaskState) {
 }
 
 impl World {
+    /// Every backup the store holds.
+    async fn all_backups(&self) -> Vec<Backup> {
+        let (filter, page) = (Default::default(), Default::default());
+        vmm_core::BackupStore::list_backups(self.store.as_ref(), &filter, &page).await.unwrap().items
+    }
+
     async fn store_backup(&self, id: vmm_core::BackupId) -> Backup {
         vmm_core::BackupStore::get_backup(self.store.as_ref(), id).await.unwrap()
     }
@@ -245,11 +251,7 @@ fn a_one_minute_schedule_keeping_two_leaves_two_after_four_runs() {
             assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 1, "run {run}");
             w.vmm.run_until_idle().await.unwrap();
         }
-        let made =
-            vmm_core::BackupStore::list_backups(w.store.as_ref(), &Default::default(), &Default::default())
-                .await
-                .unwrap()
-                .items;
+        let made = w.all_backups().await;
         assert_eq!(made.len(), 2, "{made:#?}");
         assert!(made.iter().all(|b| b.state == BackupState::Completed && b.schedule_id == Some(schedule.id)));
         // What is left restores, though its chain's older backups were pruned.
@@ -419,11 +421,7 @@ fn a_vm_busy_when_its_schedule_runs_is_backed_up_once_it_is_free() {
         // The next pass queues what was busy, though no schedule is due.
         assert_eq!(w.vmm.run_due_schedules().await.unwrap(), 0);
         w.vmm.run_until_idle().await.unwrap();
-        let made =
-            vmm_core::BackupStore::list_backups(w.store.as_ref(), &Default::default(), &Default::default())
-                .await
-                .unwrap()
-                .items;
+        let made = w.all_backups().await;
         assert_eq!(made.len(), 2, "{made:#?}");
         assert!(made.iter().all(|b| b.state == BackupState::Completed));
         assert_ne!(made[0].schedule_id, made[1].schedule_id);
