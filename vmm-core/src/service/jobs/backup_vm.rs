@@ -8,7 +8,7 @@ use futures::future::{select, Either};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use super::{Outcome, Run, Vmm};
+use super::{backup_of, Outcome, Run, Vmm};
 use crate::backup::manifest::{
     backup_prefix, chunk_key, disk_digest, is_zero, manifest_key, sha256_hex, Chunker, MANIFEST_VERSION,
 };
@@ -18,20 +18,12 @@ use crate::backup::{
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
 use crate::page::PageRequest;
-use crate::task::TaskParams;
 
 /// Pieces of the disk in flight between the node and the chunker.
 const IN_FLIGHT: usize = 4;
 
 /// Chunks being written to the target at once.
 const PUTS_IN_FLIGHT: usize = 4;
-
-fn backup_of(run: &Run) -> Result<crate::id::BackupId> {
-    match run.task.params {
-        TaskParams::Backup { backup_id } => Ok(backup_id),
-        _ => Err(Error::invalid("task", "a backup task without its backup")),
-    }
-}
 
 pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     let mut backup = vmm.inner.store.get_backup(backup_of(run)?).await?;
@@ -61,78 +53,85 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     remove_prefix(target.as_ref(), &backup_prefix(vm.id, backup.id)).await?;
 
     vmm.step(run, 10, "copying the disk").await?;
-    let parent_chunks = parent_manifest.as_ref().map(|m| &m.chunks[..]).unwrap_or_default();
-    let (sink, mut pieces) = futures::channel::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let parent_chunks = parent_manifest.map(|m| m.chunks).unwrap_or_default();
+    let (sink, pieces) = futures::channel::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let read = hv.read_volume(vm.id, sink);
+    // The disk in chunks, each checked for zeros and hashed on a thread of its own, a few
+    // at once (hashing is most of the work), in order.
+    let mut chunker = Chunker::default();
+    let planned = pieces
+        .map(Some)
+        .chain(futures::stream::once(async { None }))
+        .flat_map(move |piece| {
+            futures::stream::iter(match piece {
+                Some(piece) => chunker.push(piece),
+                None => std::mem::take(&mut chunker).finish().0.into_iter().collect(),
+            })
+        })
+        .enumerate()
+        .map(|(index, data)| {
+            let key = chunk_key(backup.vm_id, backup.id, index);
+            let parent = parent_chunks.get(index).cloned();
+            on_a_thread(move || plan_chunk(key, parent, data))
+        })
+        .buffered(hashes_in_flight());
     let store = async {
-        let kept = async {
-            let mut chunker = Chunker::default();
-            let mut chunks: Vec<Chunk> = Vec::new();
-            let mut stored = 0u64;
-            // Puts run while the next chunks are read and hashed, a few at a time.
-            let mut puts = FuturesUnordered::new();
-            let mut last = None;
-            loop {
-                // While the next piece comes, the puts in flight go on.
-                let next = loop {
-                    if puts.is_empty() {
-                        break pieces.next().await;
-                    }
-                    match select(pieces.next(), puts.next()).await {
-                        Either::Left((piece, _)) => break piece,
-                        Either::Right((Some(Err(e)), _)) => {
-                            while puts.next().await.is_some() {}
-                            return Err(e);
-                        }
-                        Either::Right(_) => {}
-                    }
-                };
-                let pieces_left = match next {
-                    Some(piece) => chunker.push(piece),
-                    None => {
-                        let (tail, total) = std::mem::take(&mut chunker).finish();
-                        last = Some(total);
-                        tail.into_iter().collect()
-                    }
-                };
-                for data in pieces_left {
-                    let (chunk, put) = plan_chunk(&backup, parent_chunks, chunks.len(), data);
-                    chunks.push(chunk);
-                    if let Some((key, data)) = put {
-                        stored += data.len() as u64;
-                        let target = target.clone();
-                        puts.push(async move { target.put(&key, data).await });
-                        while puts.len() >= PUTS_IN_FLIGHT {
-                            if let Some(Err(e)) = puts.next().await {
-                                // The others finish before the undo clears the prefix.
-                                while puts.next().await.is_some() {}
-                                return Err(e);
-                            }
-                        }
-                    }
+        let mut planned = std::pin::pin!(planned);
+        let mut chunks: Vec<Chunk> = Vec::new();
+        let mut stored = 0u64;
+        // Puts run while the next chunks are read and hashed, a few at a time.
+        let mut puts = FuturesUnordered::new();
+        loop {
+            // While the next chunk comes, the puts in flight go on.
+            let next = loop {
+                if puts.is_empty() {
+                    break planned.next().await;
                 }
-                if let Some(total) = last.take() {
-                    let mut failed = None;
-                    while let Some(put) = puts.next().await {
-                        if let Err(e) = put {
-                            failed.get_or_insert(e);
-                        }
+                match select(planned.next(), puts.next()).await {
+                    Either::Left((next, _)) => break next,
+                    Either::Right((Some(Err(e)), _)) => break Some(Err(e)),
+                    Either::Right(_) => {}
+                }
+            };
+            let (chunk, put) = match next {
+                Some(Ok(next)) => next,
+                Some(Err(e)) => {
+                    // The others finish before the undo clears the prefix.
+                    while puts.next().await.is_some() {}
+                    return Err(e);
+                }
+                None => break,
+            };
+            chunks.push(chunk);
+            if let Some((key, data)) = put {
+                stored += data.len() as u64;
+                let target = target.clone();
+                puts.push(async move { target.put(&key, data).await });
+                while puts.len() >= PUTS_IN_FLIGHT {
+                    if let Some(Err(e)) = puts.next().await {
+                        while puts.next().await.is_some() {}
+                        return Err(e);
                     }
-                    return match failed {
-                        Some(e) => Err(e),
-                        None => Ok::<_, Error>((chunks, stored, total)),
-                    };
                 }
             }
         }
-        .await;
-        // Stopped early (the target failed): the read ends too, instead of waiting for room.
-        pieces.close();
-        kept
+        let mut failed = None;
+        while let Some(put) = puts.next().await {
+            if let Err(e) = put {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok::<_, Error>((chunks, stored)),
+        }
     };
-    // A failed store closes the channel, which ends the read; a failed read ends the stream.
+    // A store that stops early (the target failed) drops the chunk stream and with it the
+    // receiving end, which ends the read instead of leaving it waiting for room; a failed
+    // read ends the stream.
     let (read, stored) = futures::join!(read, store);
-    let (chunks, mut stored, total) = stored?;
+    let (chunks, mut stored) = stored?;
+    let total: u64 = chunks.iter().map(Chunk::len).sum();
     let read = read?;
     let (format, sent) = (read.format, read.bytes);
     if sent != total {
@@ -219,27 +218,38 @@ async fn check_quota(vmm: &Vmm, backup: &Backup, adding: u64) -> Result<()> {
     Ok(())
 }
 
-/// What to do with chunk `index`: nothing stored when it is zeros or the same as the
-/// parent's chunk at the same place (named instead), otherwise stored under a key of this
-/// backup's.
-fn plan_chunk(
-    backup: &Backup,
-    parent: &[Chunk],
-    index: usize,
-    data: Vec<u8>,
-) -> (Chunk, Option<(String, Vec<u8>)>) {
+/// What to do with a chunk: nothing stored when it is zeros or the same as the parent's
+/// chunk at the same place (named instead), otherwise stored under `key`.
+fn plan_chunk(key: String, parent: Option<Chunk>, data: Vec<u8>) -> (Chunk, Option<(String, Vec<u8>)>) {
     let len = data.len() as u64;
     if is_zero(&data) {
         return (Chunk::Zero { zero: len }, None);
     }
     let sha256 = sha256_hex(&data);
-    if let Some(Chunk::Stored(same)) = parent.get(index) {
+    if let Some(Chunk::Stored(same)) = parent {
         if same.sha256 == sha256 && same.len == len {
-            return (Chunk::Stored(same.clone()), None);
+            return (Chunk::Stored(same), None);
         }
     }
-    let key = chunk_key(backup.vm_id, backup.id, index);
     (Chunk::Stored(ChunkRef { key: key.clone(), sha256, len }), Some((key, data)))
+}
+
+/// How many chunks are hashed at once: one per core, at least two.
+fn hashes_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
+}
+
+/// Runs `work` on a thread of its own (core has no runtime to lend one) and waits for it
+/// without blocking.
+async fn on_a_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (done, result) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("vmm-backup-hash".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| Error::backend("backup", e))?;
+    result.await.map_err(|_| Error::backend("backup", "a hashing thread died"))
 }
 
 /// The newest completed backup of the VM on the same target: an incremental one's parent.

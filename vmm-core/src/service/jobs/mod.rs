@@ -72,6 +72,10 @@ fn vm_of(run: &Run) -> Result<VmId> {
     run.task.vm_id.ok_or_else(|| Error::invalid("task", "has no VM"))
 }
 
+fn backup_of(run: &Run) -> Result<crate::id::BackupId> {
+    run.task.backup_id().ok_or_else(|| Error::invalid("task", "a backup task without its backup"))
+}
+
 impl Vmm {
     async fn vm_and_hypervisor(&self, run: &Run) -> Result<(Vm, Node, Arc<dyn Hypervisor>)> {
         let vm = self.inner.store.get_vm(vm_of(run)?).await?;

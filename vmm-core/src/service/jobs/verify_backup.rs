@@ -5,19 +5,11 @@ use std::collections::HashSet;
 
 use super::backup_vm::backup_event;
 use super::restore_backup::read_chunk;
-use super::{Outcome, Run, Vmm};
+use super::{backup_of, Outcome, Run, Vmm};
 use crate::backup::manifest::manifest_key;
 use crate::backup::{Backup, BackupState, Manifest, Verification};
 use crate::error::{Error, Result};
 use crate::event::EventType;
-use crate::task::TaskParams;
-
-fn backup_of(run: &Run) -> Result<crate::id::BackupId> {
-    match run.task.params {
-        TaskParams::Backup { backup_id } => Ok(backup_id),
-        _ => Err(Error::invalid("task", "a backup task without its backup")),
-    }
-}
 
 /// Reads every chunk and checks it, then the whole disk; records the result on the backup
 /// with a `backup.verified` event, and fails naming the first bad chunk.
