@@ -260,6 +260,75 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The HTTP status of the kind (the one mapping: the server answers with it, clients
+    /// read it back with [`from_http_status`](Self::from_http_status)).
+    ///
+    /// ```
+    /// use vmm_core::ErrorKind;
+    /// assert_eq!(ErrorKind::NotFound.http_status(), 404);
+    /// assert_eq!(ErrorKind::from_http_status(404), ErrorKind::NotFound);
+    /// ```
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::Forbidden => 403,
+            Self::Unauthenticated => 401,
+            Self::Invalid => 422,
+            Self::Unsupported => 501,
+            Self::Unavailable | Self::Timeout => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The kind an HTTP error status stands for (503 is [`Unavailable`](Self::Unavailable);
+    /// a problem's `code` of `timeout` says [`Timeout`](Self::Timeout)). Statuses the API
+    /// does not give for a kind map to the nearest: other 4xx to `Invalid` (429 and 408 to
+    /// `Unavailable`), other 5xx to `Internal`.
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            404 | 410 => Self::NotFound,
+            409 | 412 => Self::Conflict,
+            403 => Self::Forbidden,
+            401 => Self::Unauthenticated,
+            501 => Self::Unsupported,
+            408 | 429 | 502 | 503 => Self::Unavailable,
+            504 => Self::Timeout,
+            400..=499 => Self::Invalid,
+            _ => Self::Internal,
+        }
+    }
+
+    /// The exit code of the `vmm` command when a call fails with this kind (0 is success,
+    /// 1 an error of the command itself, 2 bad usage).
+    ///
+    /// | kind | exit code |
+    /// |---|---|
+    /// | `internal` | 3 |
+    /// | `not_found` | 4 |
+    /// | `conflict` | 5 |
+    /// | `forbidden` | 6 |
+    /// | `unauthenticated` | 7 |
+    /// | `invalid` | 8 |
+    /// | `unsupported` | 9 |
+    /// | `unavailable` | 10 |
+    /// | `timeout` | 11 |
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Internal => 3,
+            Self::NotFound => 4,
+            Self::Conflict => 5,
+            Self::Forbidden => 6,
+            Self::Unauthenticated => 7,
+            Self::Invalid => 8,
+            Self::Unsupported => 9,
+            Self::Unavailable => 10,
+            Self::Timeout => 11,
+        }
+    }
+}
+
 impl Error {
     /// An [`Error::Invalid`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -75,19 +75,20 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The HTTP status of each kind of core error: the one mapping.
+/// The HTTP status of each kind of core error (the mapping is core's) and its title.
 fn status_of(kind: ErrorKind) -> (u16, &'static str) {
-    match kind {
-        ErrorKind::NotFound => (404, "Not found"),
-        ErrorKind::Conflict => (409, "Conflict"),
-        ErrorKind::Forbidden => (403, "Forbidden"),
-        ErrorKind::Unauthenticated => (401, "Unauthorized"),
-        ErrorKind::Invalid => (422, "Invalid request"),
-        ErrorKind::Unsupported => (501, "Not supported by the backend"),
-        ErrorKind::Unavailable => (503, "Backend unavailable"),
-        ErrorKind::Timeout => (503, "Timed out"),
-        _ => (500, "Internal error"),
-    }
+    let title = match kind {
+        ErrorKind::NotFound => "Not found",
+        ErrorKind::Conflict => "Conflict",
+        ErrorKind::Forbidden => "Forbidden",
+        ErrorKind::Unauthenticated => "Unauthorized",
+        ErrorKind::Invalid => "Invalid request",
+        ErrorKind::Unsupported => "Not supported by the backend",
+        ErrorKind::Unavailable => "Backend unavailable",
+        ErrorKind::Timeout => "Timed out",
+        _ => "Internal error",
+    };
+    (kind.http_status(), title)
 }
 
 impl ApiError {

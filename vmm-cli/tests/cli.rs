@@ -1,0 +1,248 @@
+//! The `vmm` binary against a real `vmmd` (SQLite, a `test:///default` node) over HTTP:
+//! every output format, `--wait`, names for ids, fields typed by the schema, the config
+//! file and the environment, and an exit code per kind of error.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use vmm_tests::{data_dir, Vmmd, VmmdConfig, TOKEN};
+
+/// `vmm ARGS` against `vmmd` with the admin token from the environment.
+fn vmm(vmmd: &Vmmd, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmm"))
+        .args(args)
+        .env("VMM_URL", &vmmd.base)
+        .env("VMM_TOKEN", TOKEN)
+        .env("HOME", "/nonexistent")
+        .env_remove("VMM_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("vmm runs")
+}
+
+/// The stdout of a command that must succeed.
+fn ok(vmmd: &Vmmd, args: &[&str]) -> String {
+    let out = vmm(vmmd, args);
+    assert!(out.status.success(), "vmm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The JSON answer of a command that must succeed.
+fn json(vmmd: &Vmmd, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&ok(vmmd, &all)).expect("JSON")
+}
+
+/// The exit code and the one line on stderr of a command that must fail.
+fn fails(vmmd: &Vmmd, args: &[&str]) -> (i32, String) {
+    let out = vmm(vmmd, args);
+    assert!(!out.status.success(), "vmm {args:?} succeeded");
+    let err = String::from_utf8(out.stderr).expect("UTF-8");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("vmm: error: "), "{err}");
+    (out.status.code().expect("an exit code"), err)
+}
+
+fn server() -> Vmmd {
+    let vmmd = Vmmd::start(&VmmdConfig::new(&data_dir()));
+    let added = json(&vmmd, &["node", "add", "name=n1", "uri=test:///default"]);
+    assert_eq!(added["name"], "n1");
+    vmmd
+}
+
+#[test]
+fn vms_are_created_listed_shown_and_driven_with_each_output() {
+    let vmmd = server();
+    // Fields are typed by the schema; --wait follows the task and shows it ended.
+    let task =
+        json(&vmmd, &["vm", "create", "name=web1", "vcpus=1", "memory_mib=256", "disk_gib=1", "--wait"]);
+    assert_eq!(
+        (task["kind"].as_str(), task["state"].as_str()),
+        (Some("create_vm"), Some("succeeded")),
+        "{task}"
+    );
+    let id = task["vm_id"].as_str().unwrap().to_owned();
+
+    // JSON is the API's own object.
+    let (status, api) = vmmd.call("GET", &format!("/api/v1/vms/{id}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(json(&vmmd, &["vm", "show", &id]), api);
+    // A name stands for the id.
+    assert_eq!(json(&vmmd, &["vm", "show", "web1"]), api);
+    let yaml = ok(&vmmd, &["vm", "show", "web1", "-o", "yaml"]);
+    assert!(yaml.contains(&format!("id: {id}")) && yaml.contains("name: web1"), "{yaml}");
+    let table = ok(&vmmd, &["vm", "list"]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().split_whitespace().eq([
+        "ID",
+        "NAME",
+        "STATE",
+        "VCPUS",
+        "MEMORY_MIB",
+        "DISK_GIB",
+        "NODE",
+        "ADDRESSES"
+    ]));
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..6], [id.as_str(), "web1", "running", "1", "256", "1"]);
+
+    // Without --wait the answer is the queued task; `task wait` follows it.
+    let queued = json(&vmmd, &["vm", "stop", "web1"]);
+    let stop = queued["task"]["id"].as_str().unwrap_or_else(|| queued["id"].as_str().unwrap()).to_owned();
+    let ended = json(&vmmd, &["task", "wait", &stop]);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(json(&vmmd, &["vm", "show", "web1"])["state"], "stopped");
+    let tasks = json(&vmmd, &["task", "list", &format!("vm_id={id}")]);
+    assert_eq!(tasks.as_array().unwrap().len(), 2, "{tasks}");
+    assert_eq!(json(&vmmd, &["task", "list", "--limit", "1"]).as_array().unwrap().len(), 1);
+
+    // A list that spans pages comes whole.
+    for i in 0..3 {
+        let name = format!("many{i}");
+        ok(
+            &vmmd,
+            &[
+                "vm",
+                "create",
+                &format!("name={name}"),
+                "vcpus=1",
+                "memory_mib=64",
+                "disk_gib=1",
+                "start=false",
+                "-w",
+            ],
+        );
+    }
+    let all = json(&vmmd, &["vm", "list"]);
+    assert_eq!(all.as_array().unwrap().len(), 4);
+    let (status, page) = vmmd.call("GET", "/api/v1/vms?limit=1000", None);
+    assert_eq!(status, 200);
+    assert_eq!(all, page["items"]);
+
+    // PATCH and DELETE; the deleted VM is gone.
+    let updated = json(&vmmd, &["vm", "update", "web1", "vcpus=2", "--wait"]);
+    assert_eq!(updated["state"], "succeeded", "{updated}");
+    assert_eq!(json(&vmmd, &["vm", "show", "web1"])["vcpus"], 2);
+    ok(&vmmd, &["vm", "delete", "web1", "--wait", "-q"]);
+    let (code, err) = fails(&vmmd, &["vm", "show", &id]);
+    assert_eq!(code, 4, "{err}");
+    // The raw escape hatch reaches every path.
+    assert_eq!(json(&vmmd, &["api", "get", "/vms"])["items"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn each_kind_of_error_has_its_exit_code_and_one_line() {
+    let vmmd = server();
+    ok(&vmmd, &["vm", "create", "name=a", "vcpus=1", "memory_mib=64", "disk_gib=1", "start=false", "-w"]);
+    // 4: not found (a name that names nothing, an id that names nothing).
+    assert_eq!(fails(&vmmd, &["vm", "show", "nosuch"]).0, 4);
+    assert_eq!(fails(&vmmd, &["vm", "show", "01a242ce-0000-7000-8000-000000000000"]).0, 4);
+    // 5: conflict with the state.
+    let (code, err) = fails(&vmmd, &["vm", "stop", "a"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("invalid_state") && err.contains("HTTP 409"), "{err}");
+    // 8: refused by the server; 2: refused before asking it.
+    assert_eq!(fails(&vmmd, &["vm", "create", "name=b", "vcpus=1", "memory_mib=64", "disk_gib=100000"]).0, 8);
+    assert_eq!(fails(&vmmd, &["vm", "create", "vcpus=two"]).0, 2);
+    assert_eq!(fails(&vmmd, &["vm", "create", "novalue"]).0, 2);
+    assert_eq!(fails(&vmmd, &["snapshot", "delete", "a", ".."]).0, 2);
+    // 7: no valid token; 6: a role that may not.
+    assert_eq!(fails(&vmmd, &["--token", "not-a-token", "vm", "list"]).0, 7);
+    let (status, user) = vmmd.call(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "u@example.com", "password": "a long enough password", "role": "user"})),
+    );
+    assert_eq!(status, 201, "{user}");
+    let (status, session) = vmmd.call_as(
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        Some(json!({"email": "u@example.com", "password": "a long enough password"})),
+    );
+    assert_eq!(status, 200, "{session}");
+    let token = session["token"].as_str().unwrap();
+    assert_eq!(fails(&vmmd, &["--token", token, "node", "add", "name=n2", "uri=test:///default"]).0, 6);
+    // 10: nothing listens there (after the retries).
+    assert_eq!(fails(&vmmd, &["--url", "http://127.0.0.1:9", "vm", "list"]).0, 10);
+    // 12: the task waited for failed (the test driver cannot read a disk for a backup).
+    let dir = data_dir();
+    let target = json(&vmmd, &["backup-target", "create", "name=t", &format!("url=dir://{}", dir.display())]);
+    let (code, err) = fails(
+        &vmmd,
+        &["vm", "backup", "a", &format!("target_id={}", target["id"].as_str().unwrap()), "--wait"],
+    );
+    assert_eq!(code, 12, "{err}");
+    assert!(err.contains("failed"), "{err}");
+    // 11: a wait that runs out (the task goes on).
+    let vm = json(&vmmd, &["vm", "show", "a"]);
+    let queued = json(&vmmd, &["vm", "start", "a"]);
+    let task = queued["task"]["id"].as_str().unwrap_or_else(|| queued["id"].as_str().unwrap()).to_owned();
+    let waited = vmm(&vmmd, &["task", "wait", &task, "--timeout", "0"]);
+    assert!(matches!(waited.status.code(), Some(0 | 11)), "{waited:?}");
+    assert_eq!(json(&vmmd, &["task", "wait", &task])["state"], "succeeded");
+    assert_eq!(vm["name"], "a");
+}
+
+#[test]
+fn the_config_file_the_environment_and_flags_in_that_order() {
+    let vmmd = server();
+    let dir = data_dir();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, format!("url = \"{}\"\ntoken = \"{TOKEN}\"\noutput = \"json\"\n", vmmd.base))
+        .unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmm"));
+        cmd.args(args)
+            .env_remove("VMM_URL")
+            .env_remove("VMM_TOKEN")
+            .env("HOME", &dir)
+            .env("XDG_CONFIG_HOME", &dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // The file alone: its server, its token, its output.
+    let out = run(&["node", "list"], &[("VMM_CONFIG", file.to_str().unwrap())]);
+    assert!(out.status.success(), "{out:?}");
+    let nodes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(nodes[0]["name"], "n1");
+    // The default place, $XDG_CONFIG_HOME/vmm/config.toml.
+    std::fs::create_dir_all(dir.join("vmm")).unwrap();
+    std::fs::copy(&file, dir.join("vmm/config.toml")).unwrap();
+    assert!(run(&["node", "list"], &[]).status.success());
+    // The environment wins over the file, and a flag over both.
+    let out = run(&["node", "list"], &[("VMM_TOKEN", "wrong-token")]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let out = run(&["--token", TOKEN, "node", "list", "-o", "table"], &[("VMM_TOKEN", "wrong-token")]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(" ID"), "{out:?}");
+    // A bad file is a usage error that names the line, not the token.
+    std::fs::write(&file, format!("token = \"{TOKEN}\"\nurll = \"x\"\n")).unwrap();
+    let out = run(&["node", "list"], &[("VMM_CONFIG", file.to_str().unwrap())]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 2") && !err.contains(TOKEN), "{err}");
+    // A file named explicitly must exist.
+    let out = run(&["node", "list"], &[("VMM_CONFIG", "/nonexistent/vmm.toml")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!Path::new("/nonexistent").exists());
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_vmm")).args(args).output().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("vmm") && script.contains("snapshot"), "{shell}");
+    }
+    let man = String::from_utf8(run(&["man"]).stdout).unwrap();
+    assert!(man.contains(".TH vmm") && man.contains("Exit codes"), "{man}");
+    let out = run(&["vm", "create", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FIELD=VALUE"));
+}
