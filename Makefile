@@ -1,7 +1,7 @@
 # The commands the README gives. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup serve test lint unit api python fuzz fuzz-long bench
+.PHONY: setup serve test lint unit api python package fuzz fuzz-long bench
 
 ## Starts vmmd on 127.0.0.1:8080 with SQLite under ./data and the local libvirt as a node.
 serve: setup
@@ -12,7 +12,7 @@ setup:
 	bash .ci/setup
 
 ## Everything CI checks: formatting, clippy, every test, the examples, the core's dependencies.
-test: setup lint unit api python fuzz
+test: setup lint unit api python package fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -37,6 +37,10 @@ api:
 ## The Python package: wheel built by maturin, installed in a fresh venv, stubtest, pytest.
 python:
 	bash .ci/python
+
+## The Debian package (cargo-deb): built, installed, vmmd started from its unit's command line, purged.
+package:
+	bash .ci/package
 
 ## Every fuzz target: each kept input and each input of the committed corpus, once (deterministic).
 fuzz:

@@ -27,6 +27,22 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Check or show the configuration (the file, then VMM_* variables, then defaults).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+        /// A TOML configuration file.
+        #[arg(long, env = "VMM_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Read the configuration and say what is wrong with it (exit code 1), or that it is fine.
+    Check,
+    /// Print the settings in effect as a config file, secrets redacted.
+    Show,
 }
 
 #[tokio::main]
@@ -46,6 +62,24 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
+        Command::Config { action, config } => {
+            match (Settings::load(config.as_deref(), |k| std::env::var(k).ok()), action) {
+                (Ok(_), ConfigAction::Check) => {
+                    let from =
+                        config.map_or("defaults and VMM_* variables".into(), |c| c.display().to_string());
+                    println!("vmmd: the configuration is valid ({from})");
+                    return std::process::ExitCode::SUCCESS;
+                }
+                (Ok(settings), ConfigAction::Show) => {
+                    print!("{}", settings.to_redacted_toml());
+                    return std::process::ExitCode::SUCCESS;
+                }
+                (Err(e), _) => {
+                    eprintln!("vmmd: the configuration is not valid: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
         Command::Openapi => {
             println!("{}", vmm_server::openapi().to_pretty_json().expect("the document serializes"));
             Ok(())
@@ -154,6 +188,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("stopping: no new requests; running tasks finish");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
     });
     let admin = vmm.bootstrap_admin(&settings.admin_email).await?;
@@ -167,6 +202,10 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         metrics_token: settings.metrics_token.clone().map(std::sync::Arc::new),
         ..AppState::new(vmm, token)
     };
+    // Under systemd (Type=notify) the unit is started once the API answers; elsewhere a no-op.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell systemd vmmd is ready");
+    }
     vmm_server::serve(listener, app(state), settings.serve, stopped())
         .await
         .map_err(|e| vmm_core::Error::backend("http", e))?;

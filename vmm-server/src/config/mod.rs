@@ -14,6 +14,9 @@ use vmm_core::{Error, ImageLimits, NodeUriPolicy, Result, UrlPolicy, VirtType};
 use crate::serve::ServeOptions;
 use crate::{AdminToken, Limits, ThrottleConfig};
 
+mod show;
+pub use show::REDACTED;
+
 /// The TOML file, every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -649,6 +652,103 @@ mod tests {
         let s = Settings::load(None, env(&[])).unwrap();
         assert!(!s.node_uris.test_nodes, "test nodes are off unless the operator enables them");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The keys of the config file, as serde reads them.
+    fn file_keys() -> std::collections::BTreeSet<&'static str> {
+        serde_aux::serde_introspection::serde_introspect::<FileConfig>().iter().copied().collect()
+    }
+
+    #[test]
+    fn show_gives_every_key_in_effect_and_no_secret() {
+        let dir = std::env::temp_dir().join(format!("vmmd-show-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vmmd.toml");
+        let secrets = [
+            "admin-secret-0123456789",
+            "metrics-secret-0123456789",
+            "ldap-secret",
+            "smtp-secret",
+            "tg-secret",
+            "db-secret",
+        ];
+        std::fs::write(
+            &file,
+            r#"
+admin_token = "admin-secret-0123456789"
+metrics_token = "metrics-secret-0123456789"
+database_url = "postgres://vmm:db-secret@127.0.0.1:5432/vmm"
+listen = "127.0.0.1:9000"
+[ldap]
+url = "ldaps://ldap.example.com"
+bind_dn = "cn=vmm,dc=example,dc=com"
+bind_password = "ldap-secret"
+user_base = "ou=people,dc=example,dc=com"
+group_base = "ou=groups,dc=example,dc=com"
+roles = [{ group = "cn=admins,ou=groups,dc=example,dc=com", role = "admin" }]
+[smtp]
+host = "smtp.example.com"
+username = "vmm"
+password = "smtp-secret"
+from = "vmm@example.com"
+[telegram]
+bot_token = "tg-secret"
+"#,
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), env(&[("VMM_LISTEN", "127.0.0.1:9001")])).unwrap();
+        let shown = s.to_redacted_toml();
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let table: toml::Table = toml::from_str(&shown).unwrap();
+        assert_eq!(table["listen"].as_str(), Some("127.0.0.1:9001"), "the environment wins");
+        assert_eq!(table["admin_token"].as_str(), Some(REDACTED));
+        assert_eq!(table["database_url"].as_str(), Some("postgres://vmm:%3Credacted%3E@127.0.0.1:5432/vmm"));
+        assert_eq!(table.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>(), file_keys());
+        // What it shows reads back as the same settings once the secrets are put back.
+        let mut back = shown.replace("%3Credacted%3E", "db-secret");
+        for (key, secret) in [
+            ("admin_token", "admin-secret-0123456789"),
+            ("metrics_token", "metrics-secret-0123456789"),
+            ("bind_password", "ldap-secret"),
+            ("\npassword", "smtp-secret"),
+            ("bot_token", "tg-secret"),
+        ] {
+            back = back.replace(&format!("{key} = \"{REDACTED}\""), &format!("{key} = \"{secret}\""));
+        }
+        std::fs::write(&file, back).unwrap();
+        let again = Settings::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(again.to_redacted_toml(), shown);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_sample_config_names_every_key_and_reads_when_uncommented() {
+        let sample = include_str!("../../../packaging/vmmd.toml");
+        let mut keys = std::collections::BTreeSet::new();
+        let mut uncommented = String::new();
+        let mut in_table = false;
+        for line in sample.lines() {
+            let Some(line) = line.strip_prefix("# ") else { continue };
+            let key = line.split([' ', '=']).next().unwrap_or("");
+            let table = line.strip_prefix('[').and_then(|l| l.strip_suffix(']'));
+            let is_setting = line.contains(" = ") && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if let Some(table) = table {
+                keys.insert(table.to_owned());
+                in_table = true;
+            } else if is_setting && !in_table {
+                keys.insert(key.to_owned());
+            }
+            if table.is_some() || is_setting {
+                uncommented.push_str(line);
+                uncommented.push('\n');
+            }
+        }
+        assert_eq!(keys.iter().map(String::as_str).collect::<std::collections::BTreeSet<_>>(), file_keys());
+        // Every example value is of the right type (the file parses with unknown keys refused).
+        let parsed: std::result::Result<FileConfig, _> = toml::from_str(&uncommented);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 
     #[test]
