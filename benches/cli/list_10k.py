@@ -90,24 +90,25 @@ def main():
         print(f"made {made} VMs through the API in {time.perf_counter() - start:.1f} s", flush=True)
         proc.terminate()
         proc.wait(30)
-        db = sqlite3.connect(os.path.join(data, "vmm.db"))
-        with db:
-            db.execute(
-                "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at) "
-                "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
-                "SELECT printf('00000000-0000-7000-8000-%012d', n), 'bulk-' || n, 1, 64, 1, ?, NULL, 'stopped', '[]', "
-                "'2026-01-01T00:00:00.000000Z' FROM seq",
-                (COUNT - made, node["id"]),
-            )
-        db.close()
+        if COUNT > made:
+            db = sqlite3.connect(os.path.join(data, "vmm.db"))
+            with db:
+                db.execute(
+                    "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at) "
+                    "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
+                    "SELECT printf('00000000-0000-7000-8000-%012d', n), 'bulk-' || n, 1, 64, 1, ?, NULL, 'stopped', '[]', "
+                    "'2026-01-01T00:00:00.000000Z' FROM seq",
+                    (COUNT - made, node["id"]),
+                )
+            db.close()
         proc, base = start_vmmd(data)
 
         cli = [os.path.join(RELEASE, "vmm"), "--url", base, "vm", "list", "-o", "json"]
         out, cli_median, cli_best = timed(cli)
         assert len(json.loads(out)) == COUNT
         # The peer: the same pages (1,000 items each, as the CLI reads them), cursor after cursor.
-        peer = ["sh", "-c", 'c=""; while :; do p=$(curl -sf -H "Authorization: Bearer $VMM_TOKEN" '
-                f'"{base}/api/v1/vms?limit=1000$c"); '
+        peer = ["sh", "-c", 'c=""; while :; do p=$(curl -sfS -H "Authorization: Bearer $VMM_TOKEN" '
+                f'"{base}/api/v1/vms?limit=1000$c") || exit 1; '
                 'n=$(printf %s "$p" | sed -n \'s/.*"next_cursor":"\\([^"]*\\)".*/\\1/p\'); '
                 '[ -z "$n" ] && break; c="&cursor=$n"; done']
         _, peer_median, peer_best = timed(peer)

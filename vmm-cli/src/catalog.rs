@@ -187,11 +187,11 @@ pub static NOUNS: &[Noun] = &[
             verb("suspend", "Pause a VM", Post, "/vms/{vm}/suspend", One),
             verb("resume", "Resume a paused VM", Post, "/vms/{vm}/resume", One),
             verb("reinstall", "Reinstall a VM from an image (image_id=…)", Post, "/vms/{vm}/reinstall", One),
-            verb("clone", "Clone a VM (name=, node_id=…)", Post, "/vms/{vm}/clone", One),
+            verb("clone", "Clone a VM (name=, start=)", Post, "/vms/{vm}/clone", One),
             verb("console", "A console token for a VM (kind=vnc|serial)", Post, "/vms/{vm}/console", One),
             verb("console-log", "A VM's serial console log", Get, "/vms/{vm}/console-log", Text),
             verb("stats", "A VM's recent statistics", Get, "/vms/{vm}/stats", One),
-            verb("add-address", "Lease one more address for a VM (pool_id=…)", Post, "/vms/{vm}/addresses", One),
+            verb("add-address", "Lease one more address for a VM (ip_pool_id=, address=)", Post, "/vms/{vm}/addresses", One),
             verb("remove-address", "Release one of a VM's addresses", Delete, "/vms/{vm}/addresses/{address}", One),
             verb("backup", "Back up a VM (target_id=, mode=full|incremental)", Post, "/vms/{vm}/backups", One),
         ],
@@ -258,7 +258,7 @@ pub static NOUNS: &[Noun] = &[
         columns: LEASE,
         verbs: &[
             verb("list", "List a pool's leases", Get, "/ip-pools/{pool}/leases", List),
-            verb("allocate", "Lease an address (vm_id=, address=)", Post, "/ip-pools/{pool}/leases", One),
+            verb("allocate", "Lease an address (address=; any free one without it)", Post, "/ip-pools/{pool}/leases", One),
             verb("release", "Release a leased address", Delete, "/ip-pools/{pool}/leases/{address}", One),
         ],
     },
@@ -461,7 +461,7 @@ pub static NOUNS: &[Noun] = &[
             verb("about", "The server's version and capabilities", Get, "", One),
             verb("health", "Whether the server runs", Get, "/health", One),
             verb("ready", "Whether the server's store and nodes answer", Get, "/ready", One),
-            verb("reconcile", "Compare nodes with the records (repair=true to fix)", Post, "/reconcile", One),
+            verb("reconcile", "Compare nodes with the records and repair them (dry_run=true only reports)", Post, "/reconcile", One),
         ],
     },
 ];
@@ -480,11 +480,24 @@ pub fn placeholders(path: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
+    /// The fields a verb's help names (`name=`, `s3.bucket=`…).
+    fn named_fields(about: &str) -> Vec<&str> {
+        about
+            .split(|c: char| {
+                !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.' || c == '=')
+            })
+            .filter_map(|token| token.split_once('=').map(|(key, _)| key))
+            .filter(|key| !key.is_empty())
+            .collect()
+    }
+
     #[test]
-    fn every_path_placeholder_is_known_and_every_call_is_in_the_api() {
+    fn every_call_is_in_the_api_and_every_field_its_help_names_is_taken() {
         let doc: serde_json::Value =
             serde_json::from_str(include_str!("../../vmm-server/openapi.json")).unwrap();
         let paths = doc["paths"].as_object().unwrap();
+        // Not in the schema: serde's skip_serializing hides the write-only secret from utoipa.
+        let unlisted = [("backup-target", "s3.secret_access_key")];
         for noun in NOUNS {
             for verb in noun.verbs {
                 for p in placeholders(verb.path) {
@@ -494,11 +507,37 @@ mod tests {
                 let method = format!("{:?}", verb.method).to_lowercase();
                 let found = paths.iter().any(|(p, item)| {
                     let have: Vec<&str> = p.trim_start_matches("/api/v1").split('/').collect();
-                    item.get(&method).is_some()
-                        && have.len() == wanted.len()
-                        && have.iter().zip(&wanted).all(|(h, w)| h == w || h.starts_with('{'))
+                    let Some(op) = item.get(&method) else { return false };
+                    have.len() == wanted.len()
+                        && have.iter().zip(&wanted).all(|(h, w)| {
+                            if h == w || (h.starts_with('{') && w.starts_with('{')) {
+                                return true;
+                            }
+                            // A literal where the API has a placeholder: one of its values.
+                            let name = h.trim_start_matches('{').trim_end_matches('}');
+                            let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+                            let Some(param) = params.iter().find(|p| p["name"] == name) else { return false };
+                            let schema = param["schema"]["$ref"]
+                                .as_str()
+                                .and_then(|r| doc.pointer(&r.replace("#/", "/")))
+                                .unwrap_or(&param["schema"]);
+                            schema["enum"].as_array().is_some_and(|e| e.iter().any(|v| v == *w))
+                        })
                 });
                 assert!(found, "{} {}: {method} {} is not in openapi.json", noun.name, verb.name, verb.path);
+                for field in named_fields(verb.about) {
+                    let taken = match verb.method {
+                        Method::Get => crate::fields::query_parameters(Get, verb.path)
+                            .is_some_and(|known| known.contains(&field)),
+                        method => crate::fields::takes_field(method, verb.path, field),
+                    };
+                    assert!(
+                        taken || unlisted.contains(&(noun.name, field)),
+                        "{} {}: the help names {field}=, which the call does not take",
+                        noun.name,
+                        verb.name
+                    );
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Where the server is and who calls it: flags, then `VMM_URL`/`VMM_TOKEN`, then the config
 //! file, then the defaults.
 //!
-//! The file is TOML, at `--config`, `$VMM_CONFIG`, `$XDG_CONFIG_HOME/vmm/config.toml` or
+//! The file is TOML, at `--config`, `$VMM_CLI_CONFIG` (not `VMM_CONFIG`: that is vmmd's), `$XDG_CONFIG_HOME/vmm/config.toml` or
 //! `~/.config/vmm/config.toml` (the first that is set; only a file named explicitly must
 //! exist):
 //!
@@ -65,11 +65,11 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// The settings from `given`, the environment (`VMM_URL`, `VMM_TOKEN`, `VMM_CONFIG`)
+    /// The settings from `given`, the environment (`VMM_URL`, `VMM_TOKEN`, `VMM_CLI_CONFIG`)
     /// and the config file.
     pub fn load(given: Given) -> Result<Self> {
         let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-        let (path, required) = match given.file.or_else(|| env("VMM_CONFIG").map(PathBuf::from)) {
+        let (path, required) = match given.file.or_else(|| env("VMM_CLI_CONFIG").map(PathBuf::from)) {
             Some(path) => (Some(path), true),
             None => (default_path(), false),
         };
@@ -113,6 +113,9 @@ fn read(path: &Path, required: bool) -> Result<File> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!("the config file {} does not exist", path.display())))
+        }
         Err(e) => return Err(Error::io(format!("reading the config file {}", path.display()))(e)),
     };
     // The message names the key and the line, never a value (the file holds a token).

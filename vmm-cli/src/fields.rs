@@ -23,12 +23,13 @@ fn openapi() -> &'static Value {
     DOC.get_or_init(|| serde_json::from_str(OPENAPI).expect("the committed openapi.json is JSON"))
 }
 
-/// The JSON body of `method path` from `fields` (`None` when there are none).
+/// The JSON body of `method path` from `fields`: `None` when there are none and the call
+/// takes no body, `{}` when it takes one.
 pub fn body(method: Method, path: &str, fields: &[String]) -> Result<Option<Value>> {
-    if fields.is_empty() {
-        return Ok(None);
-    }
     let schema = request_schema(method, path);
+    if fields.is_empty() {
+        return Ok(schema.map(|_| Value::Object(Map::new())));
+    }
     let mut body = Map::new();
     for field in fields {
         let (key, value) = parse(field, |key| schema.and_then(|s| property(s, key)))?;
@@ -37,12 +38,20 @@ pub fn body(method: Method, path: &str, fields: &[String]) -> Result<Option<Valu
     Ok(Some(Value::Object(body)))
 }
 
-/// Query parameters from `fields` (`key=value`, as given).
-pub fn query(fields: &[String]) -> Result<Vec<(String, String)>> {
+/// Query parameters of `method path` from `fields` (`key=value`, as given); a key the
+/// call does not take is refused (the server would ignore it).
+pub fn query(method: Method, path: &str, fields: &[String]) -> Result<Vec<(String, String)>> {
+    let known = query_parameters(method, path);
     fields
         .iter()
         .map(|f| match f.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            Some((k, v)) if !k.is_empty() => match &known {
+                Some(known) if !known.contains(&k) => Err(Error::Usage(format!(
+                    "{k} is not a filter of this list; it takes: {}",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ))),
+                _ => Ok((k.to_owned(), v.to_owned())),
+            },
             _ => Err(Error::Usage(format!("{f:?} is not FIELD=VALUE"))),
         })
         .collect()
@@ -168,19 +177,51 @@ fn property<'s>(schema: &'s Value, key: &str) -> Option<&'s Value> {
     Some(at)
 }
 
-/// The request body's schema of `method path` (`path` under `/api/v1`, placeholders as
-/// `{…}`), if the API has one.
-fn request_schema(method: Method, path: &str) -> Option<&'static Value> {
+/// The API's operation `method path` (`path` under `/api/v1`, placeholders as `{…}` or
+/// given values): of the paths that fit, the one with the most literal segments in common
+/// (`/vms/{id}/backups` before `/vms/{id}/{action}`).
+fn operation(method: Method, path: &str) -> Option<&'static Value> {
     let method = format!("{method:?}").to_lowercase();
     let wanted: Vec<&str> = path.split('/').collect();
-    let (_, item) = openapi()["paths"].as_object()?.iter().find(|(p, item)| {
-        let Some(p) = p.strip_prefix("/api/v1") else { return false };
-        let have: Vec<&str> = p.split('/').collect();
-        item.get(&method).is_some()
-            && have.len() == wanted.len()
-            && have.iter().zip(&wanted).all(|(h, w)| h == w || (h.starts_with('{') && w.starts_with('{')))
-    })?;
-    item.pointer(&format!("/{method}/requestBody/content/application~1json/schema"))
+    openapi()["paths"]
+        .as_object()?
+        .iter()
+        .filter_map(|(p, item)| {
+            let have: Vec<&str> = p.strip_prefix("/api/v1")?.split('/').collect();
+            let op = item.get(&method)?;
+            if have.len() != wanted.len() {
+                return None;
+            }
+            let mut literal = 0;
+            for (h, w) in have.iter().zip(&wanted) {
+                if h == w {
+                    literal += 1;
+                } else if !h.starts_with('{') || w.is_empty() {
+                    return None;
+                }
+            }
+            Some((literal, op))
+        })
+        .max_by_key(|(literal, _)| *literal)
+        .map(|(_, op)| op)
+}
+
+/// The request body's schema of `method path`, if the call takes a JSON body.
+fn request_schema(method: Method, path: &str) -> Option<&'static Value> {
+    operation(method, path)?.pointer("/requestBody/content/application~1json/schema")
+}
+
+/// The query parameters `method path` takes (`None` when the call is not in the API).
+pub fn query_parameters(method: Method, path: &str) -> Option<Vec<&'static str>> {
+    let op = operation(method, path)?;
+    let params = op.get("parameters").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    Some(params.iter().filter(|p| p["in"] == "query").filter_map(|p| p["name"].as_str()).collect())
+}
+
+/// Whether the body of `method path` has the (dotted) field `key` (the catalog's test asks).
+#[cfg(test)]
+pub fn takes_field(method: Method, path: &str, key: &str) -> bool {
+    request_schema(method, path).and_then(|s| property(s, key)).is_some()
 }
 
 #[cfg(test)]
@@ -214,6 +255,19 @@ mod tests {
         }
         let twice = ["name=a", "name=b"].map(String::from);
         assert!(super::body(Method::Post, "/vms", &twice).is_err());
+    }
+
+    #[test]
+    fn raw_paths_find_their_operation_and_filters_are_checked() {
+        let body = body(Method::Patch, "/vms/0191e3d0-0000-7000-8000-000000000000", &["vcpus=4".into()]);
+        assert_eq!(body.unwrap().unwrap()["vcpus"], 4, "a given id fits {{id}}");
+        let backup = super::body(Method::Post, "/vms/x/backups", &["target_id=t".into()]).unwrap().unwrap();
+        assert_eq!(backup["target_id"], "t");
+        assert_eq!(super::body(Method::Post, "/reconcile", &[]).unwrap(), Some(serde_json::json!({})));
+        assert_eq!(super::body(Method::Post, "/vms/x/start", &[]).unwrap(), None);
+        assert!(query(Method::Get, "/tasks", &["state=running".into()]).is_ok());
+        let err = query(Method::Get, "/vms", &["state=running".into()]).unwrap_err().to_string();
+        assert!(err.contains("not a filter"), "{err}");
     }
 
     #[test]

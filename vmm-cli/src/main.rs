@@ -72,12 +72,12 @@ fn command() -> Command {
                 .help("The vmmd to talk to [env: VMM_URL] [default: http://127.0.0.1:8080]"),
         )
         .arg(
-            Arg::new("token")
+            // Not `token`: that id is the placeholder of `vmm token delete TOKEN`.
+            Arg::new("api_token")
                 .long("token")
                 .global(true)
                 .value_name("TOKEN")
-                .hide_env_values(true)
-                .help("The API token [env: VMM_TOKEN]"),
+                .help("The API token [env: VMM_TOKEN] (on the command line it shows in the process list: prefer the variable or the config file)"),
         )
         .arg(
             Arg::new("config")
@@ -85,7 +85,7 @@ fn command() -> Command {
                 .global(true)
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
-                .help("The config file [env: VMM_CONFIG] [default: ~/.config/vmm/config.toml]"),
+                .help("The config file [env: VMM_CLI_CONFIG] [default: ~/.config/vmm/config.toml]"),
         )
         .arg(
             Arg::new("output")
@@ -163,16 +163,23 @@ fn verb_command(verb: &Verb) -> Command {
         );
     }
     if verb.shows == Shows::List {
-        cmd = cmd.arg(
-            Arg::new("limit")
-                .long("limit")
-                .value_name("N")
-                .value_parser(clap::value_parser!(usize))
-                .help("At most N items (default: all, read page by page)"),
-        );
+        cmd = cmd
+            .arg(
+                Arg::new("limit")
+                    .long("limit")
+                    .value_name("N")
+                    .value_parser(clap::value_parser!(u32).range(1..))
+                    .help("At most N items (default: all, read page by page)"),
+            )
+            .arg(
+                Arg::new("page_size")
+                    .long("page-size")
+                    .value_name("N")
+                    .value_parser(clap::value_parser!(u32).range(1..=1000))
+                    .help("Items per request (default 1000, the most the API gives)"),
+            );
     }
-    let takes_fields =
-        verb.method != Method::Delete && !(verb.method == Method::Get && verb.shows == Shows::One);
+    let takes_fields = verb.method != Method::Delete;
     if takes_fields {
         cmd = cmd.arg(Arg::new("fields").num_args(0..).value_name("FIELD=VALUE")).after_help(FIELDS_HELP);
     }
@@ -200,7 +207,7 @@ fn run(matches: &ArgMatches) -> Result<()> {
     let config = Config::load(Given {
         file: matches.get_one::<PathBuf>("config").cloned(),
         url: matches.get_one::<String>("url").cloned(),
-        token: matches.get_one::<String>("token").cloned(),
+        token: matches.get_one::<String>("api_token").cloned(),
         output: matches.get_one::<Format>("output").copied(),
     })?;
     let client = Client::new(&config.url, config.token.clone());
@@ -250,12 +257,14 @@ fn run_verb(
     let columns = verb.columns.unwrap_or(noun.columns);
     match (verb.method, verb.shows) {
         (Method::Get, Shows::List) => {
-            let limit = args.try_get_one::<usize>("limit").ok().flatten().copied();
-            let items = client.list(&path, &fields::query(&fields)?, limit)?;
+            let limit = args.try_get_one::<u32>("limit").ok().flatten().map(|n| *n as usize);
+            let page =
+                args.try_get_one::<u32>("page_size").ok().flatten().map_or(client::PAGE, |n| *n as usize);
+            let items = client.list(&path, &fields::query(Method::Get, verb.path, &fields)?, limit, page)?;
             output::show(&Value::Array(items), config.output, columns)
         }
         (Method::Get, Shows::Page) => {
-            let mut page = client.get(&path, &fields::query(&fields)?)?;
+            let mut page = client.get(&path, &fields::query(Method::Get, verb.path, &fields)?)?;
             let items = page.get_mut("items").map(Value::take).unwrap_or(Value::Array(Vec::new()));
             if let Some(next) = page["next_cursor"].as_str() {
                 eprintln!("next page: after={next}");
@@ -272,7 +281,7 @@ fn run_verb(
                 _ => fields::body(method, verb.path, &fields)?,
             };
             let query = match method {
-                Method::Get => fields::query(&fields)?,
+                Method::Get => fields::query(Method::Get, verb.path, &fields)?,
                 _ => Vec::new(),
             };
             shown(client, config, client.call(method, &path, &query, body.as_ref())?, columns, wait)
@@ -294,7 +303,7 @@ fn api(client: &Client, config: &Config, args: &ArgMatches, wait: Wait) -> Resul
     let fields: Vec<String> =
         args.get_many::<String>("fields").map(|f| f.cloned().collect()).unwrap_or_default();
     let (query, body) = match method {
-        Method::Get | Method::Delete => (fields::query(&fields)?, None),
+        Method::Get | Method::Delete => (fields::query(method, &path, &fields)?, None),
         _ => (Vec::new(), fields::body(method, &path, &fields)?),
     };
     shown(client, config, client.call(method, &path, &query, body.as_ref())?, &[], wait)
@@ -311,10 +320,7 @@ fn shown(
 ) -> Result<()> {
     let value = match answer {
         Answer::Empty => return Ok(()),
-        Answer::Text(text) => {
-            print!("{text}");
-            return Ok(());
-        }
+        Answer::Text(text) => return output::write(&text),
         Answer::Json(value) => value,
     };
     let tasks = tasks_in(&value);
@@ -335,8 +341,8 @@ fn shown(
         // A queued task beside what it makes: the thing, then the task's id.
         if let Some((thing, task)) = accepted(&value) {
             output::show(thing, Format::Table, columns)?;
-            println!("task {} {}", task["id"].as_str().unwrap_or(""), task["state"].as_str().unwrap_or(""));
-            return Ok(());
+            let (id, state) = (task["id"].as_str().unwrap_or(""), task["state"].as_str().unwrap_or(""));
+            return output::write(&format!("task {id} {state}\n"));
         }
     }
     output::show(&value, config.output, columns)
@@ -401,7 +407,7 @@ fn fill_path(client: &Client, path: &str, args: &ArgMatches) -> Result<String> {
 
 /// The id of the one item of `list` whose `field` is `name`.
 fn find_by(client: &Client, list: &str, field: &str, name: &str) -> Result<String> {
-    let items = client.list(list, &[], None)?;
+    let items = client.list(list, &[], None, client::PAGE)?;
     let mut found = items.iter().filter(|i| i[field].as_str() == Some(name));
     match (found.next(), found.next()) {
         (Some(one), None) => {

@@ -27,16 +27,22 @@ pub type Column = (&'static str, &'static str);
 
 /// Writes `value` (an object, or an array of the items of a list) to stdout.
 pub fn show(value: &Value, format: Format, columns: &[Column]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let written = match format {
-        Format::Json => serde_json::to_writer_pretty(&mut out, value)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out)),
-        Format::Yaml => serde_norway::to_writer(&mut out, value).map_err(std::io::Error::other),
-        Format::Table => writeln!(out, "{}", table(value, columns)),
+    let text = match format {
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Answer(e.to_string()))?;
+            text.push('\n');
+            text
+        }
+        Format::Yaml => serde_norway::to_string(value).map_err(|e| Error::Answer(e.to_string()))?,
+        Format::Table => format!("{}\n", table(value, columns)),
     };
-    match written {
-        // `vmm vm list | head` is fine.
+    write(&text)
+}
+
+/// Writes `text` to stdout; a reader that went away (`vmm vm list | head`) is no error.
+pub fn write(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.map_err(Error::io("writing the answer")),
     }

@@ -15,7 +15,7 @@ fn vmm(vmmd: &Vmmd, args: &[&str]) -> Output {
         .env("VMM_URL", &vmmd.base)
         .env("VMM_TOKEN", TOKEN)
         .env("HOME", "/nonexistent")
-        .env_remove("VMM_CONFIG")
+        .env_remove("VMM_CLI_CONFIG")
         .env_remove("XDG_CONFIG_HOME")
         .stdin(Stdio::null())
         .output()
@@ -122,6 +122,19 @@ fn vms_are_created_listed_shown_and_driven_with_each_output() {
     assert_eq!(status, 200);
     assert_eq!(all, page["items"]);
 
+    // Pages of any size make the same list.
+    assert_eq!(json(&vmmd, &["vm", "list", "--page-size", "1"]), all);
+    assert_eq!(json(&vmmd, &["vm", "list", "--page-size", "3", "--limit", "2"]).as_array().unwrap().len(), 2);
+    // A filter the list does not take is refused, not ignored.
+    assert_eq!(fails(&vmmd, &["vm", "list", "state=running"]).0, 2);
+
+    // A token made and revoked by its id (`token` is also the global flag's name).
+    let made = json(&vmmd, &["token", "create", "name=ci"]);
+    let token_id = made["id"].as_str().unwrap().to_owned();
+    assert!(made["token"].as_str().is_some_and(|t| !t.is_empty()), "shown once: {made}");
+    ok(&vmmd, &["token", "delete", &token_id]);
+    assert!(!json(&vmmd, &["token", "list"]).to_string().contains(&token_id));
+
     // PATCH and DELETE; the deleted VM is gone.
     let updated = json(&vmmd, &["vm", "update", "web1", "vcpus=2", "--wait"]);
     assert_eq!(updated["state"], "succeeded", "{updated}");
@@ -177,12 +190,11 @@ fn each_kind_of_error_has_its_exit_code_and_one_line() {
     );
     assert_eq!(code, 12, "{err}");
     assert!(err.contains("failed"), "{err}");
-    // 11: a wait that runs out (the task goes on).
+    // 11: a wait that runs out (the task goes on; `task wait` follows it to its end).
     let vm = json(&vmmd, &["vm", "show", "a"]);
-    let queued = json(&vmmd, &["vm", "start", "a"]);
-    let task = queued["task"]["id"].as_str().unwrap_or_else(|| queued["id"].as_str().unwrap()).to_owned();
-    let waited = vmm(&vmmd, &["task", "wait", &task, "--timeout", "0"]);
-    assert!(matches!(waited.status.code(), Some(0 | 11)), "{waited:?}");
+    let (code, err) = fails(&vmmd, &["vm", "start", "a", "--wait", "--timeout", "0"]);
+    assert_eq!(code, 11, "{err}");
+    let task = err.split_whitespace().nth(3).expect("the task's id in the message").to_owned();
     assert_eq!(json(&vmmd, &["task", "wait", &task])["state"], "succeeded");
     assert_eq!(vm["name"], "a");
 }
@@ -207,7 +219,7 @@ fn the_config_file_the_environment_and_flags_in_that_order() {
         cmd.output().unwrap()
     };
     // The file alone: its server, its token, its output.
-    let out = run(&["node", "list"], &[("VMM_CONFIG", file.to_str().unwrap())]);
+    let out = run(&["node", "list"], &[("VMM_CLI_CONFIG", file.to_str().unwrap())]);
     assert!(out.status.success(), "{out:?}");
     let nodes: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(nodes[0]["name"], "n1");
@@ -222,14 +234,91 @@ fn the_config_file_the_environment_and_flags_in_that_order() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(" ID"), "{out:?}");
     // A bad file is a usage error that names the line, not the token.
     std::fs::write(&file, format!("token = \"{TOKEN}\"\nurll = \"x\"\n")).unwrap();
-    let out = run(&["node", "list"], &[("VMM_CONFIG", file.to_str().unwrap())]);
+    let out = run(&["node", "list"], &[("VMM_CLI_CONFIG", file.to_str().unwrap())]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("line 2") && !err.contains(TOKEN), "{err}");
     // A file named explicitly must exist.
-    let out = run(&["node", "list"], &[("VMM_CONFIG", "/nonexistent/vmm.toml")]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = run(&["node", "list"], &[("VMM_CLI_CONFIG", "/nonexistent/vmm.toml")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // vmmd's VMM_CONFIG is not the CLI's.
+    let out = run(
+        &["node", "list"],
+        &[("VMM_CONFIG", "/nonexistent/vmmd.toml"), ("VMM_TOKEN", TOKEN), ("VMM_URL", vmmd.base.as_str())],
+    );
+    assert!(out.status.success(), "{out:?}");
     assert!(!Path::new("/nonexistent").exists());
+}
+
+/// A server on loopback that answers each request with the next of `answers` (status,
+/// body), then closes; returns its URL and the requests it got.
+fn scripted(answers: Vec<(u16, &'static str)>) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok((stream, _)) = listener.accept() else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut content = vec![0; length];
+            reader.read_exact(&mut content).ok();
+            seen.send(head).ok();
+            let kind = if status >= 400 { "application/problem+json" } else { "application/json" };
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            (&stream).write_all(answer.as_bytes()).ok();
+        }
+    });
+    (url, requests)
+}
+
+#[test]
+fn reads_are_retried_when_the_server_is_busy_and_writes_are_not() {
+    const BUSY: &str = r#"{"type":"urn:vmm:problem:unavailable","title":"Backend unavailable","status":503,"detail":"the store is busy","code":"unavailable"}"#;
+    let run = |url: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vmm"))
+            .args(args)
+            .env("VMM_URL", url)
+            .env("VMM_TOKEN", "t0ken")
+            .output()
+            .unwrap()
+    };
+    // A read: two 503s, then the answer.
+    let (url, requests) = scripted(vec![(503, BUSY), (503, BUSY), (200, r#"{"items":[{"id":"n"}]}"#)]);
+    let out = run(&url, &["node", "list", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(requests.try_iter().count(), 3);
+    // A write: one try, the error, its exit code; it carried an Idempotency-Key.
+    let (url, requests) = scripted(vec![(503, BUSY), (200, "{}")]);
+    let out = run(&url, &["pool", "create", "name=p", "cidr=198.51.100.0/24"]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the store is busy (unavailable, HTTP 503)"));
+    let sent: Vec<String> = requests.try_iter().collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].to_ascii_lowercase().contains("idempotency-key: "), "{}", sent[0]);
+    assert!(sent[0].contains("Bearer t0ken"));
+    // An error status without a problem (a readiness report) is shown as it came, not retried.
+    let (url, requests) =
+        scripted(vec![(503, r#"{"status":"not_ready","store":"ok","nodes":1,"nodes_answering":0}"#)]);
+    let out = run(&url, &["server", "ready"]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nodes_answering"), "{out:?}");
+    assert_eq!(requests.try_iter().count(), 1);
 }
 
 #[test]
