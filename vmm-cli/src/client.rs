@@ -37,7 +37,8 @@ pub enum Method {
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    /// The method as HTTP writes it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",

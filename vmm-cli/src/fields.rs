@@ -179,9 +179,10 @@ fn property<'s>(schema: &'s Value, key: &str) -> Option<&'s Value> {
 
 /// The API's operation `method path` (`path` under `/api/v1`, placeholders as `{…}` or
 /// given values): of the paths that fit, the one with the most literal segments in common
-/// (`/vms/{id}/backups` before `/vms/{id}/{action}`).
-fn operation(method: Method, path: &str) -> Option<&'static Value> {
-    let method = format!("{method:?}").to_lowercase();
+/// (`/vms/{id}/backups` before `/vms/{id}/{action}`). A given value fits a placeholder when
+/// the parameter's schema allows it (`start` fits `{action}`, `strat` does not).
+pub fn operation(method: Method, path: &str) -> Option<&'static Value> {
+    let method = method.as_str().to_ascii_lowercase();
     let wanted: Vec<&str> = path.split('/').collect();
     openapi()["paths"]
         .as_object()?
@@ -196,7 +197,7 @@ fn operation(method: Method, path: &str) -> Option<&'static Value> {
             for (h, w) in have.iter().zip(&wanted) {
                 if h == w {
                     literal += 1;
-                } else if !h.starts_with('{') || w.is_empty() {
+                } else if !fits(op, h, w) {
                     return None;
                 }
             }
@@ -204,6 +205,22 @@ fn operation(method: Method, path: &str) -> Option<&'static Value> {
         })
         .max_by_key(|(literal, _)| *literal)
         .map(|(_, op)| op)
+}
+
+/// Whether the path segment `given` fits the placeholder `segment` of `op`: any value, unless
+/// the parameter's schema lists the values it takes.
+fn fits(op: &Value, segment: &str, given: &str) -> bool {
+    let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else { return false };
+    if given.is_empty() {
+        return false;
+    }
+    let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let schema = params.iter().find(|p| p["name"] == name).map(|p| resolve(&p["schema"]));
+    match schema.and_then(|s| s["enum"].as_array()) {
+        // A placeholder of the catalog (`{vm}`) stands for any value.
+        Some(values) => given.starts_with('{') || values.iter().any(|v| v == given),
+        None => true,
+    }
 }
 
 /// The request body's schema of `method path`, if the call takes a JSON body.

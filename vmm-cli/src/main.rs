@@ -211,23 +211,14 @@ fn run(matches: &ArgMatches) -> Result<()> {
         output: matches.get_one::<Format>("output").copied(),
     })?;
     let client = Client::new(&config.url, config.token.clone());
-    let wait = Wait {
-        asked: sub.try_get_one::<bool>("wait").ok().flatten().copied().unwrap_or(false),
-        timeout: sub.try_get_one::<u64>("timeout").ok().flatten().map(|s| Duration::from_secs(*s)),
-        bar: !matches.get_flag("quiet") && std::io::stderr().is_terminal(),
-    };
+    let bar = !matches.get_flag("quiet") && std::io::stderr().is_terminal();
     if name == "api" {
-        return api(&client, &config, sub, wait);
+        return api(&client, &config, sub, Wait::of(sub, false, bar));
     }
     let noun = NOUNS.iter().find(|n| n.name == name).expect("every noun is a subcommand");
     let (verb_name, args) = sub.subcommand().expect("a verb is required");
     let verb = noun.verbs.iter().find(|v| v.name == verb_name).expect("every verb is a subcommand");
-    let wait = Wait {
-        asked: args.try_get_one::<bool>("wait").ok().flatten().copied().unwrap_or(false)
-            || verb.name == "wait",
-        timeout: args.try_get_one::<u64>("timeout").ok().flatten().map(|s| Duration::from_secs(*s)),
-        ..wait
-    };
+    let wait = Wait::of(args, verb.name == "wait", bar);
     run_verb(&client, &config, noun, verb, args, wait)
 }
 
@@ -237,6 +228,17 @@ struct Wait {
     asked: bool,
     timeout: Option<Duration>,
     bar: bool,
+}
+
+impl Wait {
+    /// From a command's `--wait` and `--timeout` (if it has them); `always` for `task wait`.
+    fn of(args: &ArgMatches, always: bool, bar: bool) -> Self {
+        Self {
+            asked: always || args.try_get_one::<bool>("wait").ok().flatten().copied().unwrap_or(false),
+            timeout: args.try_get_one::<u64>("timeout").ok().flatten().map(|s| Duration::from_secs(*s)),
+            bar,
+        }
+    }
 }
 
 fn run_verb(
@@ -335,7 +337,7 @@ fn shown(
             Ok(one) => Value::Array(one.into()),
             Err(many) => Value::Array(many),
         };
-        return output::show(&ended, config.output, catalog_task_columns());
+        return output::show(&ended, config.output, catalog::TASK);
     }
     if config.output == Format::Table {
         // A queued task beside what it makes: the thing, then the task's id.
@@ -373,10 +375,6 @@ fn accepted(value: &Value) -> Option<(&Value, &Value)> {
         (Some((_, thing)), None) if thing.is_object() => Some((thing, task)),
         _ => None,
     }
-}
-
-fn catalog_task_columns() -> &'static [output::Column] {
-    NOUNS.iter().find(|n| n.name == "task").map_or(&[], |n| n.columns)
 }
 
 /// `path` with its placeholders filled from `args`; a name given where an id goes is
