@@ -163,7 +163,8 @@ async fn a_vm_lives_on_the_test_driver_through_vmm() {
     let del = vmm.delete_vm(vm.id).await.unwrap();
     vmm.run_until_idle().await.unwrap();
     assert_eq!(vmm.get_task(del.id).await.unwrap().state, TaskState::Succeeded);
-    let page: vmm_core::Page<Vm> = vmm.list_vms(&PageRequest::default()).await.unwrap();
+    let page: vmm_core::Page<Vm> =
+        vmm.list_vms(&vmm_core::VmFilter::default(), &PageRequest::default()).await.unwrap();
     assert!(page.items.is_empty());
 }
 

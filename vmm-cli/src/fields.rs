@@ -283,7 +283,8 @@ mod tests {
         assert_eq!(super::body(Method::Post, "/reconcile", &[]).unwrap(), Some(serde_json::json!({})));
         assert_eq!(super::body(Method::Post, "/vms/x/start", &[]).unwrap(), None);
         assert!(query(Method::Get, "/tasks", &["state=running".into()]).is_ok());
-        let err = query(Method::Get, "/vms", &["state=running".into()]).unwrap_err().to_string();
+        assert!(query(Method::Get, "/vms", &["state=running".into(), "node_id=n".into()]).is_ok());
+        let err = query(Method::Get, "/vms", &["vm_id=x".into()]).unwrap_err().to_string();
         assert!(err.contains("not a filter"), "{err}");
     }
 

@@ -125,8 +125,13 @@ fn vms_are_created_listed_shown_and_driven_with_each_output() {
     // Pages of any size make the same list.
     assert_eq!(json(&vmmd, &["vm", "list", "--page-size", "1"]), all);
     assert_eq!(json(&vmmd, &["vm", "list", "--page-size", "3", "--limit", "2"]).as_array().unwrap().len(), 2);
+    // Filters are the server's: every VM listed as stopped is, and none is left out.
+    let stopped = json(&vmmd, &["vm", "list", "state=stopped"]);
+    let expected: Vec<_> = all.as_array().unwrap().iter().filter(|v| v["state"] == "stopped").collect();
+    assert!(!expected.is_empty());
+    assert_eq!(stopped.as_array().unwrap().iter().collect::<Vec<_>>(), expected);
     // A filter the list does not take is refused, not ignored.
-    assert_eq!(fails(&vmmd, &["vm", "list", "state=running"]).0, 2);
+    assert_eq!(fails(&vmmd, &["vm", "list", "vm_id=x"]).0, 2);
 
     // A token made and revoked by its id (`token` is also the global flag's name).
     let made = json(&vmmd, &["token", "create", "name=ci"]);

@@ -89,7 +89,8 @@ pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
     AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
     NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SnapshotStore,
-    SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmGuest, VmStore, WebhookStore,
+    SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmFilter, VmGuest, VmStore,
+    WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

@@ -73,7 +73,15 @@ impl Fixture {
         assert_eq!(self.hv.volume_count(), 0, "volumes left");
         let leases = self.vmm.list_leases(self.pool.id, &PageRequest::default()).await.unwrap();
         assert!(leases.items.is_empty(), "leases left: {:?}", leases.items);
-        assert!(self.vmm.list_vms(&PageRequest::default()).await.unwrap().items.is_empty(), "VMs left");
+        assert!(
+            self.vmm
+                .list_vms(&vmm_core::VmFilter::default(), &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty(),
+            "VMs left"
+        );
         for state in [TaskState::Queued, TaskState::Running] {
             let filter = TaskFilter { state: Some(state), ..TaskFilter::default() };
             let page = self.vmm.list_tasks(&filter, &PageRequest::default()).await.unwrap();
@@ -310,7 +318,15 @@ fn conflicts_and_bad_input_change_nothing() {
         assert!(matches!(f.vmm.delete_node(f.node.id).await, Err(Error::Conflict { .. })));
         let tasks = f.vmm.list_tasks(&TaskFilter::default(), &PageRequest::default()).await.unwrap();
         assert_eq!(tasks.items.len(), 1, "only the create task exists");
-        assert_eq!(f.vmm.list_vms(&PageRequest::default()).await.unwrap().items.len(), 1);
+        assert_eq!(
+            f.vmm
+                .list_vms(&vmm_core::VmFilter::default(), &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
     });
 }
 
@@ -430,7 +446,8 @@ fn concurrent_creates_get_distinct_addresses_and_all_finish() {
         t.join().unwrap();
     }
     drop(worker);
-    let vms = block_on(vmm.list_vms(&PageRequest::first(1000))).unwrap().items;
+    let vms =
+        block_on(vmm.list_vms(&vmm_core::VmFilter::default(), &PageRequest::first(1000))).unwrap().items;
     assert_eq!(vms.len(), 80);
     assert!(vms.iter().all(|v| v.state == VmState::Running));
     let addresses: HashSet<_> = vms.iter().flat_map(|v| v.addresses.clone()).collect();

@@ -13,7 +13,7 @@ use vmm_core::placement::{self, Demand};
 use vmm_core::reconcile::{observes, ObservedState};
 use vmm_core::{
     users::UserUsage, Error, EventType, GuestSettings, NodeId, Page, PageRequest, PlacementRequest, PoolId,
-    Result, Task, TaskParams, UserId, Vm, VmAction, VmGuest, VmId, VmNic, VmStore,
+    Result, Task, TaskParams, UserId, Vm, VmAction, VmFilter, VmGuest, VmId, VmNic, VmStore,
 };
 
 use super::{
@@ -175,47 +175,37 @@ impl VmStore for SqlStore {
         vm(&row)
     }
 
-    async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>> {
+    async fn list_vms(&self, filter: &VmFilter, page: &PageRequest) -> Result<Page<Vm>> {
         let limit = page.limit()?;
         let before: Option<VmId> = page.cursor()?;
-        let over = signed(limit as u64 + 1);
-        let rows = match before {
-            Some(b) => {
-                let sql = format!("SELECT {COLUMNS} FROM vms WHERE id < $1 ORDER BY id DESC LIMIT $2");
-                sqlx::query(&sql).bind(b.to_string()).bind(over).fetch_all(&self.read).await
-            }
-            None => {
-                let sql = format!("SELECT {COLUMNS} FROM vms ORDER BY id DESC LIMIT $1");
-                sqlx::query(&sql).bind(over).fetch_all(&self.read).await
-            }
+        // Fixed clauses only; every value is bound.
+        let mut sql = format!("SELECT {COLUMNS} FROM vms WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut clause = |sql: &mut String, column: &str, op: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+        };
+        if let Some(owner) = filter.owner_id {
+            clause(&mut sql, "owner_id", "=", owner.to_string());
         }
-        .map_err(|e| self.err(e))?;
-        let items = rows.iter().map(vm).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, |v| v.id.to_string()))
-    }
-
-    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>> {
-        let limit = page.limit()?;
-        let before: Option<VmId> = page.cursor()?;
-        let over = signed(limit as u64 + 1);
-        let rows = match before {
-            Some(b) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM vms WHERE owner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-                );
-                sqlx::query(&sql)
-                    .bind(owner.to_string())
-                    .bind(b.to_string())
-                    .bind(over)
-                    .fetch_all(&self.read)
-                    .await
-            }
-            None => {
-                let sql = format!("SELECT {COLUMNS} FROM vms WHERE owner_id = $1 ORDER BY id DESC LIMIT $2");
-                sqlx::query(&sql).bind(owner.to_string()).bind(over).fetch_all(&self.read).await
-            }
+        if let Some(node) = filter.node_id {
+            clause(&mut sql, "node_id", "=", node.to_string());
         }
-        .map_err(|e| self.err(e))?;
+        if let Some(state) = filter.state {
+            clause(&mut sql, "state", "=", state.as_str().to_owned());
+        }
+        if let Some(name) = &filter.name {
+            clause(&mut sql, "name", "=", name.clone());
+        }
+        if let Some(b) = before {
+            clause(&mut sql, "id", "<", b.to_string());
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(|e| self.err(e))?;
         let items = rows.iter().map(vm).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |v| v.id.to_string()))
     }

@@ -82,8 +82,16 @@ pub struct S3Access {
     /// The access key id.
     pub access_key_id: String,
     /// The secret key: accepted, stored, used, never shown again.
-    #[serde(default, skip_serializing)]
+    // Not `skip_serializing`: utoipa would leave the field out of the schema, which a
+    // request must be able to carry.
+    #[serde(default, skip_serializing_if = "never_shown")]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
     pub secret_access_key: Secret,
+}
+
+/// The secret key is never serialized.
+fn never_shown(_: &Secret) -> bool {
+    true
 }
 
 impl Debug for S3Access {

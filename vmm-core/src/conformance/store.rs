@@ -12,8 +12,8 @@ use futures_timer::Delay;
 
 use crate::{
     Capacity, Demand, Error, IpPool, IpPoolSpec, Node, NodeSpec, NodeState, PageRequest, PlacementRequest,
-    Store, Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Usage, Vm, VmAction, VmId, VmNic,
-    VmState,
+    Store, Strategy, Task, TaskFilter, TaskKind, TaskParams, TaskState, Usage, Vm, VmAction, VmFilter, VmId,
+    VmNic, VmState,
 };
 
 const LEASE: StdDuration = StdDuration::from_secs(60);
@@ -311,7 +311,7 @@ pub async fn create_is_all_or_nothing(s: &dyn Store) {
         }
         other => panic!("expected NoCapacity, got {other:?}"),
     }
-    assert!(s.list_vms(&PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(s.list_vms(&VmFilter::default(), &PageRequest::default()).await.unwrap().items.is_empty());
     assert!(s.list_tasks(&TaskFilter::default(), &PageRequest::default()).await.unwrap().items.is_empty());
 }
 
@@ -574,7 +574,7 @@ pub async fn paging(s: &dyn Store) {
     let mut seen = Vec::new();
     let mut req = PageRequest::first(3);
     loop {
-        let page = s.list_vms(&req).await.unwrap();
+        let page = s.list_vms(&VmFilter::default(), &req).await.unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items.iter().map(|v| v.id));
         match page.next_cursor {
@@ -583,6 +583,38 @@ pub async fn paging(s: &dyn Store) {
         }
     }
     assert_eq!(seen, ids, "newest first, each once");
+
+    // Filters, paged: three of the seven run, one of them renamed.
+    let mut running = Vec::new();
+    for id in [ids[1], ids[3], ids[5]] {
+        let mut vm = s.get_vm(id).await.unwrap();
+        vm.state = VmState::Running;
+        if id == ids[3] {
+            vm.name = "the-one".into();
+        }
+        s.update_vm(&vm).await.unwrap();
+        running.push(id);
+    }
+    let by_state = VmFilter { state: Some(VmState::Running), ..VmFilter::default() };
+    let first = s.list_vms(&by_state, &PageRequest::first(2)).await.unwrap();
+    let rest =
+        s.list_vms(&by_state, &PageRequest { limit: Some(2), cursor: first.next_cursor }).await.unwrap();
+    let got: Vec<_> = first.items.iter().chain(&rest.items).map(|v| v.id).collect();
+    assert_eq!(got, running, "running VMs, newest first, over two pages");
+    assert!(rest.next_cursor.is_none());
+    let node_id = s.get_vm(ids[0]).await.unwrap().node_id;
+    let on_node = VmFilter { node_id: Some(node_id), ..VmFilter::default() };
+    assert_eq!(s.list_vms(&on_node, &PageRequest::default()).await.unwrap().items.len(), 7);
+    let elsewhere = VmFilter { node_id: Some(crate::NodeId::new()), ..VmFilter::default() };
+    assert!(s.list_vms(&elsewhere, &PageRequest::default()).await.unwrap().items.is_empty());
+    let named = VmFilter { name: Some("the-one".into()), ..by_state.clone() };
+    let found = s.list_vms(&named, &PageRequest::default()).await.unwrap().items;
+    assert_eq!(found.iter().map(|v| v.id).collect::<Vec<_>>(), [ids[3]]);
+    let stopped_named = VmFilter { state: Some(VmState::Stopped), ..named };
+    assert!(
+        s.list_vms(&stopped_named, &PageRequest::default()).await.unwrap().items.is_empty(),
+        "every filter must match"
+    );
     let tasks = s
         .list_tasks(&TaskFilter { vm_id: Some(ids[0]), ..TaskFilter::default() }, &PageRequest::default())
         .await
@@ -593,9 +625,12 @@ pub async fn paging(s: &dyn Store) {
     let all = s.list_tasks(&TaskFilter::default(), &PageRequest::first(5)).await.unwrap();
     assert_eq!(all.items.len(), 5);
     assert!(all.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");
-    assert!(matches!(s.list_vms(&PageRequest::first(0)).await, Err(Error::Invalid { .. })));
+    assert!(matches!(
+        s.list_vms(&VmFilter::default(), &PageRequest::first(0)).await,
+        Err(Error::Invalid { .. })
+    ));
     let bad = PageRequest { limit: None, cursor: Some("garbage".into()) };
-    assert!(matches!(s.list_vms(&bad).await, Err(Error::Invalid { .. })));
+    assert!(matches!(s.list_vms(&VmFilter::default(), &bad).await, Err(Error::Invalid { .. })));
 }
 
 /// Resizing checks the node's room, counting the VM's own share as free.
@@ -651,7 +686,7 @@ pub async fn usage_follows_every_change(s: &dyn Store) {
     let mut expected: std::collections::HashMap<crate::NodeId, Usage> = Default::default();
     let mut page = PageRequest::first(100);
     loop {
-        let got = s.list_vms(&page).await.unwrap();
+        let got = s.list_vms(&VmFilter::default(), &page).await.unwrap();
         for vm in &got.items {
             let u = expected.entry(vm.node_id).or_default();
             *u = u.with(&vm.demand());

@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 
 use crate::{
     ApiToken, AuthSource, Error, PageRequest, PlacementRequest, Quota, Role, SshKey, Store, Strategy,
-    TaskFilter, TokenId, TokenKind, User, UserId, UserPatch, UserState, Vm,
+    TaskFilter, TokenId, TokenKind, User, UserId, UserPatch, UserState, Vm, VmFilter,
 };
 
 fn user(email: &str, role: Role) -> User {
@@ -124,10 +124,18 @@ pub async fn owners(s: &dyn Store) {
         }
     }
     mine.reverse();
-    let first = s.list_owned_vms(ann.id, &PageRequest::first(2)).await.unwrap();
+    let first = s
+        .list_vms(&VmFilter { owner_id: Some(ann.id), ..VmFilter::default() }, &PageRequest::first(2))
+        .await
+        .unwrap();
     assert_eq!(first.items.iter().map(|v| v.id).collect::<Vec<_>>(), [mine[0].0, mine[1].0], "newest first");
-    let rest =
-        s.list_owned_vms(ann.id, &PageRequest { limit: Some(2), cursor: first.next_cursor }).await.unwrap();
+    let rest = s
+        .list_vms(
+            &VmFilter { owner_id: Some(ann.id), ..VmFilter::default() },
+            &PageRequest { limit: Some(2), cursor: first.next_cursor },
+        )
+        .await
+        .unwrap();
     assert_eq!(rest.items.iter().map(|v| v.id).collect::<Vec<_>>(), [mine[2].0]);
     assert!(rest.next_cursor.is_none());
     assert_eq!(s.get_vm(mine[0].0).await.unwrap().owner_id, Some(ann.id));

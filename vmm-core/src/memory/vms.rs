@@ -12,7 +12,7 @@ use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement::{self, Demand};
 use crate::reconcile::{observes, ObservedState};
-use crate::store::{PlacementRequest, VmGuest, VmStore};
+use crate::store::{PlacementRequest, VmFilter, VmGuest, VmStore};
 use crate::task::{Task, TaskParams};
 use crate::users::UserUsage;
 use crate::vm::{Vm, VmAction, VmNic};
@@ -58,12 +58,8 @@ impl VmStore for InMemoryStore {
         self.state().vms.get(&id).cloned().ok_or(Error::VmNotFound { id })
     }
 
-    async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>> {
-        super::page_of(&self.state().vms, page, |_| true)
-    }
-
-    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>> {
-        super::page_of(&self.state().vms, page, |v| v.owner_id == Some(owner))
+    async fn list_vms(&self, filter: &VmFilter, page: &PageRequest) -> Result<Page<Vm>> {
+        super::page_of(&self.state().vms, page, |v| filter.matches(v))
     }
 
     async fn update_vm(&self, vm: &Vm) -> Result<()> {

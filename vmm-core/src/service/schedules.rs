@@ -201,10 +201,8 @@ impl Vmm {
         let mut vms = Vec::new();
         let mut page = PageRequest::first(crate::page::MAX_LIMIT);
         loop {
-            let found = match owner {
-                Some(o) => self.inner.store.list_owned_vms(o, &page).await?,
-                None => self.inner.store.list_vms(&page).await?,
-            };
+            let filter = crate::store::VmFilter { owner_id: owner, ..Default::default() };
+            let found = self.inner.store.list_vms(&filter, &page).await?;
             vms.extend(found.items);
             match found.next_cursor {
                 Some(cursor) => page.cursor = Some(cursor),

@@ -6,6 +6,7 @@ use super::Vmm;
 use crate::error::{Error, Result};
 use crate::id::{TaskId, UserId, VmId};
 use crate::page::{Page, PageRequest};
+use crate::store::VmFilter;
 use crate::task::{Task, TaskFilter};
 use crate::users::{sees_all, Access, Actor, Area, Target};
 use crate::vm::{CloneSpec, ReinstallSpec, Vm, VmSpec};
@@ -24,14 +25,19 @@ impl Vmm {
         Ok(vm)
     }
 
-    /// The VMs `actor` may see, newest first.
-    pub async fn list_vms_for(&self, actor: &Actor, page: &PageRequest) -> Result<Page<Vm>> {
+    /// The VMs `actor` may see that `filter` passes, newest first.
+    pub async fn list_vms_for(
+        &self,
+        actor: &Actor,
+        filter: &VmFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Vm>> {
         actor.may(Area::Vms, Access::Read)?;
-        if sees_all(actor.role, Area::Vms) {
-            self.inner.store.list_vms(page).await
-        } else {
-            self.inner.store.list_owned_vms(actor.user_id, page).await
+        let mut filter = filter.clone();
+        if !sees_all(actor.role, Area::Vms) {
+            filter.owner_id = Some(actor.user_id);
         }
+        self.inner.store.list_vms(&filter, page).await
     }
 
     /// Creates a VM as `actor`: theirs unless an admin or operator names another owner.

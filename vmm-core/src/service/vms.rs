@@ -7,7 +7,7 @@ use crate::guest::GuestRequest;
 use crate::id::{NodeId, PoolId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement;
-use crate::store::PlacementRequest;
+use crate::store::{PlacementRequest, VmFilter};
 use crate::task::{Task, TaskKind, TaskParams};
 use crate::users::{Actor, UserUsage};
 use crate::vm::{
@@ -241,9 +241,9 @@ impl Vmm {
         self.inner.store.get_vm(id).await
     }
 
-    /// VMs, newest first.
-    pub async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>> {
-        self.inner.store.list_vms(page).await
+    /// The VMs `filter` passes, newest first.
+    pub async fn list_vms(&self, filter: &VmFilter, page: &PageRequest) -> Result<Page<Vm>> {
+        self.inner.store.list_vms(filter, page).await
     }
 
     /// Queues a rename and/or resize. Disks only grow; the node must have room.

@@ -42,7 +42,7 @@ pub use ssh_keys::SshKeyStore;
 pub use tasks::{Finished, TaskStore};
 pub use usage::UsageStore;
 pub use users::{StoredToken, UserStore};
-pub use vms::{PlacementRequest, VmGuest, VmStore};
+pub use vms::{PlacementRequest, VmFilter, VmGuest, VmStore};
 pub use webhooks::WebhookStore;
 
 /// Persistence for vmm: every area's store. Implemented for anything that implements all

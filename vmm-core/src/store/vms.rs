@@ -13,7 +13,30 @@ use crate::page::{Page, PageRequest};
 use crate::placement::{Demand, Placement, Strategy};
 use crate::reconcile::ObservedState;
 use crate::task::Task;
-use crate::vm::Vm;
+use crate::vm::{Vm, VmState};
+
+/// Which VMs to list: every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmFilter {
+    /// Only this user's VMs.
+    pub owner_id: Option<UserId>,
+    /// Only VMs on this node.
+    pub node_id: Option<NodeId>,
+    /// Only VMs in this state.
+    pub state: Option<VmState>,
+    /// Only VMs of this exact name.
+    pub name: Option<String>,
+}
+
+impl VmFilter {
+    /// Whether `vm` passes.
+    pub fn matches(&self, vm: &Vm) -> bool {
+        self.owner_id.is_none_or(|o| vm.owner_id == Some(o))
+            && self.node_id.is_none_or(|n| vm.node_id == n)
+            && self.state.is_none_or(|s| vm.state == s)
+            && self.name.as_deref().is_none_or(|n| vm.name == n)
+    }
+}
 
 /// How the store places a new VM inside [`VmStore::create_vm`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,10 +84,8 @@ pub trait VmStore: Send + Sync {
     ) -> Result<Vm>;
     /// One VM.
     async fn get_vm(&self, id: VmId) -> Result<Vm>;
-    /// VMs, newest first.
-    async fn list_vms(&self, page: &PageRequest) -> Result<Page<Vm>>;
-    /// `owner`'s VMs, newest first.
-    async fn list_owned_vms(&self, owner: UserId, page: &PageRequest) -> Result<Page<Vm>>;
+    /// The VMs `filter` passes, newest first.
+    async fn list_vms(&self, filter: &VmFilter, page: &PageRequest) -> Result<Page<Vm>>;
     /// Saves a VM's name, state, image and hostname.
     async fn update_vm(&self, vm: &Vm) -> Result<()>;
     /// Changes a VM's size if its node has room under its ratios

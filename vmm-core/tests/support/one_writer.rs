@@ -56,7 +56,7 @@ use chrono::{DateTime, Utc};
 use vmm_core::{
     ApiToken, Demand, GuestSettings, Image, ImageId, IpLease, Network, NetworkId, NodeId, NodeImage, Page,
     PlacementRequest, PoolId, Recipe, RecipeId, StoredToken, Task, TaskId, TokenId, User, UserId, Vm,
-    VmGuest, VmId,
+    VmFilter, VmGuest, VmId,
 };
 
 one_at_a_time! {
@@ -79,8 +79,7 @@ one_at_a_time! {
     VmStore {
         create_vm(vm: &Vm, task: &Task, placement: &PlacementRequest, guest: Option<&GuestSettings>) -> Vm;
         get_vm(id: VmId) -> Vm;
-        list_vms(page: &PageRequest) -> Page<Vm>;
-        list_owned_vms(owner: UserId, page: &PageRequest) -> Page<Vm>;
+        list_vms(filter: &VmFilter, page: &PageRequest) -> Page<Vm>;
         set_vm_owner(id: VmId, owner: Option<UserId>) -> Vm;
         update_vm(vm: &Vm) -> ();
         resize_vm(id: VmId, target: Demand) -> Vm;
