@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
 use serde::Serialize;
+use std::str::FromStr;
 use utoipa::ToSchema;
-use vmm_core::{Error, ErrorKind, Rejection};
+use vmm_core::{Error, ErrorKind, Rejection, TaskId, VmId};
 
 /// The prefix of every problem `type`: a URN, since the project owns no domain.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:vmm:problem:";
@@ -92,6 +93,47 @@ fn status_of(kind: ErrorKind) -> (u16, &'static str) {
 }
 
 impl ApiError {
+    /// A typical problem answered with `status`, as the API makes it: the examples of the
+    /// OpenAPI document.
+    pub(crate) fn example(status: u16) -> Option<Problem> {
+        let vm = VmId::from_str("01900000-0000-7000-8000-000000000001").ok()?;
+        let task = TaskId::from_str("01900000-0000-7000-8000-000000000002").ok()?;
+        let error = match status {
+            400 => Self::Request {
+                status: StatusCode::BAD_REQUEST,
+                code: "malformed_json",
+                detail:
+                    "Failed to parse the request body as JSON: EOF while parsing an object at line 1 column 1"
+                        .into(),
+                field: None,
+            },
+            401 => Self::Unauthorized,
+            403 => Error::Forbidden { reason: "a readonly user may not change VMs".into() }.into(),
+            404 => Error::VmNotFound { id: vm }.into(),
+            405 => Self::MethodNotAllowed,
+            409 => Error::ActiveTask { vm, task }.into(),
+            413 => Self::Request {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "body_too_large",
+                detail: "Failed to buffer the request body: length limit exceeded".into(),
+                field: None,
+            },
+            415 => Self::Request {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                detail: "Expected request with `Content-Type: application/json`".into(),
+                field: None,
+            },
+            422 => Error::invalid("vcpus", "must be between 1 and 256").into(),
+            429 => Self::TooManyRequests { retry_after: Duration::from_secs(60) },
+            500 => Error::backend("postgres", "connection reset").into(),
+            501 => Error::unsupported("test:///default", "installing from images").into(),
+            503 => Error::unavailable("qemu+tcp://node-2/system", "the node does not answer").into(),
+            _ => return None,
+        };
+        Some(error.problem())
+    }
+
     /// A 422 for `field`.
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
         Self::Core(Error::invalid(field, detail))

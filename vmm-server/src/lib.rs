@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 mod idempotency;
 pub mod metrics;
+mod openapi;
 mod routes;
 pub mod serve;
 
@@ -156,7 +157,7 @@ fn parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let (public, public_spec) = routes::public().split_for_parts();
     spec.merge(public_spec);
-    (guarded, public, spec)
+    (guarded, public, openapi::polish(spec))
 }
 
 /// The OpenAPI document of the v1 API.
@@ -172,6 +173,7 @@ pub fn app(state: AppState) -> Router {
     // The token is checked first, then the request is recorded, then a retry with an
     // idempotency key is answered as its first try was (or runs).
     let api = guarded
+        .route_layer(axum::middleware::from_fn(routes::link_next))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

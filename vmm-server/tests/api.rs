@@ -68,13 +68,19 @@ async fn nodes() {
     );
     assert_eq!(api.get("/api/v1/nodes").await.body["items"].as_array().unwrap().len(), 1);
     api.post("/api/v1/nodes", json!({"name": "n2", "uri": "memory://n2"})).await;
-    let page = api.get("/api/v1/nodes?limit=1").await.body;
+    let first = api.get("/api/v1/nodes?limit=1").await;
+    let page = first.body;
     assert_eq!(page["items"][0]["name"], "n2", "newest first");
-    let next = api
-        .get(&format!("/api/v1/nodes?limit=1&cursor={}", page["next_cursor"].as_str().unwrap()))
-        .await
-        .body;
+    // The next page's URL is also in `Link`, relative to this one, the other parameters kept.
+    let cursor = page["next_cursor"].as_str().unwrap();
+    assert_eq!(
+        first.headers["link"].to_str().unwrap(),
+        format!("</api/v1/nodes?limit=1&cursor={cursor}>; rel=\"next\"")
+    );
+    let last = api.get(&format!("/api/v1/nodes?limit=1&cursor={cursor}")).await;
+    let next = last.body;
     assert_eq!((next["items"][0]["name"].as_str(), next["next_cursor"].is_null()), (Some("n1"), true));
+    assert!(last.headers.get("link").is_none(), "the last page has no next");
     assert_eq!(api.get(&format!("/api/v1/nodes/{id}")).await.body["name"], "n1");
     let r =
         api.call(Method::PATCH, &format!("/api/v1/nodes/{id}"), Some(json!({"state": "maintenance"}))).await;
@@ -257,6 +263,20 @@ async fn a_vm_lives_and_dies_over_http() {
 
     let vms = api.get("/api/v1/vms?limit=10").await.body;
     assert_eq!(vms["items"].as_array().unwrap().len(), 1);
+    // Filters: every one given must match.
+    let vm = &vms["items"][0];
+    let (state, node, name) =
+        (vm["state"].as_str().unwrap(), vm["node_id"].as_str().unwrap(), vm["name"].as_str().unwrap());
+    for (query, listed) in [
+        (format!("state={state}&node_id={node}&name={name}"), 1),
+        (format!("state=paused&node_id={node}"), 0),
+        ("node_id=0190a5b2-0000-7000-8000-00000000abcd".to_owned(), 0),
+        (format!("name={name}x"), 0),
+    ] {
+        let page = api.get(&format!("/api/v1/vms?{query}")).await.body;
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(listed), "{query}");
+    }
+    problem(&api.get("/api/v1/vms?state=sleepy").await, 422, "invalid");
     let del = api.call(Method::DELETE, &format!("/api/v1/vms/{id}"), None).await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
     assert_eq!(api.wait(&del.body["task"]).await["state"], "succeeded");

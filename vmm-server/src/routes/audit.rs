@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Actor, AuditEntry, AuditFilter, Page, PageRequest, UserId};
 
-use super::{ApiResult, Json, Problems, Query};
+use super::{ApiResult, Paged, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -30,12 +30,12 @@ pub struct AuditQuery {
 }
 
 /// The audit log, newest first: everyone's for admins and read-only, your own for others.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "users", params(AuditQuery), responses((status = 200, body = Page<AuditEntry>), Problems))]
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit_entries", tag = "users", params(AuditQuery), responses((status = 200, body = Page<AuditEntry>), Problems))]
 async fn list_audit(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Page<AuditEntry>>> {
+) -> ApiResult<Paged<AuditEntry>> {
     let filter = AuditFilter { actor_id: q.actor_id, target_id: q.target_id };
-    Ok(Json(s.vmm.list_audit(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
+    Ok(Paged(s.vmm.list_audit(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
 }

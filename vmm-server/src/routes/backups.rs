@@ -15,7 +15,7 @@ use vmm_core::{
 };
 
 use super::vms::{TaskAccepted, VmAccepted};
-use super::{accepted, created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{accepted, created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 /// A backup whose taking was queued, and its task.
@@ -72,7 +72,7 @@ pub struct ScheduleRun {
 /// yours (`all: true`), a target, a mode and a retention (keep last / daily / weekly /
 /// monthly; the newest good backup is never pruned). One scheduler per cluster runs it; a
 /// scheduler that was down runs it once, not once per missed time.
-#[utoipa::path(post, path = "/api/v1/backup-schedules", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/backup-schedules", operation_id = "create_backup_schedule", tag = "backups",
     request_body(content = ScheduleSpec, example = json!({"name": "nightly", "cron": "0 3 * * *",
         "target_id": "01900000-0000-7000-8000-000000000009", "all": true, "mode": "incremental",
         "retention": {"keep_last": 3, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}})),
@@ -87,18 +87,18 @@ async fn create_schedule(
 }
 
 /// Backup schedules you may see, newest first.
-#[utoipa::path(get, path = "/api/v1/backup-schedules", tag = "backups", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/backup-schedules", operation_id = "list_backup_schedules", tag = "backups", params(PageQuery),
     responses((status = 200, body = Page<BackupSchedule>), Problems))]
 async fn list_schedules(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<BackupSchedule>>> {
-    Ok(Json(s.vmm.list_schedules(&actor, &q.page()).await?))
+) -> ApiResult<Paged<BackupSchedule>> {
+    Ok(Paged(s.vmm.list_schedules(&actor, &q.page()).await?))
 }
 
 /// One backup schedule.
-#[utoipa::path(get, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+#[utoipa::path(get, path = "/api/v1/backup-schedules/{id}", operation_id = "get_backup_schedule", tag = "backups", params(("id" = ScheduleId, Path)),
     responses((status = 200, body = BackupSchedule), Problems))]
 async fn get_schedule(
     State(s): State<AppState>,
@@ -109,7 +109,7 @@ async fn get_schedule(
 }
 
 /// Change a backup schedule (a new cron counts from now).
-#[utoipa::path(patch, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+#[utoipa::path(patch, path = "/api/v1/backup-schedules/{id}", operation_id = "update_backup_schedule", tag = "backups", params(("id" = ScheduleId, Path)),
     request_body(content = SchedulePatch, example = json!({"enabled": false})),
     responses((status = 200, body = BackupSchedule), Problems))]
 async fn update_schedule(
@@ -122,7 +122,7 @@ async fn update_schedule(
 }
 
 /// Remove a backup schedule; the backups it made stay.
-#[utoipa::path(delete, path = "/api/v1/backup-schedules/{id}", tag = "backups", params(("id" = ScheduleId, Path)),
+#[utoipa::path(delete, path = "/api/v1/backup-schedules/{id}", operation_id = "delete_backup_schedule", tag = "backups", params(("id" = ScheduleId, Path)),
     responses((status = 204), Problems))]
 async fn delete_schedule(
     State(s): State<AppState>,
@@ -134,7 +134,7 @@ async fn delete_schedule(
 }
 
 /// Run a backup schedule now (its next run stays as it was).
-#[utoipa::path(post, path = "/api/v1/backup-schedules/{id}/run", tag = "backups", params(("id" = ScheduleId, Path)),
+#[utoipa::path(post, path = "/api/v1/backup-schedules/{id}/run", operation_id = "run_backup_schedule", tag = "backups", params(("id" = ScheduleId, Path)),
     responses((status = 202, body = ScheduleRun), Problems))]
 async fn run_schedule(
     State(s): State<AppState>,
@@ -149,7 +149,7 @@ async fn run_schedule(
 /// NFS-mounted; it must exist) or S3-compatible storage (`s3://bucket/prefix` with `s3`).
 /// It is written, read and listed once before it is kept. The S3 secret is never shown
 /// again.
-#[utoipa::path(post, path = "/api/v1/backup-targets", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/backup-targets", operation_id = "create_backup_target", tag = "backups",
     request_body(content = BackupTargetSpec, examples(
         ("directory" = (value = json!({"name": "local", "url": "dir:///srv/vmm-backups"}))),
         ("s3" = (value = json!({"name": "offsite", "url": "s3://vmm-backups/site-a",
@@ -166,18 +166,18 @@ async fn create_target(
 }
 
 /// Backup targets, newest first.
-#[utoipa::path(get, path = "/api/v1/backup-targets", tag = "backups", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/backup-targets", operation_id = "list_backup_targets", tag = "backups", params(PageQuery),
     responses((status = 200, body = Page<BackupTargetConfig>), Problems))]
 async fn list_targets(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<BackupTargetConfig>>> {
-    Ok(Json(s.vmm.list_backup_targets(&actor, &q.page()).await?))
+) -> ApiResult<Paged<BackupTargetConfig>> {
+    Ok(Paged(s.vmm.list_backup_targets(&actor, &q.page()).await?))
 }
 
 /// One backup target.
-#[utoipa::path(get, path = "/api/v1/backup-targets/{id}", tag = "backups", params(("id" = BackupTargetId, Path)),
+#[utoipa::path(get, path = "/api/v1/backup-targets/{id}", operation_id = "get_backup_target", tag = "backups", params(("id" = BackupTargetId, Path)),
     responses((status = 200, body = BackupTargetConfig), Problems))]
 async fn get_target(
     State(s): State<AppState>,
@@ -188,7 +188,7 @@ async fn get_target(
 }
 
 /// Remove a backup target that holds no backups (409 while it does).
-#[utoipa::path(delete, path = "/api/v1/backup-targets/{id}", tag = "backups", params(("id" = BackupTargetId, Path)),
+#[utoipa::path(delete, path = "/api/v1/backup-targets/{id}", operation_id = "delete_backup_target", tag = "backups", params(("id" = BackupTargetId, Path)),
     responses((status = 204), Problems))]
 async fn delete_target(
     State(s): State<AppState>,
@@ -203,7 +203,7 @@ async fn delete_target(
 /// stores only the chunks that changed since the VM's newest backup on that target. A
 /// running VM's disk is copied at one instant (`consistency`: `fs_frozen` with a guest
 /// agent, else `crash_consistent`).
-#[utoipa::path(post, path = "/api/v1/vms/{id}/backups", tag = "backups", params(("id" = VmId, Path)),
+#[utoipa::path(post, path = "/api/v1/vms/{id}/backups", operation_id = "create_vm_backup", tag = "backups", params(("id" = VmId, Path)),
     request_body(content = BackupSpec, example = json!({"target_id": "01900000-0000-7000-8000-000000000009", "mode": "full"})),
     responses((status = 202, body = BackupAccepted, headers(("Location" = String, description = "The task"))), Problems))]
 async fn backup_vm(
@@ -223,10 +223,10 @@ async fn list_backups(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<BackupQuery>,
-) -> ApiResult<Json<Page<Backup>>> {
+) -> ApiResult<Paged<Backup>> {
     let filter = BackupFilter { vm_id: q.vm_id, target_id: q.target_id, owner_id: None };
     let page = PageRequest { limit: q.limit, cursor: q.cursor };
-    Ok(Json(s.vmm.list_backups(&actor, &filter, &page).await?))
+    Ok(Paged(s.vmm.list_backups(&actor, &filter, &page).await?))
 }
 
 /// One backup.

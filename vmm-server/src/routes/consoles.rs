@@ -50,7 +50,7 @@ pub struct ConsoleToken {
 }
 
 /// A single-use token to a running VM's console, for whoever may operate the VM.
-#[utoipa::path(post, path = "/api/v1/vms/{id}/console", tag = "vms", params(("id" = VmId, Path)),
+#[utoipa::path(post, path = "/api/v1/vms/{id}/console", operation_id = "create_console_token", tag = "vms", params(("id" = VmId, Path)),
     request_body(content = ConsoleRequest, example = json!({"kind": "vnc"})),
     responses((status = 201, body = ConsoleToken), Problems))]
 async fn console_token(
@@ -70,7 +70,7 @@ async fn console_token(
 /// The console a token opens, as a websocket (binary frames both ways: RFB for `vnc`,
 /// terminal bytes for `serial`). The token is the credential: it is used up here, and a
 /// token used before, expired or unknown is refused with 401 before the upgrade.
-#[utoipa::path(get, path = "/api/v1/console/{token}", tag = "vms", security(()), params(("token" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/console/{token}", operation_id = "open_console", tag = "vms", security(()), params(("token" = String, Path)),
     responses((status = 101, description = "Switching to the websocket protocol"), Problems))]
 async fn console_socket(
     State(s): State<AppState>,

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Image, ImageId, ImageSpec, Page, Task};
 
-use super::{accepted, created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{accepted, created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 /// An image whose data a task fetches, and the task.
@@ -46,8 +46,8 @@ async fn create_image(State(s): State<AppState>, Json(spec): Json<ImageSpec>) ->
 
 /// Images, newest first.
 #[utoipa::path(get, path = "/api/v1/images", tag = "images", params(PageQuery), responses((status = 200, body = Page<Image>), Problems))]
-async fn list_images(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Image>>> {
-    Ok(Json(s.vmm.list_images(&q.page()).await?))
+async fn list_images(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Paged<Image>> {
+    Ok(Paged(s.vmm.list_images(&q.page()).await?))
 }
 
 /// One image.

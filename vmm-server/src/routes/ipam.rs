@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{IpLease, IpPool, IpPoolSpec, Page, PoolId};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 /// A lease asked for by hand.
@@ -31,7 +31,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Create an IP pool.
-#[utoipa::path(post, path = "/api/v1/ip-pools", tag = "ip-pools",
+#[utoipa::path(post, path = "/api/v1/ip-pools", operation_id = "create_ip_pool", tag = "ip-pools",
     request_body(content = IpPoolSpec, example = json!({"name": "public", "cidr": "192.0.2.0/24", "gateway": "192.0.2.1"})),
     responses((status = 201, body = IpPool), Problems))]
 async fn create_pool(State(s): State<AppState>, Json(spec): Json<IpPoolSpec>) -> ApiResult<Response> {
@@ -40,20 +40,20 @@ async fn create_pool(State(s): State<AppState>, Json(spec): Json<IpPoolSpec>) ->
 }
 
 /// Pools, newest first.
-#[utoipa::path(get, path = "/api/v1/ip-pools", tag = "ip-pools", params(PageQuery), responses((status = 200, body = Page<IpPool>), Problems))]
-async fn list_pools(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<IpPool>>> {
-    Ok(Json(s.vmm.list_ip_pools(&q.page()).await?))
+#[utoipa::path(get, path = "/api/v1/ip-pools", operation_id = "list_ip_pools", tag = "ip-pools", params(PageQuery), responses((status = 200, body = Page<IpPool>), Problems))]
+async fn list_pools(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Paged<IpPool>> {
+    Ok(Paged(s.vmm.list_ip_pools(&q.page()).await?))
 }
 
 /// One pool.
-#[utoipa::path(get, path = "/api/v1/ip-pools/{id}", tag = "ip-pools", params(("id" = PoolId, Path)),
+#[utoipa::path(get, path = "/api/v1/ip-pools/{id}", operation_id = "get_ip_pool", tag = "ip-pools", params(("id" = PoolId, Path)),
     responses((status = 200, body = IpPool), Problems))]
 async fn get_pool(State(s): State<AppState>, Path(id): Path<PoolId>) -> ApiResult<Json<IpPool>> {
     Ok(Json(s.vmm.get_ip_pool(id).await?))
 }
 
 /// Delete a pool that has no leases.
-#[utoipa::path(delete, path = "/api/v1/ip-pools/{id}", tag = "ip-pools", params(("id" = PoolId, Path)),
+#[utoipa::path(delete, path = "/api/v1/ip-pools/{id}", operation_id = "delete_ip_pool", tag = "ip-pools", params(("id" = PoolId, Path)),
     responses((status = 204), Problems))]
 async fn delete_pool(State(s): State<AppState>, Path(id): Path<PoolId>) -> ApiResult<StatusCode> {
     s.vmm.delete_ip_pool(id).await?;
@@ -67,12 +67,12 @@ async fn list_leases(
     State(s): State<AppState>,
     Path(id): Path<PoolId>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<IpLease>>> {
-    Ok(Json(s.vmm.list_leases(id, &q.page()).await?))
+) -> ApiResult<Paged<IpLease>> {
+    Ok(Paged(s.vmm.list_leases(id, &q.page()).await?))
 }
 
 /// Lease an address by hand: the one asked for, or the lowest free one.
-#[utoipa::path(post, path = "/api/v1/ip-pools/{id}/leases", tag = "ip-pools", operation_id = "allocate_lease",
+#[utoipa::path(post, path = "/api/v1/ip-pools/{id}/leases", tag = "ip-pools", operation_id = "create_lease",
     params(("id" = PoolId, Path)),
     request_body(content = LeaseRequest, example = json!({"address": "192.0.2.50"})),
     responses((status = 201, body = IpLease), Problems))]
@@ -86,7 +86,7 @@ async fn create_lease(
 }
 
 /// End a lease held by hand.
-#[utoipa::path(delete, path = "/api/v1/ip-pools/{id}/leases/{address}", tag = "ip-pools", operation_id = "release_lease",
+#[utoipa::path(delete, path = "/api/v1/ip-pools/{id}/leases/{address}", tag = "ip-pools", operation_id = "delete_lease",
     params(("id" = PoolId, Path), ("address" = String, Path, description = "An IPv4 or IPv6 address")),
     responses((status = 204), Problems))]
 async fn delete_lease(

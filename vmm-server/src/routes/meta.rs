@@ -62,7 +62,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Readiness, for a load balancer or an orchestrator; needs no token. 503 until the store
 /// answers and every node not known to be down has answered once.
-#[utoipa::path(get, path = "/api/v1/ready", tag = "meta", security(()),
+#[utoipa::path(get, path = "/api/v1/ready", operation_id = "get_readiness", tag = "meta", security(()),
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(s): State<AppState>) -> Response {
     let answer = |r: Readiness| {
@@ -104,7 +104,7 @@ async fn ready(State(s): State<AppState>) -> Response {
     answer(r)
 }
 /// Version and capabilities.
-#[utoipa::path(get, path = "/api/v1", tag = "meta", responses((status = 200, body = About), Problems))]
+#[utoipa::path(get, path = "/api/v1", operation_id = "get_about", tag = "meta", responses((status = 200, body = About), Problems))]
 async fn about() -> Json<About> {
     Json(About {
         version: env!("CARGO_PKG_VERSION"),
@@ -114,7 +114,7 @@ async fn about() -> Json<About> {
 }
 
 /// Health; needs no token.
-#[utoipa::path(get, path = "/api/v1/health", tag = "meta", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/api/v1/health", operation_id = "get_health", tag = "meta", security(()), responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }

@@ -55,7 +55,7 @@ fn prometheus_text(text: &str) -> String {
 /// names them). Takes the admin token, the metrics token, or an admin's API token.
 /// OpenMetrics text when the client accepts it (as Prometheus does), else the classic
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "meta",
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "meta",
     responses((status = 200, description = "Prometheus text (or OpenMetrics when accepted)", body = String, content_type = "text/plain"), Problems))]
 async fn metrics(
     State(s): State<AppState>,

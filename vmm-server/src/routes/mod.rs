@@ -24,12 +24,13 @@ mod vms;
 mod webhooks;
 
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::{header::LOCATION, StatusCode};
+use axum::http::header::{LINK, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses};
 use utoipa_axum::router::OpenApiRouter;
-use vmm_core::{Area, PageRequest, Task};
+use vmm_core::{Area, Page, PageRequest, Task};
 
 use crate::{ApiError, AppState, Problem};
 
@@ -42,6 +43,50 @@ impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// A page of a list as JSON. When there is a next page, the response also carries its
+/// cursor (as [`NextPage`]), which [`link_next`] turns into a `Link: <…>; rel="next"` header.
+pub struct Paged<T>(pub Page<T>);
+
+/// The cursor of the next page, handed from a [`Paged`] answer to [`link_next`].
+#[derive(Debug, Clone)]
+pub struct NextPage(String);
+
+impl<T: Serialize> IntoResponse for Paged<T> {
+    fn into_response(self) -> Response {
+        let next = self.0.next_cursor.clone();
+        let mut res = axum::Json(self.0).into_response();
+        if let Some(cursor) = next {
+            res.extensions_mut().insert(NextPage(cursor));
+        }
+        res
+    }
+}
+
+/// Middleware: a page with a next one gets `Link: <this request with cursor=NEXT>;
+/// rel="next"` (RFC 8288), a reference relative to the request's own URL.
+pub async fn link_next(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let mut res = next.run(req).await;
+    if let Some(NextPage(cursor)) = res.extensions_mut().remove::<NextPage>() {
+        let mut pairs: Vec<(String, String)> = query
+            .as_deref()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .filter(|(k, _)| k != "cursor")
+                    .collect()
+            })
+            .unwrap_or_default();
+        pairs.push(("cursor".to_owned(), cursor));
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+        if let Ok(value) = HeaderValue::from_str(&format!("<{path}?{query}>; rel=\"next\"")) {
+            res.headers_mut().insert(LINK, value);
+        }
+    }
+    res
 }
 
 /// Path parameters; a malformed one is a 422.
@@ -72,6 +117,9 @@ pub enum Problems {
     /// No such resource.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
+    /// The path does not take this method (the answer to any method a path does not list).
+    #[response(status = 405, content_type = "application/problem+json")]
+    MethodNotAllowed(Problem),
     /// Conflicts with the current state: an active task, an illegal state, a duplicate.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
@@ -87,6 +135,9 @@ pub enum Problems {
     /// Too many failed attempts to authenticate from this address; see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Problem),
+    /// The server failed; its log has the details (the answer never has them).
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
     /// The backend does not support this.
     #[response(status = 501, content_type = "application/problem+json")]
     Unsupported(Problem),

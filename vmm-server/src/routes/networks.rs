@@ -6,7 +6,7 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Network, NetworkId, NetworkSpec, Page};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -27,11 +27,8 @@ async fn create_network(State(s): State<AppState>, Json(spec): Json<NetworkSpec>
 
 /// Networks, newest first.
 #[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery), responses((status = 200, body = Page<Network>), Problems))]
-async fn list_networks(
-    State(s): State<AppState>,
-    Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Network>>> {
-    Ok(Json(s.vmm.list_networks(&q.page()).await?))
+async fn list_networks(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Paged<Network>> {
+    Ok(Paged(s.vmm.list_networks(&q.page()).await?))
 }
 
 /// One network.

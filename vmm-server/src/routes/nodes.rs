@@ -6,7 +6,7 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Node, NodeId, NodePatch, NodeSpec, Page};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -18,7 +18,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Register a node: vmm checks its URI, connects to it and reads its capacity.
-#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", operation_id = "add_node",
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", operation_id = "create_node",
     request_body(content = NodeSpec, example = json!({"name": "local", "uri": "qemu:///system", "virt_type": "qemu"})),
     responses((status = 201, body = Node), Problems))]
 async fn create_node(State(s): State<AppState>, Json(spec): Json<NodeSpec>) -> ApiResult<Response> {
@@ -28,8 +28,8 @@ async fn create_node(State(s): State<AppState>, Json(spec): Json<NodeSpec>) -> A
 
 /// Nodes, newest first.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(PageQuery), responses((status = 200, body = Page<Node>), Problems))]
-async fn list_nodes(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Node>>> {
-    Ok(Json(s.vmm.list_nodes(&q.page()).await?))
+async fn list_nodes(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Paged<Node>> {
+    Ok(Paged(s.vmm.list_nodes(&q.page()).await?))
 }
 
 /// One node, with what its VMs have taken.
@@ -52,7 +52,7 @@ async fn update_node(
 }
 
 /// Unregister a node that has no VMs.
-#[utoipa::path(delete, path = "/api/v1/nodes/{id}", tag = "nodes", operation_id = "remove_node",
+#[utoipa::path(delete, path = "/api/v1/nodes/{id}", tag = "nodes", operation_id = "delete_node",
     params(("id" = NodeId, Path)), responses((status = 204), Problems))]
 async fn delete_node(State(s): State<AppState>, Path(id): Path<NodeId>) -> ApiResult<StatusCode> {
     s.vmm.delete_node(id).await?;

@@ -6,7 +6,7 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Page, Recipe, RecipeId, RecipeSpec};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -26,11 +26,8 @@ async fn create_recipe(State(s): State<AppState>, Json(spec): Json<RecipeSpec>) 
 
 /// Recipes, newest first.
 #[utoipa::path(get, path = "/api/v1/recipes", tag = "recipes", params(PageQuery), responses((status = 200, body = Page<Recipe>), Problems))]
-async fn list_recipes(
-    State(s): State<AppState>,
-    Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Recipe>>> {
-    Ok(Json(s.vmm.list_recipes(&q.page()).await?))
+async fn list_recipes(State(s): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Paged<Recipe>> {
+    Ok(Paged(s.vmm.list_recipes(&q.page()).await?))
 }
 
 /// One recipe.

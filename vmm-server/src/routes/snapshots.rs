@@ -8,7 +8,7 @@ use vmm_core::snapshot::{Snapshot, SnapshotSpec};
 use vmm_core::{Actor, Page, VmId};
 
 use super::vms::TaskAccepted;
-use super::{accepted, ApiResult, Json, Path, Problems};
+use super::{accepted, ApiResult, Json, Paged, Path, Problems};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -40,9 +40,9 @@ async fn list_snapshots(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<VmId>,
-) -> ApiResult<Json<Page<Snapshot>>> {
+) -> ApiResult<Paged<Snapshot>> {
     let items = s.vmm.list_snapshots(&actor, id).await?;
-    Ok(Json(Page { items, next_cursor: None }))
+    Ok(Paged(Page { items, next_cursor: None }))
 }
 
 /// Put the VM back as it was at the snapshot: running, if it held the memory.

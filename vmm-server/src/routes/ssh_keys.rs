@@ -7,7 +7,7 @@ use axum::Extension;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Actor, Page, SshKey, SshKeyId, SshKeySpec};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -35,8 +35,8 @@ async fn list_ssh_keys(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<SshKey>>> {
-    Ok(Json(s.vmm.list_ssh_keys(&actor, &q.page()).await?))
+) -> ApiResult<Paged<SshKey>> {
+    Ok(Paged(s.vmm.list_ssh_keys(&actor, &q.page()).await?))
 }
 
 /// One key.

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{Access, Actor, Page, PageRequest, Task, TaskFilter, TaskId, TaskState, VmId};
 
-use super::{ApiResult, Json, Path, Problems, Query};
+use super::{ApiResult, Json, Paged, Path, Problems, Query};
 use crate::{ApiError, AppState};
 
 /// Task filters and paging.
@@ -48,9 +48,9 @@ async fn list_tasks(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<TaskQuery>,
-) -> ApiResult<Json<Page<Task>>> {
+) -> ApiResult<Paged<Task>> {
     let filter = TaskFilter { vm_id: q.vm_id, state: q.state, owner_id: None };
-    Ok(Json(s.vmm.list_tasks_for(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
+    Ok(Paged(s.vmm.list_tasks_for(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
 }
 
 /// One task.

@@ -42,7 +42,7 @@ pub struct Stats {
 
 /// A VM's usage: CPU %, memory in use, disk and network rates, sampled by the collector
 /// and averaged per step.
-#[utoipa::path(get, path = "/api/v1/vms/{id}/stats", tag = "vms", params(("id" = VmId, Path), StatsQuery),
+#[utoipa::path(get, path = "/api/v1/vms/{id}/stats", operation_id = "get_vm_stats", tag = "vms", params(("id" = VmId, Path), StatsQuery),
     responses((status = 200, body = Stats), Problems))]
 async fn vm_stats(
     State(s): State<AppState>,
@@ -54,7 +54,7 @@ async fn vm_stats(
 }
 
 /// A node's usage: its CPU %, memory in use, and its VMs' disk and network rates.
-#[utoipa::path(get, path = "/api/v1/nodes/{id}/stats", tag = "nodes", params(("id" = NodeId, Path), StatsQuery),
+#[utoipa::path(get, path = "/api/v1/nodes/{id}/stats", operation_id = "get_node_stats", tag = "nodes", params(("id" = NodeId, Path), StatsQuery),
     responses((status = 200, body = Stats), Problems))]
 async fn node_stats(
     State(s): State<AppState>,

@@ -16,7 +16,7 @@ use vmm_core::{
     UserSpec, UserState,
 };
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::auth::ClientIp;
 use crate::{ApiError, AppState};
 
@@ -66,7 +66,7 @@ pub struct NewToken {
 }
 
 /// Sign in with an email and password.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "users", security(()),
+#[utoipa::path(post, path = "/api/v1/auth/login", operation_id = "log_in", tag = "users", security(()),
     request_body(content = Login, example = json!({"email": "ann@example.com", "password": "correct horse battery"})),
     responses((status = 200, body = LoginAnswer), Problems))]
 async fn login(
@@ -122,14 +122,14 @@ async fn sign_in(s: &AppState, ip: std::net::IpAddr, body: &Login) -> ApiResult<
 }
 
 /// End the session (or revoke the token) this request presents.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "users", responses((status = 204), Problems))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", operation_id = "log_out", tag = "users", responses((status = 204), Problems))]
 async fn logout(State(s): State<AppState>, Extension(actor): Extension<Actor>) -> ApiResult<StatusCode> {
     s.vmm.logout(&actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who this token acts as.
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", responses((status = 200, body = User), Problems))]
+#[utoipa::path(get, path = "/api/v1/users/me", operation_id = "get_current_user", tag = "users", responses((status = 200, body = User), Problems))]
 async fn me(State(s): State<AppState>, Extension(actor): Extension<Actor>) -> ApiResult<Json<User>> {
     Ok(Json(s.vmm.get_user(&actor, actor.user_id).await?))
 }
@@ -153,8 +153,8 @@ async fn list_users(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<User>>> {
-    Ok(Json(s.vmm.list_users(&actor, &q.page()).await?))
+) -> ApiResult<Paged<User>> {
+    Ok(Paged(s.vmm.list_users(&actor, &q.page()).await?))
 }
 
 /// One user.
@@ -228,8 +228,8 @@ async fn list_tokens(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<ApiToken>>> {
-    Ok(Json(s.vmm.list_tokens(&actor, &q.page()).await?))
+) -> ApiResult<Paged<ApiToken>> {
+    Ok(Paged(s.vmm.list_tokens(&actor, &q.page()).await?))
 }
 
 /// Revoke a token; it stops working on the next request.

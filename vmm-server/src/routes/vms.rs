@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::{
-    Access, Actor, AddressSpec, CloneSpec, Page, PowerAction, ReinstallSpec, Task, Vm, VmId, VmPatch, VmSpec,
+    Access, Actor, AddressSpec, CloneSpec, NodeId, Page, PageRequest, PowerAction, ReinstallSpec, Task, Vm,
+    VmFilter, VmId, VmPatch, VmSpec, VmState,
 };
 
-use super::{accepted, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{accepted, ApiResult, Json, Paged, Path, Problems, Query};
 use crate::AppState;
 
 /// A VM whose creation was queued, and its task.
@@ -76,14 +77,32 @@ async fn create_vm(
     Ok(accepted(&task, VmAccepted { vm, task: task.clone() }))
 }
 
-/// VMs, newest first.
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(PageQuery), responses((status = 200, body = Page<Vm>), Problems))]
+/// Which VMs to list: every filter given must match.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VmQuery {
+    /// Only VMs in this state.
+    pub state: Option<VmState>,
+    /// Only VMs on this node.
+    pub node_id: Option<NodeId>,
+    /// Only the VM of this exact name.
+    pub name: Option<String>,
+    /// Items per page, 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// VMs, newest first; filtered by state, node or name.
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(VmQuery), responses((status = 200, body = Page<Vm>), Problems))]
 async fn list_vms(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
-    Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Vm>>> {
-    Ok(Json(s.vmm.list_vms_for(&actor, &q.page()).await?))
+    Query(q): Query<VmQuery>,
+) -> ApiResult<Paged<Vm>> {
+    let filter = VmFilter { owner_id: None, node_id: q.node_id, state: q.state, name: q.name };
+    let page = PageRequest { limit: q.limit, cursor: q.cursor };
+    Ok(Paged(s.vmm.list_vms_for(&actor, &filter, &page).await?))
 }
 
 /// One VM.
@@ -132,7 +151,7 @@ async fn delete_vm(
 }
 
 /// Start, stop, shut down, reboot, suspend or resume a VM.
-#[utoipa::path(post, path = "/api/v1/vms/{id}/{action}", tag = "vms", operation_id = "act_on_vm",
+#[utoipa::path(post, path = "/api/v1/vms/{id}/{action}", tag = "vms", operation_id = "run_vm_action",
     params(("id" = VmId, Path), ("action" = PowerAction, Path)),
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn power_vm(
@@ -178,7 +197,7 @@ async fn clone_vm(
 
 /// Add an address: leased now, then a NIC on the pool's network is plugged in (hot-plugged
 /// when the VM runs) and the seed rewritten; undone together if a step fails.
-#[utoipa::path(post, path = "/api/v1/vms/{id}/addresses", tag = "vms", params(("id" = VmId, Path)),
+#[utoipa::path(post, path = "/api/v1/vms/{id}/addresses", operation_id = "create_vm_address", tag = "vms", params(("id" = VmId, Path)),
     request_body(content = AddressSpec, example = json!({"ip_pool_id": "01900000-0000-7000-8000-000000000002"})),
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn add_address(
@@ -193,7 +212,7 @@ async fn add_address(
 }
 
 /// Remove an address with its NIC; the lease ends once the NIC is unplugged.
-#[utoipa::path(delete, path = "/api/v1/vms/{id}/addresses/{address}", tag = "vms",
+#[utoipa::path(delete, path = "/api/v1/vms/{id}/addresses/{address}", operation_id = "delete_vm_address", tag = "vms",
     params(("id" = VmId, Path), ("address" = String, Path)),
     responses((status = 202, body = TaskAccepted), Problems))]
 async fn remove_address(
@@ -207,7 +226,7 @@ async fn remove_address(
 }
 
 /// What the VM's serial console printed (the end of it), read through libvirt.
-#[utoipa::path(get, path = "/api/v1/vms/{id}/console-log", tag = "vms", params(("id" = VmId, Path), TailQuery),
+#[utoipa::path(get, path = "/api/v1/vms/{id}/console-log", operation_id = "get_console_log", tag = "vms", params(("id" = VmId, Path), TailQuery),
     responses((status = 200, body = String, content_type = "text/plain"), Problems))]
 async fn console_log(
     State(s): State<AppState>,

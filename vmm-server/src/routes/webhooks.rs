@@ -8,7 +8,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use vmm_core::webhook::{Delivery, Webhook, WebhookPatch, WebhookSpec};
 use vmm_core::{Access, Actor, Page, WebhookId};
 
-use super::{created, ApiResult, Json, PageQuery, Path, Problems, Query};
+use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -38,8 +38,8 @@ async fn list_webhooks(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Webhook>>> {
-    Ok(Json(s.vmm.list_webhooks_for(&actor, &q.page()).await?))
+) -> ApiResult<Paged<Webhook>> {
+    Ok(Paged(s.vmm.list_webhooks_for(&actor, &q.page()).await?))
 }
 
 /// One subscription.
@@ -80,13 +80,13 @@ async fn delete_webhook(
 
 /// A subscription's delivery attempts, newest first: event, attempt, outcome, the
 /// receiver's status and how long it took.
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "events", params(("id" = WebhookId, Path), PageQuery),
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "events", params(("id" = WebhookId, Path), PageQuery),
     responses((status = 200, body = Page<Delivery>), Problems))]
 async fn list_deliveries(
     State(s): State<AppState>,
     Extension(actor): Extension<Actor>,
     Path(id): Path<WebhookId>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Delivery>>> {
-    Ok(Json(s.vmm.list_deliveries_for(&actor, id, &q.page()).await?))
+) -> ApiResult<Paged<Delivery>> {
+    Ok(Paged(s.vmm.list_deliveries_for(&actor, id, &q.page()).await?))
 }
