@@ -93,7 +93,7 @@ def test_a_server_from_an_image_on_real_qemu(tmp_path):
         for v in (vm, copy):
             assert v.delete().state == "succeeded"
         for p in pools:
-            assert c.leases(p) == []
+            assert list(c.leases(p)) == []
             c.delete_ip_pool(p)
         image.delete()
         c.delete_network(net)
@@ -135,4 +135,4 @@ def test_bad_input_raises_typed_errors_and_changes_nothing(client, node, tmp_pat
             client.create_vm("bad", **{**base, **change})
         if field:
             assert e.value.ids.get("field") == field, e.value.ids
-    assert client.vms() == [] and client.leases(pool) == []
+    assert list(client.vms()) == [] and list(client.leases(pool)) == []

@@ -26,12 +26,12 @@ def test_a_whole_vm_life_on_the_test_driver(client, node, pool):
     vm.update(name="web-2", memory_mib=256)
     assert (vm.name, vm.memory_mib) == ("web-2", 256)
     assert [t.kind for t in client.tasks(vm_id=vm)][:2] == ["update_vm", "start_vm"]
-    assert vm in client.vms()
+    assert vm in list(client.vms())
     assert client.vm(vm.id) == vm
     assert vm.delete().state == "succeeded"
     with pytest.raises(vmm.NotFoundError):
         client.vm(vm.id)
-    assert client.leases(pool) == []
+    assert list(client.leases(pool)) == []
 
 
 def test_objects_are_plain_and_shaped_like_the_http_api(client, node, pool):
@@ -44,10 +44,10 @@ def test_objects_are_plain_and_shaped_like_the_http_api(client, node, pool):
     assert repr(vm).startswith("Vm(id=")
     assert client.vm(vm.id) == vm and hash(client.vm(vm.id)) == hash(vm)
     assert vm != client.node(node)
-    lease = client.leases(pool)[0]
+    lease = next(client.leases(pool))
     assert (lease.address, lease.vm_id) == ("192.0.2.2", vm.id)
     assert set(client.node(node).to_dict()) >= {"id", "name", "uri", "virt_type", "capacity", "allocated", "state"}
-    task = client.tasks(vm_id=vm.id)[0]
+    task = next(client.tasks(vm_id=vm.id))
     assert set(task.to_dict()) >= {"id", "kind", "state", "vm_id", "progress", "error", "created_at",
                                    "started_at", "finished_at"}
 
@@ -218,11 +218,11 @@ def test_a_client_acting_as_a_user_sees_and_does_only_what_their_role_allows(dat
             as_ann.create_vm("second", vcpus=1, memory_mib=128, disk_gib=1, wait=False)
         assert isinstance(e.value, vmm.ConflictError) and "max_vms" in e.value.message
         # Bob: Ann's VM and its tasks are not found, nodes and users are not his to touch.
-        assert as_bob.vms() == [] and as_bob.tasks() == []
+        assert list(as_bob.vms()) == [] and list(as_bob.tasks()) == []
         with pytest.raises(vmm.NotFoundError):
             as_bob.vm(vm.id)
         with pytest.raises(PermissionError):
-            as_bob.nodes()
+            list(as_bob.nodes())
         with pytest.raises(vmm.PermissionError):
             as_bob.create_user("eve@example.com", password="correct horse battery", role="admin")
         assert issubclass(vmm.PermissionError, vmm.VmmError)
