@@ -62,9 +62,11 @@ pub enum ImageState {
 #[serde(deny_unknown_fields)]
 pub struct OsInfo {
     /// The family recipes are written for: `debian`, `ubuntu`, `alma`, `alpine`, `linux`…
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32, pattern = "^[a-z0-9-]+$"))]
     pub family: String,
     /// Its version, free text (`12`, `24.04`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub version: String,
 }
 
@@ -74,6 +76,7 @@ pub struct OsInfo {
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// Unique display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: String,
     /// Its OS.
     pub os: OsInfo,
@@ -81,6 +84,7 @@ pub struct ImageSpec {
     pub format: ImageFormat,
     /// The smallest disk a VM made from it may have, in GiB (default: its virtual size).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65536))]
     pub min_disk_gib: Option<u64>,
     /// Fetch the data from here (HTTP or HTTPS) instead of an upload.
     #[serde(default)]

@@ -30,6 +30,7 @@ pub enum NetworkKind {
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Unique display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$"))]
     pub name: String,
     /// `bridge` or `managed`.
     pub kind: NetworkKind,
@@ -42,6 +43,7 @@ pub struct NetworkSpec {
     pub cidr: Option<IpNet>,
     /// An 802.1Q VLAN tag for the NICs (`bridge` networks on VLAN-aware bridges).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4094))]
     pub vlan: Option<u16>,
     /// The nodes that have this network (a bridge network's host bridge); every node when
     /// empty. VMs with a NIC on it are placed only there.

@@ -112,6 +112,7 @@ impl Usage {
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Unique display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$"))]
     pub name: String,
     /// libvirt URI (`qemu:///system`, `qemu+ssh://host/system`, `test:///default`, `memory://name`).
     pub uri: String,
@@ -120,9 +121,11 @@ pub struct NodeSpec {
     pub virt_type: VirtType,
     /// vCPUs per physical CPU; default [`DEFAULT_CPU_OVERCOMMIT`].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 64))]
     pub cpu_overcommit: Option<f64>,
     /// Memory overcommit ratio; default [`DEFAULT_MEMORY_OVERCOMMIT`].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 64))]
     pub memory_overcommit: Option<f64>,
 }
 
@@ -182,12 +185,15 @@ fn validate_ratio(field: &str, ratio: Option<f64>) -> Result<()> {
 pub struct NodePatch {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$"))]
     pub name: Option<String>,
     /// New CPU overcommit ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 64))]
     pub cpu_overcommit: Option<f64>,
     /// New memory overcommit ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 64))]
     pub memory_overcommit: Option<f64>,
     /// New state: `maintenance` to drain placement, `online` to take VMs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]

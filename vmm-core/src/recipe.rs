@@ -17,10 +17,13 @@ pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct RecipeSpec {
     /// Unique display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: String,
     /// The OS families (`debian`, `ubuntu`…) it may run on.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 32))]
     pub os_families: Vec<String>,
     /// The script, run by `sh` as root.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 65536))]
     pub script: String,
 }
 

@@ -28,12 +28,16 @@ pub const MAX_DISK_GIB: u64 = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct VmSpec {
     /// Display name; free text, kept out of libvirt names.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: String,
     /// Virtual CPUs.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
     pub vcpus: u32,
     /// Memory in MiB.
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 16777216))]
     pub memory_mib: u64,
     /// Disk size in GiB.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65536))]
     pub disk_gib: u64,
     /// Put the VM on this node; placement picks one when absent.
     #[serde(default)]
@@ -49,6 +53,7 @@ pub struct VmSpec {
     pub image_id: Option<ImageId>,
     /// More pools, after `ip_pool_id`: one NIC and one address per pool, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 16))]
     pub ip_pool_ids: Vec<PoolId>,
     /// The guest's hostname (an RFC 1123 label; default from the name). Needs an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,9 +70,11 @@ pub struct VmSpec {
     /// The user's own user-data (`#cloud-config` or a `#!` script, at most 64 KiB). Needs
     /// an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 65536))]
     pub user_data: Option<String>,
     /// Recipes to run at first boot, for the image's OS family. Needs an image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub recipe_ids: Vec<RecipeId>,
     /// Whose VM it is: admins and operators may name any user; a user's VMs are theirs
     /// (by default, the caller's).
@@ -115,6 +122,7 @@ pub struct ReinstallSpec {
 #[serde(deny_unknown_fields)]
 pub struct CloneSpec {
     /// The new VM's display name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: String,
     /// Start it once made (default true).
     #[serde(default = "default_true")]
@@ -258,15 +266,19 @@ fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
 pub struct VmPatch {
     /// New display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub name: Option<String>,
     /// New vCPU count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
     pub vcpus: Option<u32>,
     /// New memory size in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 16777216))]
     pub memory_mib: Option<u64>,
     /// New disk size in GiB; disks only grow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65536))]
     pub disk_gib: Option<u64>,
     /// A new owner (admins only, alone in its patch): done at once, the VM's usage moving
     /// to the new owner's quota; answered 200 with the VM.

@@ -196,3 +196,43 @@ fn operation_ids_follow_one_verb_scheme() {
     }
     assert!(wrong.is_empty(), "operationIds off the scheme: {wrong:#?}");
 }
+
+/// The limits the document states are the ones the code checks (so that a client, or
+/// schemathesis, can keep to them): each is read here from its constant.
+#[test]
+fn stated_limits_are_the_checked_ones() {
+    use vmm_core::{guest, names, node, page, recipe, vm};
+    let spec = serde_json::to_value(vmm_server::openapi()).unwrap();
+    let schema = |name: &str, field: &str| spec["components"]["schemas"][name]["properties"][field].clone();
+    let max = |name: &str, field: &str, key: &str| schema(name, field)[key].as_f64();
+    let name_chars = names::MAX_NAME_CHARS as f64;
+    for (name, field) in
+        [("VmSpec", "name"), ("CloneSpec", "name"), ("ImageSpec", "name"), ("RecipeSpec", "name")]
+    {
+        assert_eq!(max(name, field, "maxLength"), Some(name_chars), "{name}.{field}");
+        assert_eq!(max(name, field, "minLength"), Some(1.0), "{name}.{field}");
+    }
+    assert_eq!(vm::MAX_NAME_CHARS, names::MAX_NAME_CHARS);
+    for name in ["VmSpec", "VmPatch"] {
+        assert_eq!(max(name, "vcpus", "maximum"), Some(f64::from(vm::MAX_VCPUS)), "{name}");
+        assert_eq!(max(name, "memory_mib", "maximum"), Some(vm::MAX_MEMORY_MIB as f64), "{name}");
+        assert_eq!(max(name, "disk_gib", "maximum"), Some(vm::MAX_DISK_GIB as f64), "{name}");
+    }
+    assert_eq!(max("ImageSpec", "min_disk_gib", "maximum"), Some(vm::MAX_DISK_GIB as f64));
+    assert_eq!(max("VmSpec", "ip_pool_ids", "maxItems"), Some(vm::MAX_NICS as f64));
+    assert_eq!(max("VmSpec", "recipe_ids", "maxItems"), Some(vm::MAX_RECIPES as f64));
+    assert_eq!(max("VmSpec", "user_data", "maxLength"), Some(guest::MAX_USER_DATA_BYTES as f64));
+    assert_eq!(max("RecipeSpec", "script", "maxLength"), Some(recipe::MAX_SCRIPT_BYTES as f64));
+    for name in ["NodeSpec", "NodePatch"] {
+        assert_eq!(max(name, "cpu_overcommit", "maximum"), Some(node::MAX_OVERCOMMIT), "{name}");
+        assert_eq!(max(name, "memory_overcommit", "maximum"), Some(node::MAX_OVERCOMMIT), "{name}");
+    }
+    let limit = spec["paths"]["/api/v1/vms"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"]["maximum"]
+        .as_f64();
+    assert_eq!(limit, Some(f64::from(page::MAX_LIMIT)));
+}

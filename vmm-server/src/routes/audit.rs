@@ -24,8 +24,10 @@ pub struct AuditQuery {
     /// Only those naming this object (an id, or for sign-ins the email tried).
     pub target_id: Option<String>,
     /// Items per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

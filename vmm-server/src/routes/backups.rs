@@ -36,8 +36,10 @@ pub struct BackupQuery {
     /// Only backups on this target.
     pub target_id: Option<BackupTargetId>,
     /// Items per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -70,7 +70,7 @@ async fn console_token(
 /// The console a token opens, as a websocket (binary frames both ways: RFB for `vnc`,
 /// terminal bytes for `serial`). The token is the credential: it is used up here, and a
 /// token used before, expired or unknown is refused with 401 before the upgrade.
-#[utoipa::path(get, path = "/api/v1/console/{token}", operation_id = "open_console", tag = "vms", security(()), params(("token" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/console/{token}", operation_id = "open_console", tag = "vms", security(()), params(("token" = String, Path, pattern = "^vmmc_[0-9a-f]{64}$")),
     responses((status = 101, description = "Switching to the websocket protocol"), Problems))]
 async fn console_socket(
     State(s): State<AppState>,

@@ -42,6 +42,7 @@ pub struct EventsQuery {
     /// Comma-separated types or prefixes: `vm.*,task.failed`; all by default.
     pub types: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

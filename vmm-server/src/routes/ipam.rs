@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use vmm_core::{IpLease, IpPool, IpPoolSpec, Page, PoolId};
+use vmm_core::{IpLease, IpPool, IpPoolSpec, Page, PageRequest, PoolId};
 
 use super::{created, ApiResult, Json, PageQuery, Paged, Path, Problems, Query};
 use crate::AppState;
@@ -60,15 +60,26 @@ async fn delete_pool(State(s): State<AppState>, Path(id): Path<PoolId>) -> ApiRe
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Paging through a pool's leases: the cursor is an address.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaseQuery {
+    /// Items per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: the last address it listed.
+    pub cursor: Option<String>,
+}
+
 /// A pool's leases, in address order.
-#[utoipa::path(get, path = "/api/v1/ip-pools/{id}/leases", tag = "ip-pools", params(("id" = PoolId, Path), PageQuery),
+#[utoipa::path(get, path = "/api/v1/ip-pools/{id}/leases", tag = "ip-pools", params(("id" = PoolId, Path), LeaseQuery),
     responses((status = 200, body = Page<IpLease>), Problems))]
 async fn list_leases(
     State(s): State<AppState>,
     Path(id): Path<PoolId>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<LeaseQuery>,
 ) -> ApiResult<Paged<IpLease>> {
-    Ok(Paged(s.vmm.list_leases(id, &q.page()).await?))
+    Ok(Paged(s.vmm.list_leases(id, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
 }
 
 /// Lease an address by hand: the one asked for, or the lowest free one.

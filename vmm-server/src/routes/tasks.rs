@@ -21,8 +21,10 @@ pub struct TaskQuery {
     /// Only tasks in this state.
     pub state: Option<TaskState>,
     /// Items per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
