@@ -38,7 +38,7 @@ api:
 python:
 	bash .ci/python
 
-## The Debian package (cargo-deb): built, installed, vmmd started from its unit's command line, purged.
+## The Debian package (cargo-deb): built, installed in a clean Debian (mmdebstrap), vmmd started there from its unit's command line, purged.
 package:
 	bash .ci/package
 
