@@ -243,6 +243,18 @@ pub static NOUNS: &[Noun] = &[
         ],
     },
     Noun {
+        name: "placement",
+        about: "Which node takes a VM, and why",
+        columns: &[],
+        verbs: &[verb(
+            "what-if",
+            "Which node would take a VM, every node that could with its score, every other with its reasons; nothing is reserved (vcpus=, memory_mib=, disk_gib=, node_id=, ip_pool_ids=)",
+            Post,
+            "/placement/what-if",
+            One,
+        )],
+    },
+    Noun {
         name: "pool",
         about: "IP pools",
         columns: &[("ID", "/id"), ("NAME", "/name"), ("CIDR", "/cidr"), ("GATEWAY", "/gateway"), ("NETWORK", "/network_id")],

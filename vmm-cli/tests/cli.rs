@@ -65,6 +65,17 @@ fn vms_are_created_listed_shown_and_driven_with_each_output() {
         "{task}"
     );
     let id = task["vm_id"].as_str().unwrap().to_owned();
+    assert!(task["steps"][0]["message"].as_str().unwrap().starts_with("placed on n1 (score "), "{task}");
+
+    // Placement answers what it would do, and why.
+    let answer = json(&vmmd, &["placement", "what-if", "vcpus=1", "memory_mib=256", "disk_gib=1"]);
+    let n1 = json(&vmmd, &["node", "show", "n1"])["id"].clone();
+    assert_eq!((&answer["chosen"], &answer["candidates"][0]["node_name"]), (&n1, &json!("n1")), "{answer}");
+    let refused = json(&vmmd, &["placement", "what-if", "vcpus=1", "memory_mib=16777216", "disk_gib=1"]);
+    assert_eq!(
+        (&refused["chosen"], &refused["rejected"][0]["reasons"][0]["reason"]),
+        (&Value::Null, &json!("memory"))
+    );
 
     // JSON is the API's own object.
     let (status, api) = vmmd.call("GET", &format!("/api/v1/vms/{id}"), None);

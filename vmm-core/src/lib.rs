@@ -78,7 +78,7 @@ pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
 pub use network::{Network, NetworkKind, NetworkSpec};
 pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};
-pub use placement::{Demand, Placement, RejectReason, Rejection, Strategy};
+pub use placement::{Candidate, Demand, Explanation, Placement, RejectReason, Rejection, Strategy, WhatIf};
 pub use recipe::{Recipe, RecipeSpec};
 pub use secret::Secret;
 pub use service::{

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::NodeId;
+use crate::id::{NodeId, PoolId};
 use crate::node::{Node, NodeState};
 
 /// What a VM needs from a node.
@@ -31,6 +31,49 @@ pub enum Strategy {
     Spread,
     /// The node with the least free capacity left that still fits (packs nodes full).
     Pack,
+}
+
+/// A question for placement: which node would take a VM of this size, and why? Nothing
+/// is reserved by asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WhatIf {
+    /// vCPUs.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
+    pub vcpus: u32,
+    /// Memory in MiB.
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 16777216))]
+    pub memory_mib: u64,
+    /// Disk in GiB.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65536))]
+    pub disk_gib: u64,
+    /// Only this node, as a create pinned to it.
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    /// The pools the VM would draw its addresses from: nodes without their networks are
+    /// rejected.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 16))]
+    pub ip_pool_ids: Vec<PoolId>,
+}
+
+impl WhatIf {
+    /// A question about a VM of this size, on any node.
+    pub fn new(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Self {
+        Self { vcpus, memory_mib, disk_gib, node_id: None, ip_pool_ids: Vec::new() }
+    }
+
+    /// Checks the sizes and pools as a create would.
+    pub fn validate(&self) -> Result<()> {
+        crate::vm::validate_size(self.vcpus, self.memory_mib, self.disk_gib)?;
+        crate::vm::validate_pools(&self.ip_pool_ids)
+    }
+
+    /// What the VM would need.
+    pub fn demand(&self) -> Demand {
+        Demand { vcpus: self.vcpus, memory_mib: self.memory_mib, disk_gib: self.disk_gib }
+    }
 }
 
 /// Why a node was not chosen.
@@ -107,15 +150,75 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// The outcome of placement: the chosen node and every node that was filtered out.
+/// A node that can take the VM, and its score under the strategy (higher is better).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Candidate {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its name.
+    pub node_name: String,
+    /// Under `spread`, the shares of vCPUs and memory left free once the VM is placed (0 to
+    /// 2); under `pack`, the same negated.
+    pub score: f64,
+}
+
+/// Why placement chose what it chose: every node considered, either a candidate with its
+/// score or rejected with all its reasons. `POST /placement/what-if` answers with it, and
+/// every create task records it as its first step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Explanation {
+    /// The node that would be chosen: the best candidate; `null` when no node can take it.
+    pub chosen: Option<NodeId>,
+    /// The nodes that can take the VM, best first (ties: smaller id first).
+    pub candidates: Vec<Candidate>,
+    /// The nodes that cannot, each with every reason.
+    pub rejected: Vec<Rejection>,
+}
+
+/// How many candidates and rejected nodes [`Explanation`]'s text names before it counts
+/// the rest (a task step stays readable with hundreds of nodes).
+const NAMED: usize = 8;
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.candidates.first() {
+            Some(best) => write!(f, "placed on {} (score {:.3})", best.node_name, best.score)?,
+            None => f.write_str("no node can take it")?,
+        }
+        if self.candidates.len() > 1 {
+            f.write_str("; also fit:")?;
+            for c in self.candidates.iter().skip(1).take(NAMED) {
+                write!(f, " {} ({:.3})", c.node_name, c.score)?;
+            }
+            if self.candidates.len() > NAMED + 1 {
+                write!(f, " and {} more", self.candidates.len() - NAMED - 1)?;
+            }
+        }
+        if !self.rejected.is_empty() {
+            f.write_str("; rejected: ")?;
+            for (i, r) in self.rejected.iter().take(NAMED).enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{r}")?;
+            }
+            if self.rejected.len() > NAMED {
+                write!(f, " and {} more", self.rejected.len() - NAMED)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of placement: the chosen node and how it was chosen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     /// The chosen node.
     pub node_id: NodeId,
-    /// Its weight under the strategy (higher is better).
-    pub weight: f64,
-    /// The nodes that could not take the VM.
-    pub rejections: Vec<Rejection>,
+    /// Every node, scored or rejected.
+    pub explanation: Explanation,
 }
 
 /// Every reason why `node` cannot take `demand`; empty if it can.
@@ -197,9 +300,44 @@ fn weight(node: &Node, demand: &Demand, strategy: Strategy) -> f64 {
     }
 }
 
-/// Chooses a node for `demand` among `nodes`. With `pinned`, only that node is considered;
-/// with `only`, nodes outside it are rejected (they lack a network the VM needs). Ties go
-/// to the node with the smaller id, so the result is deterministic.
+/// Scores or rejects every node for `demand`. With `pinned`, only that node is considered;
+/// with `only`, nodes outside it are rejected (they lack a network the VM needs).
+/// Candidates come best first, ties broken by the smaller id, so the answer is
+/// deterministic.
+///
+/// Fails only with [`Error::NodeNotFound`] when the pinned node is not among `nodes`; when
+/// no node fits, `chosen` is `None`.
+pub fn explain(
+    demand: &Demand,
+    nodes: &[Node],
+    strategy: Strategy,
+    pinned: Option<NodeId>,
+    only: Option<&[NodeId]>,
+) -> Result<Explanation> {
+    let mut candidates = Vec::new();
+    let mut rejected = Vec::new();
+    let mut considered = 0usize;
+    for node in nodes.iter().filter(|n| pinned.is_none_or(|id| n.id == id)) {
+        considered += 1;
+        let mut reasons = check(node, demand);
+        if only.is_some_and(|allowed| !allowed.contains(&node.id)) {
+            reasons.insert(0, RejectReason::Network);
+        }
+        if reasons.is_empty() {
+            let score = weight(node, demand, strategy);
+            candidates.push(Candidate { node_id: node.id, node_name: node.name.clone(), score });
+        } else {
+            rejected.push(Rejection { node_id: node.id, node_name: node.name.clone(), reasons });
+        }
+    }
+    if let Some(id) = pinned.filter(|_| considered == 0) {
+        return Err(Error::NodeNotFound { id });
+    }
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node_id.cmp(&b.node_id)));
+    Ok(Explanation { chosen: candidates.first().map(|c| c.node_id), candidates, rejected })
+}
+
+/// Chooses a node for `demand` among `nodes`: the best candidate of [`explain`].
 ///
 /// Fails with [`Error::NoCapacity`] listing every node's reason when none fits, and with
 /// [`Error::NodeNotFound`] when the pinned node is not among `nodes`.
@@ -210,32 +348,10 @@ pub fn place(
     pinned: Option<NodeId>,
     only: Option<&[NodeId]>,
 ) -> Result<Placement> {
-    let mut best: Option<(&Node, f64)> = None;
-    let mut rejections = Vec::new();
-    let mut considered = 0usize;
-    for node in nodes.iter().filter(|n| pinned.is_none_or(|id| n.id == id)) {
-        considered += 1;
-        let mut reasons = check(node, demand);
-        if only.is_some_and(|allowed| !allowed.contains(&node.id)) {
-            reasons.insert(0, RejectReason::Network);
-        }
-        if !reasons.is_empty() {
-            rejections.push(Rejection { node_id: node.id, node_name: node.name.clone(), reasons });
-            continue;
-        }
-        let w = weight(node, demand, strategy);
-        let better = match best {
-            None => true,
-            Some((b, bw)) => w > bw || (w == bw && node.id < b.id),
-        };
-        if better {
-            best = Some((node, w));
-        }
-    }
-    match (best, pinned) {
-        (Some((node, weight)), _) => Ok(Placement { node_id: node.id, weight, rejections }),
-        (None, Some(id)) if considered == 0 => Err(Error::NodeNotFound { id }),
-        (None, _) => Err(Error::NoCapacity { rejections }),
+    let explanation = explain(demand, nodes, strategy, pinned, only)?;
+    match explanation.chosen {
+        Some(node_id) => Ok(Placement { node_id, explanation }),
+        None => Err(Error::NoCapacity { rejections: explanation.rejected }),
     }
 }
 
@@ -288,13 +404,38 @@ mod tests {
     }
 
     #[test]
+    fn the_explanation_scores_every_fit_and_gives_every_reason() {
+        let mut a = node("a", 4, 8192, 100);
+        a.allocated = Usage { vms: 1, vcpus: 2, memory_mib: 4096, storage_gib: 20 };
+        let b = node("b", 4, 8192, 100);
+        let mut off = node("off", 4, 8192, 100);
+        off.state = NodeState::Offline;
+        let tiny = node("tiny", 4, 256, 5);
+        let e = explain(&SMALL, &[a.clone(), off, b.clone(), tiny], Strategy::Spread, None, None).unwrap();
+        assert_eq!(e.chosen, Some(b.id));
+        let order: Vec<_> = e.candidates.iter().map(|c| c.node_name.as_str()).collect();
+        assert_eq!(order, ["b", "a"]);
+        assert!(e.candidates[0].score > e.candidates[1].score);
+        assert_eq!(
+            e.to_string(),
+            "placed on b (score 1.875); also fit: a (1.250); rejected: off: node is offline, \
+             tiny: needs 512 MiB, 256 MiB free; needs 10 GiB disk, 5 GiB free"
+        );
+        let packed = explain(&SMALL, &[a.clone(), b], Strategy::Pack, None, None).unwrap();
+        assert_eq!(packed.chosen, Some(a.id), "pack prefers the fuller node");
+        let none = explain(&Demand { vcpus: 64, ..SMALL }, &[a], Strategy::Spread, None, None).unwrap();
+        assert_eq!((none.chosen, none.candidates.len(), none.rejected.len()), (None, 0, 1));
+        assert!(none.to_string().starts_with("no node can take it; rejected: a: needs 64 vCPUs"), "{none}");
+    }
+
+    #[test]
     fn nodes_without_the_network_are_rejected() {
         let a = node("a", 4, 8192, 100);
         let b = node("b", 64, 65536, 1000);
         let nodes = [a.clone(), b.clone()];
         let p = place(&SMALL, &nodes, Strategy::Spread, None, Some(&[a.id])).unwrap();
-        assert_eq!((p.node_id, p.rejections[0].node_id), (a.id, b.id));
-        assert_eq!(p.rejections[0].reasons, [RejectReason::Network]);
+        assert_eq!((p.node_id, p.explanation.rejected[0].node_id), (a.id, b.id));
+        assert_eq!(p.explanation.rejected[0].reasons, [RejectReason::Network]);
     }
 
     #[test]
@@ -352,7 +493,9 @@ mod tests {
                 match place(&demand, &nodes, strategy, None, None) {
                     Ok(p) => {
                         let unfit = nodes.iter().filter(|n| !check(n, &demand).is_empty()).count();
-                        prop_assert_eq!(p.rejections.len(), unfit);
+                        prop_assert_eq!(p.explanation.rejected.len(), unfit);
+                        prop_assert_eq!(p.explanation.candidates.len() + unfit, nodes.len());
+                        prop_assert_eq!(p.explanation.candidates[0].node_id, p.node_id);
                         let n = nodes.iter_mut().find(|n| n.id == p.node_id).unwrap();
                         prop_assert_eq!(n.state, NodeState::Online);
                         n.allocated.vcpus += u64::from(vcpus);

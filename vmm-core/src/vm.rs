@@ -206,13 +206,7 @@ impl VmSpec {
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
         validate_size(self.vcpus, self.memory_mib, self.disk_gib)?;
-        let pools = self.pools();
-        if pools.len() > MAX_NICS {
-            return Err(Error::invalid("ip_pool_ids", format!("at most {MAX_NICS} pools")));
-        }
-        if (1..pools.len()).any(|i| pools[..i].contains(&pools[i])) {
-            return Err(Error::invalid("ip_pool_ids", "a pool is named twice"));
-        }
+        validate_pools(&self.pools())?;
         if self.image_id.is_none() && self.sets_up_guest() {
             return Err(Error::invalid("image_id", "setting up the guest needs an image"));
         }
@@ -246,7 +240,19 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
+/// Checks the pools a VM draws addresses from: at most [`MAX_NICS`], none twice.
+pub(crate) fn validate_pools(pools: &[PoolId]) -> Result<()> {
+    if pools.len() > MAX_NICS {
+        return Err(Error::invalid("ip_pool_ids", format!("at most {MAX_NICS} pools")));
+    }
+    if (1..pools.len()).any(|i| pools[..i].contains(&pools[i])) {
+        return Err(Error::invalid("ip_pool_ids", "a pool is named twice"));
+    }
+    Ok(())
+}
+
+/// Checks a VM's size: vCPUs, memory and disk within their ranges.
+pub(crate) fn validate_size(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Result<()> {
     if !(1..=MAX_VCPUS).contains(&vcpus) {
         return Err(Error::invalid("vcpus", format!("must be between 1 and {MAX_VCPUS}")));
     }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use vmm_backends::{OpenConfig, StoreConfig};
 use vmm_core::{
     Access, Actor, Area, Error, IpPoolSpec, NodePatch, NodeSpec, NodeState, Page, PageRequest, PowerAction,
-    TaskFilter, TaskId, TaskState, UserSpec, VirtType, VmFilter, VmId, VmPatch, VmSpec, Vmm,
+    TaskFilter, TaskId, TaskState, UserSpec, VirtType, VmFilter, VmId, VmPatch, VmSpec, Vmm, WhatIf,
 };
 
 mod guests;
@@ -343,6 +343,20 @@ impl Client {
     fn delete_node(&self, py: Python<'_>, id: &str) -> PyResult<()> {
         let id = parse(py, "id", id)?;
         self.run_in(py, Area::Nodes, Access::Write, move |v| async move { v.delete_node(id).await })
+    }
+
+    /// Which node would take a VM (the JSON of `POST /placement/what-if`), and why.
+    fn what_if(&self, py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let question: WhatIf = from_py(py, spec)?;
+        to_py(
+            py,
+            &self.run_in(
+                py,
+                Area::Nodes,
+                Access::Read,
+                move |v| async move { v.what_if(&question).await },
+            )?,
+        )
     }
 
     /// Creates a pool from its spec (the JSON of `POST /ip-pools`).

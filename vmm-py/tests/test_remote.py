@@ -120,6 +120,15 @@ def test_the_same_scenario_runs_over_either_transport(either: Tuple[vmm.Client, 
     db = either.create_vm(f"db-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mib=128, disk_gib=1, node=node, start=False)
     assert db.state == "stopped"
 
+    # Placement explains itself, and the create task recorded the same choice.
+    answer = either.what_if(1, 128, 1, node=node)
+    assert answer["chosen"] == node.id and [c["node_id"] for c in answer["candidates"]] == [node.id]
+    assert web.task.steps[0]["message"].startswith(f"placed on {node.name} (score ")
+    too_big = either.what_if(1, 16777216, 1, node=node)
+    assert too_big["chosen"] is None and too_big["rejected"][0]["reasons"][0]["reason"] == "memory"
+    with pytest.raises(vmm.InvalidInputError):
+        either.what_if(0, 128, 1)
+
     # Filters, server side; lists are lazy iterators of the same classes.
     running = either.vms(state="running", node=node)
     assert iter(running) is running, "a lazy iterator, not a list"

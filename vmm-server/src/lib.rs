@@ -138,6 +138,7 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
     tags(
         (name = "meta", description = "Version, health, readiness and metrics"),
         (name = "nodes", description = "Hypervisor nodes"),
+        (name = "placement", description = "Which node takes a VM, and why"),
         (name = "ip-pools", description = "IP pools and leases"),
         (name = "networks", description = "Networks VMs plug into"),
         (name = "images", description = "OS images VMs are installed from"),

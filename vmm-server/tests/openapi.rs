@@ -161,6 +161,7 @@ fn operation_ids_follow_one_verb_scheme() {
     let actions = [
         "cancel",
         "clone",
+        "explain",
         "log",
         "open",
         "reconcile",
@@ -213,13 +214,14 @@ fn stated_limits_are_the_checked_ones() {
         assert_eq!(max(name, field, "minLength"), Some(1.0), "{name}.{field}");
     }
     assert_eq!(vm::MAX_NAME_CHARS, names::MAX_NAME_CHARS);
-    for name in ["VmSpec", "VmPatch"] {
+    for name in ["VmSpec", "VmPatch", "WhatIf"] {
         assert_eq!(max(name, "vcpus", "maximum"), Some(f64::from(vm::MAX_VCPUS)), "{name}");
         assert_eq!(max(name, "memory_mib", "maximum"), Some(vm::MAX_MEMORY_MIB as f64), "{name}");
         assert_eq!(max(name, "disk_gib", "maximum"), Some(vm::MAX_DISK_GIB as f64), "{name}");
     }
     assert_eq!(max("ImageSpec", "min_disk_gib", "maximum"), Some(vm::MAX_DISK_GIB as f64));
     assert_eq!(max("VmSpec", "ip_pool_ids", "maxItems"), Some(vm::MAX_NICS as f64));
+    assert_eq!(max("WhatIf", "ip_pool_ids", "maxItems"), Some(vm::MAX_NICS as f64));
     assert_eq!(max("VmSpec", "recipe_ids", "maxItems"), Some(vm::MAX_RECIPES as f64));
     assert_eq!(max("VmSpec", "user_data", "maxLength"), Some(guest::MAX_USER_DATA_BYTES as f64));
     assert_eq!(max("RecipeSpec", "script", "maxLength"), Some(recipe::MAX_SCRIPT_BYTES as f64));

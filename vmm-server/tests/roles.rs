@@ -269,6 +269,9 @@ impl World {
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
+            ("POST", "/api/v1/placement/what-if") => {
+                Some(json!({"vcpus": 1, "memory_mib": 128, "disk_gib": 1, "ip_pool_ids": [self.pool]}))
+            }
             ("POST", "/api/v1/vms/{id}/snapshots") => Some(json!({"name": "s2"})),
             ("POST", "/api/v1/vms/{id}/snapshots/{name}/revert") => None,
             ("POST", "/api/v1/backup-targets") => Some(json!({"name": "t2", "url": "memory://roles-2"})),
@@ -303,7 +306,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "tokens" => Area::Tokens,
         "ssh-keys" => Area::SshKeys,
         "audit" => Area::Audit,
-        "reconcile" => Area::Nodes,
+        "reconcile" | "placement" => Area::Nodes,
         "webhooks" => Area::Webhooks,
         "notification-channels" => Area::Webhooks,
         "backup-targets" => Area::Nodes,
@@ -329,7 +332,9 @@ async fn every_route_for_every_role_on_a_users_objects_follows_the_rules() {
             for who in ["B", "readonly", "operator", "A", "admin"] {
                 let w = world().await;
                 let (role, _, token) = w.tokens.iter().find(|t| t.1 == who).unwrap().clone();
-                let access = if method == Method::GET { Access::Read } else { Access::Write };
+                // Asking placement is a POST that only reads the nodes.
+                let reads = method == Method::GET || template == "/api/v1/placement/what-if";
+                let access = if reads { Access::Read } else { Access::Write };
                 let target = if !names_object || !area.is_owned() {
                     Target::Any
                 } else if who == "A" {

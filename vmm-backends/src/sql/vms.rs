@@ -132,7 +132,7 @@ impl VmStore for SqlStore {
         let nodes = self.lock_nodes(&mut tx).await?;
         self.check_quota(&mut tx, new.owner_id, &UserUsage::of_new(new)).await?;
         let demand = new.demand();
-        let chosen = placement.place(&demand, &nodes)?;
+        let (chosen, task) = placement.place_task(&demand, &nodes, task)?;
         let mut vm = Vm { node_id: chosen.node_id, ..new.clone() };
         self.lease_nics(&mut tx, &mut vm).await?;
         let guest = VmGuest { current: guest.cloned(), next: None };
@@ -163,7 +163,7 @@ impl VmStore for SqlStore {
         self.set_usage(&mut tx, node.id, node.allocated.with(&demand)).await?;
         self.emit(&mut tx, vm_lease_events(EventType::LeaseTaken, &vm, &vm.addresses, task.created_at))
             .await?;
-        self.insert_task(&mut tx, task).await?;
+        self.insert_task(&mut tx, &task).await?;
         self.commit(tx).await?;
         Ok(vm)
     }

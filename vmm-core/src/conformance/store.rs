@@ -269,6 +269,8 @@ pub async fn create_places_leases_and_queues(s: &dyn Store) {
     assert_eq!(stored.state, VmState::Creating);
     let queued = s.get_task(task.id).await.unwrap();
     assert_eq!((queued.state, queued.vm_id), (TaskState::Queued, Some(vm.id)));
+    let explained: Vec<_> = queued.steps.iter().map(|s| s.message.as_str()).collect();
+    assert_eq!(explained, ["placed on n (score 1.625)"], "the task records placement's explanation");
     let leases = s.list_leases(p.id, &PageRequest::default()).await.unwrap().items;
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].vm_id, Some(vm.id));

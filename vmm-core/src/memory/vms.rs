@@ -37,7 +37,7 @@ impl VmStore for InMemoryStore {
         s.check_quota(vm.owner_id, &UserUsage::of_new(vm))?;
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
-        let chosen = placement.place(&demand, &nodes)?;
+        let (chosen, task) = placement.place_task(&demand, &nodes, task)?;
         let mut vm = Vm { node_id: chosen.node_id, ..vm.clone() };
         // Last fallible steps: a lease that fails gives back those taken before it.
         s.lease_nics(&mut vm)?;
@@ -46,7 +46,7 @@ impl VmStore for InMemoryStore {
         s.vms.insert(vm.id, vm.clone());
         s.guests.insert(vm.id, VmGuest { current: guest.cloned(), next: None });
         s.leases_taken(&vm, &vm.addresses, task.created_at);
-        s.insert_task(task);
+        s.insert_task(&task);
         s.active.insert(task.id);
         if let Some(owner) = task.vm_id {
             s.vm_active.insert(owner, task.id);

@@ -198,9 +198,7 @@ impl Vmm {
             now,
         );
         let placement = PlacementRequest { pinned: new.node_id, strategy: self.inner.config.strategy, only };
-        let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
-        self.notify();
-        Ok((vm, task))
+        self.create_placed(&vm, &task, &placement, guest.as_ref()).await
     }
 
     /// Queues the restore of `backup` into its own VM, which must be stopped and have the

@@ -21,6 +21,7 @@ mod jobs;
 mod metrics;
 mod networks;
 mod nodes;
+mod placement;
 mod recipes;
 mod reconcile;
 mod schedules;

@@ -3,7 +3,7 @@
 
 use super::Vmm;
 use crate::error::{Error, Result};
-use crate::guest::GuestRequest;
+use crate::guest::{GuestRequest, GuestSettings};
 use crate::id::{NodeId, PoolId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement;
@@ -72,9 +72,23 @@ impl Vmm {
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
         let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy, only };
-        let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
+        self.create_placed(&vm, &task, &placement, guest.as_ref()).await
+    }
+
+    /// Creates `vm` and its `task` in the store (which places it), wakes the workers, and
+    /// answers both as stored: the task with placement's explanation as a step.
+    pub(super) async fn create_placed(
+        &self,
+        vm: &Vm,
+        task: &Task,
+        placement: &PlacementRequest,
+        guest: Option<&GuestSettings>,
+    ) -> Result<(Vm, Task)> {
+        let vm = self.inner.store.create_vm(vm, task, placement, guest).await?;
         self.notify();
-        Ok((vm, task))
+        // The VM exists now: should the read fail, the task as queued is still a true answer.
+        let stored = self.inner.store.get_task(task.id).await.unwrap_or_else(|_| task.clone());
+        Ok((vm, stored))
     }
 
     /// The nodes that have every network of `pools` (`None`: any node); a pinned node that
@@ -182,9 +196,7 @@ impl Vmm {
             self.new_task(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
         let placement =
             PlacementRequest { pinned: Some(from.node_id), strategy: self.inner.config.strategy, only: None };
-        let vm = self.inner.store.create_vm(&vm, &task, &placement, guest.as_ref()).await?;
-        self.notify();
-        Ok((vm, task))
+        self.create_placed(&vm, &task, &placement, guest.as_ref()).await
     }
 
     /// Leases an address from `spec.ip_pool_id` and queues plugging it in: a NIC on the

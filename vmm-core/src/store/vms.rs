@@ -55,6 +55,16 @@ impl PlacementRequest {
     pub fn place(&self, demand: &Demand, nodes: &[Node]) -> Result<Placement> {
         crate::placement::place(demand, nodes, self.strategy, self.pinned, self.only.as_deref())
     }
+
+    /// Places as [`place`](Self::place) does, and returns `task` as the store keeps it:
+    /// with placement's explanation (the chosen node, the others that fit, every rejected
+    /// node's reasons) as a step.
+    pub fn place_task(&self, demand: &Demand, nodes: &[Node], task: &Task) -> Result<(Placement, Task)> {
+        let placement = self.place(demand, nodes)?;
+        let mut task = task.clone();
+        task.log(task.created_at, placement.explanation.to_string());
+        Ok((placement, task))
+    }
 }
 
 /// What vmm keeps about a VM's guest: the settings its seed was written from, and those of

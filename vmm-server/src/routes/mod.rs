@@ -13,6 +13,7 @@ mod meta;
 mod metrics;
 mod networks;
 mod nodes;
+mod placement;
 mod recipes;
 mod reconcile;
 mod snapshots;
@@ -183,6 +184,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(meta::routes())
         .merge(gated(nodes::routes(), Area::Nodes))
         .merge(gated(reconcile::routes(), Area::Nodes))
+        .merge(placement::routes())
         .merge(gated(ipam::routes(), Area::IpPools))
         .merge(gated(networks::routes(), Area::Networks))
         .merge(gated(images::routes(), Area::Images))

@@ -119,6 +119,29 @@ class Client:
         warnings.warn("Client.remove_node is now Client.delete_node", DeprecationWarning, stacklevel=2)
         await self.delete_node(node)
 
+    # Placement
+    async def what_if(
+        self,
+        vcpus: int,
+        memory_mib: int,
+        disk_gib: int,
+        *,
+        node: Any = None,
+        ip_pools: Optional[Sequence[Any]] = None,
+    ) -> Dict[str, Any]:
+        """Which node a VM of this size would be placed on, and why; nothing is reserved.
+
+        The answer is the API's: ``chosen`` (a node id, or ``None`` when no node fits),
+        ``candidates`` (every node that could take it, best first, with its ``score``) and
+        ``rejected`` (every other node with all its ``reasons``). `node` pins the question
+        to one node; `ip_pools` rejects the nodes without those pools' networks.
+        """
+        spec: Dict[str, Any] = {"vcpus": vcpus, "memory_mib": memory_mib, "disk_gib": disk_gib}
+        put(spec, "node_id", opt_id(node))
+        put(spec, "ip_pool_ids", [id_of(p) for p in ip_pools] if ip_pools else None)
+        answer: Dict[str, Any] = await self._t.what_if(spec)
+        return answer
+
     # IP pools
     async def create_ip_pool(
         self,

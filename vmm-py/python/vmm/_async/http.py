@@ -211,6 +211,9 @@ class Transport:
         await self._delete(f"/nodes/{_seg(id)}")
 
     # IP pools and leases
+    async def what_if(self, spec: Json, /) -> Any:
+        return await self._post("/placement/what-if", spec)
+
     async def create_ip_pool(self, spec: Json, /) -> Any:
         return await self._post("/ip-pools", spec)
 

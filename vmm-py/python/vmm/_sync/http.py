@@ -212,6 +212,9 @@ class Transport:
         self._delete(f"/nodes/{_seg(id)}")
 
     # IP pools and leases
+    def what_if(self, spec: Json, /) -> Any:
+        return self._post("/placement/what-if", spec)
+
     def create_ip_pool(self, spec: Json, /) -> Any:
         return self._post("/ip-pools", spec)
 

@@ -1,0 +1,98 @@
+//! `POST /placement/what-if` and the explanation every create task records.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{api, problem};
+use serde_json::{json, Value};
+
+async fn node(api: &common::Api, name: &str) -> String {
+    let r = api.post("/api/v1/nodes", json!({"name": name, "uri": format!("memory://{name}")})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+fn names(list: &Value, field: &str) -> Vec<String> {
+    list[field].as_array().unwrap().iter().map(|c| c["node_name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn what_if_scores_every_node_and_reserves_nothing() {
+    let api = api().await;
+    let (n1, n2, n3) = (node(&api, "n1").await, node(&api, "n2").await, node(&api, "n3").await);
+    let r =
+        api.call(Method::PATCH, &format!("/api/v1/nodes/{n3}"), Some(json!({"state": "maintenance"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let made = api
+        .post(
+            "/api/v1/vms",
+            json!({"name": "busy", "vcpus": 4, "memory_mib": 8192, "disk_gib": 10, "node_id": n1}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+
+    let question = json!({"vcpus": 2, "memory_mib": 2048, "disk_gib": 20});
+    let r = api.post("/api/v1/placement/what-if", question.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["chosen"], json!(n2), "spread takes the emptier node");
+    assert_eq!(names(&r.body, "candidates"), ["n2", "n1"]);
+    let scores: Vec<f64> =
+        r.body["candidates"].as_array().unwrap().iter().map(|c| c["score"].as_f64().unwrap()).collect();
+    assert!(scores[0] > scores[1], "{scores:?}");
+    assert_eq!(names(&r.body, "rejected"), ["n3"]);
+    assert_eq!(r.body["rejected"][0]["reasons"], json!([{"reason": "maintenance"}]));
+    // Asking twice answers the same: nothing was taken.
+    assert_eq!(api.post("/api/v1/placement/what-if", question).await.body, r.body);
+    assert_eq!(api.get(&format!("/api/v1/nodes/{n2}")).await.body["allocated"]["vcpus"], 0);
+
+    // No node fits: still an answer, every node with every reason.
+    let r = api
+        .post("/api/v1/placement/what-if", json!({"vcpus": 1, "memory_mib": 16777216, "disk_gib": 5000}))
+        .await;
+    assert_eq!((r.status, &r.body["chosen"]), (StatusCode::OK, &Value::Null), "{}", r.body);
+    assert_eq!(r.body["candidates"], json!([]));
+    let n3_reasons =
+        &r.body["rejected"].as_array().unwrap().iter().find(|x| x["node_id"] == json!(n3)).unwrap()
+            ["reasons"];
+    let kinds: Vec<_> =
+        n3_reasons.as_array().unwrap().iter().map(|x| x["reason"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["maintenance", "memory", "storage"]);
+
+    // Pinned: only that node is considered.
+    let r = api
+        .post(
+            "/api/v1/placement/what-if",
+            json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "node_id": n1}),
+        )
+        .await;
+    assert_eq!((r.body["chosen"].clone(), names(&r.body, "candidates")), (json!(n1), vec!["n1".to_owned()]));
+    let unknown = json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "node_id": "0190a5b2-0000-7000-8000-00000000abcd"});
+    problem(&api.post("/api/v1/placement/what-if", unknown).await, 404, "node_not_found");
+    let pool = json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "ip_pool_ids": ["0190a5b2-0000-7000-8000-00000000abcd"]});
+    problem(&api.post("/api/v1/placement/what-if", pool).await, 404, "pool_not_found");
+    problem(
+        &api.post("/api/v1/placement/what-if", json!({"vcpus": 0, "memory_mib": 64, "disk_gib": 1})).await,
+        422,
+        "invalid",
+    );
+    let extra = json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "name": "x"});
+    assert_eq!(api.post("/api/v1/placement/what-if", extra).await.status.as_u16(), 422);
+}
+
+#[tokio::test]
+async fn a_create_task_records_why_its_node_was_chosen() {
+    let api = api().await;
+    node(&api, "n1").await;
+    let n2 = node(&api, "n2").await;
+    let r =
+        api.call(Method::PATCH, &format!("/api/v1/nodes/{n2}"), Some(json!({"state": "maintenance"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let made =
+        api.post("/api/v1/vms", json!({"name": "v", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})).await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+    let first = |task: &Value| task["steps"][0]["message"].as_str().unwrap().to_owned();
+    let expected = "placed on n1 (score 1.977); rejected: n2: node is in maintenance";
+    assert_eq!(first(&made.body["task"]), expected, "the answer carries it");
+    let task = api.wait(&made.body["task"]).await;
+    assert_eq!(first(&task), expected, "and the stored task keeps it");
+}
