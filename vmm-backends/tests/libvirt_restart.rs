@@ -9,8 +9,16 @@ use std::time::{Duration, Instant};
 use vmm_backends::libvirt::{LibvirtConfig, LibvirtHypervisor};
 use vmm_core::{Error, Hypervisor, VirtType};
 
+/// `pgrep` or `pkill` of this host's libvirtd only: one in another network namespace (the
+/// second test host of tests/node2.sh) is another host's.
+fn this_hosts_libvirtd(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.args(["-x", "libvirtd", "--ns", &std::process::id().to_string(), "--nslist", "net"]);
+    command
+}
+
 fn libvirtd_running() -> bool {
-    Command::new("pgrep").args(["-x", "libvirtd"]).output().is_ok_and(|o| o.status.success())
+    this_hosts_libvirtd("pgrep").output().is_ok_and(|o| o.status.success())
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
@@ -32,7 +40,7 @@ async fn a_restarted_libvirtd_is_reconnected() {
     let hv = LibvirtHypervisor::connect("qemu:///system", VirtType::Qemu, config).await.unwrap();
     hv.node_info().await.expect("connected");
 
-    assert!(Command::new("pkill").args(["-x", "libvirtd"]).status().unwrap().success());
+    assert!(this_hosts_libvirtd("pkill").status().unwrap().success());
     wait_for("libvirtd to exit", || !libvirtd_running());
     let during = tokio::time::timeout(Duration::from_secs(30), hv.node_info()).await.expect("no hang");
     match during {

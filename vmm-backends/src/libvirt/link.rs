@@ -123,8 +123,16 @@ impl Link {
     pub(super) async fn connection(&self) -> Result<Arc<Connect>> {
         let (opening, left) = {
             let mut state = self.state();
-            if let Some(conn) = &state.open {
-                return Ok(conn.clone());
+            // A connection the node closed since the last call (libvirtd restarted, the
+            // host lost power) is reopened now rather than failing the next call: the
+            // client learns of the close from the event loop, and asking costs no RPC.
+            match &state.open {
+                Some(conn) if conn.is_alive().unwrap_or(false) => return Ok(conn.clone()),
+                Some(_) => {
+                    tracing::info!(uri = %self.uri, "the node closed the connection; reopening");
+                    state.open = None;
+                }
+                None => {}
             }
             if let Some((since, opening)) = &state.opening {
                 match opening.clone().now_or_never() {
