@@ -34,10 +34,10 @@ fn placement(c: &mut Criterion) {
     let demand = Demand { vcpus: 4, memory_mib: 8192, disk_gib: 80 };
     let mut group = c.benchmark_group("placement/10000_nodes");
     group.bench_function("vmm_spread", |b| {
-        b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Spread, None, None).unwrap())
+        b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Spread, None, None, None).unwrap())
     });
     group.bench_function("vmm_pack", |b| {
-        b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Pack, None, None).unwrap())
+        b.iter(|| place(black_box(&demand), black_box(&nodes), Strategy::Pack, None, None, None).unwrap())
     });
     group.bench_function("naive_score_and_sort", |b| {
         b.iter(|| naive_place(black_box(&demand), black_box(&nodes)).unwrap())

@@ -95,7 +95,7 @@ async fn concurrent_actions(store: Arc<SqlStore>) {
         .create_vm(
             &vm,
             &create,
-            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None },
             None,
         )
         .await
@@ -226,7 +226,7 @@ async fn sqlite_reads_do_not_wait_for_the_writer() {
         .create_vm(
             &vm,
             &task,
-            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+            &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None },
             None,
         )
         .await
@@ -268,7 +268,7 @@ async fn postgres_claims_skip_locked_tasks() {
             .create_vm(
                 &vm,
                 &task,
-                &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None },
+                &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None },
                 None,
             )
             .await

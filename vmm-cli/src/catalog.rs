@@ -70,6 +70,11 @@ pub static PLACEHOLDERS: &[Placeholder] = &[
         about: "The IP pool: its id or its name",
         lookup: Some(("/ip-pools", "name")),
     },
+    Placeholder {
+        key: "group",
+        about: "The placement group: its id or its name",
+        lookup: Some(("/placement-groups", "name")),
+    },
     Placeholder { key: "image", about: "The image: its id or its name", lookup: Some(("/images", "name")) },
     Placeholder {
         key: "network",
@@ -248,11 +253,22 @@ pub static NOUNS: &[Noun] = &[
         columns: &[],
         verbs: &[verb(
             "what-if",
-            "Which node would take a VM, every node that could with its score, every other with its reasons; nothing is reserved (vcpus=, memory_mib=, disk_gib=, node_id=, ip_pool_ids=)",
+            "Which node would take a VM, every node that could with its score, every other with its reasons; nothing is reserved (vcpus=, memory_mib=, disk_gib=, node_id=, ip_pool_ids=, placement_group_id=)",
             Post,
             "/placement/what-if",
             One,
         )],
+    },
+    Noun {
+        name: "group",
+        about: "Placement groups: VMs kept each on its own node (anti_affinity) or on one (affinity)",
+        columns: &[("ID", "/id"), ("NAME", "/name"), ("POLICY", "/policy")],
+        verbs: &[
+            verb("list", "List placement groups", Get, "/placement-groups", List),
+            verb("show", "Show a placement group", Get, "/placement-groups/{group}", One),
+            verb("create", "Make a placement group (name=, policy=anti_affinity|affinity)", Post, "/placement-groups", One),
+            verb("delete", "Delete a placement group that has no VMs", Delete, "/placement-groups/{group}", One),
+        ],
     },
     Noun {
         name: "pool",

@@ -71,6 +71,27 @@ fn vms_are_created_listed_shown_and_driven_with_each_output() {
     let answer = json(&vmmd, &["placement", "what-if", "vcpus=1", "memory_mib=256", "disk_gib=1"]);
     let n1 = json(&vmmd, &["node", "show", "n1"])["id"].clone();
     assert_eq!((&answer["chosen"], &answer["candidates"][0]["node_name"]), (&n1, &json!("n1")), "{answer}");
+    let group = json(&vmmd, &["group", "create", "name=spread", "policy=anti_affinity"]);
+    assert_eq!(json(&vmmd, &["group", "show", "spread"])["id"], group["id"], "a name stands for the id");
+    let joined = json(
+        &vmmd,
+        &[
+            "vm",
+            "create",
+            "name=g1",
+            "vcpus=1",
+            "memory_mib=64",
+            "disk_gib=1",
+            "start=false",
+            &format!("placement_group_id={}", group["id"].as_str().unwrap()),
+            "--wait",
+        ],
+    );
+    assert_eq!(joined["state"], "succeeded", "{joined}");
+    let (code, err) = fails(&vmmd, &["group", "delete", "spread"]);
+    assert!(code != 0 && err.contains("still has 1 VM"), "{code} {err}");
+    ok(&vmmd, &["vm", "delete", "g1", "--wait"]);
+    ok(&vmmd, &["group", "delete", "spread"]);
     let refused = json(&vmmd, &["placement", "what-if", "vcpus=1", "memory_mib=16777216", "disk_gib=1"]);
     assert_eq!(
         (&refused["chosen"], &refused["rejected"][0]["reasons"][0]["reason"]),

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use crate::id::{
-    BackupId, BackupTargetId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId, SshKeyId, TaskId,
-    TokenId, UserId, VmId, WebhookId,
+    BackupId, BackupTargetId, ImageId, NetworkId, NodeId, PlacementGroupId, PoolId, RecipeId, ScheduleId,
+    SshKeyId, TaskId, TokenId, UserId, VmId, WebhookId,
 };
 use crate::placement::Rejection;
 use crate::vm::{VmAction, VmState};
@@ -90,6 +90,12 @@ pub enum Error {
     RecipeNotFound {
         /// The recipe asked for.
         id: RecipeId,
+    },
+    /// No placement group with this id.
+    #[error("Placement group {id} not found")]
+    PlacementGroupNotFound {
+        /// The group asked for.
+        id: PlacementGroupId,
     },
     /// No network with this id.
     #[error("Network {id} not found")]
@@ -385,6 +391,7 @@ impl Error {
             | Self::ScheduleNotFound { .. }
             | Self::ImageNotFound { .. }
             | Self::RecipeNotFound { .. }
+            | Self::PlacementGroupNotFound { .. }
             | Self::NetworkNotFound { .. }
             | Self::UserNotFound { .. }
             | Self::TokenNotFound { .. }
@@ -422,6 +429,7 @@ impl Error {
             Self::ScheduleNotFound { .. } => "schedule_not_found",
             Self::ImageNotFound { .. } => "image_not_found",
             Self::RecipeNotFound { .. } => "recipe_not_found",
+            Self::PlacementGroupNotFound { .. } => "placement_group_not_found",
             Self::NetworkNotFound { .. } => "network_not_found",
             Self::UserNotFound { .. } => "user_not_found",
             Self::TokenNotFound { .. } => "token_not_found",
@@ -466,6 +474,7 @@ impl Error {
             Self::ScheduleNotFound { id } => vec![("schedule_id", id.to_string())],
             Self::ImageNotFound { id } => vec![("image_id", id.to_string())],
             Self::RecipeNotFound { id } => vec![("recipe_id", id.to_string())],
+            Self::PlacementGroupNotFound { id } => vec![("placement_group_id", id.to_string())],
             Self::NetworkNotFound { id } => vec![("network_id", id.to_string())],
             Self::UserNotFound { id } => vec![("user_id", id.to_string())],
             Self::TokenNotFound { id } => vec![("token_id", id.to_string())],

@@ -124,6 +124,10 @@ id_type!(
     RecipeId
 );
 id_type!(
+    /// Identifies a placement group.
+    PlacementGroupId
+);
+id_type!(
     /// Identifies a network.
     NetworkId
 );

@@ -38,6 +38,7 @@ pub mod network;
 pub mod node;
 pub mod page;
 pub mod placement;
+pub mod placement_group;
 pub mod recipe;
 pub mod reconcile;
 mod secret;
@@ -67,8 +68,8 @@ pub use hypervisor::{
     NicNetwork, NicSpec, NodeInfo, PowerState, VolumeInfo,
 };
 pub use id::{
-    AuditId, BackupId, BackupTargetId, DeliveryId, ImageId, NetworkId, NodeId, PoolId, RecipeId, ScheduleId,
-    SshKeyId, TaskId, TokenId, UserId, VmId, WebhookId,
+    AuditId, BackupId, BackupTargetId, DeliveryId, ImageId, NetworkId, NodeId, PlacementGroupId, PoolId,
+    RecipeId, ScheduleId, SshKeyId, TaskId, TokenId, UserId, VmId, WebhookId,
 };
 pub use image::{
     Image, ImageFetcher, ImageFormat, ImageLimits, ImageRepo, ImageSpec, ImageState, OsInfo, StoredImage,
@@ -79,6 +80,7 @@ pub use network::{Network, NetworkKind, NetworkSpec};
 pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};
 pub use placement::{Candidate, Demand, Explanation, Placement, RejectReason, Rejection, Strategy, WhatIf};
+pub use placement_group::{GroupPolicy, GroupRule, PlacementGroup, PlacementGroupSpec};
 pub use recipe::{Recipe, RecipeSpec};
 pub use secret::Secret;
 pub use service::{
@@ -88,9 +90,9 @@ pub use service::{
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
     AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
-    NetworkStore, NodeImage, NodeStore, PlacementRequest, RecipeStore, SingletonStore, SnapshotStore,
-    SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmFilter, VmGuest, VmStore,
-    WebhookStore,
+    NetworkStore, NodeImage, NodeStore, PlacementGroupStore, PlacementRequest, RecipeStore, SingletonStore,
+    SnapshotStore, SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmFilter, VmGuest,
+    VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

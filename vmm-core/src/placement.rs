@@ -7,8 +7,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{NodeId, PoolId};
+use crate::id::{NodeId, PlacementGroupId, PoolId};
 use crate::node::{Node, NodeState};
+use crate::placement_group::{GroupPolicy, GroupRule};
 
 /// What a VM needs from a node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +57,15 @@ pub struct WhatIf {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 16))]
     pub ip_pool_ids: Vec<PoolId>,
+    /// The placement group the VM would join.
+    #[serde(default)]
+    pub placement_group_id: Option<PlacementGroupId>,
 }
 
 impl WhatIf {
     /// A question about a VM of this size, on any node.
     pub fn new(vcpus: u32, memory_mib: u64, disk_gib: u64) -> Self {
-        Self { vcpus, memory_mib, disk_gib, node_id: None, ip_pool_ids: Vec::new() }
+        Self { vcpus, memory_mib, disk_gib, node_id: None, ip_pool_ids: Vec::new(), placement_group_id: None }
     }
 
     /// Checks the sizes and pools as a create would.
@@ -108,6 +112,16 @@ pub enum RejectReason {
     },
     /// The node does not have a network the VM needs.
     Network,
+    /// The node holds a VM of the anti-affinity group the VM joins.
+    AntiAffinity {
+        /// The group's name.
+        group: String,
+    },
+    /// The VMs of the affinity group the VM joins are on another node.
+    Affinity {
+        /// The group's name.
+        group: String,
+    },
 }
 
 impl fmt::Display for RejectReason {
@@ -121,6 +135,10 @@ impl fmt::Display for RejectReason {
                 write!(f, "needs {requested} GiB disk, {free} GiB free")
             }
             Self::Network => f.write_str("node lacks a network the VM needs"),
+            Self::AntiAffinity { group } => {
+                write!(f, "node holds a VM of anti-affinity group {group:?}")
+            }
+            Self::Affinity { group } => write!(f, "affinity group {group:?} is on another node"),
         }
     }
 }
@@ -301,7 +319,8 @@ fn weight(node: &Node, demand: &Demand, strategy: Strategy) -> f64 {
 }
 
 /// Scores or rejects every node for `demand`. With `pinned`, only that node is considered;
-/// with `only`, nodes outside it are rejected (they lack a network the VM needs).
+/// with `only`, nodes outside it are rejected (they lack a network the VM needs); with
+/// `group`, nodes its policy refuses are rejected.
 /// Candidates come best first, ties broken by the smaller id, so the answer is
 /// deterministic.
 ///
@@ -313,6 +332,7 @@ pub fn explain(
     strategy: Strategy,
     pinned: Option<NodeId>,
     only: Option<&[NodeId]>,
+    group: Option<&GroupRule>,
 ) -> Result<Explanation> {
     let mut candidates = Vec::new();
     let mut rejected = Vec::new();
@@ -322,6 +342,12 @@ pub fn explain(
         let mut reasons = check(node, demand);
         if only.is_some_and(|allowed| !allowed.contains(&node.id)) {
             reasons.insert(0, RejectReason::Network);
+        }
+        if let Some(rule) = group.filter(|rule| !rule.admits(node.id)) {
+            reasons.push(match rule.policy {
+                GroupPolicy::AntiAffinity => RejectReason::AntiAffinity { group: rule.name.clone() },
+                GroupPolicy::Affinity => RejectReason::Affinity { group: rule.name.clone() },
+            });
         }
         if reasons.is_empty() {
             let score = weight(node, demand, strategy);
@@ -347,8 +373,9 @@ pub fn place(
     strategy: Strategy,
     pinned: Option<NodeId>,
     only: Option<&[NodeId]>,
+    group: Option<&GroupRule>,
 ) -> Result<Placement> {
-    let explanation = explain(demand, nodes, strategy, pinned, only)?;
+    let explanation = explain(demand, nodes, strategy, pinned, only, group)?;
     match explanation.chosen {
         Some(node_id) => Ok(Placement { node_id, explanation }),
         None => Err(Error::NoCapacity { rejections: explanation.rejected }),
@@ -376,8 +403,8 @@ mod tests {
         let b = node("b", 4, 8192, 100);
         a.allocated = Usage { vms: 1, vcpus: 8, memory_mib: 4096, storage_gib: 20 };
         let nodes = [a.clone(), b.clone()];
-        assert_eq!(place(&SMALL, &nodes, Strategy::Spread, None, None).unwrap().node_id, b.id);
-        assert_eq!(place(&SMALL, &nodes, Strategy::Pack, None, None).unwrap().node_id, a.id);
+        assert_eq!(place(&SMALL, &nodes, Strategy::Spread, None, None, None).unwrap().node_id, b.id);
+        assert_eq!(place(&SMALL, &nodes, Strategy::Pack, None, None, None).unwrap().node_id, a.id);
     }
 
     #[test]
@@ -387,7 +414,7 @@ mod tests {
         let mut maint = node("maint", 8, 8192, 100);
         maint.state = NodeState::Maintenance;
         let tiny = node("tiny", 8, 256, 100);
-        let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None, None).unwrap_err();
+        let err = place(&SMALL, &[off, maint, tiny], Strategy::Spread, None, None, None).unwrap_err();
         let Error::NoCapacity { rejections } = err else { panic!("{err:?}") };
         let reasons: Vec<_> = rejections.iter().map(|r| r.to_string()).collect();
         assert_eq!(
@@ -396,7 +423,8 @@ mod tests {
         );
         let mut full = node("full", 1, 256, 5);
         full.state = NodeState::Maintenance;
-        let Err(Error::NoCapacity { rejections }) = place(&SMALL, &[full], Strategy::Spread, None, None)
+        let Err(Error::NoCapacity { rejections }) =
+            place(&SMALL, &[full], Strategy::Spread, None, None, None)
         else {
             panic!()
         };
@@ -411,7 +439,8 @@ mod tests {
         let mut off = node("off", 4, 8192, 100);
         off.state = NodeState::Offline;
         let tiny = node("tiny", 4, 256, 5);
-        let e = explain(&SMALL, &[a.clone(), off, b.clone(), tiny], Strategy::Spread, None, None).unwrap();
+        let e =
+            explain(&SMALL, &[a.clone(), off, b.clone(), tiny], Strategy::Spread, None, None, None).unwrap();
         assert_eq!(e.chosen, Some(b.id));
         let order: Vec<_> = e.candidates.iter().map(|c| c.node_name.as_str()).collect();
         assert_eq!(order, ["b", "a"]);
@@ -421,9 +450,9 @@ mod tests {
             "placed on b (score 1.875); also fit: a (1.250); rejected: off: node is offline, \
              tiny: needs 512 MiB, 256 MiB free; needs 10 GiB disk, 5 GiB free"
         );
-        let packed = explain(&SMALL, &[a.clone(), b], Strategy::Pack, None, None).unwrap();
+        let packed = explain(&SMALL, &[a.clone(), b], Strategy::Pack, None, None, None).unwrap();
         assert_eq!(packed.chosen, Some(a.id), "pack prefers the fuller node");
-        let none = explain(&Demand { vcpus: 64, ..SMALL }, &[a], Strategy::Spread, None, None).unwrap();
+        let none = explain(&Demand { vcpus: 64, ..SMALL }, &[a], Strategy::Spread, None, None, None).unwrap();
         assert_eq!((none.chosen, none.candidates.len(), none.rejected.len()), (None, 0, 1));
         assert!(none.to_string().starts_with("no node can take it; rejected: a: needs 64 vCPUs"), "{none}");
     }
@@ -433,9 +462,54 @@ mod tests {
         let a = node("a", 4, 8192, 100);
         let b = node("b", 64, 65536, 1000);
         let nodes = [a.clone(), b.clone()];
-        let p = place(&SMALL, &nodes, Strategy::Spread, None, Some(&[a.id])).unwrap();
+        let p = place(&SMALL, &nodes, Strategy::Spread, None, Some(&[a.id]), None).unwrap();
         assert_eq!((p.node_id, p.explanation.rejected[0].node_id), (a.id, b.id));
         assert_eq!(p.explanation.rejected[0].reasons, [RejectReason::Network]);
+    }
+
+    #[test]
+    fn groups_keep_their_vms_apart_or_together() {
+        use crate::placement_group::GroupPolicy::{Affinity, AntiAffinity};
+        let (a, b, c) = (node("a", 4, 8192, 100), node("b", 4, 8192, 100), node("c", 4, 8192, 100));
+        let nodes = [a.clone(), b.clone(), c.clone()];
+        let rule = |policy, members: &[NodeId]| GroupRule {
+            name: "g".into(),
+            policy,
+            member_nodes: members.to_vec(),
+        };
+        let chosen = |r: &GroupRule| explain(&SMALL, &nodes, Strategy::Spread, None, None, Some(r)).unwrap();
+
+        let apart = chosen(&rule(AntiAffinity, &[a.id, c.id]));
+        assert_eq!(apart.chosen, Some(b.id));
+        let refused: Vec<_> = apart.rejected.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            refused,
+            [
+                r#"a: node holds a VM of anti-affinity group "g""#,
+                r#"c: node holds a VM of anti-affinity group "g""#
+            ]
+        );
+        let full = chosen(&rule(AntiAffinity, &[a.id, b.id, c.id]));
+        assert_eq!((full.chosen, full.rejected.len()), (None, 3), "one more member than nodes fits nowhere");
+
+        let together = chosen(&rule(Affinity, &[c.id]));
+        assert_eq!((together.chosen, together.candidates.len()), (Some(c.id), 1));
+        assert_eq!(together.rejected[0].reasons, [RejectReason::Affinity { group: "g".into() }]);
+        let first = chosen(&rule(Affinity, &[]));
+        assert_eq!(first.candidates.len(), 3, "the first member goes anywhere");
+        // A full node of an affinity group is refused for both reasons.
+        let mut small = node("small", 1, 256, 100);
+        small.allocated.memory_mib = 256;
+        let e = explain(
+            &SMALL,
+            &[small.clone()],
+            Strategy::Spread,
+            None,
+            None,
+            Some(&rule(AntiAffinity, &[small.id])),
+        )
+        .unwrap();
+        assert_eq!(e.rejected[0].reasons.len(), 2, "{}", e.rejected[0]);
     }
 
     #[test]
@@ -443,11 +517,11 @@ mod tests {
         let a = node("a", 4, 8192, 100);
         let b = node("b", 64, 65536, 1000);
         let nodes = [a.clone(), b];
-        let p = place(&SMALL, &nodes, Strategy::Spread, Some(a.id), None).unwrap();
+        let p = place(&SMALL, &nodes, Strategy::Spread, Some(a.id), None, None).unwrap();
         assert_eq!(p.node_id, a.id);
         let missing = NodeId::new();
         assert!(matches!(
-            place(&SMALL, &nodes, Strategy::Spread, Some(missing), None),
+            place(&SMALL, &nodes, Strategy::Spread, Some(missing), None, None),
             Err(Error::NodeNotFound { id }) if id == missing
         ));
     }
@@ -490,7 +564,7 @@ mod tests {
             let strategy = if pack { Strategy::Pack } else { Strategy::Spread };
             for (vcpus, memory_mib, disk_gib) in demands {
                 let demand = Demand { vcpus, memory_mib, disk_gib };
-                match place(&demand, &nodes, strategy, None, None) {
+                match place(&demand, &nodes, strategy, None, None, None) {
                     Ok(p) => {
                         let unfit = nodes.iter().filter(|n| !check(n, &demand).is_empty()).count();
                         prop_assert_eq!(p.explanation.rejected.len(), unfit);

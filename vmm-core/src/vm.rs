@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::guest::GuestRequest;
 use crate::hypervisor::PowerState;
-use crate::id::{ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, UserId, VmId};
+use crate::id::{ImageId, NetworkId, NodeId, PlacementGroupId, PoolId, RecipeId, SshKeyId, UserId, VmId};
 use crate::placement::Demand;
 use crate::secret::Secret;
 
@@ -80,6 +80,9 @@ pub struct VmSpec {
     /// (by default, the caller's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<UserId>,
+    /// A placement group to join: placement keeps the group's VMs apart or together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group_id: Option<PlacementGroupId>,
 }
 
 /// Most recipes one install may run.
@@ -166,6 +169,7 @@ impl VmSpec {
             user_data: None,
             recipe_ids: Vec::new(),
             owner_id: None,
+            placement_group_id: None,
         }
     }
 
@@ -381,6 +385,9 @@ pub struct Vm {
     /// Why the observed state differs from `state`, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// The placement group it joined when it was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group_id: Option<PlacementGroupId>,
 }
 
 /// One NIC of a VM.
@@ -779,6 +786,7 @@ mod tests {
             owner_id: None,
             observed_state: None,
             state_reason: None,
+            placement_group_id: None,
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

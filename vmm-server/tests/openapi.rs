@@ -207,9 +207,13 @@ fn stated_limits_are_the_checked_ones() {
     let schema = |name: &str, field: &str| spec["components"]["schemas"][name]["properties"][field].clone();
     let max = |name: &str, field: &str, key: &str| schema(name, field)[key].as_f64();
     let name_chars = names::MAX_NAME_CHARS as f64;
-    for (name, field) in
-        [("VmSpec", "name"), ("CloneSpec", "name"), ("ImageSpec", "name"), ("RecipeSpec", "name")]
-    {
+    for (name, field) in [
+        ("VmSpec", "name"),
+        ("CloneSpec", "name"),
+        ("ImageSpec", "name"),
+        ("RecipeSpec", "name"),
+        ("PlacementGroupSpec", "name"),
+    ] {
         assert_eq!(max(name, field, "maxLength"), Some(name_chars), "{name}.{field}");
         assert_eq!(max(name, field, "minLength"), Some(1.0), "{name}.{field}");
     }

@@ -96,3 +96,55 @@ async fn a_create_task_records_why_its_node_was_chosen() {
     let task = api.wait(&made.body["task"]).await;
     assert_eq!(first(&task), expected, "and the stored task keeps it");
 }
+
+#[tokio::test]
+async fn placement_groups_keep_vms_apart_and_what_if_says_so() {
+    let api = api().await;
+    for name in ["n1", "n2"] {
+        node(&api, name).await;
+    }
+    let r = api.post("/api/v1/placement-groups", json!({"name": "db", "policy": "anti_affinity"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let group = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.headers["location"], format!("/api/v1/placement-groups/{group}"));
+    problem(
+        &api.post("/api/v1/placement-groups", json!({"name": "db", "policy": "affinity"})).await,
+        409,
+        "conflict",
+    );
+    problem(
+        &api.post("/api/v1/placement-groups", json!({"name": "x", "policy": "nearby"})).await,
+        422,
+        "invalid",
+    );
+    assert_eq!(api.get("/api/v1/placement-groups").await.body["items"][0]["policy"], "anti_affinity");
+
+    let member = |name: &str| json!({"name": name, "vcpus": 1, "memory_mib": 64, "disk_gib": 1, "placement_group_id": group});
+    let mut nodes = Vec::new();
+    for name in ["db1", "db2"] {
+        let made = api.post("/api/v1/vms", member(name)).await;
+        assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+        assert_eq!(made.body["vm"]["placement_group_id"], json!(group));
+        nodes.push(made.body["vm"]["node_id"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(nodes[0], nodes[1], "each on its own node");
+    // A third: what-if says why not, and the create is refused for the same reasons.
+    let question = json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "placement_group_id": group});
+    let answer = api.post("/api/v1/placement/what-if", question).await.body;
+    assert_eq!(answer["chosen"], Value::Null, "{answer}");
+    assert_eq!(answer["rejected"][0]["reasons"], json!([{"reason": "anti_affinity", "group": "db"}]));
+    let refused = api.post("/api/v1/vms", member("db3")).await;
+    problem(&refused, 409, "no_capacity");
+    problem(
+        &api.call(Method::DELETE, &format!("/api/v1/placement-groups/{group}"), None).await,
+        409,
+        "conflict",
+    );
+    let unknown = json!({"name": "v", "vcpus": 1, "memory_mib": 64, "disk_gib": 1, "placement_group_id": "0190a5b2-0000-7000-8000-00000000abcd"});
+    problem(&api.post("/api/v1/vms", unknown).await, 404, "placement_group_not_found");
+
+    let empty = api.post("/api/v1/placement-groups", json!({"name": "web", "policy": "affinity"})).await.body;
+    let path = format!("/api/v1/placement-groups/{}", empty["id"].as_str().unwrap());
+    assert_eq!(api.call(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+    problem(&api.get(&path).await, 404, "placement_group_not_found");
+}

@@ -25,6 +25,7 @@ struct World {
     network: String,
     image: String,
     recipe: String,
+    group: String,
     vm: String,
     vm_address: String,
     task: String,
@@ -85,6 +86,11 @@ async fn world() -> World {
         )
         .await,
         "image",
+    )
+    .await;
+    let group = json_of(
+        &api.post("/api/v1/placement-groups", json!({"name": "g", "policy": "anti_affinity"})).await,
+        "group",
     )
     .await;
     let recipe = json_of(
@@ -193,6 +199,7 @@ async fn world() -> World {
         network: network["id"].as_str().unwrap().to_owned(),
         image: image["id"].as_str().unwrap().to_owned(),
         recipe: recipe["id"].as_str().unwrap().to_owned(),
+        group: group["id"].as_str().unwrap().to_owned(),
         vm: made["vm"]["id"].as_str().unwrap().to_owned(),
         vm_address: made["vm"]["addresses"][0].as_str().unwrap().to_owned(),
         task,
@@ -211,6 +218,7 @@ impl World {
             "networks" => &self.network,
             "images" => &self.image,
             "recipes" => &self.recipe,
+            "placement-groups" => &self.group,
             "vms" => &self.vm,
             "tasks" => &self.task,
             "users" => &self.a,
@@ -269,6 +277,7 @@ impl World {
             }
             ("PATCH", "/api/v1/webhooks/{id}") => Some(json!({"enabled": false})),
             ("POST", "/api/v1/reconcile") => Some(json!({"dry_run": true})),
+            ("POST", "/api/v1/placement-groups") => Some(json!({"name": "g2", "policy": "affinity"})),
             ("POST", "/api/v1/placement/what-if") => {
                 Some(json!({"vcpus": 1, "memory_mib": 128, "disk_gib": 1, "ip_pool_ids": [self.pool]}))
             }
@@ -306,7 +315,7 @@ fn area_of(template: &str) -> Option<(Area, bool)> {
         "tokens" => Area::Tokens,
         "ssh-keys" => Area::SshKeys,
         "audit" => Area::Audit,
-        "reconcile" | "placement" => Area::Nodes,
+        "reconcile" | "placement" | "placement-groups" => Area::Nodes,
         "webhooks" => Area::Webhooks,
         "notification-channels" => Area::Webhooks,
         "backup-targets" => Area::Nodes,

@@ -21,6 +21,7 @@ mod images;
 mod ipam;
 mod networks;
 mod nodes;
+mod placement_groups;
 mod recipes;
 mod singletons;
 mod snapshots;

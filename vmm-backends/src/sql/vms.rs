@@ -22,7 +22,7 @@ use super::{
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-    image_id, hostname, nics, owner_id, observed_state, state_reason";
+    image_id, hostname, nics, owner_id, observed_state, state_reason, placement_group_id";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
     let mut vm = Vm {
@@ -46,6 +46,7 @@ fn vm(r: &AnyRow) -> Result<Vm> {
             .transpose()
             .map_err(|_| Error::backend("sql", "bad observed_state"))?,
         state_reason: r.opt_text("state_reason")?,
+        placement_group_id: r.opt_text("placement_group_id")?.map(|g| g.parse()).transpose()?,
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,
@@ -132,14 +133,19 @@ impl VmStore for SqlStore {
         let nodes = self.lock_nodes(&mut tx).await?;
         self.check_quota(&mut tx, new.owner_id, &UserUsage::of_new(new)).await?;
         let demand = new.demand();
-        let (chosen, task) = placement.place_task(&demand, &nodes, task)?;
+        let members = match &placement.group {
+            // After the nodes are locked: no other create moves the group meanwhile.
+            Some(group) => self.group_nodes(&mut tx, group.id).await?,
+            None => Vec::new(),
+        };
+        let (chosen, task) = placement.place_task(&demand, &nodes, members, task)?;
         let mut vm = Vm { node_id: chosen.node_id, ..new.clone() };
         self.lease_nics(&mut tx, &mut vm).await?;
         let guest = VmGuest { current: guest.cloned(), next: None };
         sqlx::query(
             "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-             image_id, hostname, nics, guest, owner_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             image_id, hostname, nics, guest, owner_id, placement_group_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(vm.id.to_string())
         .bind(&vm.name)
@@ -156,6 +162,7 @@ impl VmStore for SqlStore {
         .bind(to_json(&vm.nics)?)
         .bind(to_json(&guest)?)
         .bind(vm.owner_id.map(|o| o.to_string()))
+        .bind(vm.placement_group_id.map(|g| g.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("VM {} exists", vm.id)) } else { self.err(e) })?;

@@ -12,7 +12,8 @@ use crate::event::{EventFilter, EventPattern, EventType};
 use crate::users::Area;
 use crate::{IpPool, IpPoolSpec, PlacementRequest, Store, Strategy, TaskState, UserId, VmId};
 
-const ANY: &PlacementRequest = &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+const ANY: &PlacementRequest =
+    &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None };
 
 /// A user of role `user`, kept in `s`.
 async fn user(s: &dyn Store, id: UserId, email: &str) -> crate::users::User {

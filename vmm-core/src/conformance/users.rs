@@ -112,7 +112,7 @@ pub async fn owners(s: &dyn Store) {
     let (ann, bob) = (user("ann@example.com", Role::User), user("bob@example.com", Role::User));
     s.create_user(&ann, None).await.unwrap();
     s.create_user(&bob, None).await.unwrap();
-    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None };
     let mut mine = Vec::new();
     for owner in [Some(ann.id), Some(bob.id), Some(ann.id), None, Some(ann.id)] {
         let (vm, task) = super::store::new_vm(None);
@@ -172,7 +172,7 @@ pub async fn quotas(s: &dyn Store) {
     let mut ann = user("ann@example.com", Role::User);
     ann.quota = Quota { max_vms: Some(2), max_vcpus: Some(3), ..Quota::default() };
     s.create_user(&ann, None).await.unwrap();
-    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None };
     let (first, task) = vm_of(ann.id, 2);
     s.create_vm(&first, &task, &placement, None).await.expect("within the quota");
     let (big, task) = vm_of(ann.id, 2);
@@ -230,7 +230,7 @@ pub async fn quota_race(s: &dyn Store, n: usize) {
     let mut ann = user("ann@example.com", Role::User);
     ann.quota = Quota { max_vms: Some(1), ..Quota::default() };
     s.create_user(&ann, None).await.unwrap();
-    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None };
+    let placement = PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None };
     let attempts = (0..n).map(|_| {
         let (vm, task) = vm_of(ann.id, 1);
         let placement = &placement;

@@ -14,6 +14,7 @@ mod images;
 mod ipam;
 mod networks;
 mod nodes;
+mod placement_groups;
 mod recipes;
 mod repo;
 mod sender;
@@ -36,7 +37,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{task_events, Event};
 use crate::id::{
-    AuditId, ImageId, NetworkId, NodeId, PoolId, RecipeId, SshKeyId, TaskId, TokenId, UserId, VmId,
+    AuditId, ImageId, NetworkId, NodeId, PlacementGroupId, PoolId, RecipeId, SshKeyId, TaskId, TokenId,
+    UserId, VmId,
 };
 use crate::image::Image;
 use crate::ipam::{IpAllocator, IpLease, IpPool};
@@ -105,6 +107,7 @@ struct StoreState {
     images: BTreeMap<ImageId, Image>,
     node_images: HashMap<(NodeId, ImageId), NodeImage>,
     recipes: BTreeMap<RecipeId, Recipe>,
+    placement_groups: BTreeMap<PlacementGroupId, crate::placement_group::PlacementGroup>,
     networks: BTreeMap<NetworkId, Network>,
     /// Users with their password hashes.
     users: BTreeMap<UserId, (User, Option<String>)>,

@@ -37,7 +37,13 @@ impl VmStore for InMemoryStore {
         s.check_quota(vm.owner_id, &UserUsage::of_new(vm))?;
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
-        let (chosen, task) = placement.place_task(&demand, &nodes, task)?;
+        let members = placement.group.as_ref().map(|g| s.group_nodes(g.id)).unwrap_or_default();
+        if let Some(group) = &placement.group {
+            if !s.placement_groups.contains_key(&group.id) {
+                return Err(Error::PlacementGroupNotFound { id: group.id });
+            }
+        }
+        let (chosen, task) = placement.place_task(&demand, &nodes, members, task)?;
         let mut vm = Vm { node_id: chosen.node_id, ..vm.clone() };
         // Last fallible steps: a lease that fails gives back those taken before it.
         s.lease_nics(&mut vm)?;

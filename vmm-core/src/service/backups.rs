@@ -197,7 +197,8 @@ impl Vmm {
             TaskParams::Restore { backup_id: id, start: new.start, in_place: false },
             now,
         );
-        let placement = PlacementRequest { pinned: new.node_id, strategy: self.inner.config.strategy, only };
+        let placement =
+            PlacementRequest { pinned: new.node_id, strategy: self.inner.config.strategy, only, group: None };
         self.create_placed(&vm, &task, &placement, guest.as_ref()).await
     }
 

@@ -46,6 +46,10 @@ impl Vmm {
         };
         let pools = spec.pools();
         let only = self.nodes_for_pools(&pools, spec.node_id).await?;
+        let group = match spec.placement_group_id {
+            Some(id) => Some(self.inner.store.get_placement_group(id).await?),
+            None => None,
+        };
         let nics = if pools.is_empty() {
             vec![VmNic::new(id, 0, None)]
         } else {
@@ -68,10 +72,12 @@ impl Vmm {
             owner_id: spec.owner_id,
             observed_state: None,
             state_reason: None,
+            placement_group_id: spec.placement_group_id,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
-        let placement = PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy, only };
+        let placement =
+            PlacementRequest { pinned: spec.node_id, strategy: self.inner.config.strategy, only, group };
         self.create_placed(&vm, &task, &placement, guest.as_ref()).await
     }
 
@@ -194,8 +200,12 @@ impl Vmm {
         let vm = copy_of(&from, id, spec.name, from.node_id, hostname, now);
         let task =
             self.new_task(TaskKind::CloneVm, Some(id), TaskParams::Clone { source, start: spec.start }, now);
-        let placement =
-            PlacementRequest { pinned: Some(from.node_id), strategy: self.inner.config.strategy, only: None };
+        let placement = PlacementRequest {
+            pinned: Some(from.node_id),
+            strategy: self.inner.config.strategy,
+            only: None,
+            group: None,
+        };
         self.create_placed(&vm, &task, &placement, guest.as_ref()).await
     }
 

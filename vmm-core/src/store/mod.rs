@@ -1,6 +1,6 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
 //! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
-//! [`ImageStore`], [`RecipeStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`], [`BackupStore`]…);
+//! [`ImageStore`], [`RecipeStore`], [`PlacementGroupStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`], [`BackupStore`]…);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
@@ -14,6 +14,7 @@ mod images;
 mod ipam;
 mod networks;
 mod nodes;
+mod placement_groups;
 mod recipes;
 mod singletons;
 mod snapshots;
@@ -35,6 +36,7 @@ pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
 pub use networks::NetworkStore;
 pub use nodes::NodeStore;
+pub use placement_groups::PlacementGroupStore;
 pub use recipes::RecipeStore;
 pub use singletons::SingletonStore;
 pub use snapshots::SnapshotStore;
@@ -54,6 +56,7 @@ pub trait Store:
     + TaskStore
     + ImageStore
     + RecipeStore
+    + PlacementGroupStore
     + NetworkStore
     + UserStore
     + SshKeyStore
@@ -79,6 +82,7 @@ impl<T> Store for T where
         + TaskStore
         + ImageStore
         + RecipeStore
+        + PlacementGroupStore
         + NetworkStore
         + UserStore
         + SshKeyStore

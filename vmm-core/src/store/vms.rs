@@ -11,6 +11,7 @@ use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::node::Node;
 use crate::page::{Page, PageRequest};
 use crate::placement::{Demand, Placement, Strategy};
+use crate::placement_group::PlacementGroup;
 use crate::reconcile::ObservedState;
 use crate::task::Task;
 use crate::vm::{Vm, VmState};
@@ -47,20 +48,39 @@ pub struct PlacementRequest {
     pub strategy: Strategy,
     /// Only these nodes (those that have every network the VM needs); any when `None`.
     pub only: Option<Vec<NodeId>>,
+    /// The placement group the VM joins: the store reads where its VMs are in the same
+    /// transaction, and placement follows the group's policy.
+    pub group: Option<PlacementGroup>,
 }
 
 impl PlacementRequest {
     /// Chooses the node for `demand` among `nodes` (as a store reads them in its
-    /// transaction), with this request's pin, strategy and node filter.
-    pub fn place(&self, demand: &Demand, nodes: &[Node]) -> Result<Placement> {
-        crate::placement::place(demand, nodes, self.strategy, self.pinned, self.only.as_deref())
+    /// transaction), with this request's pin, strategy and node filter, and the group's
+    /// policy given `member_nodes`, the nodes its VMs are on (as the store read them in the
+    /// same transaction).
+    pub fn place(&self, demand: &Demand, nodes: &[Node], member_nodes: Vec<NodeId>) -> Result<Placement> {
+        let rule = self.group.as_ref().map(|g| g.rule(member_nodes));
+        crate::placement::place(
+            demand,
+            nodes,
+            self.strategy,
+            self.pinned,
+            self.only.as_deref(),
+            rule.as_ref(),
+        )
     }
 
     /// Places as [`place`](Self::place) does, and returns `task` as the store keeps it:
     /// with placement's explanation (the chosen node, the others that fit, every rejected
     /// node's reasons) as a step.
-    pub fn place_task(&self, demand: &Demand, nodes: &[Node], task: &Task) -> Result<(Placement, Task)> {
-        let placement = self.place(demand, nodes)?;
+    pub fn place_task(
+        &self,
+        demand: &Demand,
+        nodes: &[Node],
+        member_nodes: Vec<NodeId>,
+        task: &Task,
+    ) -> Result<(Placement, Task)> {
+        let placement = self.place(demand, nodes, member_nodes)?;
         let mut task = task.clone();
         task.log(task.created_at, placement.explanation.to_string());
         Ok((placement, task))

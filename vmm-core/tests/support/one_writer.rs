@@ -55,8 +55,8 @@ macro_rules! one_at_a_time {
 use chrono::{DateTime, Utc};
 use vmm_core::{
     ApiToken, Demand, GuestSettings, Image, ImageId, IpLease, Network, NetworkId, NodeId, NodeImage, Page,
-    PlacementRequest, PoolId, Recipe, RecipeId, StoredToken, Task, TaskId, TokenId, User, UserId, Vm,
-    VmFilter, VmGuest, VmId,
+    PlacementGroup, PlacementGroupId, PlacementRequest, PoolId, Recipe, RecipeId, StoredToken, Task, TaskId,
+    TokenId, User, UserId, Vm, VmFilter, VmGuest, VmId,
 };
 
 one_at_a_time! {
@@ -108,6 +108,13 @@ one_at_a_time! {
         get_recipe(id: RecipeId) -> Recipe;
         list_recipes(page: &PageRequest) -> Page<Recipe>;
         delete_recipe(id: RecipeId) -> ();
+    }
+    PlacementGroupStore {
+        create_placement_group(group: &PlacementGroup) -> ();
+        get_placement_group(id: PlacementGroupId) -> PlacementGroup;
+        list_placement_groups(page: &PageRequest) -> Page<PlacementGroup>;
+        placement_group_nodes(id: PlacementGroupId) -> Vec<NodeId>;
+        delete_placement_group(id: PlacementGroupId) -> ();
     }
     NetworkStore {
         create_network(network: &Network) -> ();

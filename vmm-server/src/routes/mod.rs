@@ -185,6 +185,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(nodes::routes(), Area::Nodes))
         .merge(gated(reconcile::routes(), Area::Nodes))
         .merge(placement::routes())
+        .merge(gated(placement::group_routes(), Area::Nodes))
         .merge(gated(ipam::routes(), Area::IpPools))
         .merge(gated(networks::routes(), Area::Networks))
         .merge(gated(images::routes(), Area::Images))
