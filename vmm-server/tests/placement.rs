@@ -100,9 +100,11 @@ async fn a_create_task_records_why_its_node_was_chosen() {
 #[tokio::test]
 async fn placement_groups_keep_vms_apart_and_what_if_says_so() {
     let api = api().await;
-    for name in ["n1", "n2"] {
-        node(&api, name).await;
-    }
+    node(&api, "n1").await;
+    let n2 = node(&api, "n2").await;
+    // n2 busy: spreading alone would put every small VM on n1; the group must not.
+    let busy = json!({"name": "busy", "vcpus": 8, "memory_mib": 32768, "disk_gib": 10, "node_id": n2});
+    assert_eq!(api.post("/api/v1/vms", busy).await.status, StatusCode::ACCEPTED);
     let r = api.post("/api/v1/placement-groups", json!({"name": "db", "policy": "anti_affinity"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let group = r.body["id"].as_str().unwrap().to_owned();
@@ -125,9 +127,21 @@ async fn placement_groups_keep_vms_apart_and_what_if_says_so() {
         let made = api.post("/api/v1/vms", member(name)).await;
         assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
         assert_eq!(made.body["vm"]["placement_group_id"], json!(group));
+        assert_eq!(api.wait(&made.body["task"]).await["state"], "succeeded");
         nodes.push(made.body["vm"]["node_id"].as_str().unwrap().to_owned());
     }
     assert_ne!(nodes[0], nodes[1], "each on its own node");
+    // A clone stays on its source's node, so it joins no group.
+    let db1 = api.get("/api/v1/vms?name=db1").await.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let stop = api.call(Method::POST, &format!("/api/v1/vms/{db1}/stop"), None).await;
+    api.wait(&stop.body["task"]).await;
+    let copy =
+        api.post(&format!("/api/v1/vms/{db1}/clone"), json!({"name": "db1-copy", "start": false})).await;
+    assert_eq!(copy.status, StatusCode::ACCEPTED, "{}", copy.body);
+    assert_eq!(
+        (&copy.body["vm"]["node_id"], copy.body["vm"].get("placement_group_id")),
+        (&json!(nodes[0]), None)
+    );
     // A third: what-if says why not, and the create is refused for the same reasons.
     let question = json!({"vcpus": 1, "memory_mib": 64, "disk_gib": 1, "placement_group_id": group});
     let answer = api.post("/api/v1/placement/what-if", question).await.body;

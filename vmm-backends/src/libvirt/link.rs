@@ -125,9 +125,11 @@ impl Link {
             let mut state = self.state();
             // A connection the node closed since the last call (libvirtd restarted, the
             // host lost power) is reopened now rather than failing the next call: the
-            // client learns of the close from the event loop, and asking costs no RPC.
+            // client learns of the close from the event loop, and asking costs no RPC. A
+            // driver that cannot say is taken at its word that it is open (the call
+            // itself then finds out).
             match &state.open {
-                Some(conn) if conn.is_alive().unwrap_or(false) => return Ok(conn.clone()),
+                Some(conn) if conn.is_alive().unwrap_or(true) => return Ok(conn.clone()),
                 Some(_) => {
                     tracing::info!(uri = %self.uri, "the node closed the connection; reopening");
                     state.open = None;

@@ -133,6 +133,7 @@ impl VmStore for SqlStore {
         let nodes = self.lock_nodes(&mut tx).await?;
         self.check_quota(&mut tx, new.owner_id, &UserUsage::of_new(new)).await?;
         let demand = new.demand();
+        placement.check_group_of(new)?;
         let members = match &placement.group {
             // After the nodes are locked: no other create moves the group meanwhile.
             Some(group) => self.group_nodes(&mut tx, group.id).await?,

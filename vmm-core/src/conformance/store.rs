@@ -315,7 +315,12 @@ pub async fn placement_groups(s: &dyn Store) {
     let listed = s.list_placement_groups(&PageRequest::default()).await.unwrap().items;
     assert_eq!(listed, [together.clone(), apart.clone()], "newest first");
 
-    let join = |g: &PlacementGroup| PlacementRequest { group: Some(g.clone()), ..ANY.clone() };
+    // Packing would put every VM on one node: the group's rule is what spreads them.
+    let join = |g: &PlacementGroup| PlacementRequest {
+        group: Some(g.clone()),
+        strategy: Strategy::Pack,
+        ..ANY.clone()
+    };
     let mut placed = Vec::new();
     for _ in 0..3 {
         let (vm, task) = new_vm(None);
@@ -346,6 +351,12 @@ pub async fn placement_groups(s: &dyn Store) {
         gathered.push(s.create_vm(&vm, &task, &join(&together), None).await.unwrap().node_id);
     }
     assert!(gathered.iter().all(|n| *n == gathered[0]), "one node for an affinity group: {gathered:?}");
+    // A VM is placed by its own group's rule or none: a request that disagrees is refused.
+    let (vm, task) = new_vm(None);
+    let stray = s.create_vm(&Vm { placement_group_id: Some(apart.id), ..vm.clone() }, &task, ANY, None).await;
+    assert!(matches!(stray, Err(Error::Invalid { .. })), "{stray:?}");
+    let unjoined = s.create_vm(&vm, &task, &join(&apart), None).await;
+    assert!(matches!(unjoined, Err(Error::Invalid { .. })), "{unjoined:?}");
     let stored =
         s.get_vm(s.list_vms(&VmFilter::default(), &PageRequest::default()).await.unwrap().items[0].id);
     assert_eq!(stored.await.unwrap().placement_group_id, Some(together.id), "the VM keeps its group");

@@ -37,6 +37,7 @@ impl VmStore for InMemoryStore {
         s.check_quota(vm.owner_id, &UserUsage::of_new(vm))?;
         let demand = vm.demand();
         let nodes: Vec<_> = s.nodes.values().cloned().collect();
+        placement.check_group_of(vm)?;
         let members = placement.group.as_ref().map(|g| s.group_nodes(g.id)).unwrap_or_default();
         if let Some(group) = &placement.group {
             if !s.placement_groups.contains_key(&group.id) {

@@ -82,7 +82,8 @@ impl Vmm {
     }
 
     /// Creates `vm` and its `task` in the store (which places it), wakes the workers, and
-    /// answers both as stored: the task with placement's explanation as a step.
+    /// answers both as stored: the task re-read, with placement's explanation as a step
+    /// (should that read fail, the task as queued, without it).
     pub(super) async fn create_placed(
         &self,
         vm: &Vm,
@@ -371,6 +372,9 @@ pub(super) fn copy_of(
         nics,
         observed_state: None,
         state_reason: None,
+        // A copy joins no group: a clone stays on its source's node, which an
+        // anti-affinity group would refuse, and the group of a backup may be gone.
+        placement_group_id: None,
         ..from.clone()
     }
 }

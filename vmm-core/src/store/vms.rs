@@ -48,12 +48,26 @@ pub struct PlacementRequest {
     pub strategy: Strategy,
     /// Only these nodes (those that have every network the VM needs); any when `None`.
     pub only: Option<Vec<NodeId>>,
-    /// The placement group the VM joins: the store reads where its VMs are in the same
+    /// The placement group the VM joins (the VM's `placement_group_id`; a store refuses a
+    /// request whose group is not the VM's): the store reads where its VMs are in the same
     /// transaction, and placement follows the group's policy.
     pub group: Option<PlacementGroup>,
 }
 
 impl PlacementRequest {
+    /// Checks that the request's group is `vm`'s own: a VM is never placed under another
+    /// group's rule, nor joins one unchecked.
+    pub fn check_group_of(&self, vm: &Vm) -> Result<()> {
+        if self.group.as_ref().map(|g| g.id) == vm.placement_group_id {
+            Ok(())
+        } else {
+            Err(crate::error::Error::invalid(
+                "placement_group_id",
+                "the VM's placement group is not the one it is placed by",
+            ))
+        }
+    }
+
     /// Chooses the node for `demand` among `nodes` (as a store reads them in its
     /// transaction), with this request's pin, strategy and node filter, and the group's
     /// policy given `member_nodes`, the nodes its VMs are on (as the store read them in the

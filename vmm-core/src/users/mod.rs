@@ -242,9 +242,10 @@ pub struct UserSpec {
     /// Their email address.
     #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
-    /// A password of 12 characters to 1,024 bytes; required for local users, refused for LDAP.
+    /// A password of 12 characters to 1,024 bytes (256 characters always fit); required for
+    /// local users, refused for LDAP.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 256))]
     pub password: Option<Secret>,
     /// What they may do.
     pub role: Role,
@@ -269,7 +270,7 @@ pub struct UserPatch {
     pub state: Option<UserState>,
     /// A new password (local users).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 1024))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 12, max_length = 256))]
     pub password: Option<Secret>,
     /// A new quota.
     #[serde(default)]
