@@ -23,27 +23,34 @@
 # would be: a storage pool in, say, /var/tmp is seen by both hosts.
 set -euo pipefail
 
-[ "$(id -u)" -eq 0 ] || exec sudo -- "$0" "$@"
+[ "$(id -u)" -eq 0 ] || exec sudo --preserve-env=VMM_NODE2_DIR -- "$0" "$@"
 
 readonly NS=vmm-node2
 readonly DIR=${VMM_NODE2_DIR:-/var/tmp/vmm-node2}
+# Pid files on /run, which a reboot empties: a pid kept across one names another process.
+readonly RUN=/run/vmm-node2
 readonly HOST_IP=203.0.113.250 NODE_IP=203.0.113.251
 readonly HOST_IF=vmmn2-host NODE_IF=vmmn2-node
 readonly HOST_UUID=6f0d2b8e-5a51-4c8e-9d3c-000000000002
 readonly URI="qemu+tcp://$NODE_IP/system"
+readonly BLACKHOLE_METRIC=4000
 readonly MAIN_URI="qemu+tcp://$HOST_IP/system"
 # The forwarder's firewall rule: only the veth link may reach it.
 readonly GUARD=(INPUT -p tcp -d "$HOST_IP" --dport 16509 ! -i "$HOST_IF" -j DROP)
+# Neither libvirtd asks who connects: only root on this host may connect to the second
+# one (any local user could otherwise act as root through it), and only the second host
+# to the forwarder (GUARD).
+readonly ROOT_ONLY=(OUTPUT -p tcp -d "$NODE_IP" --dport 16509 -m owner ! --uid-owner 0 -j REJECT)
 
 say() { echo "node2: $*" >&2; }
 
-# Whether the process of pid file $1 runs (a killed daemon stays a zombie for a while,
-# and `kill -0` would call it alive).
+# Whether the process of pid file $1 runs and is the program $2 (a killed daemon stays a
+# zombie for a while, and `kill -0` would call it alive).
 alive() {
   [ -f "$1" ] || return 1
-  local state
-  state=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
+  local state comm
+  read -r state comm < <(ps -o stat=,comm= -p "$(cat "$1")" 2>/dev/null) || return 1
+  [[ $state != Z* && $comm == "$2" ]]
 }
 
 answers() { virsh -c "$1" uri >/dev/null 2>&1; }
@@ -66,6 +73,9 @@ network_up() {
   ip -n "$NS" addr replace "$NODE_IP/32" peer "$HOST_IP/32" dev "$NODE_IF"
   ip -n "$NS" link set "$NODE_IF" up
   ip -n "$NS" link set lo up
+  # While the link is down (`cut`) its route is gone, and the default route would carry the
+  # second host's traffic off the machine: this one, behind the link's, drops it here.
+  ip route replace blackhole "$NODE_IP/32" metric "$BLACKHOLE_METRIC"
 }
 
 # The second host's files: this host's daemon settings with its own added, and its state
@@ -103,13 +113,15 @@ CONF
 }
 
 daemons_up() {
-  alive "$DIR/libvirtd.pid" && return 0
-  # Leftovers of a power-off: the namespaces' processes are gone, their pid files not.
-  rm -f "$DIR/libvirtd.pid" "$DIR/virtlogd.pid"
+  alive "$RUN/libvirtd.pid" libvirtd && return 0
+  # Whatever is left of an earlier start (a virtlogd or QEMU whose libvirtd died) would
+  # live on unseen beside the new daemons.
+  kill_all
+  rm -f "$RUN/libvirtd.pid" "$RUN/virtlogd.pid"
   # `ip netns exec` would remount /sys and lose /sys/fs/cgroup; nsenter keeps it.
   nsenter --net="/run/netns/$NS" unshare --cgroup --mount --uts --propagation private --fork -- \
-    bash -euo pipefail -s -- "$DIR" <<'INSIDE'
-dir=$1
+    bash -euo pipefail -s -- "$DIR" "$RUN" <<'INSIDE'
+dir=$1 run=$2
 mount -t tmpfs -o mode=0755 tmpfs /run/libvirt
 mount --bind "$dir/etc" /etc/libvirt
 mount --bind "$dir/lib" /var/lib/libvirt
@@ -118,18 +130,18 @@ mount --bind "$dir/cache" /var/cache/libvirt
 mount --bind "$dir/hosts" /etc/hosts
 mount --bind "$dir/vmm" /var/lib/vmm
 hostname node2
-virtlogd -d -p "$dir/virtlogd.pid"
-libvirtd -d --listen -p "$dir/libvirtd.pid"
+virtlogd -d -p "$run/virtlogd.pid"
+libvirtd -d --listen -p "$run/libvirtd.pid"
 INSIDE
   wait_until "its libvirtd on $URI" answers "$URI"
 }
 
 forwarder_up() {
   iptables -C "${GUARD[@]}" 2>/dev/null || iptables -I "${GUARD[@]}"
-  if ! alive "$DIR/forwarder.pid"; then
+  if ! alive "$RUN/forwarder.pid" socat; then
     setsid socat "TCP-LISTEN:16509,bind=$HOST_IP,reuseaddr,fork" UNIX-CONNECT:/run/libvirt/libvirt-sock \
       </dev/null >/dev/null 2>&1 &
-    echo $! > "$DIR/forwarder.pid"
+    echo $! > "$RUN/forwarder.pid"
   fi
   wait_until "the main libvirtd on $MAIN_URI" \
     ip netns exec "$NS" virsh -c "$MAIN_URI" uri
@@ -151,8 +163,10 @@ kill_all() {
 
 up() {
   [ -x "$(command -v libvirtd)" ] || { say "libvirtd is not installed (run .ci/setup)"; exit 1; }
+  mkdir -p "$RUN"
+  iptables -C "${ROOT_ONLY[@]}" 2>/dev/null || iptables -I "${ROOT_ONLY[@]}"
   network_up
-  alive "$DIR/libvirtd.pid" || files
+  alive "$RUN/libvirtd.pid" libvirtd || files
   daemons_up
   forwarder_up
   echo "$URI"
@@ -160,20 +174,22 @@ up() {
 
 down() {
   kill_all
-  if alive "$DIR/forwarder.pid"; then kill "$(cat "$DIR/forwarder.pid")"; fi
+  if alive "$RUN/forwarder.pid" socat; then kill "$(cat "$RUN/forwarder.pid")"; fi
   while iptables -C "${GUARD[@]}" 2>/dev/null; do iptables -D "${GUARD[@]}"; done
+  while iptables -C "${ROOT_ONLY[@]}" 2>/dev/null; do iptables -D "${ROOT_ONLY[@]}"; done
+  ip route del blackhole "$NODE_IP/32" metric "$BLACKHOLE_METRIC" 2>/dev/null || true
   ip link del "$HOST_IF" 2>/dev/null || true
   [ ! -e "/run/netns/$NS" ] || ip netns del "$NS"
-  rm -rf "$DIR"
+  rm -rf "$DIR" "$RUN"
 }
 
 case ${1:-} in
   up) up ;;
   down) down ;;
   status)
-    if alive "$DIR/libvirtd.pid" && answers "$URI"; then echo "up $URI"; else echo down; exit 3; fi ;;
+    if alive "$RUN/libvirtd.pid" libvirtd && answers "$URI"; then echo "up $URI"; else echo down; exit 3; fi ;;
   power-off) kill_all ;;
   cut) ip link set "$HOST_IF" down ;;
-  mend) ip link set "$HOST_IF" up; ip -n "$NS" link set "$NODE_IF" up ;;
+  mend) network_up ;;
   *) echo "usage: $0 up|down|status|power-off|cut|mend" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 //! The second test host of `tests/node2.sh`: another libvirt host on this machine, with
 //! its own host UUID and name, that `vmmd` reaches over `qemu+tcp` and places VMs on; its
 //! power can be cut (its QEMU dies with its libvirtd, its definitions stay) and its link
-//! split; `down` leaves nothing behind. The migration and HA tests build on it.
+//! split (its traffic then goes nowhere, not out of the machine); `down` leaves nothing
+//! behind. Only root may reach its unauthenticated libvirtd. The migration and HA tests build on it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,8 +22,11 @@ fn node2(dir: &Path, verb: &str) -> (String, i32) {
     let out =
         Command::new("bash").arg(script()).arg(verb).env("VMM_NODE2_DIR", dir).output().expect("bash runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.is_empty() || out.status.code() == Some(3), "node2.sh {verb}: {stderr}");
-    (String::from_utf8_lossy(&out.stdout).trim().to_owned(), out.status.code().unwrap_or(-1))
+    let code = out.status.code().unwrap_or(-1);
+    // Every verb but `status` (3: down) succeeds, and says nothing on stderr.
+    assert!(code == 0 || (verb == "status" && code == 3), "node2.sh {verb} exited {code}: {stderr}");
+    assert!(stderr.is_empty(), "node2.sh {verb}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).trim().to_owned(), code)
 }
 
 /// Takes the second host down however the test ends.
@@ -63,6 +67,14 @@ fn a_second_host_is_made_used_powered_off_split_and_removed() {
     // Another host to libvirt: its own UUID and name (migration compares the UUIDs).
     assert_ne!(host_uuid(NODE2), host_uuid("qemu:///system"));
     assert_eq!(virsh(NODE2, &["hostname"]).1, "node2");
+    // Its libvirtd asks no one who they are: only root may connect.
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "virsh", "-c", NODE2, "uri"])
+        .env("HOME", "/tmp")
+        .output()
+        .unwrap();
+    let refused = String::from_utf8_lossy(&nobody.stderr);
+    assert!(!nobody.status.success() && refused.contains("Connection refused"), "{refused}");
     // From there the main host answers too (peer-to-peer migration back goes that way).
     let back = Command::new("ip")
         .args([
@@ -111,6 +123,9 @@ fn a_second_host_is_made_used_powered_off_split_and_removed() {
     // A network split: unreachable while cut, back when mended.
     node2(&dir, "cut");
     assert!(!virsh(NODE2, &["uri"]).0, "unreachable while cut");
+    let route = Command::new("ip").args(["route", "get", "203.0.113.251"]).output().unwrap();
+    let route = String::from_utf8_lossy(&route.stdout).into_owned() + &String::from_utf8_lossy(&route.stderr);
+    assert!(!route.contains(" via "), "nothing for node2 leaves by the default route while cut: {route}");
     node2(&dir, "mend");
     wait_until("node2 to answer again", Duration::from_secs(20), || virsh(NODE2, &["uri"]).0);
 
@@ -131,4 +146,8 @@ fn a_second_host_is_made_used_powered_off_split_and_removed() {
     assert!(!String::from_utf8_lossy(&netns.stdout).contains("vmm-node2"));
     assert!(!Command::new("ip").args(["link", "show", "vmmn2-host"]).output().unwrap().status.success());
     assert!(!dir.exists());
+    let rules = Command::new("iptables").args(["-S"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&rules.stdout).contains("203.0.113.25"), "no firewall rule left");
+    let routes = Command::new("ip").args(["route", "show", "203.0.113.251"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&routes.stdout).trim().is_empty(), "no route left");
 }
