@@ -15,10 +15,18 @@ impl SqlStore {
         let sql = format!("SELECT id FROM placement_groups WHERE id = $1{}", self.dialect.lock());
         self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::PlacementGroupNotFound { id })
             .await?;
+        self.member_nodes(&mut **tx, id).await
+    }
+
+    /// The nodes the group's VMs are on, each once, in id order, read through `executor`.
+    async fn member_nodes<'c, E>(&self, executor: E, id: PlacementGroupId) -> Result<Vec<NodeId>>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
         let rows =
             sqlx::query("SELECT DISTINCT node_id FROM vms WHERE placement_group_id = $1 ORDER BY node_id")
                 .bind(id.to_string())
-                .fetch_all(&mut **tx)
+                .fetch_all(executor)
                 .await
                 .map_err(|e| self.err(e))?;
         rows.iter().map(|r| r.parsed("node_id")).collect()
@@ -56,13 +64,7 @@ impl PlacementGroupStore for SqlStore {
 
     async fn placement_group_nodes(&self, id: PlacementGroupId) -> Result<Vec<NodeId>> {
         self.get_placement_group(id).await?;
-        let rows =
-            sqlx::query("SELECT DISTINCT node_id FROM vms WHERE placement_group_id = $1 ORDER BY node_id")
-                .bind(id.to_string())
-                .fetch_all(&self.read)
-                .await
-                .map_err(|e| self.err(e))?;
-        rows.iter().map(|r| r.parsed("node_id")).collect()
+        self.member_nodes(&self.read, id).await
     }
 
     async fn delete_placement_group(&self, id: PlacementGroupId) -> Result<()> {

@@ -388,29 +388,21 @@ impl TaskStore for SqlStore {
         let limit = page.limit()?;
         let before: Option<TaskId> = page.cursor()?;
         // Fixed clauses only; every value is bound.
-        let mut sql = format!("SELECT {} FROM tasks WHERE 1 = 1", columns(self.dialect.now_us()));
-        let mut binds: Vec<String> = Vec::new();
-        let mut clause = |sql: &mut String, column: &str, op: &str, value: String| {
-            binds.push(value);
-            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
-        };
+        let mut q = Statement::default();
+        q.sql(&format!("SELECT {} FROM tasks WHERE 1 = 1", columns(self.dialect.now_us())));
         if let Some(vm) = filter.vm_id {
-            clause(&mut sql, "vm_id", "=", vm.to_string());
+            q.sql(" AND vm_id = ").param(vm.to_string());
         }
         if let Some(state) = filter.state {
-            clause(&mut sql, "state", "=", state.to_string());
+            q.sql(" AND state = ").param(state.to_string());
         }
         if let Some(owner) = filter.owner_id {
-            clause(&mut sql, "owner_id", "=", owner.to_string());
+            q.sql(" AND owner_id = ").param(owner.to_string());
         }
         if let Some(b) = before {
-            clause(&mut sql, "id", "<", b.to_string());
+            q.sql(" AND id < ").param(b.to_string());
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b);
-        }
+        q.sql(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
         let rows = q.fetch_all(&self.read).await.map_err(|e| self.err(e))?;
         let items = rows.iter().map(|r| task(r).map(|(t, _)| t)).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |t| t.id.to_string()))

@@ -16,6 +16,7 @@ use vmm_core::{
     Result, Task, TaskParams, UserId, Vm, VmAction, VmFilter, VmGuest, VmId, VmNic, VmStore,
 };
 
+use super::statement::Statement;
 use super::{
     first, from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx,
 };
@@ -187,32 +188,24 @@ impl VmStore for SqlStore {
         let limit = page.limit()?;
         let before: Option<VmId> = page.cursor()?;
         // Fixed clauses only; every value is bound.
-        let mut sql = format!("SELECT {COLUMNS} FROM vms WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let mut clause = |sql: &mut String, column: &str, op: &str, value: String| {
-            binds.push(value);
-            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
-        };
+        let mut q = Statement::default();
+        q.sql(&format!("SELECT {COLUMNS} FROM vms WHERE 1 = 1"));
         if let Some(owner) = filter.owner_id {
-            clause(&mut sql, "owner_id", "=", owner.to_string());
+            q.sql(" AND owner_id = ").param(owner.to_string());
         }
         if let Some(node) = filter.node_id {
-            clause(&mut sql, "node_id", "=", node.to_string());
+            q.sql(" AND node_id = ").param(node.to_string());
         }
         if let Some(state) = filter.state {
-            clause(&mut sql, "state", "=", state.as_str().to_owned());
+            q.sql(" AND state = ").param(state.as_str());
         }
         if let Some(name) = &filter.name {
-            clause(&mut sql, "name", "=", name.clone());
+            q.sql(" AND name = ").param(name.as_str());
         }
         if let Some(b) = before {
-            clause(&mut sql, "id", "<", b.to_string());
+            q.sql(" AND id < ").param(b.to_string());
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b);
-        }
+        q.sql(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
         let rows = q.fetch_all(&self.read).await.map_err(|e| self.err(e))?;
         let items = rows.iter().map(vm).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |v| v.id.to_string()))

@@ -7,5 +7,6 @@ pub mod events;
 pub mod hypervisor;
 pub mod idempotency;
 pub mod observe;
+pub mod placement;
 pub mod store;
 pub mod users;

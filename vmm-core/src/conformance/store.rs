@@ -28,7 +28,7 @@ where
     pools_and_leases(new_store().await.as_ref()).await;
     create_places_leases_and_queues(new_store().await.as_ref()).await;
     create_is_all_or_nothing(new_store().await.as_ref()).await;
-    placement_groups(new_store().await.as_ref()).await;
+    super::placement::placement_groups(new_store().await.as_ref()).await;
     one_active_task_per_vm(new_store().await.as_ref()).await;
     claims_leases_and_recovery(new_store().await.as_ref()).await;
     batch_claims(new_store().await.as_ref(), 4).await;
@@ -102,7 +102,7 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
     (vm, task)
 }
 
-const ANY: &PlacementRequest =
+pub(super) const ANY: &PlacementRequest =
     &PlacementRequest { pinned: None, strategy: Strategy::Spread, only: None, group: None };
 
 /// Creates a VM and ends its create task, as a worker would.
@@ -290,88 +290,6 @@ pub async fn create_places_leases_and_queues(s: &dyn Store) {
         group: None,
     };
     assert!(matches!(s.create_vm(&vm2, &task2, &pinned, None).await, Err(Error::NodeNotFound { .. })));
-}
-
-/// Placement groups: anti-affinity puts each VM on its own node and refuses one more than
-/// there are nodes, naming the group for each; affinity keeps VMs on the first one's node;
-/// a group with VMs cannot go, and a create cannot join a group that went.
-pub async fn placement_groups(s: &dyn Store) {
-    use crate::{GroupPolicy, PlacementGroup, PlacementGroupSpec, RejectReason};
-    let nodes = [node("a", 8), node("b", 8), node("c", 8)];
-    for n in &nodes {
-        s.create_node(n).await.unwrap();
-    }
-    let group = |name: &str, policy| {
-        PlacementGroup::from_spec(&PlacementGroupSpec { name: name.into(), policy }, Utc::now()).unwrap()
-    };
-    let (apart, together) = (group("db", GroupPolicy::AntiAffinity), group("web", GroupPolicy::Affinity));
-    s.create_placement_group(&apart).await.unwrap();
-    s.create_placement_group(&together).await.unwrap();
-    assert!(matches!(
-        s.create_placement_group(&group("db", GroupPolicy::Affinity)).await,
-        Err(Error::Conflict { .. })
-    ));
-    assert_eq!(s.get_placement_group(apart.id).await.unwrap(), apart);
-    let listed = s.list_placement_groups(&PageRequest::default()).await.unwrap().items;
-    assert_eq!(listed, [together.clone(), apart.clone()], "newest first");
-
-    // Packing would put every VM on one node: the group's rule is what spreads them.
-    let join = |g: &PlacementGroup| PlacementRequest {
-        group: Some(g.clone()),
-        strategy: Strategy::Pack,
-        ..ANY.clone()
-    };
-    let mut placed = Vec::new();
-    for _ in 0..3 {
-        let (vm, task) = new_vm(None);
-        let vm = Vm { placement_group_id: Some(apart.id), ..vm };
-        placed.push(s.create_vm(&vm, &task, &join(&apart), None).await.expect("a node of its own").node_id);
-    }
-    placed.sort();
-    placed.dedup();
-    assert_eq!(placed.len(), 3, "three VMs of an anti-affinity group on three nodes");
-    let mut all: Vec<_> = nodes.iter().map(|n| n.id).collect();
-    all.sort();
-    assert_eq!(s.placement_group_nodes(apart.id).await.unwrap(), all);
-    let (vm, task) = new_vm(None);
-    match s.create_vm(&Vm { placement_group_id: Some(apart.id), ..vm }, &task, &join(&apart), None).await {
-        Err(Error::NoCapacity { rejections }) => {
-            assert_eq!(rejections.len(), 3);
-            for r in rejections {
-                assert_eq!(r.reasons, [RejectReason::AntiAffinity { group: "db".into() }], "{r}");
-            }
-        }
-        other => panic!("a fourth member fits nowhere: {other:?}"),
-    }
-
-    let mut gathered = Vec::new();
-    for _ in 0..3 {
-        let (vm, task) = new_vm(None);
-        let vm = Vm { placement_group_id: Some(together.id), ..vm };
-        gathered.push(s.create_vm(&vm, &task, &join(&together), None).await.unwrap().node_id);
-    }
-    assert!(gathered.iter().all(|n| *n == gathered[0]), "one node for an affinity group: {gathered:?}");
-    // A VM is placed by its own group's rule or none: a request that disagrees is refused.
-    let (vm, task) = new_vm(None);
-    let stray = s.create_vm(&Vm { placement_group_id: Some(apart.id), ..vm.clone() }, &task, ANY, None).await;
-    assert!(matches!(stray, Err(Error::Invalid { .. })), "{stray:?}");
-    let unjoined = s.create_vm(&vm, &task, &join(&apart), None).await;
-    assert!(matches!(unjoined, Err(Error::Invalid { .. })), "{unjoined:?}");
-    let stored =
-        s.get_vm(s.list_vms(&VmFilter::default(), &PageRequest::default()).await.unwrap().items[0].id);
-    assert_eq!(stored.await.unwrap().placement_group_id, Some(together.id), "the VM keeps its group");
-
-    assert!(matches!(s.delete_placement_group(apart.id).await, Err(Error::Conflict { .. })), "it has VMs");
-    let empty = group("empty", GroupPolicy::AntiAffinity);
-    s.create_placement_group(&empty).await.unwrap();
-    s.delete_placement_group(empty.id).await.unwrap();
-    assert!(matches!(s.get_placement_group(empty.id).await, Err(Error::PlacementGroupNotFound { .. })));
-    assert!(matches!(s.delete_placement_group(empty.id).await, Err(Error::PlacementGroupNotFound { .. })));
-    assert!(matches!(s.placement_group_nodes(empty.id).await, Err(Error::PlacementGroupNotFound { .. })));
-    let (vm, task) = new_vm(None);
-    let joined =
-        s.create_vm(&Vm { placement_group_id: Some(empty.id), ..vm }, &task, &join(&empty), None).await;
-    assert!(matches!(joined, Err(Error::PlacementGroupNotFound { .. })), "{joined:?}");
 }
 
 /// A create that cannot place or lease changes nothing; a refusal names every reason.
