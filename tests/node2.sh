@@ -109,7 +109,9 @@ migration_address = "$NODE_IP"
 migration_host = "$NODE_IP"
 CONF
   fi
-  printf '127.0.0.1 localhost\n%s node2\n%s node1\n' "$NODE_IP" "$HOST_IP" > "$DIR/hosts"
+  # The main host by its own name too: its libvirtd offers that name to a QEMU migrating
+  # to it from here.
+  printf '127.0.0.1 localhost\n%s node2\n%s node1 %s\n' "$NODE_IP" "$HOST_IP" "$(hostname)" > "$DIR/hosts"
 }
 
 daemons_up() {

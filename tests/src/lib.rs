@@ -326,6 +326,18 @@ impl Vmmd {
         }
     }
 
+    /// Waits (up to `within`) for the process to end by itself; its exit status.
+    pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "vmmd did not exit in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: the process dies wherever it is.
     pub fn kill(mut self) {
         self.signal("KILL");

@@ -194,6 +194,13 @@ pub static NOUNS: &[Noun] = &[
             verb("resume", "Resume a paused VM", Post, "/vms/{vm}/resume", One),
             verb("reinstall", "Reinstall a VM from an image (image_id=…)", Post, "/vms/{vm}/reinstall", One),
             verb("clone", "Clone a VM (name=, start=)", Post, "/vms/{vm}/clone", One),
+            verb(
+                "migrate",
+                "Move a VM to another node, live while it runs (node_id=, live=); placement chooses without node_id",
+                Post,
+                "/vms/{vm}/migrate",
+                One,
+            ),
             verb("console", "A console token for a VM (kind=vnc|serial)", Post, "/vms/{vm}/console", One),
             verb("console-log", "A VM's serial console log", Get, "/vms/{vm}/console-log", Text),
             verb("stats", "A VM's recent statistics", Get, "/vms/{vm}/stats", One),

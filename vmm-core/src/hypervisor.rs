@@ -284,6 +284,29 @@ pub trait Hypervisor: Send + Sync + Debug {
         Err(Error::unsupported(self.uri(), "writing disks"))
     }
 
+    /// The size in bytes of the VM's disk file as the node stores it now (what
+    /// [`read_volume`](Self::read_volume) sends of a shut-off domain), `None` when there is
+    /// none. The node's storage is looked at afresh, so a file another node wrote is seen.
+    async fn stored_volume(&self, vm: VmId) -> Result<Option<u64>> {
+        let _ = vm;
+        Err(Error::unsupported(self.uri(), "reading disks"))
+    }
+
+    /// Moves the VM's running domain to `target` while it runs: afterwards it is defined
+    /// and running there and gone from this node (its disk file stays here for the caller
+    /// to remove). With `copy_storage` its disk is copied too (the nodes do not share
+    /// storage; `target` holds an empty volume of the same size and the seed, if any);
+    /// without, both nodes see the same disk. On failure the domain still runs here.
+    /// `target` must be of the same backend.
+    async fn migrate(&self, vm: VmId, target: &dyn Hypervisor, copy_storage: bool) -> Result<()> {
+        let _ = (vm, target, copy_storage);
+        Err(Error::unsupported(self.uri(), "live migration"))
+    }
+
+    /// This hypervisor as [`Any`](std::any::Any), so that a backend can reach the other
+    /// node of a migration as its own type.
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Takes a snapshot of the domain named `name`: its disk, and its memory when it runs.
     async fn create_snapshot(&self, vm: VmId, name: &str, description: Option<&str>) -> Result<SnapshotInfo> {
         let _ = (vm, name, description);

@@ -22,6 +22,7 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod console;
+pub mod crash;
 pub mod directory;
 mod error;
 pub mod event;
@@ -33,6 +34,7 @@ pub mod image;
 pub mod ipam;
 pub mod memory;
 pub mod metrics;
+pub mod migration;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -76,6 +78,7 @@ pub use image::{
     UrlPolicy,
 };
 pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
+pub use migration::MigrateSpec;
 pub use network::{Network, NetworkKind, NetworkSpec};
 pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};
@@ -90,9 +93,9 @@ pub use service::{
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
     AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
-    NetworkStore, NodeImage, NodeStore, PlacementGroupStore, PlacementRequest, RecipeStore, SingletonStore,
-    SnapshotStore, SshKeyStore, Store, StoredToken, TaskStore, UsageStore, UserStore, VmFilter, VmGuest,
-    VmStore, WebhookStore,
+    MigrationRequest, MigrationStore, NetworkStore, NodeImage, NodeStore, PlacementGroupStore,
+    PlacementRequest, RecipeStore, SingletonStore, SnapshotStore, SshKeyStore, Store, StoredToken, TaskStore,
+    UsageStore, UserStore, VmFilter, VmGuest, VmStore, WebhookStore,
 };
 pub use task::{Task, TaskDeadlines, TaskFilter, TaskKind, TaskLease, TaskParams, TaskState, TaskStep};
 pub use users::{

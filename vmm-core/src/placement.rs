@@ -122,6 +122,8 @@ pub enum RejectReason {
         /// The group's name.
         group: String,
     },
+    /// The VM being moved is on this node already.
+    Source,
 }
 
 impl fmt::Display for RejectReason {
@@ -139,6 +141,7 @@ impl fmt::Display for RejectReason {
                 write!(f, "node holds a VM of anti-affinity group {group:?}")
             }
             Self::Affinity { group } => write!(f, "affinity group {group:?} is on another node"),
+            Self::Source => f.write_str("the VM is on this node"),
         }
     }
 }

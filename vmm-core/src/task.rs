@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{BackupId, ImageId, TaskId, UserId, VmId};
+use crate::id::{BackupId, ImageId, NodeId, TaskId, UserId, VmId};
 use crate::placement::Demand;
 use crate::vm::{PowerAction, VmAction, VmPatch};
 
@@ -71,6 +71,8 @@ pub enum TaskKind {
     RevertSnapshot,
     /// Delete a snapshot of a VM.
     DeleteSnapshot,
+    /// Move a VM to another node: live when it runs, offline when it is stopped.
+    MigrateVm,
 }
 
 impl TaskKind {
@@ -82,6 +84,7 @@ impl TaskKind {
             VmAction::Reinstall => Self::ReinstallVm,
             VmAction::ChangeAddresses => Self::AddAddress,
             VmAction::Clone => Self::CloneVm,
+            VmAction::Migrate => Self::MigrateVm,
             power => {
                 Self::for_power(PowerAction::try_from(power).expect("every other action is a power action"))
             }
@@ -124,7 +127,8 @@ impl TaskKind {
             | Self::DeleteBackup
             | Self::SnapshotVm
             | Self::RevertSnapshot
-            | Self::DeleteSnapshot => None,
+            | Self::DeleteSnapshot
+            | Self::MigrateVm => None,
         }
     }
 
@@ -139,6 +143,7 @@ impl TaskKind {
         let minutes = match self {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
             Self::ImportImage | Self::BackupVm | Self::RestoreBackup | Self::VerifyBackup => 120,
+            Self::MigrateVm => 60,
             Self::DeleteBackup | Self::SnapshotVm | Self::RevertSnapshot | Self::DeleteSnapshot => 30,
             Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress | Self::Reconcile => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
@@ -311,6 +316,15 @@ pub enum TaskParams {
         /// The note given when it is taken.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
+    },
+    /// A migration: where from, where to, and how.
+    Migrate {
+        /// The node the VM leaves.
+        from: NodeId,
+        /// The node it moves to (chosen by placement when the task was queued).
+        to: NodeId,
+        /// Live (the VM keeps running) or offline (it stays stopped).
+        live: bool,
     },
     /// Update: the patch to apply.
     Update {

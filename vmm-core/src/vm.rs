@@ -388,6 +388,10 @@ pub struct Vm {
     /// The placement group it joined when it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_group_id: Option<PlacementGroupId>,
+    /// The node a migration is moving it to: that node's capacity is held for it until
+    /// the migration switches over (then `node_id` becomes this) or rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating_to: Option<NodeId>,
 }
 
 /// One NIC of a VM.
@@ -490,6 +494,7 @@ impl VmState {
             (S::Stopped | S::Running | S::Error, A::Reinstall) => S::Running,
             (same @ (S::Stopped | S::Running), A::ChangeAddresses) => same,
             (S::Stopped, A::Clone) => S::Stopped,
+            (same @ (S::Stopped | S::Running), A::Migrate) => same,
             // Creating: only reachable when the create task is gone (one active task per VM),
             // so that a VM stranded by a crash can still be removed.
             // Deleting: a delete whose task failed half-way may be tried again.
@@ -533,11 +538,13 @@ pub enum VmAction {
     ChangeAddresses,
     /// Copy the VM into a new one.
     Clone,
+    /// Move the VM to another node.
+    Migrate,
 }
 
 impl VmAction {
     /// Every action.
-    pub const ALL: [VmAction; 12] = [
+    pub const ALL: [VmAction; 13] = [
         Self::Start,
         Self::Stop,
         Self::Shutdown,
@@ -550,6 +557,7 @@ impl VmAction {
         Self::Reinstall,
         Self::ChangeAddresses,
         Self::Clone,
+        Self::Migrate,
     ];
 
     /// The action's name as the API spells it.
@@ -787,6 +795,7 @@ mod tests {
             observed_state: None,
             state_reason: None,
             placement_group_id: None,
+            migrating_to: None,
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

@@ -125,6 +125,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
                 ..vmm_core::usage::UsageRetention::default()
             },
             stats_cache: settings.stats_cache,
+            shared_storage: settings.storage_shared,
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),

@@ -163,6 +163,7 @@ fn operation_ids_follow_one_verb_scheme() {
         "clone",
         "explain",
         "log",
+        "migrate",
         "open",
         "reconcile",
         "reinstall",

@@ -261,6 +261,7 @@ impl World {
             ("POST", "/api/v1/vms/{id}/{action}") | ("POST", "/api/v1/tasks/{id}/cancel") => None,
             ("POST", "/api/v1/vms/{id}/reinstall") => Some(json!({"image_id": self.image})),
             ("POST", "/api/v1/vms/{id}/clone") => Some(json!({"name": "copy"})),
+            ("POST", "/api/v1/vms/{id}/migrate") => Some(json!({})),
             ("POST", "/api/v1/vms/{id}/console") => Some(json!({"kind": "vnc"})),
             ("POST", "/api/v1/vms/{id}/addresses") => Some(json!({"ip_pool_id": self.pool})),
             ("POST", "/api/v1/auth/logout") => None,
@@ -302,6 +303,10 @@ impl World {
 
 /// The area the rules know a route by, and whether it names one of A's objects.
 fn area_of(template: &str) -> Option<(Area, bool)> {
+    // Where a VM runs is the operator's business: moving one is gated as nodes are.
+    if template.ends_with("/migrate") {
+        return Some((Area::Nodes, true));
+    }
     let area = match template.split('/').nth(3)? {
         "nodes" => Area::Nodes,
         "ip-pools" => Area::IpPools,

@@ -23,6 +23,7 @@ mod domains;
 mod events;
 mod ffi;
 mod link;
+mod migration;
 mod networks;
 mod snapshots;
 mod storage;
@@ -163,6 +164,18 @@ impl LibvirtHypervisor {
 
 #[async_trait]
 impl Hypervisor for LibvirtHypervisor {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn migrate(&self, vm: VmId, target: &dyn Hypervisor, copy_storage: bool) -> Result<()> {
+        self.migrate_to(vm, target, copy_storage).await
+    }
+
+    async fn stored_volume(&self, vm: VmId) -> Result<Option<u64>> {
+        self.stored_size(vm).await
+    }
+
     fn uri(&self) -> &str {
         self.link.uri()
     }

@@ -19,6 +19,7 @@ mod events;
 mod idempotency;
 mod images;
 mod ipam;
+mod migrations;
 mod networks;
 mod nodes;
 mod placement_groups;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use vmm_core::{
-    Error, NodeId, Page, PageRequest, PlacementGroup, PlacementGroupId, PlacementGroupStore, Result,
+    Error, NodeId, Page, PageRequest, PlacementGroup, PlacementGroupId, PlacementGroupStore, Result, VmId,
 };
 
 use super::{from_json, is_unique_violation, to_json, Columns, SqlStore, Tx};
@@ -12,23 +12,41 @@ impl SqlStore {
     /// create whose group was deleted meanwhile is refused), and is locked where the
     /// database locks rows, so that it cannot be deleted before `tx` ends.
     pub(super) async fn group_nodes(&self, tx: &mut Tx, id: PlacementGroupId) -> Result<Vec<NodeId>> {
+        self.group_nodes_except(tx, id, None).await
+    }
+
+    /// [`group_nodes`](Self::group_nodes) of the group's VMs but `except`.
+    pub(super) async fn group_nodes_except(
+        &self,
+        tx: &mut Tx,
+        id: PlacementGroupId,
+        except: Option<VmId>,
+    ) -> Result<Vec<NodeId>> {
         let sql = format!("SELECT id FROM placement_groups WHERE id = $1{}", self.dialect.lock());
         self.row(sqlx::query(&sql).bind(id.to_string()), &mut **tx, Error::PlacementGroupNotFound { id })
             .await?;
-        self.member_nodes(&mut **tx, id).await
+        self.member_nodes(&mut **tx, id, except).await
     }
 
-    /// The nodes the group's VMs are on, each once, in id order, read through `executor`.
-    async fn member_nodes<'c, E>(&self, executor: E, id: PlacementGroupId) -> Result<Vec<NodeId>>
+    /// The nodes the group's VMs (but `except`) are on, each once, in id order, read
+    /// through `executor`.
+    async fn member_nodes<'c, E>(
+        &self,
+        executor: E,
+        id: PlacementGroupId,
+        except: Option<VmId>,
+    ) -> Result<Vec<NodeId>>
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
-        let rows =
-            sqlx::query("SELECT DISTINCT node_id FROM vms WHERE placement_group_id = $1 ORDER BY node_id")
-                .bind(id.to_string())
-                .fetch_all(executor)
-                .await
-                .map_err(|e| self.err(e))?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT node_id FROM vms WHERE placement_group_id = $1 AND id <> $2 ORDER BY node_id",
+        )
+        .bind(id.to_string())
+        .bind(except.map(|v| v.to_string()).unwrap_or_default())
+        .fetch_all(executor)
+        .await
+        .map_err(|e| self.err(e))?;
         rows.iter().map(|r| r.parsed("node_id")).collect()
     }
 }
@@ -64,7 +82,7 @@ impl PlacementGroupStore for SqlStore {
 
     async fn placement_group_nodes(&self, id: PlacementGroupId) -> Result<Vec<NodeId>> {
         self.get_placement_group(id).await?;
-        self.member_nodes(&self.read, id).await
+        self.member_nodes(&self.read, id, None).await
     }
 
     async fn delete_placement_group(&self, id: PlacementGroupId) -> Result<()> {

@@ -23,7 +23,7 @@ use super::{
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-    image_id, hostname, nics, owner_id, observed_state, state_reason, placement_group_id";
+    image_id, hostname, nics, owner_id, observed_state, state_reason, placement_group_id, migrating_to";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
     let mut vm = Vm {
@@ -48,6 +48,7 @@ fn vm(r: &AnyRow) -> Result<Vm> {
             .map_err(|_| Error::backend("sql", "bad observed_state"))?,
         state_reason: r.opt_text("state_reason")?,
         placement_group_id: r.opt_text("placement_group_id")?.map(|g| g.parse()).transpose()?,
+        migrating_to: r.opt_text("migrating_to")?.map(|n| n.parse()).transpose()?,
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,

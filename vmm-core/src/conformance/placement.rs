@@ -90,3 +90,63 @@ pub async fn placement_groups(s: &dyn Store) {
         s.create_vm(&Vm { placement_group_id: Some(empty.id), ..vm }, &task, &join(&empty), None).await;
     assert!(matches!(joined, Err(Error::PlacementGroupNotFound { .. })), "{joined:?}");
 }
+
+/// Migrations: queueing holds the target's capacity (the VM counts on both nodes) and
+/// stores the task with the target and placement's explanation; the source is never
+/// chosen; the switch-over moves the VM and gives the source back, once; a rollback gives
+/// the target back, once; a VM with an active task or in the wrong state is refused and
+/// nothing changes.
+pub async fn migrations(s: &dyn Store) {
+    use super::store::{created_vm, finish};
+    use crate::store::MigrationRequest;
+    use crate::task::{Task, TaskKind, TaskParams};
+    use crate::{EventFilter, EventPattern, RejectReason, Usage};
+    let (a, b) = (node("a", 8), node("b", 8));
+    s.create_node(&a).await.unwrap();
+    let vm = created_vm(s, None).await;
+    let new_task = || {
+        let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false };
+        Task::new(TaskKind::MigrateVm, Some(vm.id), params, Utc::now())
+    };
+    let anywhere = MigrationRequest { placement: ANY.clone(), live: None };
+    match s.queue_migration(vm.id, &new_task(), &anywhere).await {
+        Err(Error::NoCapacity { rejections }) => assert_eq!(rejections[0].reasons, [RejectReason::Source]),
+        other => panic!("one node: nowhere to go, got {other:?}"),
+    }
+    s.create_node(&b).await.unwrap();
+    let live = MigrationRequest { live: Some(true), ..anywhere.clone() };
+    assert!(matches!(s.queue_migration(vm.id, &new_task(), &live).await, Err(Error::Conflict { .. })));
+    let task = s.queue_migration(vm.id, &new_task(), &anywhere).await.unwrap();
+    assert_eq!(task.params, TaskParams::Migrate { from: a.id, to: b.id, live: false });
+    assert!(task.steps[0].message.starts_with("placed on b"), "{:?}", task.steps);
+    assert_eq!(s.get_task(task.id).await.unwrap().params, task.params, "stored as answered");
+    let held = s.get_vm(vm.id).await.unwrap();
+    assert_eq!((held.node_id, held.migrating_to), (a.id, Some(b.id)));
+    assert_eq!(s.get_node(a.id).await.unwrap().allocated, Usage::default().with(&vm.demand()));
+    assert_eq!(s.get_node(b.id).await.unwrap().allocated, Usage::default().with(&vm.demand()));
+    assert!(matches!(s.queue_migration(vm.id, &new_task(), &anywhere).await, Err(Error::ActiveTask { .. })));
+    assert!(matches!(s.switch_migration(vm.id, a.id).await, Err(Error::Conflict { .. })));
+
+    let moved = s.switch_migration(vm.id, b.id).await.unwrap();
+    assert_eq!((moved.node_id, moved.migrating_to), (b.id, None));
+    assert_eq!(s.switch_migration(vm.id, b.id).await.unwrap(), moved, "a second switch changes nothing");
+    s.end_migration(vm.id, b.id).await.unwrap();
+    assert_eq!(s.get_node(a.id).await.unwrap().allocated, Usage::default());
+    assert_eq!(s.get_node(b.id).await.unwrap().allocated, Usage::default().with(&vm.demand()));
+    assert_eq!(s.get_vm(vm.id).await.unwrap(), moved);
+    let migrated =
+        EventFilter { types: EventPattern::parse_list("vm.migrated").unwrap(), ..Default::default() };
+    let events = s.list_events(&migrated, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "one event for one move");
+    assert_eq!(events[0].node_id, Some(b.id));
+    finish(s, task.id).await;
+
+    // Back to a, rolled back: the hold on a goes, once.
+    let back = s.queue_migration(vm.id, &new_task(), &anywhere).await.unwrap();
+    assert!(matches!(back.params, TaskParams::Migrate { to, .. } if to == a.id));
+    s.end_migration(vm.id, a.id).await.unwrap();
+    s.end_migration(vm.id, a.id).await.unwrap();
+    assert_eq!(s.get_node(a.id).await.unwrap().allocated, Usage::default());
+    assert_eq!(s.get_node(b.id).await.unwrap().allocated, Usage::default().with(&vm.demand()));
+    assert_eq!(s.get_vm(vm.id).await.unwrap().migrating_to, None);
+}

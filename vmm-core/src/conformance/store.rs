@@ -29,6 +29,7 @@ where
     create_places_leases_and_queues(new_store().await.as_ref()).await;
     create_is_all_or_nothing(new_store().await.as_ref()).await;
     super::placement::placement_groups(new_store().await.as_ref()).await;
+    super::placement::migrations(new_store().await.as_ref()).await;
     one_active_task_per_vm(new_store().await.as_ref()).await;
     claims_leases_and_recovery(new_store().await.as_ref()).await;
     batch_claims(new_store().await.as_ref(), 4).await;
@@ -95,6 +96,7 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
         observed_state: None,
         state_reason: None,
         placement_group_id: None,
+        migrating_to: None,
     };
     let vm = Vm { nics: pool.map(|p| vec![VmNic::new(vm.id, 0, Some(p.id))]).unwrap_or_default(), ..vm };
     let task =
@@ -116,7 +118,7 @@ pub(crate) async fn created_vm(s: &dyn Store, pool: Option<&IpPool>) -> Vm {
 }
 
 /// Claims tasks until `id` is claimed (ending the others) and ends it as succeeded.
-async fn finish(s: &dyn Store, id: crate::TaskId) {
+pub(crate) async fn finish(s: &dyn Store, id: crate::TaskId) {
     let now = Utc::now();
     let mut task = loop {
         let t = s.claim_task("conformance", now, LEASE).await.unwrap().expect("a task to claim");

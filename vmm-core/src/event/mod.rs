@@ -76,6 +76,10 @@ pub enum EventType {
     #[serde(rename = "vm.drifted")]
     #[strum(serialize = "vm.drifted")]
     VmDrifted,
+    /// A VM moved to another node (its migration switched over).
+    #[serde(rename = "vm.migrated")]
+    #[strum(serialize = "vm.migrated")]
+    VmMigrated,
     /// A VM was deleted with its disk and addresses.
     #[serde(rename = "vm.deleted")]
     #[strum(serialize = "vm.deleted")]

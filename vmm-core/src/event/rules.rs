@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Event, EventType};
-use crate::id::{PoolId, UserId, VmId};
+use crate::id::{NodeId, PoolId, UserId, VmId};
 use crate::node::{Node, NodeState};
 use crate::reconcile::ObservedState;
 use crate::task::{Task, TaskKind, TaskParams, TaskState};
@@ -89,6 +89,16 @@ pub fn vm_owner_event(vm: &Vm, previous: Option<UserId>, at: DateTime<Utc>) -> E
         .with("previous_owner_id", previous)
 }
 
+/// The event of `vm`'s move from node `from` to the node it is on now.
+pub fn vm_migrated_event(vm: &Vm, from: NodeId, at: DateTime<Utc>) -> Event {
+    Event::new(EventType::VmMigrated, at)
+        .vm(Some(vm.id))
+        .owner(vm.owner_id)
+        .node(Some(vm.node_id))
+        .with("vm_name", &vm.name)
+        .with("from_node_id", from)
+}
+
 /// The events of a node's change from `before` (none: it is new) to `after` (none: it is
 /// gone): created, deleted, a new state, or new settings.
 pub fn node_events(before: Option<&Node>, after: Option<&Node>, at: DateTime<Utc>) -> Vec<Event> {
@@ -164,7 +174,9 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         TaskKind::RemoveAddress => EventType::VmAddressRemoved,
         // The VM is gone by then: the store records `vm.deleted` as it removes the row.
         // Backups have events of their own, recorded with the backup's record.
+        // The store records `vm.migrated` as the migration switches over.
         TaskKind::DeleteVm
+        | TaskKind::MigrateVm
         | TaskKind::ImportImage
         | TaskKind::Reconcile
         | TaskKind::BackupVm

@@ -11,6 +11,7 @@ mod calls;
 mod connector;
 mod counters;
 mod disks;
+mod migrate;
 
 pub use calls::{Failure, FakeVolume, HypervisorCall};
 pub use connector::InMemoryConnector;
@@ -280,6 +281,21 @@ impl Hypervisor for InMemoryHypervisor {
             hotplug: true,
             console_log: true,
         }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn migrate(&self, vm: VmId, target: &dyn Hypervisor, copy_storage: bool) -> Result<()> {
+        self.migrate_to(vm, target, copy_storage).await
+    }
+
+    async fn stored_volume(&self, vm: VmId) -> Result<Option<u64>> {
+        let gate = self.gate(HypervisorCall::Volume).await?;
+        let out = self.state().volumes.get(&vm).map(|v| v.content.len() as u64);
+        gate.pass().await;
+        Ok(out)
     }
 
     async fn node_info(&self) -> Result<NodeInfo> {

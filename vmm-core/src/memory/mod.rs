@@ -12,6 +12,7 @@ mod hypervisor;
 mod idempotency;
 mod images;
 mod ipam;
+mod migrations;
 mod networks;
 mod nodes;
 mod placement_groups;

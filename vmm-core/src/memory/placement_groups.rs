@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{InMemoryStore, StoreState};
 use crate::error::{Error, Result};
-use crate::id::{NodeId, PlacementGroupId};
+use crate::id::{NodeId, PlacementGroupId, VmId};
 use crate::page::{Page, PageRequest};
 use crate::placement_group::PlacementGroup;
 use crate::store::PlacementGroupStore;
@@ -14,8 +14,17 @@ use crate::store::PlacementGroupStore;
 impl StoreState {
     /// The nodes the group's VMs are on, each once, in id order.
     pub(super) fn group_nodes(&self, id: PlacementGroupId) -> Vec<NodeId> {
-        let nodes: BTreeSet<NodeId> =
-            self.vms.values().filter(|vm| vm.placement_group_id == Some(id)).map(|vm| vm.node_id).collect();
+        self.group_nodes_except(id, None)
+    }
+
+    /// The nodes of the group's VMs but `except`.
+    pub(super) fn group_nodes_except(&self, id: PlacementGroupId, except: Option<VmId>) -> Vec<NodeId> {
+        let nodes: BTreeSet<NodeId> = self
+            .vms
+            .values()
+            .filter(|vm| vm.placement_group_id == Some(id) && Some(vm.id) != except)
+            .map(|vm| vm.node_id)
+            .collect();
         nodes.into_iter().collect()
     }
 }

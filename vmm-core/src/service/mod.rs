@@ -18,7 +18,9 @@ mod idempotency;
 mod images;
 mod ipam;
 mod jobs;
+
 mod metrics;
+mod migrations;
 mod networks;
 mod nodes;
 mod placement;
@@ -104,6 +106,10 @@ pub struct VmmConfig {
     pub usage: crate::usage::UsageRetention,
     /// How long a node's bulk statistics serve scrapes before they are read again (default 5 s).
     pub stats_cache: Duration,
+    /// Every node keeps VM disks in one directory they all see (NFS, a cluster
+    /// filesystem): a migration moves no disk, and HA may restart a VM elsewhere. Off by
+    /// default: each node's disks are its own, and a migration copies them.
+    pub shared_storage: bool,
 }
 
 impl Default for VmmConfig {
@@ -129,6 +135,7 @@ impl Default for VmmConfig {
             console_sessions: 4,
             usage: crate::usage::UsageRetention::default(),
             stats_cache: Duration::from_secs(5),
+            shared_storage: false,
         }
     }
 }

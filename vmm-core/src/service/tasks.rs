@@ -41,6 +41,10 @@ impl Vmm {
             // stays `creating` with no task, and deleting it cleans up.
             self.undo_create(vm).await?;
         }
+        if let (TaskParams::Migrate { to, .. }, Some(vm)) = (&task.params, task.vm_id) {
+            // Nothing moved yet: the capacity held on the target goes back.
+            self.inner.store.end_migration(vm, *to).await?;
+        }
         if let (TaskKind::BackupVm, Some(backup)) = (task.kind, task.backup_id()) {
             self.backup_not_taken(backup, "cancelled before it started").await?;
         }

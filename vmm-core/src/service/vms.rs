@@ -73,6 +73,7 @@ impl Vmm {
             observed_state: None,
             state_reason: None,
             placement_group_id: spec.placement_group_id,
+            migrating_to: None,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
@@ -375,6 +376,7 @@ pub(super) fn copy_of(
         // A copy joins no group: a clone stays on its source's node, which an
         // anti-affinity group would refuse, and the group of a backup may be gone.
         placement_group_id: None,
+        migrating_to: None,
         ..from.clone()
     }
 }

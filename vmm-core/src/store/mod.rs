@@ -1,6 +1,6 @@
 //! The [`Store`]: persistence, with the atomic operations correctness needs. It is the sum
 //! of one sub-trait per area ([`NodeStore`], [`IpamStore`], [`VmStore`], [`TaskStore`],
-//! [`ImageStore`], [`RecipeStore`], [`PlacementGroupStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`], [`BackupStore`]…);
+//! [`ImageStore`], [`RecipeStore`], [`PlacementGroupStore`], [`MigrationStore`], [`NetworkStore`], [`UserStore`], [`EventStore`], [`IdempotencyStore`], [`BackupStore`]…);
 //! an implementation implements each, and `Store` comes with them. Each method is one
 //! transaction. Implementations: [`InMemoryStore`](crate::memory::InMemoryStore) here,
 //! SQLite and PostgreSQL in `vmm-backends`.
@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod images;
 mod ipam;
+mod migrations;
 mod networks;
 mod nodes;
 mod placement_groups;
@@ -34,6 +35,7 @@ pub use events::EventStore;
 pub use idempotency::IdempotencyStore;
 pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
+pub use migrations::{MigrationRequest, MigrationStore};
 pub use networks::NetworkStore;
 pub use nodes::NodeStore;
 pub use placement_groups::PlacementGroupStore;
@@ -57,6 +59,7 @@ pub trait Store:
     + ImageStore
     + RecipeStore
     + PlacementGroupStore
+    + MigrationStore
     + NetworkStore
     + UserStore
     + SshKeyStore
@@ -83,6 +86,7 @@ impl<T> Store for T where
         + ImageStore
         + RecipeStore
         + PlacementGroupStore
+        + MigrationStore
         + NetworkStore
         + UserStore
         + SshKeyStore

@@ -99,6 +99,46 @@ impl PlacementRequest {
         task.log(task.created_at, placement.explanation.to_string());
         Ok((placement, task))
     }
+
+    /// Places as [`place_task`](Self::place_task) does, for a VM that leaves node `from`:
+    /// that node is never chosen, and the explanation says why. A request pinned to `from`
+    /// is refused.
+    pub fn place_move_task(
+        &self,
+        demand: &Demand,
+        nodes: &[Node],
+        member_nodes: Vec<NodeId>,
+        from: NodeId,
+        task: &Task,
+    ) -> Result<(Placement, Task)> {
+        if self.pinned == Some(from) {
+            return Err(crate::error::Error::invalid("node_id", "the VM is on that node already"));
+        }
+        let allowed: Vec<NodeId> = nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| *id != from && self.only.as_ref().is_none_or(|only| only.contains(id)))
+            .collect();
+        let moving = Self { only: Some(allowed), ..self.clone() };
+        let mut result = moving.place_task(demand, nodes, member_nodes, task);
+        // The source is outside `only`, which placement reads as a missing network.
+        let name_source = |rejections: &mut Vec<crate::placement::Rejection>| {
+            for r in rejections.iter_mut().filter(|r| r.node_id == from) {
+                r.reasons = vec![crate::placement::RejectReason::Source];
+            }
+        };
+        match &mut result {
+            Ok((placement, task)) => {
+                name_source(&mut placement.explanation.rejected);
+                if let Some(step) = task.steps.last_mut() {
+                    step.message = placement.explanation.to_string();
+                }
+            }
+            Err(crate::error::Error::NoCapacity { rejections }) => name_source(rejections),
+            Err(_) => {}
+        }
+        result
+    }
 }
 
 /// What vmm keeps about a VM's guest: the settings its seed was written from, and those of

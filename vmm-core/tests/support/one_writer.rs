@@ -116,6 +116,11 @@ one_at_a_time! {
         placement_group_nodes(id: PlacementGroupId) -> Vec<NodeId>;
         delete_placement_group(id: PlacementGroupId) -> ();
     }
+    MigrationStore {
+        queue_migration(vm: VmId, task: &Task, request: &vmm_core::MigrationRequest) -> Task;
+        switch_migration(vm: VmId, to: NodeId) -> Vm;
+        end_migration(vm: VmId, to: NodeId) -> ();
+    }
     NetworkStore {
         create_network(network: &Network) -> ();
         get_network(id: NetworkId) -> Network;

@@ -42,6 +42,9 @@ struct FileConfig {
     pub local_node_virt_type: Option<String>,
     /// `storage_path = "/var/lib/vmm/images"`: where libvirt nodes keep VM disks.
     pub storage_path: Option<String>,
+    /// `storage_shared = true`: every node sees the same `storage_path` (NFS, a cluster
+    /// filesystem), so migrations move no disk.
+    pub storage_shared: Option<bool>,
     /// `test_nodes = true` accepts `test:///default` and `memory://` nodes (tests, demos).
     pub test_nodes: Option<bool>,
     /// `node_uri_params = ["keyfile"]`: query parameters allowed on node URIs.
@@ -185,6 +188,8 @@ pub struct Settings {
     pub local_node_virt_type: VirtType,
     /// Where libvirt nodes keep VM disks.
     pub storage_path: String,
+    /// Whether every node sees the same storage path.
+    pub storage_shared: bool,
     /// Which node URIs are accepted.
     pub node_uris: NodeUriPolicy,
     /// Connection limits.
@@ -238,6 +243,7 @@ impl fmt::Debug for Settings {
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
+            .field("storage_shared", &self.storage_shared)
             .field("node_uris", &self.node_uris)
             .field("serve", &self.serve)
             .field("limits", &self.limits)
@@ -324,6 +330,7 @@ impl Settings {
         let storage_path = env("VMM_STORAGE_PATH")
             .or(from_file.storage_path)
             .unwrap_or_else(|| "/var/lib/vmm/images".into());
+        let storage_shared = flag(&env, "VMM_STORAGE_SHARED")?.or(from_file.storage_shared).unwrap_or(false);
         let mut node_uris = NodeUriPolicy {
             test_nodes: flag(&env, "VMM_TEST_NODES")?.or(from_file.test_nodes).unwrap_or(false),
             ..NodeUriPolicy::default()
@@ -487,6 +494,7 @@ impl Settings {
             local_node,
             local_node_virt_type,
             storage_path,
+            storage_shared,
             node_uris,
             serve,
             limits,

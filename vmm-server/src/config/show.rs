@@ -57,6 +57,7 @@ impl Settings {
         put("local_node", Value::Boolean(self.local_node));
         put("local_node_virt_type", text(self.local_node_virt_type));
         put("storage_path", text(&self.storage_path));
+        put("storage_shared", Value::Boolean(self.storage_shared));
         put("test_nodes", Value::Boolean(self.node_uris.test_nodes));
         put("node_uri_params", list(&self.node_uris.query_params));
         put("header_read_timeout_s", secs(self.serve.header_read_timeout));

@@ -11,6 +11,7 @@ mod images;
 mod ipam;
 mod meta;
 mod metrics;
+mod migrations;
 mod networks;
 mod nodes;
 mod placement;
@@ -186,6 +187,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(gated(reconcile::routes(), Area::Nodes))
         .merge(placement::routes())
         .merge(gated(placement::group_routes(), Area::Nodes))
+        .merge(gated(migrations::routes(), Area::Nodes))
         .merge(gated(ipam::routes(), Area::IpPools))
         .merge(gated(networks::routes(), Area::Networks))
         .merge(gated(images::routes(), Area::Images))

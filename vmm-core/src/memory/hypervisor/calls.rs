@@ -47,6 +47,8 @@ pub enum HypervisorCall {
     ReadVolume,
     /// [`Hypervisor::write_volume`](crate::Hypervisor::write_volume).
     WriteVolume,
+    /// [`Hypervisor::migrate`](crate::Hypervisor::migrate).
+    Migrate,
     /// [`Hypervisor::create_snapshot`](crate::Hypervisor::create_snapshot).
     CreateSnapshot,
     /// [`Hypervisor::revert_snapshot`](crate::Hypervisor::revert_snapshot).

@@ -8,6 +8,7 @@ mod clone_vm;
 mod create_vm;
 mod delete_vm;
 mod import_image;
+mod migrate_vm;
 mod power;
 mod reconcile;
 mod reinstall_vm;
@@ -46,6 +47,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::SnapshotVm => snapshots::take(vmm, run).await,
         TaskKind::RevertSnapshot => snapshots::revert(vmm, run).await,
         TaskKind::DeleteSnapshot => snapshots::delete(vmm, run).await,
+        TaskKind::MigrateVm => migrate_vm::run(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -64,6 +66,7 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         TaskKind::ReinstallVm => reinstall_vm::undo(vmm, run).await,
         TaskKind::AddAddress => addresses::undo_add(vmm, run).await,
         TaskKind::ImportImage => import_image::undo(vmm, run).await,
+        TaskKind::MigrateVm => migrate_vm::undo(vmm, run).await,
         _ => power::undo(vmm, run).await,
     }
 }
@@ -118,6 +121,12 @@ pub(super) async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Res
         }
         hv.undefine_domain(vm).await?;
     }
+    remove_volume_files(hv, vm).await
+}
+
+/// Deletes the VM's volume, its seed, its console log and any disk kept aside from the
+/// node; each only if present.
+pub(super) async fn remove_volume_files(hv: &dyn Hypervisor, vm: VmId) -> Result<()> {
     if hv.volume(vm).await?.is_some() {
         hv.delete_volume(vm).await?;
     }
@@ -133,4 +142,39 @@ pub(super) async fn remove_from_hypervisor(hv: &dyn Hypervisor, vm: VmId) -> Res
 /// How long an upload of an image to a node may wait for another one: the rest of the run.
 fn remaining(vmm: &Vmm, run: &Run) -> std::time::Duration {
     (run.deadline - vmm.now()).to_std().unwrap_or_default()
+}
+
+/// A blocking reader of the pieces a stream sends (a hypervisor reads it on a thread of
+/// its own); an error the stream sends is a read error, its end the end of the data.
+struct StreamReader {
+    pieces: futures::stream::BoxStream<'static, std::io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl StreamReader {
+    fn new(pieces: impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static) -> Self {
+        use futures::StreamExt;
+        Self { pieces: pieces.boxed(), piece: Vec::new(), at: 0 }
+    }
+}
+
+impl std::io::Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures::StreamExt;
+        while self.at == self.piece.len() {
+            match futures::executor::block_on(self.pieces.next()) {
+                Some(Ok(piece)) => {
+                    self.piece = piece;
+                    self.at = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

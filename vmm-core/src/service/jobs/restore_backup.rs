@@ -5,12 +5,10 @@
 //! is undone like a create. A restore into the VM itself keeps its disk aside until the
 //! new one is whole, and puts it back if the restore fails.
 
-use std::io::Read;
-
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 
-use super::{Outcome, Run, Vmm};
+use super::{Outcome, Run, StreamReader, Vmm};
 use crate::backup::manifest::sha256_hex;
 use crate::backup::{BackupTarget, Chunk, Manifest};
 use crate::error::{Error, Result};
@@ -69,7 +67,7 @@ async fn stream_back(vmm: &Vmm, hv: &dyn Hypervisor, vm: VmId, backup_id: Backup
         hv.delete_volume(vm).await?;
     }
     let (tx, rx) = mpsc::channel(4);
-    let reader = Box::new(ChannelReader { rx, piece: Vec::new(), at: 0 });
+    let reader = Box::new(StreamReader::new(rx));
     let write = hv.write_volume(vm, manifest.format, reader, manifest.size);
     let (written, fed) = futures::join!(write, feed(target.as_ref(), &manifest, tx));
     // The feed's error names the chunk; the write's then only says the data stopped.
@@ -169,32 +167,5 @@ pub(super) async fn read_chunk(target: &dyn BackupTarget, index: usize, chunk: &
             }
             Ok(data)
         }
-    }
-}
-
-/// A blocking reader of the chunks the feed sends (the hypervisor reads it on a thread of
-/// its own); an error sent by the feed is a read error.
-struct ChannelReader {
-    rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    piece: Vec<u8>,
-    at: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.piece.len() {
-            match futures::executor::block_on(self.rx.next()) {
-                Some(Ok(piece)) => {
-                    self.piece = piece;
-                    self.at = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.piece.len() - self.at);
-        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
