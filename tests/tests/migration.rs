@@ -2,7 +2,8 @@
 //! tiny guest: live there and back while it counts on its console (no reboot), offline
 //! when stopped, and `kill -9` of vmmd at every phase of a migration, after which the
 //! restarted vmmd finishes or rolls back the move: one copy defined and running, the
-//! database pointing at it, no disk left on the other host.
+//! database pointing at it, no disk left on the other host. And a node's maintenance:
+//! its three guests evacuated to the other host and brought back.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,31 +99,98 @@ fn migrate(vmmd: &Vmmd, vm: &str, body: Value) -> Value {
     r["task"].clone()
 }
 
-#[test]
-#[ignore = "makes a second libvirt host (root) and boots the tiny guest; CI runs it"]
-fn a_guest_moves_live_and_offline_and_every_crash_ends_with_one_copy() {
-    let node2_dir = data_dir().join("node2");
-    let _down = Down(node2_dir.clone());
-    let up = Command::new("bash").arg(script()).arg("up").env("VMM_NODE2_DIR", &node2_dir).output().unwrap();
+/// The second host, up until dropped; one test at a time has it.
+fn node2_up() -> (std::sync::MutexGuard<'static, ()>, Down, PathBuf) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = data_dir().join("node2");
+    let down = Down(dir.clone());
+    let up = Command::new("bash").arg(script()).arg("up").env("VMM_NODE2_DIR", &dir).output().unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    (guard, down, dir)
+}
 
-    let data = data_dir();
-    // Short task leases: a run that died is taken over within seconds.
-    let config = VmmdConfig::new(&data).with("VMM_TASK_LEASE_S", "3");
-    let mut vmmd = Vmmd::start(&config);
+/// vmmd with both hosts registered, and the tiny guest's image.
+fn vmmd_with_both(config: &VmmdConfig, node2_dir: &Path) -> (Vmmd, Hosts, String) {
+    let vmmd = Vmmd::start(config);
     let n1 = id(&vmmd.add_node(NODE1));
     let (status, n2) =
         vmmd.call("POST", "/api/v1/nodes", Some(json!({"name": "n2", "uri": NODE2, "virt_type": "qemu"})));
     assert_eq!(status, 201, "{n2}");
-    let hosts = Hosts { n1: n1.clone(), n2: id(&n2), node2_dir: node2_dir.clone() };
-    let image = vmmd.tiny_image("tiny-migrating");
-    let spec = json!({"name": "mover", "vcpus": 1, "memory_mib": 128, "disk_gib": 1, "node_id": n1,
-        "image_id": image});
-    let (status, made) = vmmd.call("POST", "/api/v1/vms", Some(spec));
-    assert_eq!(status, 202, "{made}");
-    vmmd.done(&made["task"]);
-    let vm = id(&made["vm"]);
-    vmmd.console_line(&vm, "VMM-GUEST-TICK 1", 0, BOOT);
+    let hosts = Hosts { n1, n2: id(&n2), node2_dir: node2_dir.to_owned() };
+    let image = vmmd.tiny_image(&format!("tiny-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    (vmmd, hosts, image)
+}
+
+/// Running tiny guests on `node`, once they count (they boot side by side).
+fn guests(vmmd: &Vmmd, names: &[&str], node: &str, image: &str) -> Vec<String> {
+    let vms: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let spec = json!({"name": name, "vcpus": 1, "memory_mib": 128, "disk_gib": 1, "node_id": node,
+                "image_id": image});
+            let (status, made) = vmmd.call("POST", "/api/v1/vms", Some(spec));
+            assert_eq!(status, 202, "{made}");
+            vmmd.done(&made["task"]);
+            id(&made["vm"])
+        })
+        .collect();
+    for vm in &vms {
+        vmmd.console_line(vm, "VMM-GUEST-TICK 1", 0, BOOT);
+    }
+    vms
+}
+
+#[test]
+#[ignore = "makes a second libvirt host (root) and boots the tiny guest; CI runs it"]
+fn maintenance_evacuates_three_guests_and_brings_them_back() {
+    let (_one, _down, node2_dir) = node2_up();
+    let data = data_dir();
+    let (vmmd, hosts, image) = vmmd_with_both(&VmmdConfig::new(&data), &node2_dir);
+    let vms = guests(&vmmd, &["tenant-0", "tenant-1", "tenant-2"], &hosts.n1, &image);
+    let path = format!("/api/v1/nodes/{}/maintenance", hosts.n1);
+    let (status, r) = vmmd.call("POST", &path, Some(json!({"evacuate": true})));
+    assert_eq!(status, 202, "{r}");
+    let ended = vmmd.wait(&r["task"]);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(ended["result"]["moved"].as_array().unwrap().len(), 3, "{ended}");
+    for vm in &vms {
+        assert_eq!(hosts.one_copy(&vmmd, vm, "running"), hosts.n2);
+    }
+    let (_, n1) = vmmd.call("GET", &format!("/api/v1/nodes/{}", hosts.n1), None);
+    assert_eq!(
+        (n1["state"].as_str(), n1["allocated"]["vms"].as_u64()),
+        (Some("maintenance"), Some(0)),
+        "{n1}"
+    );
+
+    let (status, r) = vmmd.call("DELETE", &format!("{path}?return_vms=true"), None);
+    assert_eq!(status, 202, "{r}");
+    let ended = vmmd.wait(&r["task"]);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    for vm in &vms {
+        assert_eq!(hosts.one_copy(&vmmd, vm, "running"), hosts.n1);
+        let (tick, _) = next_tick(&vmmd, vm, 0);
+        assert!(tick > 1, "{vm} counts on");
+    }
+    for vm in &vms {
+        vmmd.act("DELETE", &format!("/api/v1/vms/{vm}"));
+    }
+    vmmd.stop();
+    std::fs::remove_dir_all(data).ok();
+}
+
+#[test]
+#[ignore = "makes a second libvirt host (root) and boots the tiny guest; CI runs it"]
+fn a_guest_moves_live_and_offline_and_every_crash_ends_with_one_copy() {
+    let (_one, _down, node2_dir) = node2_up();
+
+    let data = data_dir();
+    // Short task leases: a run that died is taken over within seconds.
+    let config = VmmdConfig::new(&data).with("VMM_TASK_LEASE_S", "3");
+    let (mut vmmd, hosts, image) = vmmd_with_both(&config, &node2_dir);
+    let n1 = hosts.n1.clone();
+    let vm = guests(&vmmd, &["mover"], &n1, &image).remove(0);
 
     // Live there: placement chooses node2 (the only other node) and says so.
     let (before, _) = next_tick(&vmmd, &vm, 0);

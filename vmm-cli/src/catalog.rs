@@ -252,6 +252,20 @@ pub static NOUNS: &[Noun] = &[
             verb("update", "Change a node (state=active|maintenance, overcommit…)", Patch, "/nodes/{node}", One),
             verb("remove", "Remove a node that has no VMs", Delete, "/nodes/{node}", One),
             verb("stats", "A node's recent statistics", Get, "/nodes/{node}/stats", One),
+            verb(
+                "maintenance",
+                "Put a node in maintenance, moving its VMs away if asked (evacuate=, stop_unmovable=)",
+                Post,
+                "/nodes/{node}/maintenance",
+                One,
+            ),
+            verb(
+                "end-maintenance",
+                "End a node's maintenance, moving its evacuated VMs back if asked (return_vms=)",
+                Delete,
+                "/nodes/{node}/maintenance",
+                One,
+            ),
         ],
     },
     Noun {

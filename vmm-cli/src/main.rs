@@ -179,7 +179,8 @@ fn verb_command(verb: &Verb) -> Command {
                     .help("Items per request (default 1000, the most the API gives)"),
             );
     }
-    let takes_fields = verb.method != Method::Delete;
+    // A delete takes no fields, but for the options of ending a maintenance (its query).
+    let takes_fields = verb.method != Method::Delete || verb.path.ends_with("/maintenance");
     if takes_fields {
         cmd = cmd.arg(Arg::new("fields").num_args(0..).value_name("FIELD=VALUE")).after_help(FIELDS_HELP);
     }

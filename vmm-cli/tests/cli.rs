@@ -98,6 +98,25 @@ fn vms_are_created_listed_shown_and_driven_with_each_output() {
         (&Value::Null, &json!("memory"))
     );
 
+    // Moving: a VM between two nodes, and a node in and out of maintenance.
+    let m1 = json(&vmmd, &["node", "add", "name=m1", "uri=memory://m1"])["id"].as_str().unwrap().to_owned();
+    let m2 = json(&vmmd, &["node", "add", "name=m2", "uri=memory://m2"])["id"].as_str().unwrap().to_owned();
+    let spec = ["vm", "create", "name=mover", "vcpus=1", "memory_mib=64", "disk_gib=1", "--wait"];
+    let made = json(&vmmd, &[&spec[..], &[&format!("node_id={m1}")]].concat());
+    assert_eq!(made["state"], "succeeded", "{made}");
+    let moved = json(&vmmd, &["vm", "migrate", "mover", &format!("node_id={m2}"), "--wait"]);
+    assert_eq!((moved["kind"].as_str(), moved["state"].as_str()), (Some("migrate_vm"), Some("succeeded")));
+    assert_eq!(json(&vmmd, &["vm", "show", "mover"])["node_id"].as_str(), Some(m2.as_str()));
+    let (code, err) = fails(&vmmd, &["vm", "migrate", "mover", &format!("node_id={m2}")]);
+    assert!(code != 0 && err.contains("on that node already") && err.lines().count() == 1, "{code} {err}");
+    let kept = json(&vmmd, &["node", "maintenance", "m2", "evacuate=false", "--wait"]);
+    assert_eq!(kept["state"], "succeeded", "{kept}");
+    assert_eq!(json(&vmmd, &["node", "show", "m2"])["state"], "maintenance");
+    let back = json(&vmmd, &["node", "end-maintenance", "m2", "return_vms=true", "--wait"]);
+    assert_eq!((back["kind"].as_str(), back["state"].as_str()), (Some("end_maintenance"), Some("succeeded")));
+    assert_eq!(json(&vmmd, &["node", "show", "m2"])["state"], "online");
+    ok(&vmmd, &["vm", "delete", "mover", "--wait"]);
+
     // JSON is the API's own object.
     let (status, api) = vmmd.call("GET", &format!("/api/v1/vms/{id}"), None);
     assert_eq!(status, 200);

@@ -78,7 +78,7 @@ pub use image::{
     UrlPolicy,
 };
 pub use ipam::{IpAllocator, IpLease, IpPool, IpPoolSpec, IpRange};
-pub use migration::MigrateSpec;
+pub use migration::{EndMaintenanceSpec, MaintenanceSpec, MigrateSpec, MovedVm, MovesReport, UnmovedVm};
 pub use network::{Network, NetworkKind, NetworkSpec};
 pub use node::{Capacity, Node, NodePatch, NodeSpec, NodeState, NodeUriPolicy, Usage, VirtType};
 pub use page::{Page, PageRequest};

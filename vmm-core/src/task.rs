@@ -73,6 +73,10 @@ pub enum TaskKind {
     DeleteSnapshot,
     /// Move a VM to another node: live when it runs, offline when it is stopped.
     MigrateVm,
+    /// Put a node in maintenance, moving its VMs away if asked.
+    MaintainNode,
+    /// End a node's maintenance, moving its VMs back if asked.
+    EndMaintenance,
 }
 
 impl TaskKind {
@@ -128,7 +132,9 @@ impl TaskKind {
             | Self::SnapshotVm
             | Self::RevertSnapshot
             | Self::DeleteSnapshot
-            | Self::MigrateVm => None,
+            | Self::MigrateVm
+            | Self::MaintainNode
+            | Self::EndMaintenance => None,
         }
     }
 
@@ -144,6 +150,8 @@ impl TaskKind {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
             Self::ImportImage | Self::BackupVm | Self::RestoreBackup | Self::VerifyBackup => 120,
             Self::MigrateVm => 60,
+            // One migration after another.
+            Self::MaintainNode | Self::EndMaintenance => 24 * 60,
             Self::DeleteBackup | Self::SnapshotVm | Self::RevertSnapshot | Self::DeleteSnapshot => 30,
             Self::DeleteVm | Self::UpdateVm | Self::AddAddress | Self::RemoveAddress | Self::Reconcile => 10,
             // The guest's own shutdown timeout comes on top (see `TaskDeadlines::of`).
@@ -325,6 +333,17 @@ pub enum TaskParams {
         to: NodeId,
         /// Live (the VM keeps running) or offline (it stays stopped).
         live: bool,
+    },
+    /// Maintenance of a node: what to do with its VMs.
+    Maintenance {
+        /// The node.
+        node_id: NodeId,
+        /// Move its VMs away (entering) or back (ending).
+        #[serde(default)]
+        move_vms: bool,
+        /// Stop the VMs that cannot move.
+        #[serde(default)]
+        stop_unmovable: bool,
     },
     /// Update: the patch to apply.
     Update {
@@ -526,6 +545,9 @@ pub struct TaskFilter {
     pub vm_id: Option<VmId>,
     /// Only tasks in this state.
     pub state: Option<TaskState>,
+    /// Only tasks of this kind.
+    #[serde(default)]
+    pub kind: Option<TaskKind>,
     /// Only this user's tasks (those of their VMs).
     #[serde(default)]
     pub owner_id: Option<UserId>,
@@ -536,6 +558,7 @@ impl TaskFilter {
     pub fn matches(&self, task: &Task) -> bool {
         self.vm_id.is_none_or(|v| task.vm_id == Some(v))
             && self.state.is_none_or(|s| task.state == s)
+            && self.kind.is_none_or(|k| task.kind == k)
             && self.owner_id.is_none_or(|o| task.owner_id == Some(o))
     }
 }

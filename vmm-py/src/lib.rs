@@ -544,7 +544,7 @@ impl Client {
                     .map_err(|_| to_py_err(py, Error::invalid("state", format!("{s:?} is not a task state"))))
             })
             .transpose()?;
-        let filter = TaskFilter { vm_id, state, owner_id: None };
+        let filter = TaskFilter { vm_id, state, kind: None, owner_id: None };
         let page = PageRequest { limit, cursor };
         page_to_py(
             py,

@@ -140,8 +140,8 @@ impl SqlStore {
     ) -> std::result::Result<Option<UserId>, sqlx::Error> {
         let rows = sqlx::query(
             "INSERT INTO tasks (id, vm_id, state, lease_owner, fence, lease_until_us, cancel_requested, task, image_id, \
-             owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE((SELECT owner_id FROM vms WHERE id = $2), $10)) \
-             RETURNING owner_id",
+             owner_id, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE((SELECT owner_id FROM vms WHERE id = $2), $10), \
+             $11) RETURNING owner_id",
         )
         .bind(t.id.to_string())
         .bind(t.vm_id.map(|v| v.to_string()))
@@ -153,6 +153,7 @@ impl SqlStore {
         .bind(serde_json::to_string(t).unwrap_or_default())
         .bind(t.image_id().map(|i| i.to_string()))
         .bind(t.owner_id.map(|o| o.to_string()))
+        .bind(t.kind.as_str())
         .fetch_all(&mut **tx)
         .await?;
         let owner: Option<String> = match rows.first() {
@@ -398,6 +399,9 @@ impl TaskStore for SqlStore {
         }
         if let Some(owner) = filter.owner_id {
             q.sql(" AND owner_id = ").param(owner.to_string());
+        }
+        if let Some(kind) = filter.kind {
+            q.sql(" AND kind = ").param(kind.to_string());
         }
         if let Some(b) = before {
             q.sql(" AND id < ").param(b.to_string());

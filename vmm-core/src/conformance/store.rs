@@ -633,6 +633,11 @@ pub async fn paging(s: &dyn Store) {
     assert_eq!(tasks.items.len(), 1);
     let queued = TaskFilter { state: Some(TaskState::Queued), ..TaskFilter::default() };
     assert!(s.list_tasks(&queued, &PageRequest::default()).await.unwrap().items.is_empty());
+    let creates = TaskFilter { kind: Some(TaskKind::CreateVm), ..TaskFilter::default() };
+    let page = s.list_tasks(&creates, &PageRequest::first(1000)).await.unwrap().items;
+    assert!(!page.is_empty() && page.iter().all(|t| t.kind == TaskKind::CreateVm), "by kind");
+    let deletes = TaskFilter { kind: Some(TaskKind::DeleteVm), ..TaskFilter::default() };
+    assert!(s.list_tasks(&deletes, &PageRequest::default()).await.unwrap().items.is_empty());
     let all = s.list_tasks(&TaskFilter::default(), &PageRequest::first(5)).await.unwrap();
     assert_eq!(all.items.len(), 5);
     assert!(all.items.windows(2).all(|w| w[0].id > w[1].id), "newest first");

@@ -177,6 +177,8 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         // The store records `vm.migrated` as the migration switches over.
         TaskKind::DeleteVm
         | TaskKind::MigrateVm
+        | TaskKind::MaintainNode
+        | TaskKind::EndMaintenance
         | TaskKind::ImportImage
         | TaskKind::Reconcile
         | TaskKind::BackupVm

@@ -18,6 +18,7 @@ mod idempotency;
 mod images;
 mod ipam;
 mod jobs;
+mod maintenance;
 
 mod metrics;
 mod migrations;

@@ -7,7 +7,7 @@ use axum::Extension;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use vmm_core::{Access, Actor, Page, PageRequest, Task, TaskFilter, TaskId, TaskState, VmId};
+use vmm_core::{Access, Actor, Page, PageRequest, Task, TaskFilter, TaskId, TaskKind, TaskState, VmId};
 
 use super::{ApiResult, Json, Paged, Path, Problems, Query};
 use crate::{ApiError, AppState};
@@ -20,6 +20,8 @@ pub struct TaskQuery {
     pub vm_id: Option<VmId>,
     /// Only tasks in this state.
     pub state: Option<TaskState>,
+    /// Only tasks of this kind.
+    pub kind: Option<TaskKind>,
     /// Items per page, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -51,7 +53,7 @@ async fn list_tasks(
     Extension(actor): Extension<Actor>,
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Paged<Task>> {
-    let filter = TaskFilter { vm_id: q.vm_id, state: q.state, owner_id: None };
+    let filter = TaskFilter { vm_id: q.vm_id, state: q.state, kind: q.kind, owner_id: None };
     Ok(Paged(s.vmm.list_tasks_for(&actor, &filter, &PageRequest { limit: q.limit, cursor: q.cursor }).await?))
 }
 

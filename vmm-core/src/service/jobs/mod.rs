@@ -8,6 +8,7 @@ mod clone_vm;
 mod create_vm;
 mod delete_vm;
 mod import_image;
+mod maintenance;
 mod migrate_vm;
 mod power;
 mod reconcile;
@@ -48,6 +49,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::RevertSnapshot => snapshots::revert(vmm, run).await,
         TaskKind::DeleteSnapshot => snapshots::delete(vmm, run).await,
         TaskKind::MigrateVm => migrate_vm::run(vmm, run).await,
+        TaskKind::MaintainNode | TaskKind::EndMaintenance => maintenance::run(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -67,6 +69,7 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         TaskKind::AddAddress => addresses::undo_add(vmm, run).await,
         TaskKind::ImportImage => import_image::undo(vmm, run).await,
         TaskKind::MigrateVm => migrate_vm::undo(vmm, run).await,
+        TaskKind::MaintainNode | TaskKind::EndMaintenance => maintenance::undo(),
         _ => power::undo(vmm, run).await,
     }
 }
