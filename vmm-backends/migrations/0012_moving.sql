@@ -30,3 +30,13 @@ UPDATE tasks SET kind = CASE
     WHEN task LIKE '%"kind":"delete_snapshot"%' THEN 'delete_snapshot'
 END;
 CREATE INDEX tasks_by_kind ON tasks (kind, id);
+
+-- HA: a node's fence method (JSON; none: an operator confirms), whether a VM is restarted
+-- elsewhere when its node dies, and each node's lease and HA state (JSON: ha::NodeLease).
+ALTER TABLE nodes ADD COLUMN fence TEXT;
+ALTER TABLE vms ADD COLUMN ha INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE node_leases (
+    node_id TEXT PRIMARY KEY,
+    expires_us BIGINT NOT NULL,
+    record TEXT NOT NULL
+);

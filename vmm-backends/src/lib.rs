@@ -17,6 +17,7 @@ pub mod libvirt;
 mod sql;
 
 pub mod backup;
+pub mod fence;
 pub mod images;
 pub mod ldap;
 pub mod notify;

@@ -304,7 +304,11 @@ pub async fn open(config: &OpenConfig) -> Result<Vmm> {
         .with_connector(connector)
         .with_config(config.vmm.clone())
         .with_image_fetcher(Arc::new(crate::images::HttpFetcher::default()))
-        .with_targets(Arc::new(crate::backup::Targets::new()));
+        .with_targets(Arc::new(crate::backup::Targets::new()))
+        .with_fencer(Arc::new(crate::fence::CommandFencer::new(
+            config.vmm.fence_agents.0.clone(),
+            config.vmm.fence_timeout,
+        )));
     if let Some(dir) = &config.image_dir {
         builder = builder.with_image_repo(Arc::new(crate::images::DirImageRepo::open(dir)?));
     }

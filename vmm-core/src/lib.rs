@@ -27,6 +27,7 @@ pub mod directory;
 mod error;
 pub mod event;
 pub mod guest;
+pub mod ha;
 pub mod hypervisor;
 mod id;
 pub mod idempotency;
@@ -92,8 +93,8 @@ pub use service::{
 };
 pub use ssh_keys::{SshKey, SshKeySpec};
 pub use store::{
-    AuditStore, BackupStore, ConsoleStore, EventStore, Finished, IdempotencyStore, ImageStore, IpamStore,
-    MigrationRequest, MigrationStore, NetworkStore, NodeImage, NodeStore, PlacementGroupStore,
+    AuditStore, BackupStore, ConsoleStore, EventStore, Finished, HaStore, IdempotencyStore, ImageStore,
+    IpamStore, MigrationRequest, MigrationStore, NetworkStore, NodeImage, NodeStore, PlacementGroupStore,
     PlacementRequest, RecipeStore, SingletonStore, SnapshotStore, SshKeyStore, Store, StoredToken, TaskStore,
     UsageStore, UserStore, VmFilter, VmGuest, VmStore, WebhookStore,
 };

@@ -127,6 +127,9 @@ pub struct NodeSpec {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 64))]
     pub memory_overcommit: Option<f64>,
+    /// How HA fences the node once it is declared dead (default: an operator confirms).
+    #[serde(default)]
+    pub fence: crate::ha::Fence,
 }
 
 impl NodeSpec {
@@ -138,6 +141,7 @@ impl NodeSpec {
             virt_type: VirtType::Kvm,
             cpu_overcommit: None,
             memory_overcommit: None,
+            fence: crate::ha::Fence::Manual,
         }
     }
 
@@ -198,6 +202,9 @@ pub struct NodePatch {
     /// New state: `maintenance` to drain placement, `online` to take VMs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<NodeState>,
+    /// How HA fences it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<crate::ha::Fence>,
 }
 
 impl NodePatch {
@@ -219,6 +226,9 @@ impl NodePatch {
         out.cpu_overcommit = self.cpu_overcommit.unwrap_or(node.cpu_overcommit);
         out.memory_overcommit = self.memory_overcommit.unwrap_or(node.memory_overcommit);
         out.state = self.state.unwrap_or(node.state);
+        if let Some(fence) = &self.fence {
+            out.fence = fence.clone();
+        }
         out
     }
 }
@@ -248,6 +258,9 @@ pub struct Node {
     pub allocated: Usage,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// How HA fences it once it is declared dead.
+    #[serde(default)]
+    pub fence: crate::ha::Fence,
 }
 
 impl Node {
@@ -264,6 +277,7 @@ impl Node {
             state: NodeState::Online,
             allocated: Usage::default(),
             created_at: now,
+            fence: spec.fence.clone(),
         }
     }
 

@@ -77,6 +77,8 @@ pub enum TaskKind {
     MaintainNode,
     /// End a node's maintenance, moving its VMs back if asked.
     EndMaintenance,
+    /// Start a VM of a dead (fenced) node on another node, from its disk on shared storage.
+    RecoverVm,
 }
 
 impl TaskKind {
@@ -134,7 +136,8 @@ impl TaskKind {
             | Self::DeleteSnapshot
             | Self::MigrateVm
             | Self::MaintainNode
-            | Self::EndMaintenance => None,
+            | Self::EndMaintenance
+            | Self::RecoverVm => None,
         }
     }
 
@@ -150,6 +153,7 @@ impl TaskKind {
             Self::CreateVm | Self::ReinstallVm | Self::CloneVm => 30,
             Self::ImportImage | Self::BackupVm | Self::RestoreBackup | Self::VerifyBackup => 120,
             Self::MigrateVm => 60,
+            Self::RecoverVm => 10,
             // One migration after another.
             Self::MaintainNode | Self::EndMaintenance => 24 * 60,
             Self::DeleteBackup | Self::SnapshotVm | Self::RevertSnapshot | Self::DeleteSnapshot => 30,

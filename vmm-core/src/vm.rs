@@ -83,6 +83,9 @@ pub struct VmSpec {
     /// A placement group to join: placement keeps the group's VMs apart or together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_group_id: Option<PlacementGroupId>,
+    /// Restart it on another node when its node dies (needs shared storage).
+    #[serde(default)]
+    pub ha: bool,
 }
 
 /// Most recipes one install may run.
@@ -170,6 +173,7 @@ impl VmSpec {
             recipe_ids: Vec::new(),
             owner_id: None,
             placement_group_id: None,
+            ha: false,
         }
     }
 
@@ -392,6 +396,9 @@ pub struct Vm {
     /// the migration switches over (then `node_id` becomes this) or rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrating_to: Option<NodeId>,
+    /// HA restarts it on another node when its node dies.
+    #[serde(default)]
+    pub ha: bool,
 }
 
 /// One NIC of a VM.
@@ -796,6 +803,7 @@ mod tests {
             state_reason: None,
             placement_group_id: None,
             migrating_to: None,
+            ha: false,
         };
         let shrink = VmPatch { disk_gib: Some(5), ..Default::default() };
         assert!(shrink.validate(&vm).is_err());

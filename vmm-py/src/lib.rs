@@ -331,7 +331,7 @@ impl Client {
                 return Err(to_py_err(py, Error::invalid("state", "must be online, maintenance or offline")))
             }
         };
-        let patch = NodePatch { name, cpu_overcommit, memory_overcommit, state };
+        let patch = NodePatch { name, cpu_overcommit, memory_overcommit, state, fence: None };
         to_py(
             py,
             &self.run_in(py, Area::Nodes, Access::Write, move |v| async move {

@@ -107,6 +107,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         nodes: Vec::new(),
         libvirt: LibvirtConfig {
             storage_path: settings.storage_path.clone(),
+            storage_pool: settings.storage_pool.clone(),
             deadlines: settings.libvirt,
             ..LibvirtConfig::default()
         },
@@ -126,6 +127,9 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
             },
             stats_cache: settings.stats_cache,
             shared_storage: settings.storage_shared,
+            node_lease: settings.node_lease,
+            fence_agents: settings.fence_agents.clone(),
+            fence_timeout: settings.fence_timeout,
             ..VmmConfig::default()
         },
         image_dir: Some(settings.image_dir.clone()),
@@ -160,6 +164,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), vmm_core::Error> {
         let stopped = stopped();
         let interval = settings.reconcile_interval;
         async move { vmm.run_reconciler(interval, stopped).await }
+    });
+    tokio::spawn({
+        let vmm = vmm.clone();
+        let stopped = stopped();
+        let interval = settings.ha_interval;
+        async move { vmm.run_ha(interval, stopped).await }
     });
     tokio::spawn({
         let vmm = vmm.clone();

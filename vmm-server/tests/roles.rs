@@ -263,6 +263,7 @@ impl World {
             ("POST", "/api/v1/vms/{id}/clone") => Some(json!({"name": "copy"})),
             ("POST", "/api/v1/vms/{id}/migrate") => Some(json!({})),
             ("POST", "/api/v1/nodes/{id}/maintenance") => Some(json!({"evacuate": false})),
+            ("POST", "/api/v1/nodes/{id}/fence") => None,
             ("POST", "/api/v1/vms/{id}/console") => Some(json!({"kind": "vnc"})),
             ("POST", "/api/v1/vms/{id}/addresses") => Some(json!({"ip_pool_id": self.pool})),
             ("POST", "/api/v1/auth/logout") => None,

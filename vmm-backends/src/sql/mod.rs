@@ -16,6 +16,7 @@ mod audit;
 mod backups;
 mod consoles;
 mod events;
+mod ha;
 mod idempotency;
 mod images;
 mod ipam;

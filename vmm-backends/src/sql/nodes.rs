@@ -7,10 +7,10 @@ use sqlx::any::AnyRow;
 use vmm_core::event::node_events;
 use vmm_core::{Capacity, Error, Node, NodeId, NodeStore, Page, PageRequest, Result, Usage};
 
-use super::{is_unique_violation, parse_ts, signed, ts, unsigned, Columns, SqlStore, Tx};
+use super::{from_json, is_unique_violation, parse_ts, signed, to_json, ts, unsigned, Columns, SqlStore, Tx};
 
 const COLUMNS: &str = "id, name, uri, virt_type, cpus, memory_mib, storage_gib, cpu_overcommit, \
-    memory_overcommit, state, created_at, used_vms, used_vcpus, used_memory_mib, used_storage_gib";
+    memory_overcommit, state, created_at, used_vms, used_vcpus, used_memory_mib, used_storage_gib, fence";
 
 pub(super) fn node(r: &AnyRow) -> Result<Node> {
     Ok(Node {
@@ -33,6 +33,7 @@ pub(super) fn node(r: &AnyRow) -> Result<Node> {
             storage_gib: unsigned(r, "used_storage_gib")?,
         },
         created_at: parse_ts(&r.text("created_at")?)?,
+        fence: r.opt_text("fence")?.map(|f| from_json(&f)).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -91,7 +92,7 @@ impl NodeStore for SqlStore {
         }
         sqlx::query(
             "INSERT INTO nodes (id, name, uri, virt_type, cpus, memory_mib, storage_gib, cpu_overcommit, \
-             memory_overcommit, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             memory_overcommit, state, created_at, fence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(node.id.to_string())
         .bind(&node.name)
@@ -104,6 +105,7 @@ impl NodeStore for SqlStore {
         .bind(node.memory_overcommit)
         .bind(node.state.as_str())
         .bind(ts(node.created_at))
+        .bind(to_json(&node.fence)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -151,7 +153,7 @@ impl NodeStore for SqlStore {
         let before = self.lock_node(&mut tx, node.id).await?;
         sqlx::query(
             "UPDATE nodes SET name = $2, cpu_overcommit = $3, memory_overcommit = $4, state = $5, cpus = $6, \
-             memory_mib = $7, storage_gib = $8 WHERE id = $1",
+             memory_mib = $7, storage_gib = $8, fence = $9 WHERE id = $1",
         )
         .bind(node.id.to_string())
         .bind(&node.name)
@@ -161,6 +163,7 @@ impl NodeStore for SqlStore {
         .bind(i64::from(node.capacity.cpus))
         .bind(signed(node.capacity.memory_mib))
         .bind(signed(node.capacity.storage_gib))
+        .bind(to_json(&node.fence)?)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -185,6 +188,7 @@ impl NodeStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        self.forget_node_lease(&mut tx, id).await?;
         self.emit(&mut tx, node_events(Some(&node), None, Utc::now())).await?;
         self.commit(tx).await
     }

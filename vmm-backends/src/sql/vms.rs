@@ -23,7 +23,7 @@ use super::{
 
 const COLUMNS: &str =
     "id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-    image_id, hostname, nics, owner_id, observed_state, state_reason, placement_group_id, migrating_to";
+    image_id, hostname, nics, owner_id, observed_state, state_reason, placement_group_id, migrating_to, ha";
 
 fn vm(r: &AnyRow) -> Result<Vm> {
     let mut vm = Vm {
@@ -49,6 +49,7 @@ fn vm(r: &AnyRow) -> Result<Vm> {
         state_reason: r.opt_text("state_reason")?,
         placement_group_id: r.opt_text("placement_group_id")?.map(|g| g.parse()).transpose()?,
         migrating_to: r.opt_text("migrating_to")?.map(|n| n.parse()).transpose()?,
+        ha: r.int("ha")? != 0,
     };
     vm.nics = match r.opt_text("nics")? {
         Some(nics) => from_json(&nics)?,
@@ -147,8 +148,8 @@ impl VmStore for SqlStore {
         let guest = VmGuest { current: guest.cloned(), next: None };
         sqlx::query(
             "INSERT INTO vms (id, name, vcpus, memory_mib, disk_gib, node_id, ip_pool_id, state, addresses, created_at, \
-             image_id, hostname, nics, guest, owner_id, placement_group_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             image_id, hostname, nics, guest, owner_id, placement_group_id, ha) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(vm.id.to_string())
         .bind(&vm.name)
@@ -166,6 +167,7 @@ impl VmStore for SqlStore {
         .bind(to_json(&guest)?)
         .bind(vm.owner_id.map(|o| o.to_string()))
         .bind(vm.placement_group_id.map(|g| g.to_string()))
+        .bind(i64::from(vm.ha))
         .execute(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::conflict(format!("VM {} exists", vm.id)) } else { self.err(e) })?;

@@ -108,7 +108,7 @@ pub async fn migrations(s: &dyn Store) {
         let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false };
         Task::new(TaskKind::MigrateVm, Some(vm.id), params, Utc::now())
     };
-    let anywhere = MigrationRequest { placement: ANY.clone(), live: None };
+    let anywhere = MigrationRequest { placement: ANY.clone(), live: None, recover: false };
     match s.queue_migration(vm.id, &new_task(), &anywhere).await {
         Err(Error::NoCapacity { rejections }) => assert_eq!(rejections[0].reasons, [RejectReason::Source]),
         other => panic!("one node: nowhere to go, got {other:?}"),
@@ -149,4 +149,38 @@ pub async fn migrations(s: &dyn Store) {
     assert_eq!(s.get_node(a.id).await.unwrap().allocated, Usage::default());
     assert_eq!(s.get_node(b.id).await.unwrap().allocated, Usage::default().with(&vm.demand()));
     assert_eq!(s.get_vm(vm.id).await.unwrap().migrating_to, None);
+}
+
+/// Node leases: a renewal moves the expiry and keeps HA's state; a change of state holds
+/// only if the node did not answer meanwhile, and records its event with it.
+pub async fn node_leases(s: &dyn Store) {
+    use crate::event::{Event, EventType};
+    use crate::ha::{NodeHealth, NodeLease};
+    use crate::{EventFilter, EventPattern};
+    let n = node("a", 8);
+    s.create_node(&n).await.unwrap();
+    assert!(s.node_leases().await.unwrap().is_empty(), "a node that never answered has none");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+    let lease = s.renew_node_lease(n.id, t0, t0 + chrono::Duration::seconds(30)).await.unwrap();
+    assert_eq!((lease.health, lease.expires_at), (NodeHealth::Alive, t0 + chrono::Duration::seconds(30)));
+    let expired = NodeLease { health: NodeHealth::Expired, operator_asked: true, ..lease.clone() };
+    let event = Event::new(EventType::NodeLeaseExpired, t0).node(Some(n.id));
+    assert!(s.set_node_health(&lease, &expired, Some(event)).await.unwrap());
+    assert_eq!(s.node_leases().await.unwrap(), std::slice::from_ref(&expired));
+    // The node answers: the expiry moves, the state stays for HA to revive.
+    let renewed = s.renew_node_lease(n.id, t0, t0 + chrono::Duration::seconds(60)).await.unwrap();
+    assert_eq!((renewed.health, renewed.operator_asked), (NodeHealth::Expired, true));
+    // A change decided on the old expiry is refused, and its event not recorded.
+    let fenced = NodeLease { health: NodeHealth::Fenced, ..expired.clone() };
+    let late = Event::new(EventType::NodeFenced, t0).node(Some(n.id));
+    assert!(!s.set_node_health(&expired, &fenced, Some(late)).await.unwrap());
+    let types = EventPattern::parse_list("node.lease_expired,node.fenced").unwrap();
+    let events = s.list_events(&EventFilter { types, ..Default::default() }, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventType::NodeLeaseExpired]);
+    assert!(matches!(
+        s.renew_node_lease(crate::NodeId::new(), t0, t0).await,
+        Err(Error::NodeNotFound { .. })
+    ));
+    s.delete_node(n.id).await.unwrap();
+    assert!(s.node_leases().await.unwrap().is_empty(), "a removed node's lease goes with it");
 }

@@ -30,6 +30,7 @@ where
     create_is_all_or_nothing(new_store().await.as_ref()).await;
     super::placement::placement_groups(new_store().await.as_ref()).await;
     super::placement::migrations(new_store().await.as_ref()).await;
+    super::placement::node_leases(new_store().await.as_ref()).await;
     one_active_task_per_vm(new_store().await.as_ref()).await;
     claims_leases_and_recovery(new_store().await.as_ref()).await;
     batch_claims(new_store().await.as_ref(), 4).await;
@@ -97,6 +98,7 @@ pub fn new_vm(pool: Option<&IpPool>) -> (Vm, Task) {
         state_reason: None,
         placement_group_id: None,
         migrating_to: None,
+        ha: false,
     };
     let vm = Vm { nics: pool.map(|p| vec![VmNic::new(vm.id, 0, Some(p.id))]).unwrap_or_default(), ..vm };
     let task =

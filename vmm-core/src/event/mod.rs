@@ -80,6 +80,10 @@ pub enum EventType {
     #[serde(rename = "vm.migrated")]
     #[strum(serialize = "vm.migrated")]
     VmMigrated,
+    /// A VM of a dead node was started on another (its `recover_vm` task succeeded).
+    #[serde(rename = "vm.recovered")]
+    #[strum(serialize = "vm.recovered")]
+    VmRecovered,
     /// A VM was deleted with its disk and addresses.
     #[serde(rename = "vm.deleted")]
     #[strum(serialize = "vm.deleted")]
@@ -136,6 +140,30 @@ pub enum EventType {
     #[serde(rename = "node.maintenance")]
     #[strum(serialize = "node.maintenance")]
     NodeMaintenance,
+    /// A node holding HA VMs stopped answering past its lease: it will be fenced.
+    #[serde(rename = "node.lease_expired")]
+    #[strum(serialize = "node.lease_expired")]
+    NodeLeaseExpired,
+    /// A dead node has no fence agent: an operator must confirm it is off (`POST /nodes/{id}/fence`).
+    #[serde(rename = "node.fence_required")]
+    #[strum(serialize = "node.fence_required")]
+    NodeFenceRequired,
+    /// A dead node's fence agent is running.
+    #[serde(rename = "node.fencing")]
+    #[strum(serialize = "node.fencing")]
+    NodeFencing,
+    /// A dead node's fence agent failed; it is tried again after a pause.
+    #[serde(rename = "node.fence_failed")]
+    #[strum(serialize = "node.fence_failed")]
+    NodeFenceFailed,
+    /// A dead node was fenced (by its agent or an operator): its HA VMs may run elsewhere.
+    #[serde(rename = "node.fenced")]
+    #[strum(serialize = "node.fenced")]
+    NodeFenced,
+    /// A node HA had given up on answers again.
+    #[serde(rename = "node.revived")]
+    #[strum(serialize = "node.revived")]
+    NodeRevived,
     /// A node was removed.
     #[serde(rename = "node.deleted")]
     #[strum(serialize = "node.deleted")]

@@ -170,6 +170,7 @@ fn vm_event_of(task: &Task) -> Option<EventType> {
         TaskKind::ResumeVm => EventType::VmResumed,
         TaskKind::UpdateVm => EventType::VmUpdated,
         TaskKind::ReinstallVm => EventType::VmReinstalled,
+        TaskKind::RecoverVm => EventType::VmRecovered,
         TaskKind::AddAddress => EventType::VmAddressAdded,
         TaskKind::RemoveAddress => EventType::VmAddressRemoved,
         // The VM is gone by then: the store records `vm.deleted` as it removes the row.

@@ -51,6 +51,8 @@ struct HvState {
     calls: Vec<HypervisorCall>,
     /// Counters of running domains, and the CPU load each runs at (0 to 1).
     counters: counters::Counters,
+    /// Powered off or cut off: every call fails as unavailable.
+    unreachable: bool,
 }
 
 /// A [`Hypervisor`] in memory, with failures on demand.
@@ -195,6 +197,9 @@ impl InMemoryHypervisor {
         let failure = {
             let mut s = lock(&self.state);
             s.calls.push(call);
+            if s.unreachable {
+                return Err(Error::unavailable(self.uri.clone(), "the node does not answer"));
+            }
             match s.failures.get_mut(&call) {
                 None => None,
                 Some((left, failure)) => {

@@ -8,6 +8,8 @@ mod audit;
 mod backups;
 mod consoles;
 mod events;
+mod fencer;
+mod ha;
 mod hypervisor;
 mod idempotency;
 mod images;
@@ -54,6 +56,7 @@ use crate::users::{ApiToken, User, UserUsage};
 use crate::vm::Vm;
 
 pub use backups::{InMemoryTarget, InMemoryTargets};
+pub use fencer::InMemoryFencer;
 pub use hypervisor::{
     Failure, FakeVolume, HypervisorCall, InMemoryConnector, InMemoryHypervisor, DEFAULT_MEMORY_CAPACITY,
 };
@@ -134,6 +137,8 @@ struct StoreState {
     backup_targets: BTreeMap<crate::id::BackupTargetId, crate::backup::BackupTargetConfig>,
     backups: BTreeMap<crate::id::BackupId, crate::backup::Backup>,
     schedules: BTreeMap<crate::id::ScheduleId, crate::backup::BackupSchedule>,
+    /// Each node's lease and HA state.
+    node_leases: BTreeMap<crate::id::NodeId, crate::ha::NodeLease>,
     /// Each VM's snapshots (a VM's go when it does).
     snapshots: HashMap<VmId, Vec<crate::snapshot::Snapshot>>,
 }

@@ -58,6 +58,7 @@ impl NodeStore for InMemoryStore {
         stored.memory_overcommit = node.memory_overcommit;
         stored.state = node.state;
         stored.capacity = node.capacity;
+        stored.fence = node.fence.clone();
         let after = stored.clone();
         for e in node_events(Some(&before), Some(&after), self.clock.now()) {
             s.emit(e);
@@ -77,6 +78,7 @@ impl NodeStore for InMemoryStore {
             }
         }
         s.node_images.retain(|(node, _), _| *node != id);
+        s.node_leases.remove(&id);
         Ok(())
     }
 }

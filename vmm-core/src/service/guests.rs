@@ -100,6 +100,16 @@ impl Vmm {
         Ok(setups)
     }
 
+    /// Writes the VM's seed on `hv` from its current guest settings, if it was installed
+    /// from an image (on shared storage, the same file again).
+    pub(super) async fn write_current_seed(&self, hv: &dyn Hypervisor, vm: &Vm) -> Result<()> {
+        if vm.image_id.is_none() {
+            return Ok(());
+        }
+        let guest = self.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();
+        self.write_seed(hv, vm, &guest).await
+    }
+
     /// Writes the VM's seed volume from `settings` and its NICs as they are now.
     pub(super) async fn write_seed(
         &self,

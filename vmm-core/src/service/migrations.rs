@@ -35,7 +35,7 @@ impl Vmm {
         let task = self
             .inner
             .store
-            .queue_migration(id, &task, &MigrationRequest { placement, live: spec.live })
+            .queue_migration(id, &task, &MigrationRequest { placement, live: spec.live, recover: false })
             .await?;
         self.notify();
         Ok(task)

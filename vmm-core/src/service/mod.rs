@@ -14,6 +14,7 @@ mod consoles;
 mod engine;
 mod events;
 mod guests;
+mod ha;
 mod idempotency;
 mod images;
 mod ipam;
@@ -111,6 +112,14 @@ pub struct VmmConfig {
     /// filesystem): a migration moves no disk, and HA may restart a VM elsewhere. Off by
     /// default: each node's disks are its own, and a migration copies them.
     pub shared_storage: bool,
+    /// How long a node counts as alive after it last answered (HA; default 30 s).
+    pub node_lease: Duration,
+    /// Fence agents by name: each a command and its arguments, run with the node's id,
+    /// name and URI in `VMM_NODE_ID`, `VMM_NODE_NAME` and `VMM_NODE_URI`; exit 0 means the
+    /// node is off.
+    pub fence_agents: crate::ha::FenceAgents,
+    /// How long a fence agent may run.
+    pub fence_timeout: Duration,
 }
 
 impl Default for VmmConfig {
@@ -137,6 +146,9 @@ impl Default for VmmConfig {
             usage: crate::usage::UsageRetention::default(),
             stats_cache: Duration::from_secs(5),
             shared_storage: false,
+            node_lease: Duration::from_secs(30),
+            fence_agents: crate::ha::FenceAgents::default(),
+            fence_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -151,6 +163,7 @@ pub struct VmmBuilder {
     fetcher: Option<Arc<dyn ImageFetcher>>,
     directory: Option<Arc<dyn Directory>>,
     targets: Option<Arc<dyn TargetOpener>>,
+    fencer: Option<Arc<dyn crate::ha::Fencer>>,
     config: VmmConfig,
 }
 
@@ -158,6 +171,12 @@ impl VmmBuilder {
     /// How backup targets are opened (default: [`InMemoryTargets`], `memory://NAME` only).
     pub fn with_targets(mut self, targets: Arc<dyn TargetOpener>) -> Self {
         self.targets = Some(targets);
+        self
+    }
+
+    /// How dead nodes are fenced (default: [`NoFencer`](crate::ha::NoFencer), no agents).
+    pub fn with_fencer(mut self, fencer: Arc<dyn crate::ha::Fencer>) -> Self {
+        self.fencer = Some(fencer);
         self
     }
 
@@ -216,6 +235,7 @@ impl VmmBuilder {
                 fetcher: self.fetcher,
                 directory: self.directory,
                 targets: self.targets.unwrap_or_else(|| Arc::new(InMemoryTargets::new())),
+                fencer: self.fencer.unwrap_or_else(|| Arc::new(crate::ha::NoFencer)),
                 config: self.config,
                 hypervisors: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashSet::new()),
@@ -238,6 +258,7 @@ struct Inner {
     fetcher: Option<Arc<dyn ImageFetcher>>,
     directory: Option<Arc<dyn Directory>>,
     targets: Arc<dyn TargetOpener>,
+    fencer: Arc<dyn crate::ha::Fencer>,
     config: VmmConfig,
     hypervisors: Mutex<HashMap<NodeId, Arc<dyn Hypervisor>>>,
     /// Images whose data is being uploaded through this service: one upload at a time each.

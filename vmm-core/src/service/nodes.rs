@@ -11,6 +11,7 @@ impl Vmm {
     /// capacity, and registers it. A name or URI already registered is a conflict.
     pub async fn create_node(&self, spec: NodeSpec) -> Result<Node> {
         spec.validate()?;
+        self.check_fence(&spec.fence)?;
         let uri = spec.uri.trim();
         self.inner.config.node_uris.check(uri)?;
         let hv = self.inner.connector.connect(uri, spec.virt_type).await?;
@@ -55,9 +56,25 @@ impl Vmm {
     /// Renames a node, changes its ratios, or puts it in or out of maintenance.
     pub async fn update_node(&self, id: NodeId, patch: NodePatch) -> Result<Node> {
         patch.validate()?;
+        if let Some(fence) = &patch.fence {
+            self.check_fence(fence)?;
+        }
         let node = self.inner.store.get_node(id).await?;
         self.inner.store.update_node(&patch.applied_to(&node)).await?;
         self.inner.store.get_node(id).await
+    }
+
+    /// A fence agent must be one vmmd's configuration names.
+    fn check_fence(&self, fence: &crate::ha::Fence) -> Result<()> {
+        match fence {
+            crate::ha::Fence::Agent { agent } if !self.inner.config.fence_agents.0.contains_key(agent) => {
+                Err(crate::error::Error::invalid(
+                    "fence",
+                    format!("no fence agent named {agent:?} is configured"),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Unregisters a node that has no VMs.

@@ -74,6 +74,7 @@ impl Vmm {
             state_reason: None,
             placement_group_id: spec.placement_group_id,
             migrating_to: None,
+            ha: spec.ha,
         };
         let params = TaskParams::Create { start: spec.start, image_id: spec.image_id };
         let task = self.new_task(TaskKind::CreateVm, Some(vm.id), params, now);
@@ -377,6 +378,7 @@ pub(super) fn copy_of(
         // anti-affinity group would refuse, and the group of a backup may be gone.
         placement_group_id: None,
         migrating_to: None,
+        ha: false,
         ..from.clone()
     }
 }

@@ -21,12 +21,18 @@ pub struct MigrationRequest {
     pub placement: PlacementRequest,
     /// Live (the VM must run) or offline (it must be stopped); `None`: live if it runs.
     pub live: Option<bool>,
+    /// A recovery by HA: the VM's node is dead and fenced, and the VM, running or
+    /// stopped, is started or defined on the target from its disk on shared storage.
+    pub recover: bool,
 }
 
 impl MigrationRequest {
     /// Whether the migration of `vm` is live: as asked, or as the VM is (running: live).
     /// A live move needs a running VM, an offline one a stopped VM.
     pub fn live_for(&self, vm: &Vm) -> Result<bool> {
+        if self.recover {
+            return Ok(false);
+        }
         let running = vm.state == VmState::Running;
         match self.live {
             None => Ok(running),

@@ -9,6 +9,7 @@ mod audit;
 mod backups;
 mod consoles;
 mod events;
+mod ha;
 mod idempotency;
 mod images;
 mod ipam;
@@ -32,6 +33,7 @@ pub use audit::AuditStore;
 pub use backups::BackupStore;
 pub use consoles::ConsoleStore;
 pub use events::EventStore;
+pub use ha::HaStore;
 pub use idempotency::IdempotencyStore;
 pub use images::{ImageStore, NodeImage};
 pub use ipam::IpamStore;
@@ -60,6 +62,7 @@ pub trait Store:
     + RecipeStore
     + PlacementGroupStore
     + MigrationStore
+    + HaStore
     + NetworkStore
     + UserStore
     + SshKeyStore
@@ -87,6 +90,7 @@ impl<T> Store for T where
         + RecipeStore
         + PlacementGroupStore
         + MigrationStore
+        + HaStore
         + NetworkStore
         + UserStore
         + SshKeyStore

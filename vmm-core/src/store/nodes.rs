@@ -16,7 +16,7 @@ pub trait NodeStore: Send + Sync {
     async fn get_node(&self, id: NodeId) -> Result<Node>;
     /// Nodes, newest first, with `allocated`.
     async fn list_nodes(&self, page: &PageRequest) -> Result<Page<Node>>;
-    /// Replaces a node's name, ratios, capacity and state. A duplicate name is a conflict.
+    /// Replaces a node's name, ratios, capacity, state and fence. A duplicate name is a conflict.
     async fn update_node(&self, node: &Node) -> Result<()>;
     /// Removes a node; a conflict while VMs live on it.
     async fn delete_node(&self, id: NodeId) -> Result<()>;

@@ -116,6 +116,11 @@ one_at_a_time! {
         placement_group_nodes(id: PlacementGroupId) -> Vec<NodeId>;
         delete_placement_group(id: PlacementGroupId) -> ();
     }
+    HaStore {
+        renew_node_lease(node: NodeId, now: DateTime<Utc>, until: DateTime<Utc>) -> vmm_core::ha::NodeLease;
+        node_leases() -> Vec<vmm_core::ha::NodeLease>;
+        set_node_health(seen: &vmm_core::ha::NodeLease, next: &vmm_core::ha::NodeLease, event: Option<vmm_core::Event>) -> bool;
+    }
     MigrationStore {
         queue_migration(vm: VmId, task: &Task, request: &vmm_core::MigrationRequest) -> Task;
         switch_migration(vm: VmId, to: NodeId) -> Vm;

@@ -42,6 +42,9 @@ struct FileConfig {
     pub local_node_virt_type: Option<String>,
     /// `storage_path = "/var/lib/vmm/images"`: where libvirt nodes keep VM disks.
     pub storage_path: Option<String>,
+    /// `storage_pool = "vmm"`: the libvirt storage pool (a directory pool at
+    /// `storage_path`) vmm keeps VM disks in on every node.
+    pub storage_pool: Option<String>,
     /// `storage_shared = true`: every node sees the same `storage_path` (NFS, a cluster
     /// filesystem), so migrations move no disk.
     pub storage_shared: Option<bool>,
@@ -63,6 +66,16 @@ struct FileConfig {
     pub auth_max_failures: Option<u32>,
     /// `task_lease_s = 30`: how long a worker's lease on a task lasts unless renewed.
     pub task_lease_s: Option<u64>,
+    /// `node_lease_s = 30`: how long a node counts as alive after it last answered (HA).
+    pub node_lease_s: Option<u64>,
+    /// `ha_interval_s = 5`: how often HA probes the nodes and acts.
+    pub ha_interval_s: Option<u64>,
+    /// `fence_timeout_s = 60`: how long a fence agent may run.
+    pub fence_timeout_s: Option<u64>,
+    /// `[fence_agents]`, `NAME = ["/usr/local/sbin/fence-node", "--hard"]`: the commands
+    /// HA runs to power a dead node off (the node's id, name and URI in `VMM_NODE_ID`,
+    /// `VMM_NODE_NAME`, `VMM_NODE_URI`; exit 0: it is off). Nodes name theirs in `fence`.
+    pub fence_agents: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// `image_dir = "./data/images"`: where image files are kept on this host.
     pub image_dir: Option<PathBuf>,
     /// `image_max_bytes = 68719476736`: the largest image file accepted.
@@ -188,8 +201,18 @@ pub struct Settings {
     pub local_node_virt_type: VirtType,
     /// Where libvirt nodes keep VM disks.
     pub storage_path: String,
+    /// The libvirt storage pool's name.
+    pub storage_pool: String,
     /// Whether every node sees the same storage path.
     pub storage_shared: bool,
+    /// How long a node counts as alive after it last answered.
+    pub node_lease: Duration,
+    /// How often HA acts.
+    pub ha_interval: Duration,
+    /// How long a fence agent may run.
+    pub fence_timeout: Duration,
+    /// Fence agents by name (`Debug` shows the names only).
+    pub fence_agents: vmm_core::ha::FenceAgents,
     /// Which node URIs are accepted.
     pub node_uris: NodeUriPolicy,
     /// Connection limits.
@@ -243,7 +266,12 @@ impl fmt::Debug for Settings {
             .field("local_node", &self.local_node)
             .field("local_node_virt_type", &self.local_node_virt_type)
             .field("storage_path", &self.storage_path)
+            .field("storage_pool", &self.storage_pool)
             .field("storage_shared", &self.storage_shared)
+            .field("node_lease", &self.node_lease)
+            .field("ha_interval", &self.ha_interval)
+            .field("fence_timeout", &self.fence_timeout)
+            .field("fence_agents", &self.fence_agents)
             .field("node_uris", &self.node_uris)
             .field("serve", &self.serve)
             .field("limits", &self.limits)
@@ -330,6 +358,13 @@ impl Settings {
         let storage_path = env("VMM_STORAGE_PATH")
             .or(from_file.storage_path)
             .unwrap_or_else(|| "/var/lib/vmm/images".into());
+        let storage_pool = env("VMM_STORAGE_POOL").or(from_file.storage_pool).unwrap_or_else(|| "vmm".into());
+        if storage_pool.is_empty()
+            || storage_pool.len() > 64
+            || !storage_pool.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::invalid("storage_pool", "1 to 64 letters, digits, '-', '_' or '.'"));
+        }
         let storage_shared = flag(&env, "VMM_STORAGE_SHARED")?.or(from_file.storage_shared).unwrap_or(false);
         let mut node_uris = NodeUriPolicy {
             test_nodes: flag(&env, "VMM_TEST_NODES")?.or(from_file.test_nodes).unwrap_or(false),
@@ -377,6 +412,15 @@ impl Settings {
             ..ThrottleConfig::default()
         };
         let task_lease = seconds("VMM_TASK_LEASE_S", from_file.task_lease_s, 30)?;
+        let node_lease = seconds("VMM_NODE_LEASE_S", from_file.node_lease_s, 30)?;
+        let ha_interval = seconds("VMM_HA_INTERVAL_S", from_file.ha_interval_s, 5)?;
+        let fence_timeout = seconds("VMM_FENCE_TIMEOUT_S", from_file.fence_timeout_s, 60)?;
+        let fence_agents = vmm_core::ha::FenceAgents(from_file.fence_agents.unwrap_or_default());
+        if let Some((name, _)) =
+            fence_agents.0.iter().find(|(_, argv)| argv.first().is_none_or(|p| p.is_empty()))
+        {
+            return Err(Error::invalid("fence_agents", format!("agent {name:?} has no command")));
+        }
         let image_dir = env("VMM_IMAGE_DIR")
             .map(PathBuf::from)
             .or(from_file.image_dir)
@@ -494,7 +538,12 @@ impl Settings {
             local_node,
             local_node_virt_type,
             storage_path,
+            storage_pool,
             storage_shared,
+            node_lease,
+            ha_interval,
+            fence_timeout,
+            fence_agents,
             node_uris,
             serve,
             limits,

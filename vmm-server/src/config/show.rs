@@ -57,7 +57,18 @@ impl Settings {
         put("local_node", Value::Boolean(self.local_node));
         put("local_node_virt_type", text(self.local_node_virt_type));
         put("storage_path", text(&self.storage_path));
+        put("storage_pool", text(&self.storage_pool));
         put("storage_shared", Value::Boolean(self.storage_shared));
+        put("node_lease_s", int(self.node_lease.as_secs()));
+        put("ha_interval_s", int(self.ha_interval.as_secs()));
+        put("fence_timeout_s", int(self.fence_timeout.as_secs()));
+        // The programs only: an agent's arguments may hold a BMC's password.
+        let agents = self.fence_agents.0.iter().map(|(name, argv)| {
+            let shown =
+                argv.iter().enumerate().map(|(i, a)| text(if i == 0 { a.as_str() } else { REDACTED }));
+            (name.clone(), Value::Array(shown.collect()))
+        });
+        put("fence_agents", Value::Table(agents.collect()));
         put("test_nodes", Value::Boolean(self.node_uris.test_nodes));
         put("node_uri_params", list(&self.node_uris.query_params));
         put("header_read_timeout_s", secs(self.serve.header_read_timeout));

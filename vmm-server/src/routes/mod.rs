@@ -7,6 +7,7 @@ mod backups;
 mod channels;
 mod consoles;
 mod events;
+mod ha;
 mod images;
 mod ipam;
 mod meta;
@@ -188,6 +189,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(placement::routes())
         .merge(gated(placement::group_routes(), Area::Nodes))
         .merge(gated(migrations::routes(), Area::Nodes))
+        .merge(gated(ha::routes(), Area::Nodes))
         .merge(gated(ipam::routes(), Area::IpPools))
         .merge(gated(networks::routes(), Area::Networks))
         .merge(gated(images::routes(), Area::Images))

@@ -1,5 +1,6 @@
-//! The fake's live migration: the running domain moves to another fake, with its disk's
-//! content when storage is not shared.
+//! The fake's live migration (the running domain moves to another fake, with its disk's
+//! content when storage is not shared), and what HA's tests do to a node: power loss, a
+//! network split, shared storage.
 
 use super::{HypervisorCall, InMemoryHypervisor};
 use crate::error::{Error, Result};
@@ -59,5 +60,39 @@ impl InMemoryHypervisor {
         self.watchers.wake_all();
         target.watchers.wake_all();
         Ok(())
+    }
+}
+
+impl InMemoryHypervisor {
+    /// Power loss: every domain stops (definitions stay) and the node answers nothing.
+    pub fn power_off(&self) {
+        let mut s = self.state();
+        for (_, state) in s.domains.values_mut() {
+            *state = PowerState::Shutoff;
+        }
+        s.live_nics.clear();
+        s.unreachable = true;
+    }
+
+    /// A network split: the node answers nothing, its domains run on.
+    pub fn cut(&self) {
+        self.state().unreachable = true;
+    }
+
+    /// Powered on again, or the split mended: the node answers.
+    pub fn reconnect(&self) {
+        self.state().unreachable = false;
+    }
+
+    /// Whether the node holds a running domain of `vm`.
+    pub fn runs(&self, vm: VmId) -> bool {
+        self.state().domains.get(&vm).is_some_and(|(_, st)| *st == PowerState::Running)
+    }
+
+    /// Shared storage, as a test stands it in: `other` gets a copy of the VM's volume.
+    pub fn share_volume_with(&self, other: &InMemoryHypervisor, vm: VmId) -> bool {
+        let Some(volume) = self.state().volumes.get(&vm).cloned() else { return false };
+        other.state().volumes.insert(vm, volume);
+        true
     }
 }

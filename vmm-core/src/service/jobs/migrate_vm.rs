@@ -126,10 +126,7 @@ async fn prepare(vmm: &Vmm, m: &Move) -> Result<()> {
         }
         return Ok(());
     }
-    if vm.image_id.is_some() {
-        let guest = vmm.inner.store.vm_guest(vm.id).await?.current.unwrap_or_default();
-        vmm.write_seed(m.dst.as_ref(), vm, &guest).await?;
-    }
+    vmm.write_current_seed(m.dst.as_ref(), vm).await?;
     if m.live {
         if m.dst.domain(vm.id).await?.is_some() {
             return Err(Error::conflict(format!("node {} has a domain of VM {} already", m.to.name, vm.id)));

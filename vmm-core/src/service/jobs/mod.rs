@@ -12,6 +12,7 @@ mod maintenance;
 mod migrate_vm;
 mod power;
 mod reconcile;
+mod recover_vm;
 mod reinstall_vm;
 mod restore_backup;
 mod snapshots;
@@ -50,6 +51,7 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         TaskKind::DeleteSnapshot => snapshots::delete(vmm, run).await,
         TaskKind::MigrateVm => migrate_vm::run(vmm, run).await,
         TaskKind::MaintainNode | TaskKind::EndMaintenance => maintenance::run(vmm, run).await,
+        TaskKind::RecoverVm => recover_vm::run(vmm, run).await,
         kind => power::run(vmm, run, kind.power_action().expect("the other kinds are power actions")).await,
     }
 }
@@ -70,6 +72,7 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
         TaskKind::ImportImage => import_image::undo(vmm, run).await,
         TaskKind::MigrateVm => migrate_vm::undo(vmm, run).await,
         TaskKind::MaintainNode | TaskKind::EndMaintenance => maintenance::undo(),
+        TaskKind::RecoverVm => recover_vm::undo(vmm, run).await,
         _ => power::undo(vmm, run).await,
     }
 }
