@@ -600,3 +600,44 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// `virsh -c URI ARGS…`: whether it succeeded, and what it printed (trimmed).
+pub fn virsh_at(uri: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh").arg("-c").arg(uri).args(args).output().expect("virsh runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The second libvirt host `tests/node2.sh` makes on this machine.
+pub mod node2 {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// How vmmd reaches it.
+    pub const URI: &str = "qemu+tcp://203.0.113.251/system";
+
+    /// `tests/node2.sh`.
+    pub fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("node2.sh")
+    }
+
+    /// Runs `tests/node2.sh VERB` with its state under `dir`.
+    pub fn run(dir: &Path, verb: &str) -> Output {
+        Command::new("bash").arg(script()).arg(verb).env("VMM_NODE2_DIR", dir).output().expect("bash runs")
+    }
+
+    /// Runs `tests/node2.sh VERB`, which must succeed.
+    pub fn must(dir: &Path, verb: &str) {
+        let out = run(dir, verb);
+        assert!(out.status.success(), "node2.sh {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Takes the second host down (its state under the path) however the test ends.
+    #[derive(Debug)]
+    pub struct Down(pub PathBuf);
+
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = run(&self.0, "down");
+        }
+    }
+}

@@ -6,37 +6,18 @@
 //! when the host comes back, the stale definition there is removed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use vmm_tests::{data_dir, wait_until, Vmmd, VmmdConfig};
+use vmm_tests::virsh_at as virsh;
+use vmm_tests::{data_dir, node2, wait_until, Vmmd, VmmdConfig};
 
 const NODE1: &str = "qemu:///system";
-const NODE2: &str = "qemu+tcp://203.0.113.251/system";
+const NODE2: &str = node2::URI;
 const LEASE_S: u64 = 5;
 
 fn here(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
-}
-
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(here("node2.sh")).arg("down").env("VMM_NODE2_DIR", &self.0).status();
-    }
-}
-
-fn node2(dir: &Path, verb: &str) {
-    let out =
-        Command::new("bash").arg(here("node2.sh")).arg(verb).env("VMM_NODE2_DIR", dir).output().unwrap();
-    assert!(out.status.success(), "node2.sh {verb}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn virsh(uri: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh").arg("-c").arg(uri).args(args).output().expect("virsh runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn id(v: &Value) -> String {
@@ -63,8 +44,8 @@ fn node_events(vmmd: &Vmmd, node: &str) -> Vec<String> {
 #[ignore = "makes a second libvirt host (root) and boots the tiny guest; CI runs it"]
 fn a_dead_hosts_ha_guest_restarts_elsewhere_only_once_fenced() {
     let node2_dir = data_dir().join("node2");
-    let _down = Down(node2_dir.clone());
-    node2(&node2_dir, "up");
+    let _down = node2::Down(node2_dir.clone());
+    node2::must(&node2_dir, "up");
     // Both hosts see /var/tmp (node2.sh keeps only libvirt's own directories apart).
     let run = uuid::Uuid::new_v4().simple().to_string();
     let shared = PathBuf::from(format!("/var/tmp/vmm-ha-{run}"));
@@ -111,7 +92,7 @@ fn a_dead_hosts_ha_guest_restarts_elsewhere_only_once_fenced() {
 
     // A network split, no fence agent: the lease runs out, an operator is asked, and
     // nothing restarts however long it lasts.
-    node2(&node2_dir, "cut");
+    node2::must(&node2_dir, "cut");
     wait_until("an operator to be asked", Duration::from_secs(30), || {
         node_events(&vmmd, &n2).contains(&"node.fence_required".to_owned())
     });
@@ -125,7 +106,7 @@ fn a_dead_hosts_ha_guest_restarts_elsewhere_only_once_fenced() {
         let tail: Vec<&str> = log.lines().filter(|l| !l.contains("GET /api")).collect();
         panic!("a live node is not fenced: {r}\n{}", tail[tail.len().saturating_sub(80)..].join("\n"));
     }
-    node2(&node2_dir, "mend");
+    node2::must(&node2_dir, "mend");
     wait_until("node2 to be revived", Duration::from_secs(30), || {
         node_events(&vmmd, &n2).contains(&"node.revived".to_owned())
     });
@@ -145,7 +126,7 @@ fn a_dead_hosts_ha_guest_restarts_elsewhere_only_once_fenced() {
     );
     assert_eq!(status, 422, "only configured agents: {r}");
     let lost = now_s();
-    node2(&node2_dir, "power-off");
+    node2::must(&node2_dir, "power-off");
     let began = Instant::now();
     let on_n1 = || {
         vmmd.call("GET", &format!("/api/v1/vms/{vm}"), None).1["node_id"] == json!(n1)
@@ -181,7 +162,7 @@ fn a_dead_hosts_ha_guest_restarts_elsewhere_only_once_fenced() {
     vmmd.console_line(&vm, "VMM-GUEST-READY", 0, Duration::from_secs(180));
 
     // The host comes back: the stale definition goes, the guest stays where it runs.
-    node2(&node2_dir, "up");
+    node2::must(&node2_dir, "up");
     wait_until("the stale definition to go", Duration::from_secs(60), || {
         !virsh(NODE2, &["dominfo", &domain]).0
     });

@@ -6,35 +6,17 @@
 //! its three guests evacuated to the other host and brought back.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vmm_tests::{data_dir, Vmmd, VmmdConfig};
+use vmm_tests::virsh_at as virsh;
+use vmm_tests::{data_dir, node2, Vmmd, VmmdConfig};
 
 const NODE1: &str = "qemu:///system";
-const NODE2: &str = "qemu+tcp://203.0.113.251/system";
+const NODE2: &str = node2::URI;
 const BOOT: Duration = Duration::from_secs(180);
 /// Where vmmd keeps disks (`Vmmd::start`), on each host.
 const STORAGE: &str = "e2e-images";
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("node2.sh")
-}
-
-/// Takes the second host down however the test ends.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("down").env("VMM_NODE2_DIR", &self.0).status();
-    }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh").arg("-c").arg(uri).args(args).output().expect("virsh runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
@@ -100,13 +82,12 @@ fn migrate(vmmd: &Vmmd, vm: &str, body: Value) -> Value {
 }
 
 /// The second host, up until dropped; one test at a time has it.
-fn node2_up() -> (std::sync::MutexGuard<'static, ()>, Down, PathBuf) {
+fn node2_up() -> (std::sync::MutexGuard<'static, ()>, node2::Down, PathBuf) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = data_dir().join("node2");
-    let down = Down(dir.clone());
-    let up = Command::new("bash").arg(script()).arg("up").env("VMM_NODE2_DIR", &dir).output().unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let down = node2::Down(dir.clone());
+    node2::must(&dir, "up");
     (guard, down, dir)
 }
 

@@ -4,43 +4,25 @@
 //! split (its traffic then goes nowhere, not out of the machine); `down` leaves nothing
 //! behind. Only root may reach its unauthenticated libvirtd. The migration and HA tests build on it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vmm_tests::{data_dir, wait_until, Vmmd, VmmdConfig};
+use vmm_tests::virsh_at as virsh;
+use vmm_tests::{data_dir, node2, wait_until, Vmmd, VmmdConfig};
 
-const NODE2: &str = "qemu+tcp://203.0.113.251/system";
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("node2.sh")
-}
+const NODE2: &str = node2::URI;
 
 /// Runs `tests/node2.sh VERB` with its state under `dir`; its stdout and exit code.
 fn node2(dir: &Path, verb: &str) -> (String, i32) {
-    let out =
-        Command::new("bash").arg(script()).arg(verb).env("VMM_NODE2_DIR", dir).output().expect("bash runs");
+    let out = node2::run(dir, verb);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let code = out.status.code().unwrap_or(-1);
     // Every verb but `status` (3: down) succeeds, and says nothing on stderr.
     assert!(code == 0 || (verb == "status" && code == 3), "node2.sh {verb} exited {code}: {stderr}");
     assert!(stderr.is_empty(), "node2.sh {verb}: {stderr}");
     (String::from_utf8_lossy(&out.stdout).trim().to_owned(), code)
-}
-
-/// Takes the second host down however the test ends.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).arg("down").env("VMM_NODE2_DIR", &self.0).status();
-    }
-}
-
-fn virsh(uri: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh").arg("-c").arg(uri).args(args).output().expect("virsh runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn host_uuid(uri: &str) -> String {
@@ -58,7 +40,7 @@ fn qemu_running(domain: &str) -> bool {
 #[ignore = "makes network namespaces and a second libvirtd (root); CI runs it"]
 fn a_second_host_is_made_used_powered_off_split_and_removed() {
     let dir = data_dir().join("node2");
-    let _down = Down(dir.clone());
+    let _down = node2::Down(dir.clone());
     let (uri, _) = node2(&dir, "up");
     assert_eq!(uri, NODE2);
     assert_eq!(node2(&dir, "up").0, NODE2, "up twice is up");

@@ -303,6 +303,14 @@ pub trait Hypervisor: Send + Sync + Debug {
         Err(Error::unsupported(self.uri(), "live migration"))
     }
 
+    /// Aborts a migration of the VM's domain away from this node that is under way (one a
+    /// dropped or timed-out [`migrate`](Self::migrate) call left running), and returns once
+    /// none is. Nothing to do is success.
+    async fn abort_migration(&self, vm: VmId) -> Result<()> {
+        let _ = vm;
+        Ok(())
+    }
+
     /// This hypervisor as [`Any`](std::any::Any), so that a backend can reach the other
     /// node of a migration as its own type.
     fn as_any(&self) -> &dyn std::any::Any;

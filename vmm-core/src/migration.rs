@@ -36,6 +36,7 @@ pub struct MaintenanceSpec {
 /// What ending a node's maintenance is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct EndMaintenanceSpec {
     /// Move back the VMs the last evacuation of the node moved away (those still on the

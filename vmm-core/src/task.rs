@@ -337,6 +337,10 @@ pub enum TaskParams {
         to: NodeId,
         /// Live (the VM keeps running) or offline (it stays stopped).
         live: bool,
+        /// Both nodes see the same disk (`storage_shared` when the task was queued): no
+        /// disk moves, none is removed.
+        #[serde(default)]
+        shared: bool,
     },
     /// Maintenance of a node: what to do with its VMs.
     Maintenance {

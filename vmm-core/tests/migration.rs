@@ -65,7 +65,7 @@ fn a_running_vm_moves_live_with_its_disk_and_capacity() {
         let f = fixture(&[N1, N2]).await;
         let vm = f.vm_on(0, true, "the data").await;
         let task = f.vmm.migrate_vm(vm.id, MigrateSpec::default()).await.unwrap();
-        let TaskParams::Migrate { from, to, live } = task.params else { panic!("{:?}", task.params) };
+        let TaskParams::Migrate { from, to, live, .. } = task.params else { panic!("{:?}", task.params) };
         assert_eq!(
             (from, to, live),
             (f.nodes[0].0.id, f.nodes[1].0.id, true),

@@ -45,7 +45,10 @@ async fn a_vm_moves_and_bad_requests_are_problems() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let task = &r.body["task"];
     assert_eq!(task["kind"], "migrate_vm");
-    assert_eq!(task["params"], json!({"type": "migrate", "from": nodes[0], "to": nodes[1], "live": true}));
+    assert_eq!(
+        task["params"],
+        json!({"type": "migrate", "from": nodes[0], "to": nodes[1], "live": true, "shared": false})
+    );
     assert!(task["steps"][0]["message"].as_str().unwrap().contains("n1: the VM is on this node"), "{task}");
     let ended = api.wait(task).await;
     assert_eq!(ended["state"], "succeeded", "{ended}");

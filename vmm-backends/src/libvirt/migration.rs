@@ -1,8 +1,10 @@
 //! Live migration between two libvirt nodes, managed by vmmd: it holds a connection to
 //! each, and the QEMUs stream to each other directly (the target's libvirtd tells the
 //! source where, from its `migration_address`/`migration_host`). Should vmmd die in the
-//! middle, the source libvirtd aborts the migration when its client goes away, and the
-//! domain keeps running on the source.
+//! middle, the source libvirtd aborts the migration when its client goes away and the
+//! domain keeps running on the source; unless the target had already resumed the guest,
+//! in which case the source is left paused and the target runs the newer copy (the saga
+//! keeps that one).
 
 use virt::domain::MigrateParameters;
 use vmm_core::{Error, Hypervisor, Result, VmId};
@@ -44,6 +46,31 @@ impl LibvirtHypervisor {
         self.call_moving("migrate a domain", domain.memory_mib * MIB + disk, move |c| {
             let d = lookup_domain(c, vm)?.ok_or(LibvirtError::Parse(format!("domain of {vm} is gone")))?;
             d.migrate3(&dconn, MigrateParameters::default(), flags)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`Hypervisor::abort_migration`]: aborts the domain's job, then waits (up to a
+    /// minute) until it has none.
+    pub(super) async fn abort_migrating(&self, vm: VmId) -> Result<()> {
+        self.call("abort a migration", move |c| {
+            let Some(d) = lookup_domain(c, vm)? else { return Ok(()) };
+            let idle = |d: &virt::domain::Domain| {
+                d.job_info().map(|j| j.r#type == virt::sys::VIR_DOMAIN_JOB_NONE as i32).unwrap_or(true)
+            };
+            if idle(&d) {
+                return Ok(());
+            }
+            // It may end by itself meanwhile: the abort's own error says nothing then.
+            let _ = super::ffi::abort_job(&d);
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !idle(&d) {
+                if std::time::Instant::now() > give_up {
+                    return Err(LibvirtError::Parse(format!("the migration job of {vm} does not end")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
             Ok(())
         })
         .await

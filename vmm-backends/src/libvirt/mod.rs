@@ -176,6 +176,10 @@ impl Hypervisor for LibvirtHypervisor {
         self.stored_size(vm).await
     }
 
+    async fn abort_migration(&self, vm: VmId) -> Result<()> {
+        self.abort_migrating(vm).await
+    }
+
     fn uri(&self) -> &str {
         self.link.uri()
     }

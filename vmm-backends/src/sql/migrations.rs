@@ -37,19 +37,24 @@ impl MigrationStore for SqlStore {
         let live = request.live_for(&vm)?;
         let placement = &request.placement;
         placement.check_group_of(&vm)?;
+        // Every node locked at once, in id order, as a create locks them.
+        let mut nodes = self.lock_nodes(&mut tx).await?;
         if let Some(held) = vm.migrating_to {
-            // Held by a migration that ended without giving it back (its process died
-            // after a cancel).
-            self.release_on(&mut tx, &vm, held).await?;
+            // Held by a migration that ended without giving it back (its undo failed, or
+            // its process died after a cancel).
+            if let Some(node) = nodes.iter_mut().find(|n| n.id == held) {
+                node.allocated = node.allocated.without(&vm.demand());
+                self.set_usage(&mut tx, node.id, node.allocated).await?;
+            }
         }
-        let nodes = self.lock_nodes(&mut tx).await?;
         let members = match &placement.group {
             Some(group) => self.group_nodes_except(&mut tx, group.id, Some(vm_id)).await?,
             None => Vec::new(),
         };
         let demand = vm.demand();
         let (chosen, mut task) = placement.place_move_task(&demand, &nodes, members, vm.node_id, task)?;
-        task.params = TaskParams::Migrate { from: vm.node_id, to: chosen.node_id, live };
+        task.params =
+            TaskParams::Migrate { from: vm.node_id, to: chosen.node_id, live, shared: request.shared };
         if !self.enqueue_in(&mut tx, &task, Some(VmAction::Migrate)).await? {
             drop(tx);
             return Err(self.duplicate(&task).await);

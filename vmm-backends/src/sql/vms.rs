@@ -287,7 +287,20 @@ impl VmStore for SqlStore {
     async fn delete_vm(&self, id: VmId) -> Result<()> {
         let mut tx = self.begin().await?;
         let vm = self.vm_in(&mut tx, id).await?;
-        let node = self.lock_node(&mut tx, vm.node_id).await?;
+        // With capacity a migration that did not end cleanly still holds: both nodes, locked
+        // in id order as every multi-node transaction takes them.
+        let held = vm.migrating_to.filter(|h| *h != vm.node_id);
+        let mut ids = vec![vm.node_id];
+        ids.extend(held);
+        ids.sort();
+        let mut locked = Vec::new();
+        for node in ids {
+            locked.push(self.lock_node(&mut tx, node).await?);
+        }
+        if let Some(target) = locked.iter().find(|n| Some(n.id) == held) {
+            self.set_usage(&mut tx, target.id, target.allocated.without(&vm.demand())).await?;
+        }
+        let node = locked.into_iter().find(|n| n.id == vm.node_id).expect("locked above");
         self.release_vm_leases(&mut tx, id).await?;
         sqlx::query("DELETE FROM vms WHERE id = $1")
             .bind(id.to_string())

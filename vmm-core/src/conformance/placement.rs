@@ -105,10 +105,10 @@ pub async fn migrations(s: &dyn Store) {
     s.create_node(&a).await.unwrap();
     let vm = created_vm(s, None).await;
     let new_task = || {
-        let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false };
+        let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false, shared: false };
         Task::new(TaskKind::MigrateVm, Some(vm.id), params, Utc::now())
     };
-    let anywhere = MigrationRequest { placement: ANY.clone(), live: None, recover: false };
+    let anywhere = MigrationRequest { placement: ANY.clone(), live: None, recover: false, shared: false };
     match s.queue_migration(vm.id, &new_task(), &anywhere).await {
         Err(Error::NoCapacity { rejections }) => assert_eq!(rejections[0].reasons, [RejectReason::Source]),
         other => panic!("one node: nowhere to go, got {other:?}"),
@@ -117,7 +117,7 @@ pub async fn migrations(s: &dyn Store) {
     let live = MigrationRequest { live: Some(true), ..anywhere.clone() };
     assert!(matches!(s.queue_migration(vm.id, &new_task(), &live).await, Err(Error::Conflict { .. })));
     let task = s.queue_migration(vm.id, &new_task(), &anywhere).await.unwrap();
-    assert_eq!(task.params, TaskParams::Migrate { from: a.id, to: b.id, live: false });
+    assert_eq!(task.params, TaskParams::Migrate { from: a.id, to: b.id, live: false, shared: false });
     assert!(task.steps[0].message.starts_with("placed on b"), "{:?}", task.steps);
     assert_eq!(s.get_task(task.id).await.unwrap().params, task.params, "stored as answered");
     let held = s.get_vm(vm.id).await.unwrap();

@@ -26,14 +26,15 @@ impl MigrationStore for InMemoryStore {
         let members =
             placement.group.as_ref().map(|g| s.group_nodes_except(g.id, Some(vm_id))).unwrap_or_default();
         let demand = vm.demand();
-        // A hold left by a migration that ended without giving it back (its process died
-        // after a cancel) is given back first.
+        // A hold left by a migration that ended without giving it back (its undo failed,
+        // or its process died after a cancel) is given back first.
         let mut nodes: Vec<_> = s.nodes.values().cloned().collect();
         for node in nodes.iter_mut().filter(|n| Some(n.id) == vm.migrating_to) {
             node.allocated = node.allocated.without(&demand);
         }
         let (chosen, mut task) = placement.place_move_task(&demand, &nodes, members, vm.node_id, task)?;
-        task.params = TaskParams::Migrate { from: vm.node_id, to: chosen.node_id, live };
+        task.params =
+            TaskParams::Migrate { from: vm.node_id, to: chosen.node_id, live, shared: request.shared };
         enqueue_in(&mut s, &task, Some(VmAction::Migrate))?;
         for node in nodes.into_iter().filter(|n| n.id == chosen.node_id || Some(n.id) == vm.migrating_to) {
             let allocated =

@@ -132,6 +132,10 @@ impl VmStore for InMemoryStore {
         if let Some(node) = s.nodes.get_mut(&vm.node_id) {
             node.allocated = node.allocated.without(&vm.demand());
         }
+        // Capacity a migration that did not end cleanly still holds.
+        if let Some(node) = vm.migrating_to.filter(|h| *h != vm.node_id).and_then(|h| s.nodes.get_mut(&h)) {
+            node.allocated = node.allocated.without(&vm.demand());
+        }
         Ok(())
     }
 

@@ -60,14 +60,20 @@ impl Vmm {
                 .into_iter()
                 .filter(|vm| vm.ha && matches!(vm.state, VmState::Running | VmState::Stopped))
                 .collect();
-            if let Err(e) = self.ha_node(&node, lease, &ha_vms).await {
-                tracing::warn!(node = %node.name, error = %crate::error_chain(&e), "HA could not act on a node");
+            match self.ha_node(&node, lease, &ha_vms).await {
+                // A fence took its time: the other leases are judged after a fresh probe.
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %crate::error_chain(&e), "HA could not act on a node")
+                }
             }
         }
         Ok(())
     }
 
-    async fn ha_node(&self, node: &Node, lease: &NodeLease, ha_vms: &[Vm]) -> Result<()> {
+    /// Applies the rules to one node; whether it ran a fence agent.
+    async fn ha_node(&self, node: &Node, lease: &NodeLease, ha_vms: &[Vm]) -> Result<bool> {
         let now = self.now();
         // Stamped when it happens (a fence agent takes its time).
         let event = |kind| Event::new(kind, self.now()).node(Some(node.id)).with("name", &node.name);
@@ -90,7 +96,7 @@ impl Vmm {
             Step::RunAgent(agent) => {
                 let fencing = event(EventType::NodeFencing).with("agent", &agent);
                 if !self.inner.store.set_node_health(lease, lease, Some(fencing)).await? {
-                    return Ok(()); // it answered meanwhile
+                    return Ok(false); // it answered meanwhile
                 }
                 let ran = self.inner.fencer.fence(&agent, node).await;
                 let now = self.now();
@@ -115,9 +121,15 @@ impl Vmm {
                     }
                 };
                 self.inner.store.set_node_health(lease, &next, Some(e)).await?;
+                return Ok(true);
             }
             Step::Recover => {
                 for vm in ha_vms {
+                    if let Some(to) = vm.migrating_to {
+                        // A migration that did not end cleanly: the VM may run there.
+                        tracing::warn!(vm = %vm.id, to = %to, "an HA VM of a fenced node has an unfinished migration; left for an operator");
+                        continue;
+                    }
                     match self.recover_vm(vm).await {
                         Ok(_) | Err(Error::ActiveTask { .. }) => {}
                         Err(e) => {
@@ -134,7 +146,7 @@ impl Vmm {
                 self.inner.store.set_node_health(lease, &next, Some(event(EventType::NodeRevived))).await?;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Queues the recovery of `vm` from its fenced node onto the node placement chooses.
@@ -143,11 +155,16 @@ impl Vmm {
             Some(group) => Some(self.inner.store.get_placement_group(group).await?),
             None => None,
         };
-        let placement =
-            PlacementRequest { pinned: None, strategy: self.inner.config.strategy, only: None, group };
-        let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false };
+        let only = self.nodes_with_networks_of(vm).await?;
+        let placement = PlacementRequest { pinned: None, strategy: self.inner.config.strategy, only, group };
+        let params = TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: false, shared: true };
         let task = self.new_task(TaskKind::RecoverVm, Some(vm.id), params, self.now());
-        let request = MigrationRequest { placement, live: None, recover: true };
+        let request = MigrationRequest {
+            placement,
+            live: None,
+            recover: true,
+            shared: self.inner.config.shared_storage,
+        };
         let task = self.inner.store.queue_migration(vm.id, &task, &request).await?;
         self.notify();
         Ok(task)
@@ -163,7 +180,12 @@ impl Vmm {
                 Err(Error::VmNotFound { .. }) => false,
                 Err(e) => return Err(e),
             };
-            if elsewhere && domain.state == PowerState::Shutoff {
+            if elsewhere {
+                if !matches!(domain.state, PowerState::Shutoff | PowerState::Crashed) {
+                    // Fenced by an operator who cut it off rather than powered it down.
+                    tracing::warn!(node = %node.name, vm = %domain.vm_id, "a recovered VM still ran on its old node; stopping it");
+                    hv.stop(domain.vm_id).await?;
+                }
                 hv.undefine_domain(domain.vm_id).await?;
                 tracing::info!(node = %node.name, vm = %domain.vm_id, "removed the stale definition of a recovered VM");
             }
@@ -210,7 +232,9 @@ impl Vmm {
         let mut stopped = std::pin::pin!(stopped);
         loop {
             let holder = self.inner.config.worker_id.clone();
-            match self.inner.store.acquire_singleton(HA, &holder, interval * 3).await {
+            // Held across a pass that may wait for a fence agent.
+            let hold = (interval * 3).max(self.inner.config.fence_timeout + interval * 2);
+            match self.inner.store.acquire_singleton(HA, &holder, hold).await {
                 Ok(true) => {
                     if let Err(e) = self.ha_tick().await {
                         tracing::warn!(error = %crate::error_chain(&e), "HA pass failed");

@@ -28,21 +28,30 @@ impl Vmm {
             only: self.nodes_with_networks_of(&vm).await?,
             group,
         };
+        let shared = self.inner.config.shared_storage;
         // The store fills in the target it chooses.
-        let params =
-            TaskParams::Migrate { from: vm.node_id, to: vm.node_id, live: spec.live.unwrap_or(false) };
+        let params = TaskParams::Migrate {
+            from: vm.node_id,
+            to: vm.node_id,
+            live: spec.live.unwrap_or(false),
+            shared,
+        };
         let task = self.new_task(TaskKind::MigrateVm, Some(id), params, self.now());
         let task = self
             .inner
             .store
-            .queue_migration(id, &task, &MigrationRequest { placement, live: spec.live, recover: false })
+            .queue_migration(
+                id,
+                &task,
+                &MigrationRequest { placement, live: spec.live, recover: false, shared },
+            )
             .await?;
         self.notify();
         Ok(task)
     }
 
     /// The nodes that have every network the VM's NICs plug into (`None`: any node).
-    async fn nodes_with_networks_of(&self, vm: &Vm) -> Result<Option<Vec<NodeId>>> {
+    pub(super) async fn nodes_with_networks_of(&self, vm: &Vm) -> Result<Option<Vec<NodeId>>> {
         let mut only: Option<Vec<NodeId>> = None;
         for network_id in vm.nics.iter().filter_map(|n| n.network_id) {
             let network = self.inner.store.get_network(network_id).await?;

@@ -30,6 +30,9 @@ impl Vmm {
             let ids = std::mem::take(&mut spec.ssh_key_ids);
             spec.ssh_keys = self.with_library_keys(actor, &ids, std::mem::take(&mut spec.ssh_keys)).await?;
         }
+        if spec.ha && !self.inner.config.shared_storage {
+            return Err(Error::invalid("ha", "HA needs storage every node sees (storage_shared)"));
+        }
         let now = self.now();
         let id = VmId::new();
         let image = match spec.image_id {

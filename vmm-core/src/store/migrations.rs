@@ -24,6 +24,8 @@ pub struct MigrationRequest {
     /// A recovery by HA: the VM's node is dead and fenced, and the VM, running or
     /// stopped, is started or defined on the target from its disk on shared storage.
     pub recover: bool,
+    /// The nodes share storage (recorded in the task's parameters).
+    pub shared: bool,
 }
 
 impl MigrationRequest {
@@ -54,7 +56,7 @@ pub trait MigrationStore: Send + Sync {
     /// Queues `task`, the VM's migration, in one transaction: the VM must allow it in its
     /// state and have no active task; placement chooses the target among the other nodes
     /// (the group's policy read without this VM); the target's capacity is held for the VM
-    /// (`migrating_to`); the task is stored with its parameters (`from`, `to`, `live`)
+    /// (`migrating_to`); the task is stored with its parameters (`from`, `to`, `live`, `shared`)
     /// and placement's explanation as its first step. Returns the task as stored.
     async fn queue_migration(&self, vm: VmId, task: &Task, request: &MigrationRequest) -> Result<Task>;
     /// Points the VM at `to` and gives its old node's capacity back, with its

@@ -180,7 +180,8 @@ pub trait VmStore: Send + Sync {
     /// Gives the VM to `owner` (to no one with `None`) in one transaction: what it holds
     /// must fit in the new owner's quota beside what they hold.
     async fn set_vm_owner(&self, id: VmId, owner: Option<UserId>) -> Result<Vm>;
-    /// Removes a VM, releases its leases and gives its node's capacity back.
+    /// Removes a VM, releases its leases and gives its node's capacity back (and what a
+    /// migration still holds for it on another node).
     async fn delete_vm(&self, id: VmId) -> Result<()>;
     /// What vmm keeps about the VM's guest.
     async fn vm_guest(&self, id: VmId) -> Result<VmGuest>;

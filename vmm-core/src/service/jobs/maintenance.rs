@@ -169,10 +169,12 @@ async fn evacuated_from(vmm: &Vmm, node: NodeId) -> Result<Vec<Vm>> {
     let mut page = PageRequest::first(100);
     loop {
         let tasks = vmm.inner.store.list_tasks(&filter, &page).await?;
-        let last = tasks.items.iter().find(|t| {
-            matches!(t.params, TaskParams::Maintenance { node_id, move_vms: true, .. } if node_id == node)
-        });
+        // The node's last maintenance: one that evacuated nothing returns nothing.
+        let last = tasks.items.iter().find(|t| super::super::maintenance::maintained_node(t) == Some(node));
         if let Some(last) = last {
+            if !matches!(last.params, TaskParams::Maintenance { move_vms: true, .. }) {
+                return Ok(Vec::new());
+            }
             let report: MovesReport =
                 last.result.clone().and_then(|r| serde_json::from_value(r).ok()).unwrap_or_default();
             let mut vms = Vec::new();

@@ -34,6 +34,8 @@ use crate::vm::Vm;
 
 /// Checkpoint: the target is prepared.
 const PREPARED: &str = "prepared";
+/// Checkpoint: the target was seen without the VM's disk (storage not shared).
+const SEPARATE: &str = "separate_storage";
 /// Checkpoint: the domain is on the target (running, for a live move; defined, offline).
 const TRANSFERRED: &str = "transferred";
 
@@ -45,14 +47,17 @@ struct Move {
     src: Arc<dyn Hypervisor>,
     dst: Arc<dyn Hypervisor>,
     live: bool,
-    /// Both nodes see the same disk (config `storage_shared`): no disk moves, and none is
-    /// removed from either side.
+    /// Both nodes see the same disk (`storage_shared` when the task was queued): no disk
+    /// moves, and none is removed from either side.
     shared: bool,
+    /// Without shared storage: the target was seen not to have the VM's disk before
+    /// anything was made there, so whatever the target holds of the VM is this task's.
+    separate: bool,
 }
 
 impl Move {
     async fn open(vmm: &Vmm, run: &Run) -> Result<Self> {
-        let TaskParams::Migrate { from, to, live } = run.task.params else {
+        let TaskParams::Migrate { from, to, live, shared } = run.task.params else {
             return Err(Error::invalid("task", "a migration without its nodes"));
         };
         let vm = vmm.inner.store.get_vm(vm_of(run)?).await?;
@@ -60,7 +65,7 @@ impl Move {
         let to = vmm.inner.store.get_node(to).await?;
         let src = vmm.hypervisor(&from).await?;
         let dst = vmm.hypervisor(&to).await?;
-        Ok(Self { vm, from, to, src, dst, live, shared: vmm.inner.config.shared_storage })
+        Ok(Self { vm, from, to, src, dst, live, shared, separate: run.task.reached(SEPARATE) })
     }
 
     /// Whether the switch-over is done: the database points at the target.
@@ -74,16 +79,16 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     if !m.switched() {
         if !run.task.reached(PREPARED) {
             if vmm.cancel_requested(run).await? {
-                return cancelled(vmm, run, &m).await;
+                return cancelled(vmm, run).await;
             }
             vmm.step(run, 5, format!("preparing {} for the VM", m.to.name)).await?;
-            prepare(vmm, &m).await?;
+            prepare(vmm, run, &m).await?;
             crash::point("migrate_vm.prepare");
             vmm.checkpoint(run, PREPARED).await?;
         }
         if !run.task.reached(TRANSFERRED) {
             if vmm.cancel_requested(run).await? {
-                return cancelled(vmm, run, &m).await;
+                return cancelled(vmm, run).await;
             }
             let how = match (m.live, m.shared) {
                 (true, true) => "migrating live",
@@ -107,15 +112,27 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-async fn cancelled(vmm: &Vmm, run: &mut Run, m: &Move) -> Result<Outcome> {
+async fn cancelled(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
     vmm.step(run, run.task.progress, "cancelled; rolling back").await?;
-    roll_back(vmm, m).await?;
+    // Opened again: this run may have recorded phases since it opened its own.
+    undo(vmm, run).await?;
     Ok(Outcome::Cancelled)
 }
 
 /// The target gets what the domain needs there before it arrives.
-async fn prepare(vmm: &Vmm, m: &Move) -> Result<()> {
+async fn prepare(vmm: &Vmm, run: &mut Run, m: &Move) -> Result<()> {
     let vm = &m.vm;
+    if !m.shared && !run.task.reached(SEPARATE) {
+        // Told the storage is not shared, vmm removes what the target has of the VM: a
+        // target that sees the VM's disk already would lose the VM's only disk then.
+        if m.dst.stored_volume(vm.id).await?.is_some() {
+            return Err(Error::conflict(format!(
+                "node {} already has a disk of VM {}: if the nodes share storage, set storage_shared",
+                m.to.name, vm.id
+            )));
+        }
+        vmm.checkpoint(run, SEPARATE).await?;
+    }
     vmm.ensure_networks(m.dst.as_ref(), vm).await?;
     if m.shared {
         if m.dst.stored_volume(vm.id).await?.is_none() {
@@ -157,9 +174,10 @@ async fn transfer(vmm: &Vmm, m: &Move) -> Result<()> {
         let spec = vmm.domain_spec(&m.vm, &m.to, m.vm.image_id.is_some()).await?;
         return m.dst.define_domain(&spec).await;
     }
+    if moved_already(m, on_src.as_ref(), on_dst.as_ref()).await? {
+        return Ok(());
+    }
     match (&on_src, &on_dst) {
-        // An earlier run's transfer finished before it could record it.
-        (None, Some(d)) if d.state == PowerState::Running => return Ok(()),
         (None, _) => return Err(Error::VmNotFound { id }),
         // A copy on the target while the source still has the domain is what a broken
         // transfer left (libvirt undefines the source only once the target runs).
@@ -172,6 +190,29 @@ async fn transfer(vmm: &Vmm, m: &Move) -> Result<()> {
     }
     crash::point_soon("migrate_vm.transferring", std::time::Duration::from_millis(400));
     m.src.migrate(id, m.dst.as_ref(), !m.shared).await
+}
+
+/// Whether a live transfer had in fact finished: the guest runs on the target and the
+/// source has no domain, or only a paused one (the target resumed the guest before the
+/// source heard the migration was done: the target's copy is the newer). The source's
+/// paused copy goes then, so that the target's is the one copy.
+async fn moved_already(
+    m: &Move,
+    on_src: Option<&crate::hypervisor::DomainInfo>,
+    on_dst: Option<&crate::hypervisor::DomainInfo>,
+) -> Result<bool> {
+    if !m.live || on_dst.is_none_or(|d| d.state != PowerState::Running) {
+        return Ok(false);
+    }
+    match on_src {
+        None => Ok(true),
+        Some(d) if d.state == PowerState::Paused => {
+            tracing::warn!(vm = %m.vm.id, node = %m.from.name, "the guest runs on the target; removing its paused source");
+            remove_domain(m.src.as_ref(), m.vm.id).await?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+    }
 }
 
 /// Streams the shut-off VM's disk from the source into a new volume on the target.
@@ -240,29 +281,31 @@ pub(super) async fn undo(vmm: &Vmm, run: &mut Run) -> Result<()> {
 /// domain found running on the target only is followed there instead.
 async fn roll_back(vmm: &Vmm, m: &Move) -> Result<()> {
     let id = m.vm.id;
+    if m.live {
+        // A transfer cut short by a timeout or a cancel may still be running in libvirt:
+        // it ends (finished or aborted) before anything is judged.
+        m.src.abort_migration(id).await?;
+    }
     let on_src = m.src.domain(id).await?;
     let on_dst = m.dst.domain(id).await?;
-    match (&on_src, &on_dst) {
-        (None, Some(d)) if m.live && d.state == PowerState::Running => {
-            tracing::info!(vm = %id, node = %m.to.name, "the live transfer had finished; switching over");
-            vmm.inner.store.switch_migration(id, m.to.id).await?;
-            return clean_up(m).await;
-        }
-        (None, _) => {
-            return Err(Error::conflict(format!(
-                "the domain of VM {id} is on neither {} nor {}; nothing removed",
-                m.from.name, m.to.name
-            )));
-        }
-        (Some(_), _) => {}
+    if moved_already(m, on_src.as_ref(), on_dst.as_ref()).await? {
+        tracing::info!(vm = %id, node = %m.to.name, "the live transfer had finished; switching over");
+        vmm.inner.store.switch_migration(id, m.to.id).await?;
+        return clean_up(m).await;
     }
+    let Some(on_src) = on_src else {
+        return Err(Error::conflict(format!(
+            "the domain of VM {id} is on neither {} nor {} (running); nothing removed",
+            m.from.name, m.to.name
+        )));
+    };
     if on_dst.is_some() {
         remove_domain(m.dst.as_ref(), id).await?;
     }
-    if !m.shared {
+    if !m.shared && m.separate {
         remove_volume_files(m.dst.as_ref(), id).await?;
     }
-    if on_src.is_some_and(|d| d.state == PowerState::Paused) && m.vm.state == crate::vm::VmState::Running {
+    if on_src.state == PowerState::Paused && m.vm.state == crate::vm::VmState::Running {
         m.src.resume(id).await?;
     }
     vmm.inner.store.end_migration(id, m.to.id).await

@@ -32,6 +32,12 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
                 target.name, vm.id
             )));
         }
+        if let Some(elsewhere) = runs_elsewhere(vmm, vm.id, from).await? {
+            return Err(Error::conflict(format!(
+                "VM {} runs on node {elsewhere}: it is not started again; left for an operator",
+                vm.id
+            )));
+        }
         vmm.step(run, 20, format!("defining the VM on {}", target.name)).await?;
         vmm.ensure_networks(dst.as_ref(), &vm).await?;
         vmm.write_current_seed(dst.as_ref(), &vm).await?;
@@ -46,6 +52,23 @@ pub(super) async fn run(vmm: &Vmm, run: &mut Run) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// A node other than `from` that answers and runs the VM (a migration that finished in
+/// libvirt as its source died), if any.
+async fn runs_elsewhere(vmm: &Vmm, vm: crate::id::VmId, from: crate::id::NodeId) -> Result<Option<String>> {
+    for node in vmm.all_nodes().await? {
+        if node.id == from {
+            continue;
+        }
+        let Ok(hv) = vmm.hypervisor(&node).await else { continue };
+        if let Ok(Some(d)) = hv.domain(vm).await {
+            if d.state == PowerState::Running {
+                return Ok(Some(node.name));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Before the switch-over: the target's definition goes (the disk is shared and stays),
