@@ -682,6 +682,8 @@ mod tests {
             (S::Stopped, A::ChangeAddresses, S::Stopped),
             (S::Running, A::ChangeAddresses, S::Running),
             (S::Stopped, A::Clone, S::Stopped),
+            (S::Stopped, A::Migrate, S::Stopped),
+            (S::Running, A::Migrate, S::Running),
         ]
     };
 
