@@ -38,7 +38,7 @@ def test_objects_are_plain_and_shaped_like_the_http_api(client, node, pool):
     vm = client.create_vm("shape", vcpus=1, memory_mib=128, disk_gib=1, ip_pool=pool, node=node)
     d = vm.to_dict()
     assert set(d) == {"id", "name", "vcpus", "memory_mib", "disk_gib", "node_id", "ip_pool_id", "state",
-                      "addresses", "created_at", "image_id", "hostname", "nics", "owner_id"}
+                      "addresses", "created_at", "image_id", "hostname", "nics", "owner_id", "ha"}
     assert d["nics"] == [{"index": 0, "mac": d["nics"][0]["mac"], "pool_id": pool.id, "network_id": None,
                           "addresses": ["192.0.2.2"]}]
     assert repr(vm).startswith("Vm(id=")
