@@ -179,8 +179,9 @@ fn verb_command(verb: &Verb) -> Command {
                     .help("Items per request (default 1000, the most the API gives)"),
             );
     }
-    // A delete takes no fields, but for the options of ending a maintenance (its query).
-    let takes_fields = verb.method != Method::Delete || verb.path.ends_with("/maintenance");
+    // A delete takes fields only where the API gives it query parameters.
+    let takes_fields = verb.method != Method::Delete
+        || fields::query_parameters(verb.method, verb.path).is_some_and(|q| !q.is_empty());
     if takes_fields {
         cmd = cmd.arg(Arg::new("fields").num_args(0..).value_name("FIELD=VALUE")).after_help(FIELDS_HELP);
     }
